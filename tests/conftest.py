@@ -27,3 +27,65 @@ def cms_data() -> Path:
 @pytest.fixture(scope="session")
 def pfnano_file(cms_data: Path) -> Path:
     return cms_data / "pfnano.root"
+
+
+# ----------------------------------------------------------------------------- tiny ONNX AE
+# Feature order, centre and scale of the tiny dense AE (SVJ-style jet substructure inputs);
+# the centre/scale values are typical magnitudes of AK8 jets, so raw inputs drawn around them
+# standardize to O(1).
+TINY_AE_FEATURES = ["eta", "phi", "mass", "ptd", "axis_major", "axis_minor"]
+TINY_AE_CENTRE = [0.0, 0.0, 120.0, 0.45, 0.12, 0.06]
+TINY_AE_SCALE = [1.4, 1.8, 60.0, 0.15, 0.05, 0.03]
+
+
+def build_tiny_ae(seed: int = 0):
+    """A dense AE 6-4-2-4-6 (ELU) whose forward returns (per-row MAE loss, reconstruction).
+
+    The loss is computed inside the graph, so the ONNX model's ``loss`` output is the anomaly
+    score directly.
+    """
+    torch = pytest.importorskip("torch")
+
+    class TinyAE(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = torch.nn.Sequential(
+                torch.nn.Linear(6, 4), torch.nn.ELU(), torch.nn.Linear(4, 2), torch.nn.ELU(),
+                torch.nn.Linear(2, 4), torch.nn.ELU(), torch.nn.Linear(4, 6),
+            )
+
+        def forward(self, x):
+            reco = self.net(x)
+            return (reco - x).abs().mean(dim=1), reco
+
+    torch.manual_seed(seed)
+    return TinyAE().eval()
+
+
+def export_tiny_ae(path: Path, *, seed: int = 0) -> Path:
+    """Export :func:`build_tiny_ae` to ``path`` (opset 17, dynamic batch) plus its sidecar."""
+    torch = pytest.importorskip("torch")
+    from coffea_ad.inference.contract import InputSpec, ModelContract, OutputSpec
+
+    model = build_tiny_ae(seed)
+    torch.onnx.export(
+        model, (torch.zeros(3, 6),), str(path), dynamo=False, opset_version=17,
+        input_names=["features"], output_names=["loss", "reconstruction"],
+        dynamic_axes={"features": {0: "n"}, "loss": {0: "n"}, "reconstruction": {0: "n"}},
+    )
+    ModelContract(
+        name="tiny_ae", kind="autoencoder", level="jet", jets="FatJet", opset=17,
+        inputs=[InputSpec(name="features", features=list(TINY_AE_FEATURES), shape=[6],
+                          scaling="external", centre=list(TINY_AE_CENTRE),
+                          scale=list(TINY_AE_SCALE))],
+        outputs=[OutputSpec("loss", "score"), OutputSpec("reconstruction", "reconstruction", [6])],
+        score="loss", description="tiny untrained dense AE for tests",
+    ).write(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_ae_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Path of a tiny dense AE exported to ONNX with its sidecar contract (6 jet features,
+    FatJet, external scaling, outputs ``loss`` = per-row MAE score and ``reconstruction``)."""
+    return export_tiny_ae(tmp_path_factory.mktemp("tiny_ae") / "tiny_ae.onnx")
