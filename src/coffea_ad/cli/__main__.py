@@ -1,0 +1,3 @@
+from coffea_ad.cli import main
+
+main()

@@ -1,0 +1,70 @@
+"""The console script, run as a new user runs it (a real subprocess)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+import coffea_ad
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    exe = shutil.which("coffea-ad")
+    cmd = [exe, *args] if exe else [sys.executable, "-m", "coffea_ad.cli", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_version():
+    res = _cli("--version")
+    assert res.returncode == 0
+    assert coffea_ad.__version__ in res.stdout
+
+
+def test_help_lists_every_verb():
+    res = _cli("--help")
+    assert res.returncode == 0
+    for verb in ("demo", "generate", "features", "train", "score", "inspect", "run", "report"):
+        assert verb in res.stdout
+
+
+def test_every_verb_has_help():
+    from coffea_ad.cli import COMMANDS
+
+    for verb in COMMANDS:
+        res = _cli(verb, "--help")
+        assert res.returncode == 0, (verb, res.stderr)
+        assert "Usage:" in res.stdout
+
+
+def test_unknown_processor_is_named(tmp_path):
+    fileset = tmp_path / "f.json"
+    fileset.write_text("{}")
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"")
+    res = _cli("run", "nope", "--fileset", str(fileset), "--model", str(model), "-o", str(tmp_path))
+    assert res.returncode != 0
+    assert "unknown processor 'nope'" in res.stderr
+    assert "svj" in res.stderr
+
+
+@pytest.mark.parametrize("pair", ["a", "=1"])
+def test_parse_settings_rejects_bad_pairs(pair):
+    import click
+
+    from coffea_ad.cli import parse_settings
+
+    if pair == "=1":
+        assert parse_settings((pair,)) == {"": 1}
+    else:
+        with pytest.raises(click.BadParameter, match="key=value"):
+            parse_settings((pair,))
+
+
+def test_parse_settings_types():
+    from coffea_ad.cli import parse_settings
+
+    assert parse_settings(("n=3", "x=0.5", "flag=true", "name=qcd")) == {
+        "n": 3, "x": 0.5, "flag": True, "name": "qcd"}
