@@ -1,0 +1,50 @@
+"""``coffea-ad train RECIPE --fileset F [--set key=value ...] --out models/NAME``."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import pkgutil
+
+import click
+
+from coffea_ad.cli import parse_settings
+from coffea_ad.errors import UnknownNameError
+
+__all__ = ["RECIPES", "load_recipe", "train"]
+
+
+def _recipes() -> list[str]:
+    import coffea_ad.training as pkg
+
+    return sorted(m.name for m in pkgutil.iter_modules(pkg.__path__)
+                  if not m.name.startswith("_") and m.name != "validate")
+
+
+RECIPES = _recipes()
+
+
+def load_recipe(name: str):
+    """The recipe module ``coffea_ad.training.NAME``; unknown name -> UnknownNameError."""
+    if name not in RECIPES:
+        raise UnknownNameError("recipe", name, RECIPES)
+    return importlib.import_module(f"coffea_ad.training.{name}")
+
+
+@click.command()
+@click.argument("recipe")
+@click.option("--fileset", "fileset", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Fileset JSON (coffea dataset format), e.g. from `coffea-ad generate`.")
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
+              help="Override a key of the recipe's CONFIG (repeatable).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="Output base path: writes OUT.onnx, OUT.json, OUT.md, OUT_loss.png.")
+def train(recipe: str, fileset: str, settings: tuple[str, ...], out: str) -> None:
+    """Train model RECIPE on FILESET and export it to ONNX with its contract and card."""
+    module = load_recipe(recipe)
+    config = parse_settings(settings)
+    unknown = [k for k in config if k not in module.CONFIG]
+    if unknown:  # refuse before reading any event
+        raise UnknownNameError(f"{recipe} config key", unknown[0], module.CONFIG)
+    metrics = module.run(config, fileset, out)
+    click.echo(json.dumps(metrics, indent=2, default=str))

@@ -1,0 +1,235 @@
+"""From a fileset to the training tables, with the feature code the processors use.
+
+A fileset is coffea's dataset format, ``{dataset: {"files": {path: treename}, "metadata":
+{...}}}`` (or the path of its JSON). Jet features come from
+:func:`coffea_ad.features.jet_features`, the same function the scorer calls at inference, so a
+model never sees inputs computed by other code than the one it was trained on. Splits into
+train/validation/test are seeded.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import awkward as ak
+import numpy as np
+
+from coffea_ad.errors import UnknownNameError
+from coffea_ad.inference.contract import file_sha256
+
+__all__ = [
+    "JetTable",
+    "concat_tables",
+    "dataset_files",
+    "iter_events",
+    "jet_table",
+    "load_fileset",
+    "load_jet_tables",
+    "signal_datasets",
+    "split_indices",
+]
+
+Fileset = Mapping[str, Any]
+
+
+def load_fileset(fileset: Fileset | str | Path) -> dict[str, Any]:
+    """Return the fileset as a dict (reading JSON when given a path); files normalized to
+    ``{path: treename}``."""
+    if isinstance(fileset, (str, Path)):
+        fileset = json.loads(Path(fileset).read_text())
+    out: dict[str, Any] = {}
+    for name, entry in fileset.items():
+        if not isinstance(entry, Mapping) or "files" not in entry:
+            raise ValueError(f"fileset dataset {name!r}: expected a mapping with 'files' "
+                             f"(coffea dataset format), found {type(entry).__name__}")
+        files = entry["files"]
+        if not isinstance(files, Mapping):
+            files = {str(f): "Events" for f in files}
+        out[name] = {"files": {str(k): (v if isinstance(v, str) else v.get("object_path", "Events"))
+                               for k, v in files.items()},
+                     "metadata": dict(entry.get("metadata") or {})}
+    return out
+
+
+def signal_datasets(fileset: Fileset) -> list[str]:
+    """Datasets whose metadata says ``is_signal: True``."""
+    return [n for n, e in fileset.items() if bool(e.get("metadata", {}).get("is_signal", False))]
+
+
+def dataset_files(fileset: Fileset, datasets: Sequence[str] | None = None) -> dict[str, str]:
+    """``{path: sha256}`` of every file of ``datasets`` (all if ``None``), for the contract."""
+    names = list(fileset) if datasets is None else list(datasets)
+    return {path: file_sha256(path) for n in names for path in fileset[n]["files"]}
+
+
+def iter_events(fileset: Fileset, datasets: Sequence[str] | None = None, *,
+                mode: str = "eager") -> Iterator[tuple[str, str, Any]]:
+    """Yield ``(dataset, path, events)`` for each file, as PFNano NanoEvents.
+
+    Args:
+        fileset: normalized fileset (:func:`load_fileset`).
+        datasets: which datasets (all if ``None``); an unknown name raises
+            :class:`~coffea_ad.errors.UnknownNameError`.
+        mode: NanoEvents mode (``"eager"`` or ``"virtual"``).
+    """
+    from coffea.nanoevents import NanoEventsFactory, PFNanoAODSchema
+
+    names = list(fileset) if datasets is None else list(datasets)
+    for name in names:
+        if name not in fileset:
+            raise UnknownNameError("dataset", name, fileset)
+        for path, tree in fileset[name]["files"].items():
+            events = NanoEventsFactory.from_root(
+                {path: tree}, schemaclass=PFNanoAODSchema, mode=mode).events()
+            yield name, path, events
+
+
+@dataclass
+class JetTable:
+    """Per-jet rows of one dataset: features and the columns needed to weight/split them.
+
+    Attributes:
+        names: feature names (columns of ``x``).
+        x: ``[n_jets, n_features]`` float32.
+        pt: ``[n_jets]`` jet p_T (for p_T-flattening weights).
+        weight: ``[n_jets]`` the event's generator weight.
+        event: ``[n_jets]`` running event number over the dataset's files (splits keep the
+            jets of one event together).
+        jet_index: ``[n_jets]`` position of the jet in its event (0 = leading).
+        extra: more per-jet columns (e.g. event-level m_T broadcast to jets).
+    """
+
+    names: list[str]
+    x: np.ndarray
+    pt: np.ndarray
+    weight: np.ndarray
+    event: np.ndarray
+    jet_index: np.ndarray
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def take(self, idx: np.ndarray) -> JetTable:
+        """Rows ``idx`` (an index or boolean mask)."""
+        return JetTable(self.names, self.x[idx], self.pt[idx], self.weight[idx], self.event[idx],
+                        self.jet_index[idx], {k: v[idx] for k, v in self.extra.items()})
+
+
+def jet_table(events, names: Sequence[str], *, jets: str = "FatJet", max_jets: int = 2,
+              min_pt: float = 0.0) -> dict[str, np.ndarray]:
+    """Per-jet feature rows of the ``max_jets`` leading jets with ``pt > min_pt``.
+
+    Args:
+        events: NanoEvents (``events * ...``).
+        names: feature names of :data:`coffea_ad.features.JET_FEATURES`.
+        jets: jet collection.
+        max_jets: keep at most this many leading jets per event (NanoAOD stores them
+            p_T-ordered).
+        min_pt: p_T threshold in GeV.
+
+    Returns:
+        ``{"x": [n, F] float32, "pt", "weight", "event" (index in ``events``), "jet_index"}``.
+    """
+    from coffea_ad.features import jet_features
+
+    feats = jet_features(events, list(names), jets=jets)[:, :max_jets]
+    pt = events[jets].pt[:, :max_jets]
+    keep = pt > min_pt
+    event_idx = ak.broadcast_arrays(np.arange(len(events)), pt)[0]
+    jet_idx = ak.local_index(pt, axis=1)
+    if "genWeight" in ak.fields(events):
+        w = ak.broadcast_arrays(ak.values_astype(events.genWeight, np.float64), pt)[0]
+    else:  # real data has no generator weight: every jet counts once
+        w = ak.ones_like(pt, dtype=np.float64)
+    cols = [ak.to_numpy(ak.flatten(feats[n][keep], axis=None)).astype(np.float32) for n in names]
+    x = np.stack(cols, axis=1) if cols else np.zeros((0, 0), np.float32)
+    return {
+        "x": x.reshape(-1, len(names)),
+        "pt": ak.to_numpy(ak.flatten(pt[keep])).astype(np.float32),
+        "weight": ak.to_numpy(ak.flatten(w[keep])).astype(np.float32),
+        "event": ak.to_numpy(ak.flatten(event_idx[keep])).astype(np.int64),
+        "jet_index": ak.to_numpy(ak.flatten(jet_idx[keep])).astype(np.int16),
+    }
+
+
+def load_jet_tables(fileset: Fileset | str | Path, names: Sequence[str], *,
+                    datasets: Sequence[str] | None = None, jets: str = "FatJet",
+                    max_jets: int = 2, min_pt: float = 0.0) -> dict[str, JetTable]:
+    """Read every file of ``datasets`` into one :class:`JetTable` per dataset.
+
+    See :func:`jet_table` for the arguments. Event numbers run on across a dataset's files.
+    """
+    fs = load_fileset(fileset)
+    parts: dict[str, list[dict[str, np.ndarray]]] = {}
+    offsets: dict[str, int] = {}
+    for name, _path, events in iter_events(fs, datasets):
+        t = jet_table(events, names, jets=jets, max_jets=max_jets, min_pt=min_pt)
+        t["event"] = t["event"] + offsets.get(name, 0)
+        offsets[name] = offsets.get(name, 0) + len(events)
+        parts.setdefault(name, []).append(t)
+    out = {}
+    for name in (list(fs) if datasets is None else datasets):
+        ps = parts.get(name, [])
+        if not ps:
+            ps = [{"x": np.zeros((0, len(names)), np.float32), "pt": np.zeros(0, np.float32),
+                   "weight": np.zeros(0, np.float32), "event": np.zeros(0, np.int64),
+                   "jet_index": np.zeros(0, np.int16)}]
+        cat = {k: np.concatenate([p[k] for p in ps]) for k in ps[0]}
+        out[name] = JetTable(list(names), cat["x"], cat["pt"], cat["weight"], cat["event"],
+                             cat["jet_index"])
+    return out
+
+
+def concat_tables(tables: Sequence[JetTable]) -> JetTable:
+    """Concatenate tables with equal feature names; event numbers are made unique."""
+    if not tables:
+        raise ValueError("concat_tables: expected at least one table, found none")
+    offset = 0
+    events = []
+    for t in tables:
+        events.append(t.event + offset)
+        offset += int(t.event.max()) + 1 if len(t) else 0
+    keys = set(tables[0].extra)
+    return JetTable(
+        tables[0].names, np.concatenate([t.x for t in tables]),
+        np.concatenate([t.pt for t in tables]), np.concatenate([t.weight for t in tables]),
+        np.concatenate(events), np.concatenate([t.jet_index for t in tables]),
+        {k: np.concatenate([t.extra[k] for t in tables]) for k in keys},
+    )
+
+
+def split_indices(n: int, *, val_fraction: float, test_fraction: float, seed: int,
+                  groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Seeded random split of ``range(n)`` into train/validation/test index arrays.
+
+    Args:
+        n: number of rows.
+        val_fraction, test_fraction: fractions of rows (or of groups) for validation and test.
+        seed: seed of the permutation (same seed -> same split).
+        groups: optional ``[n]`` group label (e.g. event number): all rows of a group land in
+            the same split, so the two jets of one event are never split between train and test.
+
+    Returns:
+        ``(train, val, test)`` sorted index arrays.
+    """
+    if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise ValueError(f"split_indices: expected fractions in [0, 1) summing below 1, found "
+                         f"val {val_fraction} and test {test_fraction}")
+    rng = np.random.default_rng(seed)
+    if groups is None:
+        groups = np.arange(n)
+    uniq, inverse = np.unique(groups, return_inverse=True)
+    perm = rng.permutation(len(uniq))
+    n_test = int(round(test_fraction * len(uniq)))
+    n_val = int(round(val_fraction * len(uniq)))
+    which = np.empty(len(uniq), np.int8)  # 0 train, 1 val, 2 test
+    which[perm[:n_test]] = 2
+    which[perm[n_test:n_test + n_val]] = 1
+    which[perm[n_test + n_val:]] = 0
+    row = which[inverse]
+    return tuple(np.flatnonzero(row == k) for k in (0, 1, 2))  # type: ignore[return-value]

@@ -1,0 +1,135 @@
+"""What every training recipe shares: configuration, dataset roles, export and documentation.
+
+The recipes in ``training/`` (``coffea_ad.training.*``) are a ``CONFIG`` dict plus a ``run``
+that calls these helpers; logic lives here so that recipes stay a page long.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from coffea_ad.errors import UnknownNameError
+from coffea_ad.inference.contract import ModelContract
+from coffea_ad.nn.data import dataset_files, signal_datasets
+from coffea_ad.nn.export import (
+    export_onnx,
+    model_paths,
+    plot_history,
+    verify_onnx,
+    write_model_card,
+)
+
+__all__ = ["dataset_roles", "finish", "flat_pt_weights", "resolve_config"]
+
+
+def resolve_config(defaults: Mapping[str, Any], config: Mapping[str, Any] | None,
+                   *, recipe: str) -> dict[str, Any]:
+    """``defaults`` updated by ``config``; a key ``defaults`` lacks raises
+    :class:`~coffea_ad.errors.UnknownNameError` listing the valid keys.
+
+    Tuples given as lists (from JSON/CLI) are kept as lists; ``hidden`` may also be given as a
+    string ``"10,10"`` (what ``--set hidden=10,10`` yields).
+    """
+    out = dict(defaults)
+    for key, value in (config or {}).items():
+        if key not in defaults:
+            raise UnknownNameError(f"{recipe} config key", key, defaults)
+        if isinstance(value, str) and isinstance(defaults[key], (list, tuple)):
+            value = [_scalar(v) for v in value.split(",") if v.strip()]
+        out[key] = value
+    return out
+
+
+def _scalar(text: str) -> Any:
+    text = text.strip()
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def dataset_roles(fileset: Mapping[str, Any], train_datasets: Sequence[str] | None
+                  ) -> tuple[list[str], list[str], list[str]]:
+    """Split the fileset's datasets into (train, signal, other background).
+
+    Training datasets default to those with metadata ``is_signal`` false; signals are those
+    with ``is_signal`` true; the rest are background datasets not trained on.
+    """
+    names = list(fileset)
+    signals = signal_datasets(fileset)
+    if train_datasets is None:
+        train = [n for n in names if n not in signals]
+    else:
+        train = list(train_datasets)
+        for n in train:
+            if n not in fileset:
+                raise UnknownNameError("dataset", n, names)
+    if not train:
+        raise ValueError(f"no background dataset to train on: every dataset of {names} has "
+                         f"is_signal true; name them with train_datasets")
+    signals = [n for n in signals if n not in train]
+    others = [n for n in names if n not in train and n not in signals]
+    return train, signals, others
+
+
+def flat_pt_weights(pt: np.ndarray, *, bins: int = 30, base: np.ndarray | None = None) -> np.ndarray:
+    """Weights that make the (weighted) p_T distribution flat: 1 / density in p_T quantile bins.
+
+    Decorrelates the AE from jet p_T (as the SVJ AE studies do, arXiv:2112.02864 sec. 3).
+    Normalized to mean 1.
+    """
+    base = np.ones_like(pt, dtype=np.float64) if base is None else np.asarray(base, np.float64)
+    if len(pt) == 0:
+        return base.astype(np.float32)
+    edges = np.unique(np.quantile(pt, np.linspace(0, 1, bins + 1)))
+    idx = np.clip(np.searchsorted(edges, pt, side="right") - 1, 0, len(edges) - 2)
+    content = np.bincount(idx, weights=base, minlength=len(edges) - 1)
+    width = np.diff(edges)
+    density = content / np.where(width > 0, width, 1.0)
+    w = base / np.where(density[idx] > 0, density[idx], 1.0)
+    return (w / w.mean()).astype(np.float32)
+
+
+def finish(model, contract: ModelContract, *, out: str | Path,
+           example: Mapping[str, np.ndarray], check: Mapping[str, np.ndarray],
+           config: Mapping[str, Any], history=None, training_files: Sequence[str] = (),
+           fileset: Mapping[str, Any] | None = None, onnx_model=None) -> dict[str, Path]:
+    """Export, verify, plot and document a trained model.
+
+    Args:
+        model: the trained torch module (its ``output_names`` name the ONNX outputs).
+        contract: the contract (training files and their sha256 are added here).
+        out: ``models/NAME`` (suffix optional).
+        example: inputs to trace with.
+        check: inputs of another batch size for the ONNX Runtime vs torch check (rtol 1e-4).
+        config: the resolved recipe configuration (written into the card).
+        history: the training :class:`~coffea_ad.nn.fit.History`.
+        training_files: datasets whose files' sha256 go into the contract.
+        fileset: the normalized fileset the datasets come from.
+        onnx_model: export this module instead of ``model`` (e.g. a wrapper).
+
+    Returns:
+        The paths written (see :func:`coffea_ad.nn.export.model_paths`).
+    """
+    paths = model_paths(out)
+    contract.name = paths["onnx"].stem
+    if fileset is not None and training_files:
+        contract.training["files"] = dataset_files(fileset, training_files)
+    module = onnx_model if onnx_model is not None else model
+    export_onnx(module, example, paths["onnx"], output_names=module.output_names,
+                opset=contract.opset, contract=contract)
+    contract.extra["onnx_vs_torch_max_abs_diff"] = verify_onnx(module, paths["onnx"], check)
+    contract.write(paths["contract"])
+    if history is not None:
+        paths["history"].write_text(json.dumps(history.to_dict(), indent=1) + "\n")
+        plot_history(history, paths["loss_plot"], title=contract.name)
+    write_model_card(paths["card"], contract, config=config, history=history,
+                     loss_plot=paths["loss_plot"] if history is not None else None)
+    return paths
