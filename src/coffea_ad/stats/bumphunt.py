@@ -1,0 +1,431 @@
+"""Bump hunt in m_jj: dijet-function background fit, signal + background fit, local significance.
+
+The background is the standard dijet function of the CMS and ATLAS dijet resonance searches
+(CMS, Phys. Rev. D 87 (2013) 114015, arXiv:1302.4794; CMS, JHEP 05 (2020) 033,
+arXiv:1911.03947)::
+
+    dN/dx = p0 (1 - x)^p1 / x^(p2 + p3 ln x [+ p4 ln^2 x]),     x = m_jj / sqrt(s)
+
+with 3, 4 or 5 parameters. Fits are binned Poisson likelihood fits (iminuit, with the
+``ExtendedBinnedNLL`` cost, whose minimum is the Poisson deviance and is asymptotically chi2
+distributed) of the expected count in each bin, the bin integral of the function (5-point
+Gauss-Legendre per bin). The signal + background fit adds mu * S_i, S the expected signal per
+bin at mu = 1 (a Gaussian by default, or any template). The local significance comes from the
+profile likelihood ratio q0 = -2 ln [L(0, theta_hat_hat) / L(mu_hat, theta_hat)],
+Z = sqrt(q0) for mu_hat >= 0 and 0 otherwise (Cowan, Cranmer, Gross, Vitells,
+arXiv:1007.1727, eq. 12 and 52).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from scipy import stats as _sstats
+
+from coffea_ad._optional import require
+
+__all__ = [
+    "DijetFit",
+    "SignalFit",
+    "dijet_function",
+    "fit_dijet_background",
+    "fit_signal_plus_background",
+    "gaussian_signal",
+]
+
+NParams = Literal[3, 4, 5]
+
+# 5-point Gauss-Legendre nodes and weights on [-1, 1]
+_GL_X, _GL_W = np.polynomial.legendre.leggauss(5)
+
+
+def dijet_function(x: ArrayLike, p0: float, p1: float, p2: float, p3: float = 0.0,
+                   p4: float = 0.0) -> NDArray[np.float64]:
+    """f(x) = p0 (1 - x)^p1 / x^(p2 + p3 ln x + p4 ln^2 x), x = m_jj / sqrt(s).
+
+    Args:
+        x: m_jj / sqrt(s), in (0, 1).
+        p0: normalisation (events per unit x).
+        p1: power of (1 - x).
+        p2: power of 1/x.
+        p3: coefficient of ln x in the power (0 for the 3-parameter form).
+        p4: coefficient of ln^2 x (5-parameter form only).
+
+    Returns:
+        f(x), same shape as ``x``.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    lx = np.log(x)
+    return p0 * np.exp(p1 * np.log1p(-x) - (p2 + p3 * lx + p4 * lx * lx) * lx)
+
+
+def _shape_integrals(xe: NDArray[np.float64], shape: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Integral over each bin [xe_i, xe_i+1] of the dijet function with p0 = 1."""
+    half = 0.5 * np.diff(xe)
+    mid = 0.5 * (xe[1:] + xe[:-1])
+    nodes = mid[:, None] + half[:, None] * _GL_X[None, :]
+    p = np.zeros(4)
+    p[: shape.size] = shape
+    vals = dijet_function(nodes, 1.0, *p)
+    return (vals * _GL_W[None, :]).sum(axis=1) * half
+
+
+def _as_counts_edges(counts: Any, edges: ArrayLike | None) -> tuple[NDArray, NDArray]:
+    if hasattr(counts, "axes") and hasattr(counts, "values"):
+        if len(counts.axes) != 1:
+            names = [ax.name for ax in counts.axes]
+            msg = f"bump hunt: expected a 1-d m_jj histogram, found axes {names}"
+            raise ValueError(msg)
+        n = np.asarray(counts.values(), dtype=np.float64)
+        e = np.asarray(counts.axes[0].edges, dtype=np.float64)
+    else:
+        if edges is None:
+            msg = "bump hunt: expected edges= with a counts array (or pass a hist.Hist)"
+            raise ValueError(msg)
+        n = np.asarray(counts, dtype=np.float64).ravel()
+        e = np.asarray(edges, dtype=np.float64).ravel()
+    if e.size != n.size + 1:
+        msg = f"bump hunt: expected len(edges) = len(counts) + 1, found {e.size} and {n.size}"
+        raise ValueError(msg)
+    if np.any(np.diff(e) <= 0) or e[0] <= 0:
+        msg = f"bump hunt: expected positive increasing m_jj edges, found {e}"
+        raise ValueError(msg)
+    if np.any(n < 0) or not np.all(np.isfinite(n)):
+        msg = "bump hunt: expected finite non-negative counts"
+        raise ValueError(msg)
+    return n, e
+
+
+@dataclass(frozen=True)
+class DijetFit:
+    """Background-only dijet-function fit.
+
+    Attributes:
+        edges: m_jj bin edges (GeV).
+        counts: observed counts per bin.
+        expected: fitted expected counts per bin.
+        params: p0 ... p(n-1) of :func:`dijet_function` (p0 in events per unit x).
+        errors: their Hesse uncertainties (p0's from the total-yield uncertainty).
+        sqrt_s: centre-of-mass energy (GeV) defining x.
+        deviance: Poisson deviance at the minimum (chi2-like goodness of fit).
+        ndf: bins minus fitted parameters.
+        valid: Minuit's verdict on the minimum.
+    """
+
+    edges: NDArray[np.float64]
+    counts: NDArray[np.float64]
+    expected: NDArray[np.float64]
+    params: NDArray[np.float64]
+    errors: NDArray[np.float64]
+    sqrt_s: float
+    deviance: float
+    ndf: int
+    valid: bool
+
+    @property
+    def p_value(self) -> float:
+        """Goodness of fit: chi2 survival probability of the deviance."""
+        return float(_sstats.chi2.sf(self.deviance, self.ndf)) if self.ndf > 0 else float("nan")
+
+    @property
+    def pulls(self) -> NDArray[np.float64]:
+        """(observed - expected) / sqrt(expected) per bin."""
+        return (self.counts - self.expected) / np.sqrt(self.expected)
+
+    def density(self, mjj: ArrayLike) -> NDArray[np.float64]:
+        """Fitted events per GeV at ``mjj`` (GeV)."""
+        m = np.asarray(mjj, dtype=np.float64)
+        return dijet_function(m / self.sqrt_s, *self.params) / self.sqrt_s
+
+
+@dataclass(frozen=True)
+class SignalFit:
+    """Signal + background fit.
+
+    Attributes:
+        mu: fitted signal strength (unbounded, may be negative).
+        mu_err: its Hesse uncertainty (profiled over the background parameters).
+        q0: profile likelihood ratio test statistic for mu = 0.
+        significance: local significance, sqrt(q0) if mu >= 0 else 0.
+        signal: expected signal per bin at mu = 1.
+        background_expected: fitted background per bin in the S+B fit.
+        background_only: the background-only fit (mu = 0).
+        deviance: Poisson deviance of the S+B fit.
+        valid: Minuit's verdict on the S+B minimum.
+    """
+
+    mu: float
+    mu_err: float
+    q0: float
+    significance: float
+    signal: NDArray[np.float64]
+    background_expected: NDArray[np.float64]
+    background_only: DijetFit
+    deviance: float
+    valid: bool
+
+    @property
+    def edges(self) -> NDArray[np.float64]:
+        """m_jj bin edges."""
+        return self.background_only.edges
+
+    @property
+    def counts(self) -> NDArray[np.float64]:
+        """Observed counts."""
+        return self.background_only.counts
+
+    @property
+    def expected(self) -> NDArray[np.float64]:
+        """Fitted S+B expectation per bin."""
+        return self.background_expected + self.mu * self.signal
+
+    @property
+    def pulls(self) -> NDArray[np.float64]:
+        """(observed - S+B expected) / sqrt(expected) per bin."""
+        return (self.counts - self.expected) / np.sqrt(self.expected)
+
+    @property
+    def signed_significance(self) -> float:
+        """sign(mu) sqrt(q0): negative for a deficit."""
+        return float(np.sign(self.mu) * np.sqrt(max(self.q0, 0.0)))
+
+
+def _start_values(
+    n: NDArray, xe: NDArray, n_params: int
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Shape parameters p1..p(n-1) and their covariance from a linear fit of ln(density).
+
+    ln f = ln p0 + p1 ln(1 - x) - p2 ln x - p3 ln^2 x - p4 ln^3 x is linear in the
+    parameters, so this needs no minimiser and lands close to the likelihood minimum. Its
+    covariance (Poisson weights, sigma(ln n) = 1/sqrt(n)) gives the linear map the likelihood
+    fit runs in: p1..p4 are correlated at the 0.99 level, which leaves Migrad with an invalid
+    minimum, while the whitened coordinates are nearly uncorrelated with unit scale.
+    """
+    xc = 0.5 * (xe[1:] + xe[:-1])
+    ok = n > 0
+    if np.count_nonzero(ok) < n_params + 1:
+        msg = (
+            f"bump hunt: expected at least {n_params + 1} non-empty bins for a "
+            f"{n_params}-parameter fit, found {np.count_nonzero(ok)}"
+        )
+        raise ValueError(msg)
+    dens = n[ok] / np.diff(xe)[ok]
+    lx = np.log(xc[ok])
+    cols = [np.ones_like(lx), np.log1p(-xc[ok]), -lx, -(lx**2), -(lx**3)][:n_params]
+    design = np.stack(cols, axis=1) * np.sqrt(n[ok])[:, None]
+    coef, *_ = np.linalg.lstsq(design, np.log(dens) * np.sqrt(n[ok]), rcond=None)
+    cov = np.linalg.pinv(design.T @ design)
+    return coef[1:], cov[1:, 1:]
+
+
+class _Model:
+    """Expected counts per bin: norm * normalised shape integrals (+ mu * signal).
+
+    The shape parameters are ``shape0 + chol @ z`` with Minuit fitting ``z`` (whitened
+    coordinates, see :func:`_start_values`). Called by iminuit as a scaled CDF at the edges.
+    """
+
+    def __init__(self, xe: NDArray, shape0: NDArray, chol: NDArray, signal: NDArray | None):
+        self.xe, self.shape0, self.chol, self.signal = xe, shape0, chol, signal
+
+    def shape(self, z: NDArray) -> NDArray[np.float64]:
+        return self.shape0 + self.chol @ z
+
+    def split(self, par: NDArray) -> tuple[float, float, NDArray]:
+        """(mu, norm, z) from Minuit's parameter vector."""
+        if self.signal is None:
+            return 0.0, float(par[0]), np.asarray(par[1:])
+        return float(par[0]), float(par[1]), np.asarray(par[2:])
+
+    def background(self, norm: float, z: NDArray) -> NDArray[np.float64]:
+        integ = _shape_integrals(self.xe, self.shape(z))
+        return norm * integ / integ.sum()
+
+    def bins(self, par: NDArray) -> NDArray[np.float64]:
+        mu, norm, z = self.split(par)
+        out = self.background(norm, z)
+        return out if self.signal is None else out + mu * self.signal
+
+    def __call__(self, xe: NDArray, *par: float) -> NDArray[np.float64]:
+        return np.concatenate([[0.0], np.cumsum(self.bins(np.asarray(par)))])
+
+
+def _minimise(n: NDArray, model: _Model, start: list[float], names: list[str]) -> Any:
+    iminuit = require("iminuit", purpose="bump-hunt fits")
+    cost_mod = require("iminuit.cost", purpose="bump-hunt fits")
+    cost = cost_mod.ExtendedBinnedNLL(n, model.xe, model, name=names)
+    m = iminuit.Minuit(cost, *start, name=names)
+    m.limits["norm"] = (0.0, None)
+    m.errors["norm"] = max(np.sqrt(n.sum()), 1.0)
+    for name in names:
+        if name.startswith("z"):
+            m.errors[name] = 1.0  # whitened: unit scale by construction
+    if model.signal is not None:
+        # initial step of the order of mu's error: sqrt(background under the signal) / S
+        s = model.signal / model.signal.sum()
+        m.errors["mu"] = max(float(np.sqrt(n @ s)) / float(model.signal @ s), 1e-3)
+    m.migrad()
+    if not m.valid:  # a second pass from where the first stopped usually converges
+        m.migrad()
+    m.hesse()
+    return m
+
+
+def fit_dijet_background(
+    counts: Any,
+    edges: ArrayLike | None = None,
+    *,
+    sqrt_s: float = 13000.0,
+    n_params: NParams = 4,
+) -> DijetFit:
+    """Fit the dijet function to an m_jj spectrum (binned Poisson likelihood).
+
+    Args:
+        counts: counts per m_jj bin, or a 1-d ``hist.Hist`` (then ``edges`` is not needed).
+        edges: m_jj bin edges in GeV.
+        sqrt_s: centre-of-mass energy in GeV (x = m_jj / sqrt_s).
+        n_params: 3, 4 or 5 parameters of :func:`dijet_function`.
+
+    Returns:
+        :class:`DijetFit`.
+    """
+    if n_params not in (3, 4, 5):
+        msg = f"fit_dijet_background: expected n_params in (3, 4, 5), found {n_params}"
+        raise ValueError(msg)
+    n, e = _as_counts_edges(counts, edges)
+    xe = e / sqrt_s
+    if xe[-1] >= 1:
+        msg = f"bump hunt: expected m_jj edges below sqrt_s={sqrt_s}, found up to {e[-1]}"
+        raise ValueError(msg)
+    shape0, cov = _start_values(n, xe, n_params)
+    chol = np.linalg.cholesky(cov + 1e-12 * np.diag(np.diag(cov)))
+    model = _Model(xe, shape0, chol, None)
+    names = ["norm"] + [f"z{i}" for i in range(1, n_params)]
+    m = _minimise(n, model, [float(n.sum())] + [0.0] * (n_params - 1), names)
+    vals = np.asarray(m.values)
+    _, norm, z = model.split(vals)
+    shape = model.shape(z)
+    integ_total = _shape_integrals(xe, shape).sum()
+    # covariance of (p1..) = chol cov_z chol^T
+    cov_all = np.asarray(m.covariance) if m.covariance is not None else np.full((vals.size,) * 2, np.nan)
+    cov_shape = chol @ cov_all[1:, 1:] @ chol.T
+    # p0 = norm / integral: its error is dominated by the total-yield error
+    errors = np.concatenate([[np.sqrt(cov_all[0, 0]) / integ_total], np.sqrt(np.diag(cov_shape))])
+    fit = DijetFit(
+        edges=e,
+        counts=n,
+        expected=model.background(norm, z),
+        params=np.concatenate([[norm / integ_total], shape]),
+        errors=errors,
+        sqrt_s=sqrt_s,
+        deviance=float(m.fval),
+        ndf=int(n.size - m.nfit),
+        valid=bool(m.valid),
+    )
+    object.__setattr__(fit, "_model", model)
+    object.__setattr__(fit, "_values", vals)
+    return fit
+
+
+def gaussian_signal(
+    edges: ArrayLike, *, mass: float, width: float, norm: float = 1.0
+) -> NDArray[np.float64]:
+    """Expected signal per bin for a Gaussian resonance of ``norm`` events in all.
+
+    Args:
+        edges: m_jj bin edges (GeV).
+        mass: resonance mass (GeV).
+        width: Gaussian sigma (GeV), the detector resolution for a narrow resonance.
+        norm: total number of signal events (over the whole real line).
+
+    Returns:
+        ``norm * (Phi((e_i+1 - mass)/width) - Phi((e_i - mass)/width))`` per bin.
+    """
+    if not width > 0:
+        msg = f"gaussian_signal: expected width > 0, found {width}"
+        raise ValueError(msg)
+    cdf = _sstats.norm.cdf(np.asarray(edges, dtype=np.float64), loc=mass, scale=width)
+    return norm * np.diff(cdf)
+
+
+def fit_signal_plus_background(
+    counts: Any,
+    edges: ArrayLike | None = None,
+    *,
+    signal: ArrayLike | Callable[[NDArray[np.float64]], ArrayLike] | None = None,
+    mass: float | None = None,
+    width: float | None = None,
+    sqrt_s: float = 13000.0,
+    n_params: NParams = 4,
+    background: DijetFit | None = None,
+) -> SignalFit:
+    """Fit mu * S + dijet-function background; signal strength and local significance.
+
+    Args:
+        counts: counts per m_jj bin, or a 1-d ``hist.Hist``.
+        edges: m_jj bin edges in GeV (arrays only).
+        signal: expected signal per bin at mu = 1 (e.g. a signal MC histogram's values), or
+            a callable taking the edges and returning it. If ``None``, a Gaussian of one
+            event in all with ``mass`` and ``width`` (then mu is the fitted number of
+            signal events).
+        mass: Gaussian signal mass (GeV), when ``signal`` is ``None``.
+        width: Gaussian signal width (GeV), when ``signal`` is ``None``.
+        sqrt_s: centre-of-mass energy in GeV.
+        n_params: parameters of the dijet function (3, 4 or 5).
+        background: a background-only fit of the same spectrum, reused as the mu = 0 fit
+            (it is computed if not given).
+
+    Returns:
+        :class:`SignalFit` with mu, its Hesse uncertainty, q0 and the local significance.
+    """
+    n, e = _as_counts_edges(counts, edges)
+    if signal is None:
+        if mass is None or width is None:
+            msg = "fit_signal_plus_background: expected signal=, or mass= and width= for a Gaussian"
+            raise ValueError(msg)
+        sig = gaussian_signal(e, mass=mass, width=width)
+    elif callable(signal):
+        sig = np.asarray(signal(e), dtype=np.float64)
+    else:
+        sig = np.asarray(signal, dtype=np.float64).ravel()
+    if sig.shape != n.shape:
+        msg = f"fit_signal_plus_background: expected {n.size} signal bins, found {sig.size}"
+        raise ValueError(msg)
+    if not sig.sum() > 0:
+        msg = (
+            "fit_signal_plus_background: the signal template has no events inside the fit "
+            f"range [{e[0]}, {e[-1]}] GeV"
+        )
+        raise ValueError(msg)
+    if background is None:
+        background = fit_dijet_background(n, e, sqrt_s=sqrt_s, n_params=n_params)
+    elif background.params.size != n_params or not np.array_equal(background.counts, n):
+        msg = (
+            "fit_signal_plus_background: background= must be a fit of the same counts with "
+            f"n_params={n_params}, found one with {background.params.size} parameters"
+        )
+        raise ValueError(msg)
+    bmodel: _Model = background._model  # type: ignore[attr-defined]
+    model = _Model(bmodel.xe, bmodel.shape0, bmodel.chol, sig)
+    names = ["mu", "norm"] + [f"z{i}" for i in range(1, n_params)]
+    m = _minimise(n, model, [0.0, *background._values], names)  # type: ignore[attr-defined]
+    mu = float(m.values["mu"])
+    fval = float(m.fval)
+    # the background-only fit is the mu = 0 conditional fit; it can only be worse
+    q0 = max(background.deviance - fval, 0.0)
+    _, norm, z = model.split(np.asarray(m.values))
+    return SignalFit(
+        mu=mu,
+        mu_err=float(m.errors["mu"]),
+        q0=q0,
+        significance=float(np.sqrt(q0)) if mu >= 0 else 0.0,
+        signal=sig,
+        background_expected=model.background(norm, z),
+        background_only=background,
+        deviance=fval,
+        valid=bool(m.valid),
+    )
