@@ -1,0 +1,44 @@
+"""ONNX Runtime scoring inside coffea, driven by each model's sidecar contract.
+
+``OnnxScorer`` scores awkward, dask-awkward or numpy inputs; ``add_scores`` is the one-liner
+for processors; ``write_score_friend`` writes a ROOT friend tree aligned with the input.
+"""
+
+from __future__ import annotations
+
+from coffea_ad.inference.contract import (
+    CONTRACT_VERSION,
+    InputSpec,
+    ModelContract,
+    OutputSpec,
+    file_sha256,
+    sidecar_path,
+)
+from coffea_ad.inference.providers import available_providers, select_providers
+from coffea_ad.inference.scorer import (
+    FLAG_VALUE,
+    NONFINITE_MASK,
+    OnnxScorer,
+    ScorerStats,
+    add_scores,
+    release_sessions,
+    session_creations,
+)
+
+__all__ = [
+    "CONTRACT_VERSION",
+    "FLAG_VALUE",
+    "NONFINITE_MASK",
+    "InputSpec",
+    "ModelContract",
+    "OnnxScorer",
+    "OutputSpec",
+    "ScorerStats",
+    "add_scores",
+    "available_providers",
+    "file_sha256",
+    "release_sessions",
+    "select_providers",
+    "session_creations",
+    "sidecar_path",
+]
