@@ -69,7 +69,7 @@ def chamfer(x: Tensor, y: Tensor, *, x_mask: Tensor | None = None,
 
     ``d(X, Y) = mean_{x in X} min_{y in Y} |x - y|^2 + mean_{y in Y} min_{x in X} |x - y|^2``
     (Fan, Su & Guibas, arXiv:1612.00603; used on jet constituents (Δη, Δφ, p_T) by the CMS
-    model-agnostic dijet search, e.g. arXiv:2012.11638 / CMS-PAS-EXO-22-026). Masked-out
+    model-agnostic dijet search, CMS-EXO-22-026). Masked-out
     points neither act as nearest neighbours nor enter the means.
 
     Args:
