@@ -606,7 +606,7 @@ def _awkward_to_numpy(
         columns = [arr[f] for f in spec.features]
     dtype = np.dtype(spec.dtype)
     if spec.pad_length is None:
-        template = ak.to_packed(columns[0])
+        template = _packed_template(columns[0])
         n = _count_leaves(template)
         out = np.empty((n, len(columns)), dtype=dtype)
         for j, col in enumerate(columns):
@@ -620,7 +620,7 @@ def _awkward_to_numpy(
             out[:, j] = flat
         return out.reshape(n, *spec.shape), template
     pad = spec.pad_length
-    template = ak.to_packed(ak.num(columns[0], axis=-1))
+    template = _packed_template(ak.num(columns[0], axis=-1))
     n = _count_leaves(template)
     out = np.empty((n, pad, len(columns)), dtype=dtype)
     for j, col in enumerate(columns):
@@ -643,6 +643,21 @@ def _derive_mask(given: dict[str, Any], spec: InputSpec, contract: ModelContract
         f"model {contract.name!r} needs input {spec.name!r}, which was not given and cannot "
         f"be derived (no padded input of length {spec.pad_length} was given)"
     )
+
+
+def _packed_template(arr: ak.Array) -> ak.Array:
+    """``arr`` with its leaf holding exactly the reachable values, in ``flatten`` order.
+
+    Byte/bit-masked option nodes keep their masked-out values in the content even when
+    packed; turning them into IndexedOptionArrays first makes ``to_packed`` drop them.
+    """
+
+    def to_indexed(layout: ak.contents.Content, **kwargs: Any) -> ak.contents.Content | None:
+        if layout.is_option and not isinstance(layout, ak.contents.IndexedOptionArray):
+            return layout.to_IndexedOptionArray64()
+        return None
+
+    return ak.to_packed(ak.transform(to_indexed, arr, highlevel=True))
 
 
 def _count_leaves(packed: ak.Array) -> int:
