@@ -1,0 +1,42 @@
+"""Model inputs computed columnar-ly from NanoAOD/PFNano jagged arrays (awkward + numba).
+
+One concept per module: :mod:`.constituents` (jet → PF candidate links), :mod:`.substructure`
+(p_T^D, axes, girth, LHA), :mod:`.ecf` (energy correlation functions, EFP1), :mod:`.event`
+(m_jj, m_T, Δφ, VBS variables), :mod:`.particles` (padded particle lists), :mod:`.graphs`
+(ΔR / kNN constituent graphs) and :mod:`.table` (feature registry, per-jet table). Every
+function accepts eager/virtual NanoEvents and dask-awkward arrays alike.
+"""
+
+from __future__ import annotations
+
+from coffea_ad.features.constituents import CONSTITUENT_FIELDS, jet_constituents
+from coffea_ad.features.ecf import BETAS, efp1, energy_correlators
+from coffea_ad.features.event import (
+    dijet_mass,
+    event_variables,
+    transverse_mass,
+    vbs_variables,
+)
+from coffea_ad.features.substructure import axes, girth, lha, ptd, valid_constituents
+from coffea_ad.features.table import JET_FEATURES, JetFeature, jet_features, jet_table
+
+__all__ = [
+    "BETAS",
+    "CONSTITUENT_FIELDS",
+    "JET_FEATURES",
+    "JetFeature",
+    "axes",
+    "dijet_mass",
+    "efp1",
+    "energy_correlators",
+    "event_variables",
+    "girth",
+    "jet_constituents",
+    "jet_features",
+    "jet_table",
+    "lha",
+    "ptd",
+    "transverse_mass",
+    "valid_constituents",
+    "vbs_variables",
+]

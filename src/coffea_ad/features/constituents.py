@@ -1,0 +1,92 @@
+"""Jet → constituent links: events × jets × PF candidates, built from the PFNano link tables.
+
+PFNano writes, per event, a link table ``{jets}PFCands`` (one row per jet–candidate pair, with
+``jetIdx`` and ``pFCandsIdx``) next to the candidate table ``PFCands``; NanoAOD v15 spells them
+``{jets}PFCand`` (``jetIdx``, ``pfCandIdx``) and ``PFCand``. coffea's ``FatJet.constituents``
+needs ``FatJet_nConstituents``, which older PFNano files (the real ``pfnano.root``) lack, so the
+grouping is done here from ``jetIdx`` alone: it does not assume the rows are sorted by jet and it
+keeps jets without any candidate (zero-length lists).
+"""
+
+from __future__ import annotations
+
+import awkward as ak
+import numpy as np
+
+from coffea_ad.errors import MissingBranchError
+from coffea_ad.features._columnar import dispatch, first_present
+
+__all__ = ["CONSTITUENT_FIELDS", "jet_constituents"]
+
+#: Candidate fields copied into the constituent records, when the candidate table has them.
+CONSTITUENT_FIELDS: tuple[str, ...] = ("pt", "eta", "phi", "mass", "pdgId", "charge", "d0", "dz")
+_REQUIRED = ("pt", "eta", "phi")
+
+
+def jet_constituents(events: ak.Array, *, jets: str = "FatJet") -> ak.Array:
+    """Group the PF candidates of each jet: ``events * jets * constituents`` records.
+
+    Args:
+        events: NanoEvents (PFNanoAODSchema/NanoAODSchema, eager or virtual, or dask-awkward
+            from ``NanoEventsFactory.from_root(..., mode="dask")``) with the collections
+            ``{jets}``, ``{jets}PFCands`` (or ``{jets}PFCand``) and ``PFCands`` (or ``PFCand``).
+        jets: name of the jet collection (``"FatJet"``, ``"Jet"``, ...).
+
+    Returns:
+        ``events * jets * var * {pt, eta, phi, mass, pdgId, charge, d0, dz}`` (the fields the
+        candidate table has, among those), constituents in link-table order within each jet,
+        aligned with ``events[jets]``: a jet without links has an empty list. Link rows whose
+        ``jetIdx`` or candidate index is out of range are ignored (they point at objects that
+        are not in the file).
+
+    Raises:
+        MissingBranchError: the link table, the candidate table or one of ``pt, eta, phi`` of
+            the candidates is missing; the message lists what the events have.
+    """
+    return dispatch(_jet_constituents, events, label="jet-constituents", jets=jets)
+
+
+def _jet_constituents(events: ak.Array, *, jets: str) -> ak.Array:
+    needed = f"the constituents of {jets}"
+    first_present(events, (jets,), where="events", needed_for=needed)
+    link_name = first_present(
+        events, (f"{jets}PFCands", f"{jets}PFCand"), where="events", needed_for=needed
+    )
+    # v15 pairs the singular link table with the singular candidate table; accept either
+    # spelling of the candidates in case a private production mixes them.
+    cand_names = ("PFCands", "PFCand") if link_name.endswith("s") else ("PFCand", "PFCands")
+    cand_name = first_present(events, cand_names, where="events", needed_for=needed)
+    links = events[link_name]
+    idx_name = first_present(
+        links, ("pFCandsIdx", "pfCandIdx", "pFCandIdx"), where=link_name, needed_for=needed
+    )
+    first_present(links, ("jetIdx",), where=link_name, needed_for=needed)
+    cands = events[cand_name]
+    for field in _REQUIRED:
+        if field not in cands.fields:
+            raise MissingBranchError(field, cands.fields, where=cand_name, needed_for=needed)
+
+    jet_idx = links["jetIdx"]
+    cand_idx = links[idx_name]
+    jet_local = ak.local_index(events[jets]["pt"], axis=1)
+    keep = (
+        (jet_idx >= 0)
+        & (jet_idx < ak.num(jet_local, axis=1))
+        & (cand_idx >= 0)
+        & (cand_idx < ak.num(cands[_REQUIRED[0]], axis=1))
+    )
+    jet_idx, cand_idx = jet_idx[keep], cand_idx[keep]
+    # a stable sort keeps the link-table order inside each jet
+    order = ak.argsort(jet_idx, axis=1, stable=True)
+    jet_idx, cand_idx = jet_idx[order], cand_idx[order]
+    fields = [f for f in CONSTITUENT_FIELDS if f in cands.fields]
+    # index the zipped record, not each field: a record carry stays lazy per field, so dask
+    # column projection (and virtual mode) reads only the candidate branches used downstream
+    linked = ak.zip({f: cands[f] for f in fields}, depth_limit=2)[cand_idx]
+    # constituents per jet: events * jets * links comparison; small (a few jets per event)
+    # and pure awkward, so it also runs on typetracers for dask column projection
+    counts = ak.sum(jet_idx[:, np.newaxis, :] == jet_local[:, :, np.newaxis], axis=2)
+    # unflatten at axis 0 twice (links -> jets -> events): an axis=1 unflatten cannot tell to
+    # which event a zero-count jet at an event boundary belongs
+    per_jet = ak.unflatten(ak.flatten(linked, axis=1), ak.flatten(counts, axis=1))
+    return ak.unflatten(per_jet, ak.num(jet_local, axis=1))

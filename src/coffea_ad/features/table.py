@@ -1,0 +1,230 @@
+"""Feature registry and the per-jet feature table the models are trained and scored on.
+
+:data:`JET_FEATURES` names every per-jet feature; :func:`jet_features` computes a requested list
+of them as ``events * jets`` records (one float32 field per name, in the order asked), which is
+what training and the ONNX scorer both call, so a model never sees features computed by
+different code from the ones it was trained on. :func:`jet_table` flattens them to one row per
+jet with the event keys, for inspection and for ``coffea-ad features``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import awkward as ak
+import numpy as np
+
+from coffea_ad.errors import MissingBranchError, NonFiniteInputError, UnknownNameError
+from coffea_ad.features._columnar import dispatch, first_present, is_typetracer
+from coffea_ad.features.constituents import jet_constituents
+from coffea_ad.features.ecf import BETAS, _energy_correlators, beta_label
+from coffea_ad.features.substructure import _axes, _girth, _lha, _ptd
+
+__all__ = ["JET_FEATURES", "JetFeature", "jet_features", "jet_table"]
+
+Source = Literal["jet", "constituents", "ecf"]
+
+
+@dataclass(frozen=True)
+class JetFeature:
+    """One registry entry: the name models use, where it comes from, what it is.
+
+    Attributes:
+        name: the feature name (a key of :data:`JET_FEATURES`).
+        source: ``"jet"`` (a jet branch or a ratio of branches), ``"constituents"`` (computed
+            from the PF constituents) or ``"ecf"`` (energy correlation functions).
+        description: definition and reference, with its defined value for degenerate jets.
+    """
+
+    name: str
+    source: Source
+    description: str
+
+
+def _registry() -> dict[str, JetFeature]:
+    entries = [
+        JetFeature("pt", "jet", "jet p_T (branch, corrected)"),
+        JetFeature("eta", "jet", "jet pseudorapidity (branch)"),
+        JetFeature("phi", "jet", "jet azimuth (branch)"),
+        JetFeature("mass", "jet", "jet mass (branch)"),
+        JetFeature("msoftdrop", "jet", "soft-drop mass (branch; NanoAOD writes -1 if it failed)"),
+        JetFeature("ptd", "constituents", "sqrt(Σp_T²)/Σp_T, CMS-PAS-JME-13-002; 0 if no "
+                   "constituents"),
+        JetFeature("axis_major", "constituents", "sqrt of the larger eigenvalue of the p_T²-"
+                   "weighted η–φ covariance, CMS-PAS-JME-13-002; 0 below 2 constituents"),
+        JetFeature("axis_minor", "constituents", "sqrt of the smaller eigenvalue of the same "
+                   "matrix; 0 below 2 constituents"),
+        JetFeature("girth", "constituents", "Σ p_T ΔR / Σ p_T from the jet axis; 0 if none"),
+        JetFeature("lha", "constituents", "λ¹₀.₅ = Σ z (ΔR/0.8)^0.5, arXiv:1408.3122; 0 if none"),
+        JetFeature("efp1", "constituents", "Σ_ij z_i z_j θ_ij (β=1), arXiv:1712.07124 = 2 e2_b1"),
+    ]
+    for beta in BETAS:
+        b = beta_label(beta)
+        entries += [
+            JetFeature(f"e2_b{b}", "ecf", f"Σ_{{i<j}} z z R^{b}, arXiv:1305.0007; 0 below 2"),
+            JetFeature(f"e3_b{b}", "ecf", f"Σ_{{i<j<k}} z z z (RRR)^{b}, arXiv:1305.0007; 0 "
+                       "below 3"),
+            JetFeature(f"c2_b{b}", "ecf", f"e3/e2² at β={b}, arXiv:1305.0007; 0 if e2 = 0"),
+            JetFeature(f"d2_b{b}", "ecf", f"e3/e2³ at β={b}, arXiv:1409.6298; 0 if e2 = 0"),
+        ]
+    entries += [
+        JetFeature("tau21", "jet", "τ2/τ1 N-subjettiness ratio from the tau branches, "
+                   "arXiv:1011.2268; 0 if τ1 ≤ 0"),
+        JetFeature("tau32", "jet", "τ3/τ2 from the tau branches; 0 if τ2 ≤ 0"),
+        JetFeature("n_constituents", "constituents", "number of linked PF candidates"),
+    ]
+    return {e.name: e for e in entries}
+
+
+#: Every per-jet feature :func:`jet_features` can compute, by name, in a stable order.
+JET_FEATURES: dict[str, JetFeature] = _registry()
+
+_BRANCH_FEATURES = ("pt", "eta", "phi", "mass", "msoftdrop")
+_CONSTITUENT_FEATURES = {"ptd", "axis_major", "axis_minor", "girth", "lha", "efp1",
+                         "n_constituents"}
+
+
+def jet_features(
+    events: ak.Array,
+    names: Sequence[str],
+    *,
+    jets: str = "FatJet",
+    nonfinite: Literal["raise", "zero"] = "raise",
+) -> ak.Array:
+    """Compute the named per-jet features (see :data:`JET_FEATURES` for their definitions).
+
+    Args:
+        events: NanoEvents (eager/virtual, or dask-awkward from ``mode="dask"``).
+        names: feature names, e.g. ``["eta", "phi", "mass", "ptd", "axis_major",
+            "axis_minor"]``; the output fields follow this order.
+        jets: jet collection (``"FatJet"``, ``"Jet"``); constituent features need the PFNano
+            link table ``{jets}PFCands`` (or ``{jets}PFCand``).
+        nonfinite: what to do with NaN/inf found in jet branches (``pt, eta, phi, mass,
+            msoftdrop, tau1..3``): ``"raise"`` :class:`~coffea_ad.errors.NonFiniteInputError`
+            (default), or ``"zero"`` to write 0. Constituent-level features never produce
+            NaN/inf: bad constituents are ignored and degenerate jets get the defined values.
+
+    Returns:
+        ``events * jets * {name: float32, ...}`` aligned with ``events[jets]``.
+
+    Raises:
+        UnknownNameError: a name not in :data:`JET_FEATURES`.
+        MissingBranchError: a branch the requested features need is not in the events.
+        NonFiniteInputError: NaN/inf in a jet branch under ``nonfinite="raise"``.
+    """
+    names = list(names)
+    for name in names:
+        if name not in JET_FEATURES:
+            raise UnknownNameError("jet feature", name, JET_FEATURES)
+    if nonfinite not in ("raise", "zero"):
+        raise ValueError(f"nonfinite must be 'raise' or 'zero', got {nonfinite!r}")
+    return dispatch(_jet_features, events, label="jet-features", names=tuple(names), jets=jets,
+                    nonfinite=nonfinite)
+
+
+def _branch(collection: Any, name: str, jets: str, feature: str) -> Any:
+    if name not in collection.fields:
+        raise MissingBranchError(f"{jets}_{name}", [f"{jets}_{f}" for f in collection.fields],
+                                 where="events", needed_for=f"the jet feature {feature!r}")
+    return collection[name]
+
+
+def _safe_ratio(num: Any, den: Any) -> Any:
+    num, den = ak.values_astype(num, np.float64), ak.values_astype(den, np.float64)
+    return ak.where(den > 0, num / ak.where(den > 0, den, 1.0), 0.0)
+
+
+def _check_finite(values: Any, name: str, jets: str, nonfinite: str) -> Any:
+    if is_typetracer(values):
+        return values
+    finite = np.isfinite(values)
+    if nonfinite == "zero":
+        return ak.where(finite, values, 0.0)
+    if not ak.all(finite, axis=None):
+        n_bad = int(ak.sum(~finite, axis=None))
+        raise NonFiniteInputError(
+            f"jet feature {name!r} of {jets}: expected finite values, found {n_bad} NaN/inf "
+            "jet(s); pass nonfinite='zero' to write 0 for them"
+        )
+    return values
+
+
+def _jet_features(events: ak.Array, *, names: tuple[str, ...], jets: str,
+                  nonfinite: str) -> ak.Array:
+    first_present(events, (jets,), where="events", needed_for="jet features")
+    collection = events[jets]
+    wanted = set(names)
+    columns: dict[str, Any] = {}
+
+    for name in wanted & set(_BRANCH_FEATURES):
+        columns[name] = _branch(collection, name, jets, name)
+    if "tau21" in wanted:
+        columns["tau21"] = _safe_ratio(_branch(collection, "tau2", jets, "tau21"),
+                                       _branch(collection, "tau1", jets, "tau21"))
+    if "tau32" in wanted:
+        columns["tau32"] = _safe_ratio(_branch(collection, "tau3", jets, "tau32"),
+                                       _branch(collection, "tau2", jets, "tau32"))
+    for name in list(columns):
+        columns[name] = _check_finite(columns[name], name, jets, nonfinite)
+
+    ecf_names = [n for n in names if JET_FEATURES[n].source == "ecf"]
+    if wanted & _CONSTITUENT_FEATURES or ecf_names:
+        constituents = jet_constituents(events, jets=jets)
+        if "n_constituents" in wanted:
+            columns["n_constituents"] = ak.num(constituents, axis=2)
+        if "ptd" in wanted:
+            columns["ptd"] = _ptd(constituents)
+        if wanted & {"axis_major", "axis_minor"}:
+            ax = _axes(constituents)
+            columns["axis_major"], columns["axis_minor"] = ax["major"], ax["minor"]
+        if wanted & {"girth", "lha"}:
+            axis = ak.zip({f: _branch(collection, f, jets, "girth/lha") for f in ("eta", "phi")})
+            if "girth" in wanted:
+                columns["girth"] = _girth(constituents, axis)
+            if "lha" in wanted:
+                radius = 0.8 if jets.startswith("FatJet") else 0.4
+                columns["lha"] = _lha(constituents, axis, radius=radius)
+        betas = sorted({float(n.split("_b")[1]) for n in ecf_names} | (
+            {1.0} if "efp1" in wanted else set()))
+        if betas:
+            ecf = _energy_correlators(constituents, betas=tuple(betas), max_constituents=None)
+            for name in ecf_names:
+                columns[name] = ecf[name]
+            if "efp1" in wanted:
+                columns["efp1"] = 2.0 * ak.values_astype(ecf["e2_b1"], np.float64)
+    return ak.zip({n: ak.values_astype(columns[n], np.float32) for n in names}, depth_limit=2)
+
+
+def jet_table(
+    events: ak.Array,
+    names: Sequence[str] | None = None,
+    *,
+    jets: str = "FatJet",
+    nonfinite: Literal["raise", "zero"] = "raise",
+) -> ak.Array:
+    """One row per jet: event keys, jet index and the named features (all by default).
+
+    Args:
+        events: NanoEvents (eager or virtual).
+        names: feature names (default: every name in :data:`JET_FEATURES`).
+        jets: jet collection.
+        nonfinite: as in :func:`jet_features`.
+
+    Returns:
+        ``n_jets * {run, luminosityBlock, event, jet_index, <features>}``: the keys as in the
+        file (those present), ``jet_index`` the position of the jet in ``events[jets]`` (int32),
+        features float32.
+    """
+    names = list(JET_FEATURES) if names is None else list(names)
+    feats = jet_features(events, names, jets=jets, nonfinite=nonfinite)
+    index = ak.local_index(feats, axis=1)
+    out: dict[str, Any] = {}
+    for key in ("run", "luminosityBlock", "event"):
+        if key in events.fields:
+            out[key] = ak.flatten(ak.broadcast_arrays(events[key], index)[0], axis=1)
+    out["jet_index"] = ak.values_astype(ak.flatten(index, axis=1), np.int32)
+    for name in names:
+        out[name] = ak.flatten(feats[name], axis=1)
+    return ak.zip(out, depth_limit=1)
