@@ -139,7 +139,7 @@ def fit(model, train: Arrays, val: Arrays, *, train_weights: np.ndarray | None =
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-                total += float(loss) * len(idx)
+                total += float(loss.detach()) * len(idx)
                 wsum += len(idx)
             val_loss = _mean_loss(model, va, vw, max(batch_size, 4096), penalty)
             hist.train_loss.append(total / wsum)
