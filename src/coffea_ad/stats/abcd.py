@@ -216,9 +216,8 @@ def _edge_index(axis: Any, cut: float) -> int:
     if not np.isclose(edges[k], cut, rtol=1e-9, atol=1e-12):
         lo = edges[edges <= cut]
         hi = edges[edges > cut]
-        near = [float(v) for v in (lo[-1:] if lo.size else [])] + [
-            float(v) for v in (hi[:1] if hi.size else [])
-        ]
+        # 10 significant digits: Regular axes compute edges as 0.7999999999999998
+        near = [float(f"{v:.10g}") for v in (*lo[-1:], *hi[:1])]
         msg = (
             f"ABCD: cut {cut} on axis {axis.name!r} must lie on a bin edge of the histogram; "
             f"nearest edges: {near}"
