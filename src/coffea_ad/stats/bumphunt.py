@@ -109,7 +109,7 @@ class DijetFit:
         counts: observed counts per bin.
         expected: fitted expected counts per bin.
         params: p0 ... p(n-1) of :func:`dijet_function` (p0 in events per unit x).
-        errors: their Hesse uncertainties (p0's from the total-yield uncertainty).
+        errors: their Hesse uncertainties, propagated from the fitted coordinates.
         sqrt_s: centre-of-mass energy (GeV) defining x.
         deviance: Poisson deviance at the minimum (chi2-like goodness of fit).
         ndf: bins minus fitted parameters.
@@ -309,17 +309,27 @@ def fit_dijet_background(
     vals = np.asarray(m.values)
     _, norm, z = model.split(vals)
     shape = model.shape(z)
-    integ_total = _shape_integrals(xe, shape).sum()
-    # covariance of (p1..) = chol cov_z chol^T
-    cov_all = np.asarray(m.covariance) if m.covariance is not None else np.full((vals.size,) * 2, np.nan)
-    cov_shape = chol @ cov_all[1:, 1:] @ chol.T
-    # p0 = norm / integral: its error is dominated by the total-yield error
-    errors = np.concatenate([[np.sqrt(cov_all[0, 0]) / integ_total], np.sqrt(np.diag(cov_shape))])
+
+    def physical(v: NDArray) -> NDArray[np.float64]:
+        sh = model.shape(v[1:])
+        return np.concatenate([[v[0] / _shape_integrals(xe, sh).sum()], sh])
+
+    # p0 = norm / integral(shape) depends on every fitted parameter: propagate the full
+    # covariance with a central-difference Jacobian (steps of 1e-3 of each error)
+    cov_v = np.asarray(m.covariance)
+    steps = 1e-3 * np.sqrt(np.diag(cov_v))
+    jac = np.stack(
+        [(physical(vals + dv) - physical(vals - dv)) / (2 * h)
+         for h, dv in zip(steps, np.diag(steps), strict=True)],
+        axis=1,
+    )
+    params = physical(vals)
+    errors = np.sqrt(np.diag(jac @ cov_v @ jac.T))
     fit = DijetFit(
         edges=e,
         counts=n,
         expected=model.background(norm, z),
-        params=np.concatenate([[norm / integ_total], shape]),
+        params=params,
         errors=errors,
         sqrt_s=sqrt_s,
         deviance=float(m.fval),
