@@ -14,6 +14,7 @@ from coffea_ad.inference.contract import (
     file_sha256,
     sidecar_path,
 )
+from coffea_ad.inference.friend import FriendSummary, write_score_friend
 from coffea_ad.inference.providers import available_providers, select_providers
 from coffea_ad.inference.scorer import (
     FLAG_VALUE,
@@ -21,6 +22,7 @@ from coffea_ad.inference.scorer import (
     OnnxScorer,
     ScorerStats,
     add_scores,
+    graph_signature,
     release_sessions,
     session_creations,
 )
@@ -28,6 +30,7 @@ from coffea_ad.inference.scorer import (
 __all__ = [
     "CONTRACT_VERSION",
     "FLAG_VALUE",
+    "FriendSummary",
     "NONFINITE_MASK",
     "InputSpec",
     "ModelContract",
@@ -37,6 +40,8 @@ __all__ = [
     "add_scores",
     "available_providers",
     "file_sha256",
+    "graph_signature",
+    "write_score_friend",
     "release_sessions",
     "select_providers",
     "session_creations",

@@ -44,6 +44,7 @@ __all__ = [
     "OnnxScorer",
     "ScorerStats",
     "add_scores",
+    "graph_signature",
     "release_sessions",
     "session_creations",
 ]
@@ -754,6 +755,25 @@ def _graph_signature(path: str, size: int, mtime_ns: int) -> dict[str, Any]:
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     return {"inputs": describe(model.graph.input), "outputs": describe(model.graph.output),
             "opset": opset}
+
+
+def graph_signature(model_path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Inputs, outputs and opset of an ONNX file, read with ``onnx`` (no session created).
+
+    Args:
+        model_path: the ``.onnx`` file.
+
+    Returns:
+        ``{"inputs": {name: (dtype, dims)}, "outputs": {...}, "opset": int}``; ``dims``
+        holds ints for fixed axes and the symbolic name (or ``None``) for dynamic ones.
+
+    Raises:
+        ModelFileError: missing, empty, truncated or invalid file.
+    """
+    path = Path(model_path).resolve()
+    _check_model_file(path)
+    st = path.stat()
+    return _graph_signature(str(path), st.st_size, st.st_mtime_ns)
 
 
 def _compare_io(
