@@ -15,10 +15,10 @@ import numpy as np
 from coffea_ad.inference.contract import InputSpec, ModelContract, OutputSpec
 from coffea_ad.nn import recipe
 from coffea_ad.nn.data import concat_tables, load_fileset, load_jet_tables, split_indices
-from coffea_ad.nn.evaluate import auc
 from coffea_ad.nn.export import DEFAULT_OPSET
 from coffea_ad.nn.fit import fit, predict
 from coffea_ad.nn.scaling import standardization
+from coffea_ad.stats.roc import auc
 
 __all__ = ["CONFIG", "run"]
 
@@ -96,8 +96,8 @@ def run(config: dict[str, Any] | None, fileset: dict | str | Path, out: str | Pa
         if len(t) == 0 or len(te) == 0:
             continue
         s = predict(model, [t.x])[0]
-        value = auc(test_scores, s, background_weights=wb,
-                    signal_weights=t.weight if cfg["gen_weights"] else None)
+        value = auc(test_scores, s, weights_bkg=wb,
+                    weights_sig=t.weight if cfg["gen_weights"] else None)
         (aucs if name in signals else aucs_bkg)[name] = round(value, 4)
 
     n_feat = len(cfg["features"])

@@ -26,7 +26,10 @@ __all__ = [
     "concat_tables",
     "dataset_files",
     "iter_events",
-    "jet_table",
+    "dijet_rows",
+    "event_rows",
+    "jet_rows",
+    "load_rows",
     "load_fileset",
     "load_jet_tables",
     "signal_datasets",
@@ -120,8 +123,8 @@ class JetTable:
                         self.jet_index[idx], {k: v[idx] for k, v in self.extra.items()})
 
 
-def jet_table(events, names: Sequence[str], *, jets: str = "FatJet", max_jets: int = 2,
-              min_pt: float = 0.0) -> dict[str, np.ndarray]:
+def jet_rows(events, names: Sequence[str], *, jets: str = "FatJet", max_jets: int = 2,
+             min_pt: float = 0.0) -> dict[str, np.ndarray]:
     """Per-jet feature rows of the ``max_jets`` leading jets with ``pt > min_pt``.
 
     Args:
@@ -162,13 +165,13 @@ def load_jet_tables(fileset: Fileset | str | Path, names: Sequence[str], *,
                     max_jets: int = 2, min_pt: float = 0.0) -> dict[str, JetTable]:
     """Read every file of ``datasets`` into one :class:`JetTable` per dataset.
 
-    See :func:`jet_table` for the arguments. Event numbers run on across a dataset's files.
+    See :func:`jet_rows` for the arguments. Event numbers run on across a dataset's files.
     """
     fs = load_fileset(fileset)
     parts: dict[str, list[dict[str, np.ndarray]]] = {}
     offsets: dict[str, int] = {}
     for name, _path, events in iter_events(fs, datasets):
-        t = jet_table(events, names, jets=jets, max_jets=max_jets, min_pt=min_pt)
+        t = jet_rows(events, names, jets=jets, max_jets=max_jets, min_pt=min_pt)
         t["event"] = t["event"] + offsets.get(name, 0)
         offsets[name] = offsets.get(name, 0) + len(events)
         parts.setdefault(name, []).append(t)
@@ -233,3 +236,94 @@ def split_indices(n: int, *, val_fraction: float, test_fraction: float, seed: in
     which[perm[n_test + n_val:]] = 0
     row = which[inverse]
     return tuple(np.flatnonzero(row == k) for k in (0, 1, 2))  # type: ignore[return-value]
+
+
+def _event_weights(events) -> np.ndarray:
+    if "genWeight" in ak.fields(events):
+        return ak.to_numpy(events.genWeight).astype(np.float32)
+    return np.ones(len(events), np.float32)  # real data: every event counts once
+
+
+def event_rows(events, names: Sequence[str], *, kind: str = "vbs", jets: str | None = None,
+               require: str | None = None) -> dict[str, np.ndarray]:
+    """One row per event of event-level variables (VBS or dijet + MET).
+
+    Args:
+        events: NanoEvents.
+        names: fields of :func:`coffea_ad.features.vbs_variables` (``kind="vbs"``) or of
+            :func:`coffea_ad.features.event_variables` (``kind="dijet"``).
+        kind: which feature function.
+        jets: jet collection (default ``Jet`` for VBS, ``FatJet`` for dijet).
+        require: keep events where this count field is >= 2 (e.g. ``"n_leptons"``); the
+            defined-as-0 values of events without the objects are no physics.
+
+    Returns:
+        ``{"x": [n, F] float32, "weight": [n], "event": [n]}``.
+    """
+    from coffea_ad import features
+
+    if kind == "vbs":
+        table = features.vbs_variables(events, jets=jets or "Jet")
+    elif kind == "dijet":
+        table = features.event_variables(events, jets=jets or "FatJet")
+    else:
+        raise UnknownNameError("event-variable kind", kind, ["vbs", "dijet"])
+    for n in names:
+        if n not in ak.fields(table):
+            raise UnknownNameError(f"{kind} event variable", n, ak.fields(table))
+    keep = np.ones(len(events), bool) if require is None else ak.to_numpy(table[require] >= 2)
+    x = np.stack([ak.to_numpy(table[n]).astype(np.float32) for n in names], axis=1) if names \
+        else np.zeros((len(events), 0), np.float32)
+    return {"x": x[keep], "weight": _event_weights(events)[keep],
+            "event": np.flatnonzero(keep).astype(np.int64)}
+
+
+def dijet_rows(events, names: Sequence[str], *, jets: str = "FatJet",
+               min_pt: float = 0.0) -> dict[str, np.ndarray]:
+    """One row per event with two leading jets above ``min_pt``: per-jet features of both jets
+    (``NAME_j1``, ``NAME_j2``) and the dijet mass (LHC-Olympics-style resonant AD inputs).
+
+    Returns:
+        ``{"x": [n, 2F] float32 (j1 features then j2 features), "mjj": [n], "weight", "event"}``.
+    """
+    from coffea_ad.features import dijet_mass, jet_features
+
+    jet = events[jets]
+    # NanoAOD jets are p_T-ordered: the second jet passing min_pt means both do
+    second_pt = ak.to_numpy(ak.fill_none(ak.pad_none(jet.pt, 2, axis=1)[:, 1], 0.0))
+    idx = np.flatnonzero(second_pt > min_pt)
+    sel = events[idx]
+    feats = jet_features(sel, list(names), jets=jets)
+    cols = [ak.to_numpy(feats[n][:, i]).astype(np.float32) for i in (0, 1) for n in names]
+    x = np.stack(cols, axis=1) if cols else np.zeros((len(idx), 0), np.float32)
+    j = sel[jets]
+    mjj = ak.to_numpy(dijet_mass(j[:, 0], j[:, 1])).astype(np.float32) if len(idx) else \
+        np.zeros(0, np.float32)
+    return {"x": x.reshape(len(idx), 2 * len(names)), "mjj": mjj,
+            "weight": _event_weights(events)[idx], "event": idx.astype(np.int64)}
+
+
+def load_rows(fileset: Fileset | str | Path, rows, *, datasets: Sequence[str] | None = None,
+              **options: Any) -> dict[str, dict[str, np.ndarray]]:
+    """Apply a row function (:func:`event_rows`, :func:`dijet_rows`, :func:`jet_rows`, ...)
+    to every file and concatenate per dataset.
+
+    Args:
+        fileset: coffea fileset or its JSON path.
+        rows: ``rows(events, **options) -> dict of equal-length numpy arrays`` with an
+            ``"event"`` column (event numbers run on across a dataset's files).
+        datasets: which datasets (all if ``None``).
+
+    Returns:
+        ``{dataset: {column: array}}``.
+    """
+    fs = load_fileset(fileset)
+    parts: dict[str, list[dict[str, np.ndarray]]] = {}
+    offsets: dict[str, int] = {}
+    for name, _path, events in iter_events(fs, datasets):
+        t = rows(events, **options)
+        t["event"] = t["event"] + offsets.get(name, 0)
+        offsets[name] = offsets.get(name, 0) + len(events)
+        parts.setdefault(name, []).append(t)
+    return {name: {k: np.concatenate([p[k] for p in ps]) for k in ps[0]}
+            for name, ps in parts.items()}
