@@ -182,8 +182,11 @@ def _vbs_variables(events: ak.Array, *, jets: str, leptons: tuple[str, ...]) -> 
     j1, j2, l1, l2 = jp[:, 0], jp[:, 1], lp[:, 0], lp[:, 1]
     has_jj, has_ll = n_jets >= 2, n_lep >= 2
 
-    def out(values: Any, ok: Any = True) -> Any:
-        return ak.values_astype(ak.where(ok, ak.fill_none(values, 0.0), 0.0), np.float32)
+    def out(values: Any, ok: Any = None) -> Any:
+        values = ak.fill_none(values, 0.0)
+        if ok is not None:
+            values = ak.where(ok, values, 0.0)
+        return ak.values_astype(values, np.float32)
 
     eta1, eta2 = _f64(j1["eta"]), _f64(j2["eta"])
     deta = np.abs(eta1 - eta2)

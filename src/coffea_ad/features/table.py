@@ -194,7 +194,9 @@ def _jet_features(events: ak.Array, *, names: tuple[str, ...], jets: str,
                 columns[name] = ecf[name]
             if "efp1" in wanted:
                 columns["efp1"] = 2.0 * ak.values_astype(ecf["e2_b1"], np.float64)
-    return ak.zip({n: ak.values_astype(columns[n], np.float32) for n in names}, depth_limit=2)
+    # without_parameters: branch docstrings from the file are not part of a feature's type
+    return ak.zip({n: ak.without_parameters(ak.values_astype(columns[n], np.float32))
+                   for n in names}, depth_limit=2)
 
 
 def jet_table(
