@@ -89,3 +89,23 @@ def tiny_ae_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Path of a tiny dense AE exported to ONNX with its sidecar contract (6 jet features,
     FatJet, external scaling, outputs ``loss`` = per-row MAE score and ``reconstruction``)."""
     return export_tiny_ae(tmp_path_factory.mktemp("tiny_ae") / "tiny_ae.onnx")
+
+
+# ----------------------------------------------------------------------------- generated samples
+SMALL_FILESET_REQUESTS = {
+    "qcd": {"process": "qcd", "events": 400},
+    "svj": {"process": "svj", "events": 300, "settings": {"mzprime": 3000.0, "rinv": 0.3}},
+}
+
+
+@pytest.fixture(scope="session")
+def small_fileset(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Fileset (coffea dataset format) of two small generated PFNano-format datasets, seed 1:
+    ``"qcd"`` (400 events, p̂T > 500 GeV) and ``"svj"`` (300 events, m_Z' = 3 TeV, r_inv = 0.3).
+    Generated once per session with :func:`coffea_ad.samples.generate_fileset` (~10 s)."""
+    pytest.importorskip("pythia8mc")
+    pytest.importorskip("fastjet")
+    from coffea_ad.samples import generate_fileset
+
+    out = tmp_path_factory.mktemp("small_fileset")
+    return generate_fileset(SMALL_FILESET_REQUESTS, out=out, seed=1)
