@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import numpy as np
 
 from coffea_ad.errors import UnknownNameError
 from coffea_ad.inference.contract import ModelContract
-from coffea_ad.nn.data import dataset_files, signal_datasets
+from coffea_ad.nn.data import dataset_files, signal_datasets, split_indices
 from coffea_ad.nn.export import (
     export_onnx,
     model_paths,
@@ -24,7 +25,17 @@ from coffea_ad.nn.export import (
     write_model_card,
 )
 
-__all__ = ["dataset_roles", "finish", "flat_pt_weights", "resolve_config"]
+__all__ = [
+    "Split",
+    "auc_table",
+    "dataset_roles",
+    "finish",
+    "flat_pt_weights",
+    "luminosity_weights",
+    "merge_rows",
+    "resolve_config",
+    "split_rows",
+]
 
 
 def resolve_config(defaults: Mapping[str, Any], config: Mapping[str, Any] | None,
@@ -133,3 +144,76 @@ def finish(model, contract: ModelContract, *, out: str | Path,
     write_model_card(paths["card"], contract, config=config, history=history,
                      loss_plot=paths["loss_plot"] if history is not None else None)
     return paths
+
+
+@dataclass
+class Split:
+    """Background rows merged over the training datasets and their seeded split.
+
+    Attributes:
+        rows: merged columns (``x``, ``weight``, ``event``, ...), events made unique.
+        train, val, test: index arrays into ``rows`` (grouped by event).
+    """
+
+    rows: dict[str, np.ndarray]
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+
+    def part(self, which: str, column: str = "x") -> np.ndarray:
+        return self.rows[column][getattr(self, which)]
+
+
+def merge_rows(tables: Mapping[str, Mapping[str, np.ndarray]], names: Sequence[str]
+               ) -> dict[str, np.ndarray]:
+    """Concatenate the row tables of ``names``; event numbers offset to stay unique and a
+    ``dataset`` column (position in ``names``) added."""
+    out: dict[str, list[np.ndarray]] = {}
+    offset = 0
+    for i, name in enumerate(names):
+        t = tables[name]
+        for k, v in t.items():
+            out.setdefault(k, []).append(v + offset if k == "event" else v)
+        out.setdefault("dataset", []).append(np.full(len(t["event"]), i, np.int16))
+        offset += int(t["event"].max()) + 1 if len(t["event"]) else 0
+    return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def split_rows(rows: dict[str, np.ndarray], cfg: Mapping[str, Any]) -> Split:
+    """Seeded train/val/test split of ``rows`` grouped by event (``cfg`` has ``seed``,
+    ``val_fraction``, ``test_fraction``)."""
+    tr, va, te = split_indices(len(rows["event"]), val_fraction=cfg["val_fraction"],
+                               test_fraction=cfg["test_fraction"], seed=cfg["seed"],
+                               groups=rows["event"])
+    if len(tr) == 0 or len(va) == 0:
+        raise ValueError(f"too few rows to train: {len(rows['event'])} background rows give "
+                         f"{len(tr)} train and {len(va)} validation rows")
+    return Split(rows, tr, va, te)
+
+
+def luminosity_weights(fileset: Mapping[str, Any], name: str, gen_weight: np.ndarray, *,
+                       lumi_fb: float, fraction: float = 1.0) -> np.ndarray:
+    """Per-row yields ``genWeight * xsec * L / sumw / fraction`` from the dataset metadata.
+
+    ``xsec`` in pb (as the samples write it), ``L`` in fb^-1; ``fraction`` is the share of
+    the dataset's events the rows are (e.g. the test fraction), so yields are per full sample.
+    """
+    meta = fileset[name].get("metadata", {})
+    if "xsec" not in meta or "sumw" not in meta:
+        raise KeyError(f"dataset {name!r}: expected metadata 'xsec' and 'sumw' for luminosity "
+                       f"weights, found {sorted(meta)}")
+    return (np.asarray(gen_weight, np.float64) * float(meta["xsec"]) * 1000.0 * lumi_fb
+            / float(meta["sumw"]) / fraction)
+
+
+def auc_table(test_scores: np.ndarray, test_weights: np.ndarray | None,
+              others: Mapping[str, tuple[np.ndarray, np.ndarray | None]]) -> dict[str, float]:
+    """AUC of held-out background scores against each dataset's scores (rounded to 1e-4)."""
+    from coffea_ad.stats.roc import auc
+
+    out = {}
+    for name, (scores, weights) in others.items():
+        if len(scores) and len(test_scores):
+            out[name] = round(auc(test_scores, scores, weights_bkg=test_weights,
+                                  weights_sig=weights), 4)
+    return out
