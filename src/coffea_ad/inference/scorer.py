@@ -168,7 +168,7 @@ class OnnxScorer:
         self.intra_op_threads = intra_op_threads
         self.graph_optimization: GraphOptimization = graph_optimization
         self.nonfinite: NonFinitePolicy = nonfinite
-        _check_model_file(self.model_path)
+        graph_signature(self.model_path)  # a missing/corrupt file is the first thing to report
         self.contract = ModelContract.read(sidecar_path(self.model_path))
         # Refuse a contract that disagrees with the graph now, on the client, before any
         # event is read; the session's own inputs are checked again where it is created.
