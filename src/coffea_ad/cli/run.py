@@ -1,4 +1,5 @@
-"""``coffea-ad run``: a registered processor over a fileset, outputs as hist + ROOT."""
+"""``coffea-ad run``: a registered processor over a fileset, outputs as hist + ROOT, and the
+run's provenance (per-file entries held and processed, versions, model sha256) in run.json."""
 
 from __future__ import annotations
 
@@ -12,43 +13,105 @@ from coffea_ad.cli import parse_settings
 __all__ = ["run"]
 
 
+def _resources(pairs: tuple[str, ...], option: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        try:
+            out[key.strip()] = float(value) if sep else 1.0
+        except ValueError:
+            raise click.BadParameter(f"expected NAME=NUMBER, got {pair!r}",
+                                     param_hint=option) from None
+    return out
+
+
 @click.command()
 @click.argument("processor_name", metavar="PROCESSOR")
 @click.option("--fileset", "-f", required=True, type=click.Path(exists=True, dir_okay=False),
               help="Fileset JSON (coffea dataset format).")
 @click.option("--model", "-m", required=True, type=click.Path(exists=True, dir_okay=False),
               help="ONNX model (with its sidecar NAME.json).")
-@click.option("--executor", type=click.Choice(["iterative", "futures", "dask"]), default="dask",
-              show_default=True)
-@click.option("--scheduler", default=None, help="Address of an existing Dask scheduler "
-              "(default: start a LocalCluster).")
-@click.option("--workers", type=int, default=2, show_default=True)
-@click.option("--threads", type=int, default=1, show_default=True)
-@click.option("--chunksize", type=int, default=100_000, show_default=True)
-@click.option("--skip-bad-files", is_flag=True, help="Report and skip files that fail to open.")
+@click.option("--executor", type=click.Choice(["iterative", "futures", "dask", "dask-awkward"]),
+              default="dask", show_default=True)
+@click.option("--scheduler", default=None, help="Address (tcp://host:8786) or scheduler JSON "
+              "file of an existing Dask cluster (default: start a LocalCluster).")
+@click.option("--workers", type=int, default=2, show_default=True,
+              help="LocalCluster / process-pool workers.")
+@click.option("--threads", type=int, default=1, show_default=True,
+              help="Threads per LocalCluster worker.")
+@click.option("--chunksize", type=int, default=100_000, show_default=True,
+              help="Target entries per chunk.")
+@click.option("--maxchunks", type=int, default=None,
+              help="At most this many chunks per dataset (quick looks; run.json says so).")
+@click.option("--skip-bad-files", is_flag=True,
+              help="Skip and report files/chunks that cannot be read instead of failing.")
+@click.option("--checkpoint", "checkpoint_dir", type=click.Path(file_okay=False), default=None,
+              help="Save each chunk's output here; rerunning resumes without redoing chunks.")
+@click.option("--resources", "resources", multiple=True, metavar="NAME=N",
+              help="Dask resources each chunk task needs, e.g. --resources GPU=1 so "
+              "inference runs on workers started with --resources GPU=1.")
+@click.option("--worker-resources", multiple=True, metavar="NAME=N",
+              help="Resources the workers of a new LocalCluster declare (e.g. GPU=1).")
+@click.option("--retries", type=int, default=3, show_default=True,
+              help="Retries of a failed chunk.")
+@click.option("--progress/--no-progress", default=True, show_default=True,
+              help="Progress bar.")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
               help="Processor option, e.g. --set tag_threshold=0.5 (repeatable).")
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False))
 def run(processor_name: str, fileset: str, model: str, executor: str, scheduler: str | None,
-        workers: int, threads: int, chunksize: int, skip_bad_files: bool,
+        workers: int, threads: int, chunksize: int, maxchunks: int | None,
+        skip_bad_files: bool, checkpoint_dir: str | None, resources: tuple[str, ...],
+        worker_resources: tuple[str, ...], retries: int, progress: bool,
         settings: tuple[str, ...], out: str) -> None:
-    """Run PROCESSOR (e.g. svj) over a fileset and write histograms (hist and ROOT)."""
+    """Run PROCESSOR (e.g. svj) over a fileset and write histograms (hist and ROOT) and
+    run.json (entries held and processed per file, versions, model sha256, providers)."""
+    import warnings
+
     from coffea.util import save
 
-    from coffea_ad.execution import run_processor
+    from coffea_ad.execution import (
+        RUN_INFO_KEY,
+        IncompleteRunError,
+        SkippedFilesWarning,
+        dask_client,
+        run_processor,
+    )
     from coffea_ad.histos import write_root
     from coffea_ad.processors import get_processor
 
     cls = get_processor(processor_name)
     proc = cls(model, **parse_settings(settings))
-    result = run_processor(fileset, proc, executor=executor, scheduler=scheduler,
-                           workers=workers, threads=threads, chunksize=chunksize,
-                           skipbadfiles=skip_bad_files)
+    task_res = _resources(resources, "--resources")
+    worker_res = _resources(worker_resources, "--worker-resources")
     outdir = Path(out)
     outdir.mkdir(parents=True, exist_ok=True)
+    options = dict(executor=executor, workers=workers, threads=threads, chunksize=chunksize,
+                   maxchunks=maxchunks, skipbadfiles=skip_bad_files, progress=progress,
+                   checkpoint_dir=checkpoint_dir, resources=task_res or None, retries=retries)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", SkippedFilesWarning)
+            if executor in ("dask", "dask-awkward") and scheduler is None and worker_res:
+                with dask_client(workers=workers, threads=threads,
+                                 worker_resources=worker_res) as client:
+                    result = run_processor(fileset, proc, client=client, **options)
+            else:
+                result = run_processor(fileset, proc, scheduler=scheduler, **options)
+    except IncompleteRunError as err:
+        (outdir / "run.json").write_text(json.dumps(err.run_info, indent=2, default=str) + "\n")
+        raise click.ClickException(f"{err}\n(run record: {outdir / 'run.json'})") from None
+    for warning in caught:
+        if issubclass(warning.category, SkippedFilesWarning):
+            click.echo(f"WARNING: {warning.message}", err=True)
+    info = result.pop(RUN_INFO_KEY)
     save(result, outdir / "histograms.coffea")
     write_root(result["hists"], outdir / "histograms.root")
     meta = {k: v for k, v in result.items() if k != "hists"}
     (outdir / "cutflow.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
+    (outdir / "run.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
+    click.echo(f"processed {info['entries_processed']} of {info['entries']} entries in "
+               f"{len(info['files'])} files ({info.get('chunks_from_checkpoint', 0)} chunks "
+               f"from checkpoints)")
     click.echo(f"wrote {outdir / 'histograms.coffea'}, {outdir / 'histograms.root'}, "
-               f"{outdir / 'cutflow.json'}")
+               f"{outdir / 'cutflow.json'}, {outdir / 'run.json'}")
