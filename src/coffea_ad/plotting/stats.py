@@ -24,10 +24,16 @@ from coffea_ad.stats.quantile import QuantileThresholds
 __all__ = ["plot_abcd_closure", "plot_bumphunt", "plot_qr_thresholds", "plot_roc_sic"]
 
 
-def _finish(fig: Any, path: str | Path | None, *, label: str, com: float) -> Any:
+def _finish(fig: Any, path: str | Path | None, *, label: str, com: float,
+            right_ax: Any = None) -> Any:
     hep = require("mplhep", purpose="CMS-style plots")
     plt = require("matplotlib.pyplot", purpose="plots")
-    hep.cms.label(label, data=False, ax=fig.axes[0], loc=0, com=com)
+    # mplhep adds "Simulation" itself for data=False; the energy goes on its own (right-most)
+    # axis so that the two labels do not overlap on narrow panels
+    hep.cms.label(label, data=False, ax=fig.axes[0], loc=0, rlabel="", fontsize=22)
+    ax = right_ax if right_ax is not None else fig.axes[0]
+    ax.text(1.0, 1.01, f"({com:g} TeV)", transform=ax.transAxes, ha="right", va="bottom",
+            fontsize=20)
     if path is not None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -47,7 +53,7 @@ def plot_roc_sic(
     curves: Mapping[str, tuple[ArrayLike, ArrayLike]],
     path: str | Path | None = None,
     *,
-    label: str = "Simulation Preliminary",
+    label: str = "Preliminary",
     com: float = 13.6,
 ) -> Any:
     """Background rejection 1/FPR versus TPR (left) and SIC = TPR/sqrt(FPR) (right).
@@ -55,7 +61,7 @@ def plot_roc_sic(
     Args:
         curves: ``{name: (fpr, tpr)}`` as returned by :func:`coffea_ad.stats.roc_curve`.
         path: where to save the figure, or ``None``.
-        label: CMS label text.
+        label: text after "CMS Simulation" (mplhep adds "Simulation").
         com: centre-of-mass energy (TeV) in the label.
 
     Returns:
@@ -75,11 +81,11 @@ def plot_roc_sic(
     ax_roc.set_xlabel("Signal efficiency (TPR)")
     ax_roc.set_ylabel("Background rejection (1/FPR)")
     ax_sic.set_xlabel("Signal efficiency (TPR)")
-    ax_sic.set_ylabel(r"SIC = TPR/$\sqrt{\mathrm{FPR}}$")
+    ax_sic.set_ylabel("SIC = TPR/\u221aFPR")  # mathtext \sqrt has no glyph in the CMS font
     for ax in (ax_roc, ax_sic):
         ax.set_xlim(0, 1)
         ax.legend(fontsize=14)
-    return _finish(fig, path, label=label, com=com)
+    return _finish(fig, path, label=label, com=com, right_ax=ax_sic)
 
 
 def plot_abcd_closure(
@@ -87,7 +93,7 @@ def plot_abcd_closure(
     path: str | Path | None = None,
     *,
     mass_label: str = r"$m_{T}$ [GeV]",
-    label: str = "Simulation Preliminary",
+    label: str = "Preliminary",
     com: float = 13.6,
 ) -> Any:
     """Observed N_A and the ABCD prediction per mass bin, with their ratio below.
@@ -96,7 +102,7 @@ def plot_abcd_closure(
         closure: from :func:`coffea_ad.stats.abcd_closure` with a mass binning.
         path: where to save the figure, or ``None``.
         mass_label: x-axis label.
-        label: CMS label text.
+        label: text after "CMS Simulation" (mplhep adds "Simulation").
         com: centre-of-mass energy (TeV) in the label.
 
     Returns:
@@ -137,7 +143,7 @@ def plot_qr_thresholds(
     mjj: ArrayLike | None = None,
     mass_label: str = r"$m_{jj}$ [GeV]",
     score_label: str = "Anomaly score",
-    label: str = "Simulation Preliminary",
+    label: str = "Preliminary",
     com: float = 13.6,
 ) -> Any:
     """Binned quantile thresholds (points) and their smooth fit (lines) versus m_jj.
@@ -149,7 +155,7 @@ def plot_qr_thresholds(
         mjj: their m_jj (GeV).
         mass_label: x-axis label.
         score_label: y-axis label.
-        label: CMS label text.
+        label: text after "CMS Simulation" (mplhep adds "Simulation").
         com: centre-of-mass energy (TeV) in the label.
 
     Returns:
@@ -180,7 +186,7 @@ def plot_bumphunt(
     path: str | Path | None = None,
     *,
     mass_label: str = r"$m_{jj}$ [GeV]",
-    label: str = "Simulation Preliminary",
+    label: str = "Preliminary",
 ) -> Any:
     """m_jj spectrum with the background-only (and S+B) fit, pulls below.
 
@@ -193,7 +199,7 @@ def plot_bumphunt(
             :func:`coffea_ad.stats.fit_signal_plus_background` result.
         path: where to save the figure, or ``None``.
         mass_label: x-axis label.
-        label: CMS label text.
+        label: text after "CMS Simulation" (mplhep adds "Simulation").
 
     Returns:
         The ``Figure`` (axes: spectrum, pulls).
@@ -211,13 +217,13 @@ def plot_bumphunt(
                  rf"$\chi^2$/ndf = {bkg.deviance:.1f}/{bkg.ndf}")
     if isinstance(fit, SignalFit):
         hep.histplot(fit.expected / width, edges, ax=top, color="tab:red",
-                     label=rf"S+B: $\mu$ = {fit.mu:.3g} $\pm$ {fit.mu_err:.2g}, "
+                     label=rf"S+B: $\mu$ = {fit.mu:.3g} $\pm$ {fit.mu_err:.3g}, "
                      rf"$Z_{{loc}}$ = {fit.significance:.2f}")
     top.set_yscale("log")
     top.set_ylabel("Events / GeV")
     top.legend(fontsize=13)
     bottom.bar(centres, bkg.pulls, width=width, color="tab:blue", alpha=0.7)
     bottom.axhline(0.0, color="grey", lw=1)
-    bottom.set_ylabel(r"$\frac{\mathrm{Data-Fit}}{\sqrt{\mathrm{Fit}}}$")
+    bottom.set_ylabel("(Data \u2212 Fit)/\u221aFit")
     bottom.set_xlabel(mass_label)
     return _finish(fig, path, label=label, com=bkg.sqrt_s / 1000.0)
