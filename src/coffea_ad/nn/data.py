@@ -27,6 +27,7 @@ __all__ = [
     "dataset_files",
     "iter_events",
     "dijet_rows",
+    "dijet_score_rows",
     "event_rows",
     "jet_rows",
     "load_rows",
@@ -327,3 +328,37 @@ def load_rows(fileset: Fileset | str | Path, rows, *, datasets: Sequence[str] | 
         parts.setdefault(name, []).append(t)
     return {name: {k: np.concatenate([p[k] for p in ps]) for k in ps[0]}
             for name, ps in parts.items()}
+
+
+def dijet_score_rows(events, *, scorer, combine: str = "min", min_pt: float = 0.0
+                     ) -> dict[str, np.ndarray]:
+    """One row per event with two jets above ``min_pt``: a jet-level model's score of the two
+    leading jets combined into one event score, and m_jj (inputs of the quantile regression).
+
+    Args:
+        events: NanoEvents.
+        scorer: :class:`coffea_ad.inference.OnnxScorer` of a jet-level model.
+        combine: ``"min"`` (both jets anomalous), ``"max"`` or ``"sum"`` (as in the
+            model-agnostic dijet search, which studies all three).
+
+    Returns:
+        ``{"score": [n], "mjj": [n], "weight": [n], "event": [n]}``.
+    """
+    from coffea_ad.features import dijet_mass
+
+    if combine not in ("min", "max", "sum"):
+        raise UnknownNameError("score combination", combine, ["min", "max", "sum"])
+    jets = scorer.contract.jets or "FatJet"
+    second_pt = ak.to_numpy(ak.fill_none(ak.pad_none(events[jets].pt, 2, axis=1)[:, 1], 0.0))
+    idx = np.flatnonzero(second_pt > min_pt)
+    sel = events[idx]
+    if len(idx) == 0:
+        empty = np.zeros(0, np.float32)
+        return {"score": empty, "mjj": empty, "weight": empty, "event": idx.astype(np.int64)}
+    scores = scorer.score_events(sel)[:, :2]
+    s1, s2 = ak.to_numpy(scores[:, 0]), ak.to_numpy(scores[:, 1])
+    score = {"min": np.minimum, "max": np.maximum, "sum": np.add}[combine](s1, s2)
+    j = sel[jets]
+    mjj = ak.to_numpy(dijet_mass(j[:, 0], j[:, 1])).astype(np.float32)
+    return {"score": score.astype(np.float32), "mjj": mjj,
+            "weight": _event_weights(events)[idx], "event": idx.astype(np.int64)}
