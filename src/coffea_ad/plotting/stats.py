@@ -117,8 +117,9 @@ def plot_abcd_closure(
     fig, top, bottom = _ratio_figure()
     centres = 0.5 * (edges[1:] + edges[:-1])
     hep.histplot(pred.predicted, edges, ax=top, label=r"Predicted $N_B N_C / N_D$")
-    top.stairs(pred.predicted + pred.predicted_err, edges, baseline=pred.predicted - pred.predicted_err,
-               fill=True, alpha=0.3, label="Prediction unc.")
+    top.stairs(pred.predicted + pred.predicted_err, edges,
+               baseline=pred.predicted - pred.predicted_err, fill=True, alpha=0.3,
+               label="Prediction unc.")
     top.errorbar(centres, pred.observed, yerr=pred.observed_err, fmt="o", color="black",
                  label="Observed $N_A$")
     top.set_yscale("log")

@@ -19,7 +19,7 @@ arXiv:1007.1727, eq. 12 and 52).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -125,6 +125,9 @@ class DijetFit:
     deviance: float
     ndf: int
     valid: bool
+    # the fit's internal coordinates, reused as the start and the mu = 0 point of S+B fits
+    _model: Any = field(default=None, repr=False, compare=False)
+    _values: Any = field(default=None, repr=False, compare=False)
 
     @property
     def p_value(self) -> float:
@@ -308,7 +311,6 @@ def fit_dijet_background(
     m = _minimise(n, model, [float(n.sum())] + [0.0] * (n_params - 1), names)
     vals = np.asarray(m.values)
     _, norm, z = model.split(vals)
-    shape = model.shape(z)
 
     def physical(v: NDArray) -> NDArray[np.float64]:
         sh = model.shape(v[1:])
@@ -316,15 +318,18 @@ def fit_dijet_background(
 
     # p0 = norm / integral(shape) depends on every fitted parameter: propagate the full
     # covariance with a central-difference Jacobian (steps of 1e-3 of each error)
-    cov_v = np.asarray(m.covariance)
-    steps = 1e-3 * np.sqrt(np.diag(cov_v))
-    jac = np.stack(
-        [(physical(vals + dv) - physical(vals - dv)) / (2 * h)
-         for h, dv in zip(steps, np.diag(steps), strict=True)],
-        axis=1,
-    )
     params = physical(vals)
-    errors = np.sqrt(np.diag(jac @ cov_v @ jac.T))
+    if m.covariance is None:  # Hesse failed: say so with NaN rather than invent errors
+        errors = np.full(params.size, np.nan)
+    else:
+        cov_v = np.asarray(m.covariance)
+        steps = 1e-3 * np.sqrt(np.diag(cov_v))
+        jac = np.stack(
+            [(physical(vals + dv) - physical(vals - dv)) / (2 * h)
+             for h, dv in zip(steps, np.diag(steps), strict=True)],
+            axis=1,
+        )
+        errors = np.sqrt(np.diag(jac @ cov_v @ jac.T))
     fit = DijetFit(
         edges=e,
         counts=n,
@@ -335,9 +340,9 @@ def fit_dijet_background(
         deviance=float(m.fval),
         ndf=int(n.size - m.nfit),
         valid=bool(m.valid),
+        _model=model,
+        _values=vals,
     )
-    object.__setattr__(fit, "_model", model)
-    object.__setattr__(fit, "_values", vals)
     return fit
 
 
@@ -413,16 +418,22 @@ def fit_signal_plus_background(
         raise ValueError(msg)
     if background is None:
         background = fit_dijet_background(n, e, sqrt_s=sqrt_s, n_params=n_params)
-    elif background.params.size != n_params or not np.array_equal(background.counts, n):
+    elif (
+        background.params.size != n_params
+        or background._model is None
+        or not np.array_equal(background.counts, n)
+    ):
         msg = (
-            "fit_signal_plus_background: background= must be a fit of the same counts with "
-            f"n_params={n_params}, found one with {background.params.size} parameters"
+            "fit_signal_plus_background: background= must be fit_dijet_background's result "
+            f"for the same counts with n_params={n_params}, found one with "
+            f"{background.params.size} parameters"
+            + ("" if np.array_equal(background.counts, n) else " on different counts")
         )
         raise ValueError(msg)
-    bmodel: _Model = background._model  # type: ignore[attr-defined]
+    bmodel: _Model = background._model
     model = _Model(bmodel.xe, bmodel.shape0, bmodel.chol, sig)
     names = ["mu", "norm"] + [f"z{i}" for i in range(1, n_params)]
-    m = _minimise(n, model, [0.0, *background._values], names)  # type: ignore[attr-defined]
+    m = _minimise(n, model, [0.0, *background._values], names)
     mu = float(m.values["mu"])
     fval = float(m.fval)
     # the background-only fit is the mu = 0 conditional fit; it can only be worse

@@ -95,7 +95,10 @@ def _prepare(x: ArrayLike, y: ArrayLike, weights: ArrayLike | None):
     xv = np.asarray(x, dtype=np.float64).ravel()
     yv = np.asarray(y, dtype=np.float64).ravel()
     if xv.shape != yv.shape or xv.size < 2:
-        msg = f"distance correlation: expected x and y of equal length >= 2, found {xv.size}, {yv.size}"
+        msg = (
+            "distance correlation: expected x and y of equal length >= 2, "
+            f"found {xv.size}, {yv.size}"
+        )
         raise ValueError(msg)
     w = np.ones_like(xv) if weights is None else np.asarray(weights, dtype=np.float64).ravel()
     if w.shape != xv.shape or np.any(w < 0) or not w.sum() > 0:

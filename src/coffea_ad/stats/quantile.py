@@ -199,7 +199,10 @@ def quantile_thresholds(
     s = np.asarray(score, dtype=np.float64).ravel()
     m = np.asarray(mjj, dtype=np.float64).ravel()
     if s.shape != m.shape:
-        msg = f"quantile_thresholds: expected score and mjj of equal length, found {s.size}, {m.size}"
+        msg = (
+            "quantile_thresholds: expected score and mjj of equal length, "
+            f"found {s.size}, {m.size}"
+        )
         raise ValueError(msg)
     w = np.ones_like(s) if weights is None else np.asarray(weights, dtype=np.float64).ravel()
     q = np.asarray(quantiles, dtype=np.float64).ravel()
