@@ -140,6 +140,13 @@ def test_significance_on_a_small_table_by_hand() -> None:
     assert scan5.best_cut == 0.4
     assert scan5.best_sigma == pytest.approx(9 / np.sqrt(10))
     assert not scan5.sensitive  # 9/sqrt(10) = 2.85 < 3
+    # effective MC events: cut 0.6 keeps weights (3, 1) -> 16/10 = 1.6 events, cut 0.4 keeps
+    # (6, 3, 1) -> 100/46 = 2.17: requiring 2 effective events leaves cuts 0.0 and 0.4
+    scan_eff = significance_scan(
+        sm_scores, bsm_scores, weights_sm=sm_w, weights_bsm=bsm_w, cuts=cuts, min_sm_events=2.0
+    )
+    assert np.isnan(scan_eff.sigma[2:]).all()
+    assert scan_eff.best_cut == 0.4
 
 
 def test_sensitive_call_uses_three_sigma() -> None:

@@ -101,6 +101,7 @@ def significance_scan(
     weights_bsm: ArrayLike | None = None,
     cuts: ArrayLike | int = 100,
     min_sm: float = 0.0,
+    min_sm_events: float = 0.0,
     threshold: float = 3.0,
 ) -> SignificanceScan:
     """Scan sigma = |BSM - SM| / sqrt(SM) over cuts ``score >= cut``.
@@ -113,8 +114,10 @@ def significance_scan(
         weights_bsm: per-event BSM weights.
         cuts: explicit thresholds, or a number of thresholds placed at evenly spaced
             quantiles (0 ... 1 exclusive) of the SM scores.
-        min_sm: cuts keeping an SM yield below this are not considered (sigma = NaN there);
-            a guard against the best cut being a handful of weighted MC events.
+        min_sm: cuts keeping an SM yield below this are not considered (sigma = NaN there).
+        min_sm_events: cuts keeping fewer effective SM MC events, (sum w)^2 / sum w^2, are
+            not considered either: a guard against the best cut being a handful of heavily
+            weighted MC events (25 means a 20% statistical uncertainty on the SM yield).
         threshold: sigma at which the model is called sensitive (3 by default).
 
     Returns:
@@ -133,10 +136,14 @@ def significance_scan(
     n_sm = _weighted_pass(s_sm, w_sm, cut_values)
     n_bsm = _weighted_pass(s_bsm, w_bsm, cut_values)
     sigma = significance(n_bsm, n_sm)
-    sigma[n_sm < min_sm] = np.nan
+    sumw2_sm = _weighted_pass(s_sm, w_sm**2, cut_values)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        n_eff = np.where(sumw2_sm > 0, n_sm**2 / sumw2_sm, 0.0)
+    sigma[(n_sm < min_sm) | (n_eff < min_sm_events)] = np.nan
     if not np.any(np.isfinite(sigma)):
         msg = (
-            f"significance_scan: no cut keeps an SM yield > 0 and >= min_sm={min_sm}; "
+            f"significance_scan: no cut keeps an SM yield > 0, >= min_sm={min_sm} and "
+            f">= min_sm_events={min_sm_events} effective events; "
             f"largest SM yield found {n_sm.max() if n_sm.size else 0.0:g}"
         )
         raise ValueError(msg)
