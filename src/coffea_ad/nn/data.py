@@ -31,6 +31,7 @@ __all__ = [
     "event_rows",
     "jet_rows",
     "load_rows",
+    "particle_rows",
     "load_fileset",
     "load_jet_tables",
     "signal_datasets",
@@ -362,3 +363,34 @@ def dijet_score_rows(events, *, scorer, combine: str = "min", min_pt: float = 0.
     mjj = ak.to_numpy(dijet_mass(j[:, 0], j[:, 1])).astype(np.float32)
     return {"score": score.astype(np.float32), "mjj": mjj,
             "weight": _event_weights(events)[idx], "event": idx.astype(np.int64)}
+
+
+def particle_rows(events, *, features: Sequence[str], n: int = 50, jets: str = "FatJet",
+                  max_jets: int = 2, min_pt: float = 0.0) -> dict[str, np.ndarray]:
+    """Padded constituent lists of the ``max_jets`` leading jets with ``pt > min_pt``.
+
+    Uses :func:`coffea_ad.features.jet_constituents` and
+    :func:`coffea_ad.features.particles.particle_list` (p_T-ordered, padded with 0).
+
+    Returns:
+        ``{"x": [n_jets, n, F] float32, "mask": [n_jets, n] float32 (1 real), "pt",
+        "weight", "event", "jet_index"}``.
+    """
+    from coffea_ad.features import jet_constituents
+    from coffea_ad.features.particles import particle_list
+
+    jet = events[jets][:, :max_jets]
+    constituents = jet_constituents(events, jets=jets)[:, :max_jets]
+    values, mask = particle_list(constituents, jet, n=n, features=list(features))
+    pt = jet.pt
+    keep = ak.to_numpy(ak.flatten(pt > min_pt))
+    event_idx = ak.broadcast_arrays(np.arange(len(events)), pt)[0]
+    w = ak.broadcast_arrays(_event_weights(events), pt)[0]
+    return {
+        "x": np.asarray(values, np.float32)[keep],
+        "mask": np.asarray(mask, np.float32)[keep],
+        "pt": ak.to_numpy(ak.flatten(pt)).astype(np.float32)[keep],
+        "weight": ak.to_numpy(ak.flatten(w)).astype(np.float32)[keep],
+        "event": ak.to_numpy(ak.flatten(event_idx)).astype(np.int64)[keep],
+        "jet_index": ak.to_numpy(ak.flatten(ak.local_index(pt, axis=1))).astype(np.int16)[keep],
+    }

@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 
 from coffea_ad.errors import UnknownNameError
-from coffea_ad.inference.contract import ModelContract
+from coffea_ad.inference.contract import InputSpec, ModelContract
 from coffea_ad.nn.data import dataset_files, signal_datasets, split_indices
 from coffea_ad.nn.export import (
+    DEFAULT_OPSET,
     export_onnx,
     model_paths,
     plot_history,
@@ -34,6 +35,7 @@ __all__ = [
     "luminosity_weights",
     "merge_rows",
     "resolve_config",
+    "run_constituent_model",
     "split_rows",
 ]
 
@@ -217,3 +219,73 @@ def auc_table(test_scores: np.ndarray, test_weights: np.ndarray | None,
             out[name] = round(auc(test_scores, scores, weights_bkg=test_weights,
                                   weights_sig=weights), 4)
     return out
+
+
+def run_constituent_model(cfg: Mapping[str, Any], fileset, out, *, build, kind: str,
+                          outputs: Sequence[Any], score: str, description: str,
+                          recipe_name: str) -> dict[str, Any]:
+    """Shared body of the constituent-level recipes (particle VAE, graph AE).
+
+    Reads padded constituent lists (:func:`coffea_ad.nn.data.particle_rows`) of the leading
+    jets, trains ``build(centre, scale)`` on background jets, measures AUC of the first model
+    output per signal dataset, exports with inputs ``particles [batch, n, F]`` and
+    ``mask [batch, n]``.
+
+    Args:
+        cfg: resolved config with ``particle_features, n_particles, jets, max_jets, min_pt``
+            and the training keys of :func:`coffea_ad.nn.fit.fit`.
+        build: ``build(centre, scale) -> model`` (called after seeding torch).
+        kind, outputs, score, description: contract fields.
+        recipe_name: for the contract name and messages.
+
+    Returns:
+        Metrics dict (``auc``, ``auc_background``, ``n_train``, ``epochs``, ``onnx``).
+    """
+    import torch
+
+    from coffea_ad.nn.data import load_fileset, load_rows, particle_rows
+    from coffea_ad.nn.fit import fit, predict
+    from coffea_ad.nn.scaling import standardization
+
+    fs = load_fileset(fileset)
+    train_ds, signals, others = dataset_roles(fs, cfg["train_datasets"])
+    tables = load_rows(fs, particle_rows, datasets=train_ds + signals + others,
+                       features=cfg["particle_features"], n=cfg["n_particles"], jets=cfg["jets"],
+                       max_jets=cfg["max_jets"], min_pt=cfg["min_pt"])
+    split = split_rows(merge_rows(tables, train_ds), cfg)
+    x, mask = split.rows["x"], split.rows["mask"]
+    centre, scale = standardization(x[split.train], mask=mask[split.train] > 0)
+    torch.manual_seed(cfg["seed"])
+    model = build(centre, scale)
+    history = fit(model, [x[split.train], mask[split.train]], [x[split.val], mask[split.val]],
+                  epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"],
+                  patience=cfg["patience"], lr_patience=cfg["lr_patience"], seed=cfg["seed"],
+                  threads=cfg["threads"])
+    te = split.test
+    bkg = predict(model, [x[te], mask[te]])[0]
+    scored = {n: (predict(model, [tables[n]["x"], tables[n]["mask"]])[0], None)
+              for n in signals + others if n in tables and len(tables[n]["x"])}
+    aucs = auc_table(bkg, None, {n: v for n, v in scored.items() if n in signals})
+    aucs_bkg = auc_table(bkg, None, {n: v for n, v in scored.items() if n in others})
+    feats, n_part = list(cfg["particle_features"]), cfg["n_particles"]
+    contract = ModelContract(
+        name=recipe_name, kind=kind, level="jet", jets=cfg["jets"],
+        inputs=[InputSpec("particles", feats, [n_part, len(feats)], scaling="in_graph",
+                          pad_length=n_part, pad_value=0.0),
+                InputSpec("mask", ["mask"], [n_part], pad_length=n_part, pad_value=0.0)],
+        outputs=list(outputs), score=score, opset=DEFAULT_OPSET, description=description,
+        training={"datasets": train_ds, "fileset_datasets": list(fs),
+                  "selection": {"jets": cfg["jets"], "max_jets": cfg["max_jets"],
+                                "min_pt": cfg["min_pt"], "constituents": "p_T-ordered, "
+                                f"first {n_part}, padded with 0"},
+                  "n_jets": {"train": len(split.train), "val": len(split.val), "test": len(te)},
+                  "split": {"seed": cfg["seed"], "val_fraction": cfg["val_fraction"],
+                            "test_fraction": cfg["test_fraction"], "grouped_by": "event"}},
+        metrics={"auc": aucs, "auc_background": aucs_bkg},
+    )
+    paths = finish(model, contract, out=out,
+                   example={"particles": x[split.train][:8], "mask": mask[split.train][:8]},
+                   check={"particles": x[split.val][:21], "mask": mask[split.val][:21]},
+                   config=cfg, history=history, training_files=train_ds, fileset=fs)
+    return {"auc": aucs, "auc_background": aucs_bkg, "n_train": len(split.train),
+            "epochs": len(history.train_loss), "onnx": str(paths["onnx"])}
