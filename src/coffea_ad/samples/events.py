@@ -12,7 +12,7 @@ Truth written for validation (not present in real data, named so that no one mis
 - ``FatJet_isResonance`` (bool): within ΔR < 0.8 of a hard-process resonance the process
   declares (X/Y for ``zprime_xy``; t, W, Z for the SM processes; W for ``hpp``).
 - ``GenPart_*``: the hard process only (Pythia |status| 22-29: resonances and their decay
-  products), with NanoAOD's ``genPartIdxMother`` (-1 when the mother is not kept).
+  products), with NanoAOD's ``genPartIdxMother`` (the nearest kept ancestor, -1 if none).
 - ``GenMET_pt/phi``: the vector sum of the invisible particles (neutrinos, dark matter).
 """
 
@@ -163,9 +163,18 @@ class EventMaker:
         event_of = np.repeat(np.arange(len(n_all)), kept_counts)
         # rank within kept = running count of kept particles before it in the same event
         kept_rank[global_kept] = np.arange(len(global_kept)) - kept_starts[event_of]
-        mother = np.asarray(ak.flatten(prt.mother1), dtype=np.int64)[global_kept]
-        mother_global = mother + starts[event_of]
-        mother_idx = np.where(mother > 0, kept_rank[np.clip(mother_global, 0, len(kept_rank) - 1)], -1)
+        # NanoAOD convention: the mother is the nearest *kept* ancestor. Shower recoil copies
+        # (e.g. of a top before it decays) sit between a resonance and its decay products, so
+        # climb the mother1 chain, all kept particles at once, until a kept one or the beams.
+        mother1 = np.asarray(ak.flatten(prt.mother1), dtype=np.int64)
+        event_start = starts[event_of]
+        local = mother1[global_kept]
+        for _ in range(64):  # chains are a few copies long; 64 bounds pathological records
+            pending = (local > 0) & (kept_rank[np.maximum(local, 0) + event_start] < 0)
+            if not pending.any():
+                break
+            local = np.where(pending, mother1[np.maximum(local, 0) + event_start], local)
+        mother_idx = np.where(local > 0, kept_rank[np.maximum(local, 0) + event_start], -1)
         sel = prt[keep]
         p = sel.p
         px, py, pz = (np.asarray(ak.flatten(p[c]), dtype=np.float64) for c in ("px", "py", "pz"))

@@ -290,17 +290,33 @@ _SVJ = ProcessSpec(
 _X_ID, _Y_ID = 35, 36  # re-used Higgs-sector slots: neutral scalars with no other role here
 
 
+def _narrow_zv(mz: float, channel: str) -> list[str]:
+    """A narrow Hidden-Valley Z_v (4900023) made in q qbar -> Z_v and decaying only to ``channel``.
+
+    Pythia's own Z' (32) sums its open width over the channels it knows, so a user channel such
+    as X Y would give it no cross-section; the Z_v's decays are table-driven (meMode 102), which
+    accepts any channel. Its tiny q qbar partial widths exist for production only.
+    """
+    return [
+        "HiddenValley:ffbar2Zv = on",
+        "HiddenValley:fragment = off",
+        "HiddenValley:FSR = off",
+        f"4900023:m0 = {mz}",
+        f"4900023:mMin = {mz - 1.0}",
+        f"4900023:mMax = {mz + 1.0}",
+        f"4900023:mWidth = {_SVJ_GEN_WIDTH}",
+        f"4900023:oneChannel = 1 {_SVJ_GEN_BR_DARK} 102 {channel}",
+        *(f"4900023:addChannel = 1 {_SVJ_GEN_BR_Q} 102 {q} -{q}" for q in range(1, 7)),
+        "4900023:onMode = off",
+        f"4900023:onIfMatch = {channel}",
+    ]
+
+
 def _zprime_xy(prongs: int) -> Callable[[Mapping[str, Any]], list[str]]:
     def commands(s: Mapping[str, Any]) -> list[str]:
         mz, mx, my = float(s["mzprime"]), float(s["mx"]), float(s["my"])
         cmds = [
-            "NewGaugeBoson:ffbar2gmZZprime = on",
-            "Zprime:gmZmode = 3",  # pure Z', no γ*/Z interference
-            f"32:m0 = {mz}",
-            f"32:mMin = {mz - 500.0}",
-            f"32:mMax = {mz + 500.0}",
-            "32:onMode = off",
-            f"32:addChannel = 1 1.0 100 {_X_ID} {_Y_ID}",
+            *_narrow_zv(mz, f"{_X_ID} {_Y_ID}"),
             f"{_X_ID}:m0 = {mx}",
             f"{_X_ID}:mWidth = 1.0",
             f"{_X_ID}:mMin = {mx - 20.0}",
@@ -314,18 +330,27 @@ def _zprime_xy(prongs: int) -> Callable[[Mapping[str, Any]], list[str]]:
             if prongs == 2:  # X, Y -> q qbar, light flavours democratically
                 cmds.append(f"{pid}:oneChannel = 1 0.25 100 1 -1")
                 cmds += [f"{pid}:addChannel = 1 0.25 100 {q} -{q}" for q in (2, 3, 4)]
-            else:  # X, Y -> q qbar g: three hard prongs (phase-space decay)
-                cmds.append(f"{pid}:oneChannel = 1 0.5 0 1 -1 21")
-                cmds.append(f"{pid}:addChannel = 1 0.5 0 2 -2 21")
+            else:  # X, Y -> u d s: three hard prongs joined by a colour junction
+                # (isotropic phase space; meMode 100 keeps the tabulated BR). A baryon-number-
+                # violating, RPV-like stand-in: Pythia cannot colour a q qbar g singlet decay.
+                cmds.append(f"{pid}:oneChannel = 1 1.0 100 2 1 3")
         return cmds + _phase_space(s)
 
     return commands
+
+
+def _zv_xsec_factor(s: Mapping[str, Any]) -> float:
+    """Rescale sigmaGen of the narrow Z_v to a vector Z' with quark coupling ``gq`` and
+    BR(Z' -> X Y) = 1 (narrow-width approximation, see :func:`_svj_xsec_factor`)."""
+    per_flavour = 3.0 * float(s["gq"]) ** 2 * float(s["mzprime"]) / (12.0 * math.pi)
+    return per_flavour / (_SVJ_GEN_BR_Q * _SVJ_GEN_WIDTH * _SVJ_GEN_BR_DARK)
 
 
 _XY_SETTINGS = {
     "mzprime": Setting(3500.0, "Z' mass [GeV] (LHC Olympics: 3.5 TeV)"),
     "mx": Setting(500.0, "X mass [GeV]"),
     "my": Setting(100.0, "Y mass [GeV]"),
+    "gq": Setting(0.25, "Z' coupling to SM quarks (sets the cross-section only)"),
 }
 _ZPXY = ProcessSpec(
     name="zprime_xy",
@@ -334,14 +359,16 @@ _ZPXY = ProcessSpec(
     settings=_XY_SETTINGS,
     commands=_zprime_xy(2),
     resonance_ids=(_X_ID, _Y_ID),
+    xsec_factor=_zv_xsec_factor,
 )
 _ZPXY3 = ProcessSpec(
     name="zprime_xy_3prong",
-    description="dijet resonance Z' -> X Y, X,Y -> q qbar g (3-prong variant)",
+    description="dijet resonance Z' -> X Y, X,Y -> u d s (3-prong variant)",
     is_signal=True,
     settings=_XY_SETTINGS,
     commands=_zprime_xy(3),
     resonance_ids=(_X_ID, _Y_ID),
+    xsec_factor=_zv_xsec_factor,
 )
 
 
