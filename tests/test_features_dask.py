@@ -16,9 +16,11 @@ import pytest
 
 from coffea_ad.features import (
     JET_FEATURES,
+    constituent_graph,
     event_variables,
     jet_constituents,
     jet_features,
+    particle_list,
     transverse_mass,
 )
 
@@ -88,3 +90,15 @@ def test_dask_reads_only_the_needed_branches(both):
     assert columns(jet_constituents(lazy)["pt"]) == LINKS | {"PFCands_pt"}
     assert columns(event_variables(lazy)) == {"nFatJet", "FatJet_pt", "FatJet_eta",
                                               "FatJet_phi", "FatJet_mass", "MET_pt", "MET_phi"}
+
+
+def test_particle_list_and_graph_identical_in_dask_mode(both):
+    virtual, lazy = both
+    values, mask = particle_list(jet_constituents(lazy), lazy.FatJet, n=30)
+    want_values, want_mask = particle_list(jet_constituents(virtual), virtual.FatJet, n=30)
+    np.testing.assert_array_equal(ak.to_numpy(compute(values)), want_values)
+    np.testing.assert_array_equal(ak.to_numpy(compute(mask)), want_mask)
+    graph = constituent_graph(jet_constituents(lazy), lazy.FatJet, n=20, knn=3)
+    want = constituent_graph(jet_constituents(virtual), virtual.FatJet, n=20, knn=3)
+    for name in ("adjacency", "edge_index", "edge_weight", "edge_mask"):
+        np.testing.assert_array_equal(ak.to_numpy(compute(graph[name])), want[name], name)

@@ -17,15 +17,20 @@ from coffea_ad.features.event import (
     transverse_mass,
     vbs_variables,
 )
+from coffea_ad.features.graphs import GRAPH_NODE_FEATURES, constituent_graph
+from coffea_ad.features.particles import PARTICLE_FEATURES, particle_list, pdg_class
 from coffea_ad.features.substructure import axes, girth, lha, ptd, valid_constituents
 from coffea_ad.features.table import JET_FEATURES, JetFeature, jet_features, jet_table
 
 __all__ = [
     "BETAS",
     "CONSTITUENT_FIELDS",
+    "GRAPH_NODE_FEATURES",
     "JET_FEATURES",
+    "PARTICLE_FEATURES",
     "JetFeature",
     "axes",
+    "constituent_graph",
     "dijet_mass",
     "efp1",
     "energy_correlators",
@@ -35,6 +40,8 @@ __all__ = [
     "jet_features",
     "jet_table",
     "lha",
+    "particle_list",
+    "pdg_class",
     "ptd",
     "transverse_mass",
     "valid_constituents",
