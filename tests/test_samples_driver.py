@@ -1,0 +1,174 @@
+"""The generator driver: same seed -> same content, resuming after damage, errors, the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import uproot
+
+pytest.importorskip("pythia8mc")
+pytest.importorskip("fastjet")
+
+from coffea_ad.errors import UnknownNameError  # noqa: E402
+from coffea_ad.samples import PROCESSES, generate, generate_fileset, resolve_settings, verify_file  # noqa: E402
+
+SMALL = {"pthat_min": 300.0}  # lighter events: these tests are about bookkeeping
+
+
+def read_all(path: str | Path) -> dict[str, np.ndarray]:
+    with uproot.open(path) as f:
+        return f["Events"].arrays(library="np")
+
+
+def same_content(a: str | Path, b: str | Path) -> bool:
+    xa, xb = read_all(a), read_all(b)
+    if xa.keys() != xb.keys():
+        return False
+    for key in xa:
+        va, vb = xa[key], xb[key]
+        if va.dtype == object:  # jagged: compare event by event
+            if len(va) != len(vb) or not all(np.array_equal(p, q) for p, q in zip(va, vb)):
+                return False
+        elif not np.array_equal(va, vb):
+            return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def twin_runs(tmp_path_factory):
+    """The same request run twice, in one process and with two workers: 2 files of 30 events."""
+    a = tmp_path_factory.mktemp("run_a")
+    b = tmp_path_factory.mktemp("run_b")
+    fa = generate("qcd", events=60, seed=11, out=a, settings=SMALL, events_per_file=30)
+    fb = generate("qcd", events=60, seed=11, out=b, settings=SMALL, events_per_file=30, jobs=2)
+    return a, b, fa, fb
+
+
+def test_same_seed_gives_identical_content_whatever_jobs(twin_runs):
+    _, _, fa, fb = twin_runs
+    files_a, files_b = sorted(fa["qcd"]["files"]), sorted(fb["qcd"]["files"])
+    assert len(files_a) == len(files_b) == 2
+    for pa, pb in zip(files_a, files_b):
+        assert same_content(pa, pb)
+    # the two files of a dataset are different events (distinct per-file seeds) ...
+    assert not same_content(files_a[0], files_a[1])
+    # ... numbered consecutively, with luminosityBlock = file index + 1
+    ev = [read_all(p) for p in files_a]
+    assert ev[0]["event"].tolist() == list(range(1, 31))
+    assert ev[1]["event"].tolist() == list(range(31, 61))
+    assert set(ev[1]["luminosityBlock"].tolist()) == {2}
+    ma, mb = fa["qcd"]["metadata"], fb["qcd"]["metadata"]
+    assert ma["xsec"] == mb["xsec"] and ma["sumw"] == mb["sumw"] == 60
+
+
+def test_different_seed_gives_different_events(twin_runs, tmp_path):
+    a, _, fa, _ = twin_runs
+    other = generate("qcd", events=30, seed=12, out=tmp_path, settings=SMALL, events_per_file=30)
+    assert not same_content(sorted(fa["qcd"]["files"])[0], next(iter(other["qcd"]["files"])))
+
+
+def test_truncated_file_is_regenerated_and_good_file_reused(twin_runs):
+    a, b, fa, _ = twin_runs
+    first, second = sorted(fa["qcd"]["files"])
+    reference = sorted(Path(b).glob("qcd/*.root"))[0]  # the twin run's first file
+    # damage the first file: cut it in half (what a killed job leaves)
+    data = Path(first).read_bytes()
+    Path(first).write_bytes(data[: len(data) // 2])
+    assert verify_file(first) is None
+    mtime_second = os.stat(second).st_mtime_ns
+    again = generate("qcd", events=60, seed=11, out=a, settings=SMALL, events_per_file=30)
+    assert verify_file(first) is not None
+    assert same_content(first, reference)
+    assert os.stat(second).st_mtime_ns == mtime_second  # verified, not rewritten
+    assert again["qcd"]["metadata"]["sumw"] == 60
+
+
+def test_file_with_same_size_but_altered_bytes_is_not_trusted(twin_runs):
+    a, _, fa, _ = twin_runs
+    second = sorted(fa["qcd"]["files"])[1]
+    assert verify_file(second) is not None
+    raw = bytearray(Path(second).read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    Path(second).write_bytes(bytes(raw))
+    assert verify_file(second) is None  # sha256 recorded at completion no longer matches
+    # a request with other settings does not accept a file made with different ones
+    generate("qcd", events=60, seed=11, out=a, settings=SMALL, events_per_file=30)
+    assert verify_file(second, {"settings": resolve_settings("qcd", SMALL)}) is not None
+    assert verify_file(second, {"settings": resolve_settings("qcd", {"pthat_min": 301.0})}) is None
+
+
+def test_fileset_json_is_merged_across_calls(tmp_path):
+    generate("qcd", events=10, seed=1, out=tmp_path, settings=SMALL, dataset="qcd_a")
+    generate("qcd", events=10, seed=1, out=tmp_path, settings=SMALL, dataset="qcd_b")
+    on_disk = json.loads((tmp_path / "fileset.json").read_text())
+    assert set(on_disk) == {"qcd_a", "qcd_b"}
+    # different dataset names -> different per-file seeds -> different events
+    fa, fb = (next(iter(on_disk[d]["files"])) for d in ("qcd_a", "qcd_b"))
+    assert not same_content(fa, fb)
+
+
+# ------------------------------------------------------------------------------ errors
+def test_unknown_process_lists_valid_ones(tmp_path):
+    with pytest.raises(UnknownNameError) as err:
+        generate("qcdd", events=10, seed=1, out=tmp_path)
+    msg = str(err.value)
+    assert "'qcdd'" in msg and all(name in msg for name in PROCESSES)
+    assert isinstance(err.value, KeyError)
+
+
+def test_unknown_setting_lists_valid_ones(tmp_path):
+    with pytest.raises(UnknownNameError) as err:
+        generate("svj", events=10, seed=1, out=tmp_path, settings={"r_inv": 0.5})
+    msg = str(err.value)
+    assert "'r_inv'" in msg and "rinv" in msg and "mzprime" in msg and "detector.track_pt_min" in msg
+    with pytest.raises(UnknownNameError, match="peak"):
+        resolve_settings("svj", {"alpha_dark": "highest"})
+    with pytest.raises(UnknownNameError, match="events_per_file"):
+        generate_fileset({"x": {"process": "qcd", "events": 5, "nevents": 5}}, out=tmp_path, seed=1)
+    with pytest.raises(TypeError, match="expects float"):
+        resolve_settings("qcd", {"pthat_min": "high"})
+    assert not any(tmp_path.iterdir())  # nothing is generated for an invalid request
+
+
+def test_settings_resolution_types_and_svj_lambda():
+    s = resolve_settings("svj", {"mzprime": 2000, "alpha_dark": "0.2", "mpi": "true"})
+    assert s["mzprime"] == 2000.0 and isinstance(s["mzprime"], float)
+    assert s["alpha_dark"] == 0.2 and s["mpi"] is True
+    from coffea_ad.samples.processes import svj_lambda
+
+    # α(1 TeV) = 2π / (b0 ln(1000/Λ)) must invert svj_lambda; b0 = 11 - 4/3 for N_c=3, N_f=2
+    lam = svj_lambda(0.2, 20.0)
+    b0 = 11.0 - 4.0 / 3.0
+    assert 2 * np.pi / (b0 * np.log(1000.0 / lam)) == pytest.approx(0.2)
+    assert svj_lambda("peak", 20.0) == pytest.approx(3.2 * 20.0**0.8)
+
+
+# ------------------------------------------------------------------------------ CLI
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    exe = Path(sys.executable).with_name("coffea-ad")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+
+
+def test_cli_generate_writes_fileset_with_overrides(tmp_path):
+    res = _cli("generate", "zjets", "--events", "20", "--seed", "4", "--out", "out",
+               "--set", "z_decay=leptonic", "--set", "pthat_min=150", "--no-progress", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    meta = json.loads((tmp_path / "out" / "fileset.json").read_text())["zjets"]["metadata"]
+    assert meta["settings"]["z_decay"] == "leptonic" and meta["settings"]["pthat_min"] == 150.0
+    assert meta["nevents"] == 20 and "zjets: 20 events in 1 file(s)" in res.stdout
+
+
+def test_cli_rejects_unknown_names_with_the_valid_ones(tmp_path):
+    res = _cli("generate", "nope", "--events", "5", "--seed", "1", "--out", "o", cwd=tmp_path)
+    assert res.returncode == 2 and "unknown process 'nope'" in res.stderr and "svj" in res.stderr
+    res = _cli("generate", "qcd", "--events", "5", "--seed", "1", "--out", "o", "--set", "bogus=1",
+               cwd=tmp_path)
+    assert res.returncode == 2 and "'bogus'" in res.stderr and "pthat_min" in res.stderr
+    assert not (tmp_path / "o").exists()
