@@ -9,7 +9,8 @@ One concept per module:
   significance;
 - :mod:`~coffea_ad.stats.quantile`: score thresholds at background quantiles versus m_jj,
   decorrelated categories, correctionlib export;
-- :mod:`~coffea_ad.stats.decorrelation`: distance correlation (DisCo check), 1/JSD.
+- :mod:`~coffea_ad.stats.decorrelation`: distance correlation (DisCo check), 1/JSD;
+- :mod:`~coffea_ad.stats.report`: one markdown page with all of the above from histograms.
 
 Convention everywhere: a higher score is more anomalous; an event passes ``score >= cut``.
 """
@@ -47,6 +48,7 @@ from coffea_ad.stats.quantile import (
     thresholds_to_correctionlib,
     weighted_binned_quantiles,
 )
+from coffea_ad.stats.report import ReportNumbers, write_report
 from coffea_ad.stats.roc import WorkingPoint, auc, max_sic, roc_curve, sic_curve, working_point
 from coffea_ad.stats.significance import SignificanceScan, significance, significance_scan
 
@@ -57,6 +59,7 @@ __all__ = [
     "CorrectionlibThresholds",
     "DijetFit",
     "QuantileThresholds",
+    "ReportNumbers",
     "SignalFit",
     "SignificanceScan",
     "WorkingPoint",
@@ -83,4 +86,5 @@ __all__ = [
     "thresholds_to_correctionlib",
     "weighted_binned_quantiles",
     "working_point",
+    "write_report",
 ]

@@ -1,0 +1,329 @@
+"""One markdown page with the statistics and plots of a run's histograms.
+
+Input is the processors' event histogram (axes ``dataset`` x ``systematic`` x ``category`` x
+``score`` x mass, the contract of :mod:`coffea_ad.histos`), with the datasets split into
+backgrounds (summed) and signals. The page holds, with the plots next to the numbers:
+
+- weighted yields per dataset and category;
+- per signal, the score performance against the summed background: AUC, max SIC (where the
+  background keeps >= 25 effective MC events) and sigma = |(B + S) - B| / sqrt(B) at the best
+  score cut, with the "sensitive if >= 3" call;
+- an ABCD closure per mass bin in the background, when a second variable is named
+  (``abcd_y_axis``): the histogram must then carry that axis;
+- for an m_jj histogram, a bump hunt per category: the dijet-function fit of the background,
+  and for each signal an S+B fit of background + signal with the signal histogram as the
+  template, whose mu should come back as 1.
+
+Histogram bins stand in for events: a bin passes a score cut at its lower edge, and its
+weight is the bin's sum of weights (flow bins included).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from coffea_ad.stats.abcd import abcd_closure
+from coffea_ad.stats.bumphunt import fit_dijet_background, fit_signal_plus_background
+from coffea_ad.stats.roc import auc, roc_curve
+from coffea_ad.stats.significance import significance_scan
+
+__all__ = ["ReportNumbers", "write_report"]
+
+
+@dataclass
+class ReportNumbers:
+    """The numbers written on the page, for callers that want them as data.
+
+    Attributes:
+        yields: ``{dataset: {category: (sum w, sqrt(sum w^2))}}``.
+        performance: ``{signal: {"auc", "max_sic", "max_sic_tpr", "max_sic_fpr",
+            "sigma_max", "best_cut", "sensitive"}}``.
+        abcd: ``{"chi2", "ndf", "p_value", "pulls", "integrated_ratio"}`` or empty.
+        bumphunt: ``{category: {"chi2", "ndf", "p_value", signal: {"mu", "mu_err", "z"}}}``.
+    """
+
+    yields: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
+    performance: dict[str, dict[str, float]] = field(default_factory=dict)
+    abcd: dict[str, Any] = field(default_factory=dict)
+    bumphunt: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def _score_bins(h1: Any) -> tuple[NDArray, NDArray, NDArray]:
+    """(lower edge, sum w, sum w^2) of each bin of a 1-d score histogram, flow included."""
+    ax = h1.axes[0]
+    edges = np.asarray(ax.edges, dtype=np.float64)
+    lower = edges[:-1]
+    if ax.traits.underflow:
+        # any value below the first edge orders the underflow correctly
+        lower = np.concatenate([[edges[0] - abs(edges[0]) - 1.0], lower])
+    if ax.traits.overflow:
+        lower = np.concatenate([lower, [edges[-1]]])
+    vals = np.asarray(h1.values(flow=True), dtype=np.float64)
+    var = h1.variances(flow=True)
+    var = vals.copy() if var is None else np.asarray(var, dtype=np.float64)
+    return lower, vals, var
+
+
+def _binned_max_sic(bkg: tuple, sig: tuple, *, min_events: float = 25.0) -> dict[str, float]:
+    """Max SIC over cuts at bin edges, keeping >= ``min_events`` effective background events
+    (from the histogram's sum of w^2, which per-event :func:`max_sic` cannot see here)."""
+    lower, vb, wb2 = bkg
+    _, vs, _ = sig
+    order = np.argsort(-lower)
+    b = np.cumsum(vb[order])
+    b2 = np.cumsum(wb2[order])
+    s = np.cumsum(vs[order])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fpr, tpr = b / b[-1], s / s[-1]
+        n_eff = np.where(b2 > 0, b * b / b2, 0.0)
+        sic = np.where((fpr > 0) & (n_eff >= min_events), tpr / np.sqrt(fpr), -np.inf)
+    i = int(np.argmax(sic))
+    if not np.isfinite(sic[i]):
+        return {"max_sic": float("nan"), "max_sic_tpr": float("nan"), "max_sic_fpr": float("nan")}
+    return {"max_sic": float(sic[i]), "max_sic_tpr": float(tpr[i]), "max_sic_fpr": float(fpr[i])}
+
+
+def _fmt(v: float, digits: int = 3) -> str:
+    return "n/a" if v is None or not np.isfinite(v) else f"{v:.{digits}g}"
+
+
+def write_report(
+    h: Any,
+    out_dir: str | Path,
+    *,
+    backgrounds: Sequence[str],
+    signals: Sequence[str] = (),
+    mass_axis: str | None = None,
+    systematic: str = "nominal",
+    abcd_x_cut: float | None = None,
+    abcd_y_axis: str | None = None,
+    abcd_y_cut: float | None = None,
+    sqrt_s: float = 13000.0,
+    title: str = "coffea-ad report",
+    plots: bool = True,
+) -> tuple[Path, ReportNumbers]:
+    """Write ``out_dir/report.md`` (and its PNG plots) from an event histogram.
+
+    Args:
+        h: ``hist.Hist`` with axes ``dataset``, ``category``, ``score``, the mass, and
+            optionally ``systematic`` and ``abcd_y_axis``.
+        out_dir: folder for the page and the plots (created).
+        backgrounds: datasets summed into the background.
+        signals: signal datasets, each compared with the background.
+        mass_axis: ``"mt"`` or ``"mjj"``; found among the axes if not given.
+        systematic: which systematic variation to use when the axis exists.
+        abcd_x_cut: score cut of the ABCD regions (a bin edge of the score axis).
+        abcd_y_axis: the second ABCD variable's axis; no ABCD section without it.
+        abcd_y_cut: cut on the second variable (a bin edge).
+        sqrt_s: centre-of-mass energy for the dijet function (GeV).
+        title: page title.
+        plots: also draw the plots (needs matplotlib and mplhep).
+
+    Returns:
+        ``(path of report.md, ReportNumbers)``.
+    """
+    import hist
+
+    from coffea_ad.errors import UnknownNameError
+
+    names = [ax.name for ax in h.axes]
+    for needed in ("dataset", "category", "score"):
+        if needed not in names:
+            raise UnknownNameError("histogram axis", needed, names)
+    if mass_axis is None:
+        found = [n for n in ("mt", "mjj") if n in names]
+        if not found:
+            msg = f"write_report: expected a mass axis 'mt' or 'mjj', found axes {names}"
+            raise ValueError(msg)
+        mass_axis = found[0]
+    datasets = list(h.axes["dataset"])
+    for d in [*backgrounds, *signals]:
+        if d not in datasets:
+            raise UnknownNameError("dataset", d, datasets)
+    h_in = h
+    if "systematic" in names:
+        h = h[{"systematic": hist.loc(systematic)}]
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    numbers = ReportNumbers()
+    lines = [f"# {title}", ""]
+
+    def summed(ds: Sequence[str]) -> Any:
+        total = None
+        for d in ds:
+            part = h[{"dataset": hist.loc(d)}]
+            total = part if total is None else total + part
+        return total
+
+    bkg = summed(backgrounds)
+    cats = list(h.axes["category"])
+    other = [n for n in bkg.axes.name if n not in ("score", mass_axis, "category")]
+    if abcd_y_axis is None and other:
+        bkg = bkg[dict.fromkeys(other, sum)]
+
+    # --- yields
+    lines += ["## Yields", "", "| dataset | " + " | ".join(f"category {c}" for c in cats) + " |",
+              "|---" * (len(cats) + 1) + "|"]
+    for d in [*backgrounds, *signals]:
+        hd = h[{"dataset": hist.loc(d)}]
+        row = {}
+        for c in cats:
+            v = hd[{"category": hist.loc(c)}].sum(flow=True)
+            row[str(c)] = (float(v.value), float(np.sqrt(v.variance)))
+        numbers.yields[d] = row
+        cells = " | ".join(f"{v:.4g} ± {e:.2g}" for v, e in row.values())
+        lines.append(f"| {d} | {cells} |")
+    lines.append("")
+
+    # --- score performance
+    def score_1d(x: Any) -> Any:
+        keep = {n: sum for n in x.axes.name if n != "score"}
+        return x[keep]
+
+    b_bins = _score_bins(score_1d(bkg))
+    curves = {}
+    if signals:
+        lines += ["## Score performance (signal vs summed background)", "",
+                  "| signal | AUC | max SIC | TPR, FPR at max SIC | σ_max | best cut "
+                  "| sensitive |",
+                  "|---|---|---|---|---|---|---|"]
+    for sname in signals:
+        hs = h[{"dataset": hist.loc(sname)}]
+        s_bins = _score_bins(score_1d(hs))
+        fpr, tpr, _ = roc_curve(b_bins[0], s_bins[0], weights_bkg=b_bins[1], weights_sig=s_bins[1])
+        curves[sname] = (fpr, tpr)
+        perf: dict[str, float] = {"auc": auc(b_bins[0], s_bins[0], weights_bkg=b_bins[1],
+                                             weights_sig=s_bins[1])}
+        perf.update(_binned_max_sic(b_bins, s_bins))
+        scan = significance_scan(
+            b_bins[0], np.concatenate([b_bins[0], s_bins[0]]),
+            weights_sm=b_bins[1], weights_bsm=np.concatenate([b_bins[1], s_bins[1]]),
+            cuts=np.unique(b_bins[0]), min_sm_events=0.0,
+        )
+        perf.update(sigma_max=scan.best_sigma, best_cut=scan.best_cut,
+                    sensitive=float(scan.sensitive))
+        numbers.performance[sname] = perf
+        lines.append(
+            f"| {sname} | {perf['auc']:.3f} | {_fmt(perf['max_sic'])} | "
+            f"{_fmt(perf['max_sic_tpr'])}, {_fmt(perf['max_sic_fpr'])} | "
+            f"{perf['sigma_max']:.3g} | {perf['best_cut']:.3g} | "
+            f"{'yes' if scan.sensitive else 'no'} |"
+        )
+    if signals:
+        lines += ["", "σ = |(B + S) − B| / √B at score ≥ cut, all categories and masses; "
+                  "max SIC where the background keeps ≥ 25 effective MC events.", ""]
+
+    figures: list[tuple[str, str]] = []
+    if plots:
+        from coffea_ad.plotting.stats import plot_roc_sic
+
+        if curves:
+            plot_roc_sic(curves, out / "roc_sic.png")
+            figures.append(("ROC and SIC", "roc_sic.png"))
+        try:
+            from coffea_ad.plotting.distributions import (
+                plot_mass_by_category,
+                plot_score_distributions,
+            )
+
+            hs_all = h[{n: sum for n in h.axes.name if n not in ("dataset", "score")}]
+            plot_score_distributions(hs_all, out / "scores.png")
+            figures.append(("Score distributions", "scores.png"))
+            if "systematic" in names and systematic == "nominal":
+                # this plot takes the full histogram and selects "nominal" itself
+                plot_mass_by_category(h_in, out / "mass.png", mass=mass_axis)
+                figures.append((f"{mass_axis} per category", "mass.png"))
+        except ImportError:  # pragma: no cover - plotting extras are optional
+            pass
+
+    # --- ABCD
+    if abcd_y_axis is not None:
+        if abcd_x_cut is None or abcd_y_cut is None:
+            msg = "write_report: an ABCD section needs abcd_x_cut= and abcd_y_cut= as well"
+            raise ValueError(msg)
+        hb = bkg[{n: sum for n in bkg.axes.name if n not in ("score", abcd_y_axis, mass_axis)}]
+        cl = abcd_closure(hb, x_cut=abcd_x_cut, y_cut=abcd_y_cut, x_axis="score",
+                          y_axis=abcd_y_axis, mass_axis=mass_axis)
+        integ = cl.integrated
+        ratio_err = float(
+            np.sqrt(integ.observed_err**2 + integ.predicted_err**2) / integ.predicted
+        )
+        numbers.abcd = {"chi2": cl.chi2, "ndf": cl.ndf, "p_value": cl.p_value,
+                        "pulls": np.atleast_1d(cl.pull).tolist(),
+                        "integrated_ratio": float(integ.ratio),
+                        "integrated_ratio_err": ratio_err}
+        lines += ["## ABCD closure (background)", "",
+                  f"score ≥ {abcd_x_cut:g} and {abcd_y_axis} ≥ {abcd_y_cut:g}: "
+                  f"χ²/ndf = {cl.chi2:.2f}/{cl.ndf} (p = {cl.p_value:.3g}); integrated "
+                  f"observed/predicted = {float(integ.ratio):.3f} ± {ratio_err:.3f}",
+                  ""]
+        if plots:
+            from coffea_ad.plotting.stats import plot_abcd_closure
+
+            plot_abcd_closure(cl, out / "abcd_closure.png")
+            figures.append(("ABCD closure", "abcd_closure.png"))
+
+    # --- bump hunt
+    if mass_axis == "mjj":
+        lines += ["## Bump hunt per category", "",
+                  "| category | bkg fit χ²/ndf | signal | μ (injected 1) | Z_local |",
+                  "|---|---|---|---|---|"]
+        for c in cats:
+            hb = bkg[{"category": hist.loc(c), "score": sum}]
+            hb = hb[{n: sum for n in hb.axes.name if n != mass_axis}]
+            n_b = np.asarray(hb.values(), dtype=np.float64)
+            edges = np.asarray(hb.axes[0].edges, dtype=np.float64)
+            used = n_b > 0
+            if np.count_nonzero(used) < 8:
+                lines.append(f"| {c} | too few filled bins ({np.count_nonzero(used)}) | | | |")
+                continue
+            lo, hi = np.flatnonzero(used)[[0, -1]]
+            sl = slice(lo, hi + 1)
+            try:
+                bfit = fit_dijet_background(n_b[sl], edges[lo:hi + 2], sqrt_s=sqrt_s)
+            except ValueError as err:
+                lines.append(f"| {c} | fit refused: {err} | | | |")
+                continue
+            entry: dict[str, Any] = {
+                "chi2": bfit.deviance, "ndf": bfit.ndf, "p_value": bfit.p_value
+            }
+            row0 = f"| {c} | {bfit.deviance:.1f}/{bfit.ndf} |"
+            if not signals:
+                lines.append(row0 + " | | |")
+            for sname in signals:
+                hs = h[{"dataset": hist.loc(sname), "category": hist.loc(c), "score": sum}]
+                hs = hs[{n: sum for n in hs.axes.name if n != mass_axis}]
+                s_vals = np.asarray(hs.values(), dtype=np.float64)[sl]
+                if not s_vals.sum() > 0:
+                    lines.append(row0 + f" {sname} | no signal in range | |")
+                    continue
+                res = fit_signal_plus_background(n_b[sl] + s_vals, edges[lo:hi + 2],
+                                                 signal=s_vals, sqrt_s=sqrt_s)
+                entry[sname] = {"mu": res.mu, "mu_err": res.mu_err, "z": res.significance}
+                lines.append(row0 + f" {sname} | {res.mu:.3g} ± {res.mu_err:.2g} | "
+                             f"{res.significance:.2f} |")
+                if plots:
+                    from coffea_ad.plotting.stats import plot_bumphunt
+
+                    png = f"bumphunt_cat{c}_{sname}.png"
+                    plot_bumphunt(res, out / png)
+                    figures.append((f"Bump hunt, category {c}, {sname} injected", png))
+            numbers.bumphunt[str(c)] = entry
+        lines += ["", "Background + signal histograms fitted with the signal histogram as the "
+                  "template; μ = 1 is the injected strength. Weighted MC is fitted as if "
+                  "Poisson.", ""]
+
+    if figures:
+        lines += ["## Plots", ""]
+        for caption, png in figures:
+            lines += [f"### {caption}", "", f"![{caption}]({png})", ""]
+    path = out / "report.md"
+    path.write_text("\n".join(lines))
+    return path, numbers
+

@@ -1,0 +1,115 @@
+"""The markdown report: numbers on the page equal the statistics computed from the events."""
+
+from __future__ import annotations
+
+import hist
+import numpy as np
+import pytest
+
+from coffea_ad.histos import score_mass_histogram
+from coffea_ad.stats import auc, dijet_function
+from coffea_ad.stats.report import write_report
+
+pytest.importorskip("iminuit")
+pytest.importorskip("mplhep")
+
+MJJ_EDGES = np.linspace(1500.0, 5000.0, 36)
+
+
+def _sample_mjj(rng: np.random.Generator, n: int) -> np.ndarray:
+    """m_jj drawn from the dijet function (p1, p2, p3) = (10, 5, 0.2) by inverse CDF."""
+    grid = np.linspace(MJJ_EDGES[0], MJJ_EDGES[-1], 20001)
+    cdf = np.cumsum(dijet_function(grid / 13000.0, 1.0, 10.0, 5.0, 0.2))
+    cdf = (cdf - cdf[0]) / (cdf[-1] - cdf[0])
+    return np.interp(rng.uniform(size=n), cdf, grid)
+
+
+def _events(seed: int):
+    rng = np.random.default_rng(seed)
+    n_b, n_s = 150_000, 3000
+    bkg = {
+        "mjj": _sample_mjj(rng, n_b),
+        "score": rng.lognormal(-1.0, 0.6, n_b),
+        "category": rng.choice([0, 1, 2], size=n_b, p=[0.5, 0.4, 0.1]),
+        "y": rng.normal(size=n_b),  # independent second variable: ABCD must close
+    }
+    sig = {
+        "mjj": rng.normal(2500.0, 100.0, n_s),
+        "score": rng.lognormal(0.0, 0.6, n_s),
+        "category": rng.choice([0, 1, 2], size=n_s, p=[0.2, 0.3, 0.5]),
+        "y": rng.normal(size=n_s),
+    }
+    return bkg, sig
+
+
+def _fill(h: hist.Hist, bkg: dict, sig: dict) -> hist.Hist:
+    keys = [k for k in ("category", "score", "mjj", "y") if k in h.axes.name]
+    h.fill(dataset="qcd", **{k: bkg[k] for k in keys}, **(
+        {"systematic": "nominal"} if "systematic" in h.axes.name else {}))
+    h.fill(dataset="zprime", **{k: sig[k] for k in keys}, **(
+        {"systematic": "nominal"} if "systematic" in h.axes.name else {}))
+    return h
+
+
+def test_report_numbers_match_the_event_level_statistics(tmp_path) -> None:
+    bkg, sig = _events(1)
+    h = _fill(score_mass_histogram(mass="mjj", mass_label="m_jj [GeV]", mass_edges=MJJ_EDGES),
+              bkg, sig)
+    path, numbers = write_report(h, tmp_path, backgrounds=["qcd"], signals=["zprime"])
+    text = path.read_text()
+    # yields: sum of weights per category, as counted from the events inside the m_jj range
+    inside = (bkg["mjj"] >= MJJ_EDGES[0]) & (bkg["mjj"] < MJJ_EDGES[-1])
+    for c in (0, 1, 2):
+        assert numbers.yields["qcd"][str(c)][0] == np.sum(inside & (bkg["category"] == c))
+    # AUC from the histogram's 120 log bins is the event-level AUC to within the binning
+    in_s = (sig["mjj"] >= MJJ_EDGES[0]) & (sig["mjj"] < MJJ_EDGES[-1])
+    event_auc = auc(bkg["score"][inside], sig["score"][in_s])
+    assert numbers.performance["zprime"]["auc"] == pytest.approx(event_auc, abs=0.005)
+    assert f"{numbers.performance['zprime']['auc']:.3f}" in text
+    # sigma_max = S/sqrt(B) at the best cut, recomputed from the events at that cut
+    cut = numbers.performance["zprime"]["best_cut"]
+    s_pass = np.sum(sig["score"][in_s] >= cut)
+    b_pass = np.sum(bkg["score"][inside] >= cut)
+    assert numbers.performance["zprime"]["sigma_max"] == pytest.approx(s_pass / np.sqrt(b_pass),
+                                                                     rel=1e-9)
+    # the injected signal comes back with mu = 1 within its uncertainty in every category
+    for c in ("0", "1", "2"):
+        res = numbers.bumphunt[c]["zprime"]
+        assert abs(res["mu"] - 1.0) < 3 * res["mu_err"], (c, res)
+    assert numbers.bumphunt["2"]["zprime"]["z"] > 3  # 50% of the signal in 10% of the bkg
+    for png in ("roc_sic.png", "scores.png", "mass.png", "bumphunt_cat2_zprime.png"):
+        assert (tmp_path / png).stat().st_size > 1000
+        assert f"]({png})" in text
+
+
+def test_report_abcd_section_closes_for_an_independent_second_variable(tmp_path) -> None:
+    bkg, sig = _events(2)
+    h = hist.Hist(
+        hist.axis.StrCategory([], growth=True, name="dataset"),
+        hist.axis.IntCategory([0, 1, 2], name="category"),
+        hist.axis.Regular(40, 0.0, 4.0, name="score"),
+        hist.axis.Regular(20, -2.0, 2.0, name="y"),
+        hist.axis.Variable([1500.0, 2000.0, 2500.0, 3000.0, 5000.0], name="mt"),
+        storage=hist.storage.Weight(),
+    )
+    bkg["mt"], sig["mt"] = bkg.pop("mjj"), sig.pop("mjj")
+    h.fill(dataset="qcd", **{k: bkg[k] for k in ("category", "score", "y", "mt")})
+    h.fill(dataset="zprime", **{k: sig[k] for k in ("category", "score", "y", "mt")})
+    path, numbers = write_report(h, tmp_path, backgrounds=["qcd"], signals=["zprime"],
+                                 abcd_x_cut=0.6, abcd_y_axis="y", abcd_y_cut=0.0, plots=False)
+    assert numbers.abcd["ndf"] == 4
+    assert numbers.abcd["p_value"] > 0.01
+    assert abs(numbers.abcd["integrated_ratio"] - 1) < 3 * numbers.abcd["integrated_ratio_err"]
+    assert "ABCD closure" in path.read_text()
+    assert "Bump hunt" not in path.read_text()  # an m_T histogram gets no dijet fit
+
+
+def test_report_refuses_unknown_datasets_and_axes(tmp_path) -> None:
+    from coffea_ad.errors import UnknownNameError
+
+    h = score_mass_histogram(mass="mjj", mass_edges=MJJ_EDGES)
+    h.fill(dataset="qcd", systematic="nominal", category=0, score=1.0, mjj=2000.0)
+    with pytest.raises(UnknownNameError, match="unknown dataset 'ttbar'; valid datasets: qcd"):
+        write_report(h, tmp_path, backgrounds=["ttbar"])
+    with pytest.raises(ValueError, match="needs abcd_x_cut= and abcd_y_cut="):
+        write_report(h, tmp_path, backgrounds=["qcd"], abcd_y_axis="score", plots=False)
