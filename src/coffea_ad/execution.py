@@ -700,10 +700,14 @@ def apply_processor(
     fs = _runner_fileset(load_fileset(fileset), treename)
     spec = {ds: {"files": {f: {"object_path": t} for f, t in e["files"].items()},
                  "metadata": e["metadata"] or None} for ds, e in fs.items()}
-    # preprocess never raises on an unreadable file here: we collect and report them below
-    available, updated = preprocess(spec, step_size=chunksize, skip_bad_files=True,
-                                    file_exceptions=_READER_ERRORS, save_form=False,
-                                    scheduler=client, allow_empty_datasets=True)
+    # preprocess never raises on an unreadable file here: we collect and report them below.
+    # Its tiny graph trips dask-awkward 2025.3's optimizer under dask 2026.8 ("Cannot fuse
+    # tasks with multiple outputs"); column optimization is pointless there anyway.
+    with warnings.catch_warnings(), dask.config.set({"awkward.optimization.enabled": False}):
+        warnings.filterwarnings("ignore", message=".*plain dict fileset", category=UserWarning)
+        available, updated = preprocess(spec, step_size=chunksize, skip_bad_files=True,
+                                        file_exceptions=_READER_ERRORS, save_form=False,
+                                        scheduler=client, allow_empty_datasets=True)
     files, unreadable = [], []
     for ds, entry in updated.items():
         for f, finfo in entry["files"].items():
@@ -721,7 +725,11 @@ def apply_processor(
                                  + "\n  ".join(unreadable), run_info={"files": files})
     available = {ds: e for ds, e in available.items() if e["files"]}
     outputs = apply_to_fileset(processor_instance, available, schemaclass=schema)
-    (computed,) = dask.compute(outputs, scheduler=client)
+    # column projection stays on (only the branches the processor touches are read); the
+    # layer-chain fusion of dask-awkward 2025.3 fails under dask 2026.8 on any graph where
+    # one array feeds two operations ("Cannot fuse tasks with multiple outputs")
+    with dask.config.set({"awkward.optimization.which": ["columns"]}):
+        (computed,) = dask.compute(outputs, scheduler=client)
     output = accumulate([computed[ds] for ds in sorted(computed)])
     for rec in files:
         rec["entries_processed"] = sum(b - a for a, b in rec["steps"]) if rec["error"] is None \
