@@ -225,7 +225,8 @@ def jet_table(
     out: dict[str, Any] = {}
     for key in ("run", "luminosityBlock", "event"):
         if key in events.fields:
-            out[key] = ak.flatten(ak.broadcast_arrays(events[key], index)[0], axis=1)
+            keys = ak.without_parameters(events[key])
+            out[key] = ak.flatten(ak.broadcast_arrays(keys, index)[0], axis=1)
     out["jet_index"] = ak.values_astype(ak.flatten(index, axis=1), np.int32)
     for name in names:
         out[name] = ak.flatten(feats[name], axis=1)

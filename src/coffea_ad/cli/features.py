@@ -1,0 +1,66 @@
+"""``coffea-ad features``: the per-jet feature table of a NanoAOD/PFNano file, as Parquet.
+
+One row per jet with ``run``, ``luminosityBlock``, ``event``, ``jet_index`` and the features of
+:data:`coffea_ad.features.JET_FEATURES`, computed by the same code the processors and the
+training recipes call.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import click
+
+__all__ = ["features"]
+
+
+@click.command()
+@click.argument("input_file", metavar="INPUT.root",
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Parquet file to write (one row per jet).")
+@click.option("--jets", default="FatJet", show_default=True,
+              help="Jet collection (FatJet, Jet, ...).")
+@click.option("--features", "names", default=None, metavar="NAME,NAME,...",
+              help="Comma-separated feature names (default: all; see --list).")
+@click.option("--tree", default="Events", show_default=True, help="TTree name.")
+@click.option("--nonfinite", type=click.Choice(["raise", "zero"]), default="raise",
+              show_default=True, help="NaN/inf in jet branches: fail, or write 0.")
+@click.option("--list", "list_only", is_flag=True,
+              help="Print the feature names and definitions, then exit.")
+def features(input_file: Path, output: Path, jets: str, names: str | None, tree: str,
+             nonfinite: str, list_only: bool) -> None:
+    """Write the per-jet feature table of INPUT.root (NanoAOD or PFNano) to a Parquet file."""
+    import awkward as ak
+    from coffea.nanoevents import NanoEventsFactory, PFNanoAODSchema
+
+    from coffea_ad.errors import CoffeaADError
+    from coffea_ad.features import JET_FEATURES, jet_table
+
+    if list_only:
+        for name, spec in JET_FEATURES.items():
+            click.echo(f"{name:16s} {spec.source:13s} {spec.description}")
+        return
+    wanted = list(JET_FEATURES) if names is None else [n.strip() for n in names.split(",")
+                                                        if n.strip()]
+    with warnings.catch_warnings():
+        # coffea's schema warns about cross-references a given file does not carry
+        warnings.filterwarnings("ignore", message="Missing cross-reference", category=RuntimeWarning)
+        warnings.filterwarnings("ignore", message="Branch .* already exists", category=RuntimeWarning)
+        events = NanoEventsFactory.from_root({str(input_file): tree},
+                                             schemaclass=PFNanoAODSchema,
+                                             mode="virtual").events()
+    try:
+        table = jet_table(events, wanted, jets=jets, nonfinite=nonfinite)
+    except CoffeaADError as err:
+        hint = ""
+        if names is None:
+            branch_only = [n for n, spec in JET_FEATURES.items() if spec.source == "jet"]
+            hint = ("\nFiles without PF candidates still give the jet-branch features: "
+                    f"--features {','.join(branch_only)}")
+        raise click.ClickException(f"{err}{hint}") from err
+    output.parent.mkdir(parents=True, exist_ok=True)
+    ak.to_parquet(table, output)
+    click.echo(f"wrote {len(table)} jets x {len(wanted)} features from {len(events)} events "
+               f"to {output}")
