@@ -51,8 +51,21 @@ def test_closure_holds_for_independent_variables_per_mt_bin() -> None:
     assert cl.ndf == 4
     assert cl.p_value > 0.01
     assert abs(cl.integrated.pull) < 3
+    assert abcd_closure(cl.prediction.counts, alpha=0.01).closes
     # and the uncertainty is the right size: A holds ~ 400k * 0.159^2 * frac(bin) events
     assert np.all(cl.prediction.observed_err / cl.prediction.observed < 0.05)
+
+
+def test_closure_pulls_are_standard_normal_over_toys() -> None:
+    # the quoted uncertainty is right: pulls of independent toys have mean 0 and width 1
+    pulls = []
+    for seed in range(20):
+        x, y, mt, w = _background(100 + seed, 100_000, rho=0.0)
+        cl = abcd_closure(x, y, x_cut=1.0, y_cut=1.0, weights=w, mass=mt, mass_edges=MT_EDGES)
+        pulls.extend(cl.pull)
+    pulls = np.array(pulls)  # 80 pulls: standard error 0.11 on the mean, 0.08 on the width
+    assert abs(pulls.mean()) < 0.35, pulls.mean()
+    assert 0.75 < pulls.std() < 1.25, pulls.std()
 
 
 def test_closure_fails_for_correlated_variables() -> None:
@@ -62,6 +75,7 @@ def test_closure_fails_for_correlated_variables() -> None:
     assert np.all(cl.prediction.ratio > 1.5)
     assert cl.max_abs_pull > 10
     assert cl.p_value < 1e-10
+    assert not cl.closes
     assert cl.integrated.pull > 10
 
 
@@ -123,3 +137,5 @@ def test_empty_d_region_gives_nan_not_an_exception() -> None:
     assert p.predicted[1] == pytest.approx(0.5)
     cl = abcd_closure(c)
     assert cl.ndf == 1  # the undefined bin is left out of the chi2
+    with pytest.raises(ValueError, match="expected x_cut= and y_cut="):
+        abcd_predict(np.zeros(3), np.zeros(3), x_cut=1.0)

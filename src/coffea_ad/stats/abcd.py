@@ -119,6 +119,7 @@ class ABCDClosure:
         ndf: number of such bins.
         p_value: chi2 survival probability; small values mean the method does not close
             (x and y are correlated for this background).
+        alpha: test size used by :attr:`closes`.
     """
 
     prediction: ABCDPrediction
@@ -126,6 +127,12 @@ class ABCDClosure:
     chi2: float
     ndf: int
     p_value: float
+    alpha: float = 0.05
+
+    @property
+    def closes(self) -> bool:
+        """True when the p-value is at least ``alpha``: no sign that x and y are correlated."""
+        return bool(self.p_value >= self.alpha)
 
     @property
     def pull(self) -> NDArray[np.float64]:
@@ -376,37 +383,104 @@ def _predict(counts: ABCDCounts) -> ABCDPrediction:
     )
 
 
-def abcd_predict(data: Any, y: ArrayLike | None = None, **kwargs: Any) -> ABCDPrediction:
+def _counts(data: Any, y: ArrayLike | None, *, x_cut: float | None, y_cut: float | None,
+            **options: Any) -> ABCDCounts:
+    if isinstance(data, ABCDCounts):
+        return data
+    if x_cut is None or y_cut is None:
+        msg = (
+            "ABCD: expected x_cut= and y_cut= with arrays or a histogram, found "
+            f"x_cut={x_cut}, y_cut={y_cut}"
+        )
+        raise ValueError(msg)
+    return abcd_regions(data, y, x_cut=x_cut, y_cut=y_cut, **options)
+
+
+def abcd_predict(
+    data: Any,
+    y: ArrayLike | None = None,
+    *,
+    x_cut: float | None = None,
+    y_cut: float | None = None,
+    x_pass: Direction = "above",
+    y_pass: Direction = "above",
+    weights: ArrayLike | None = None,
+    mass: ArrayLike | None = None,
+    mass_edges: ArrayLike | None = None,
+    x_axis: str = "score",
+    y_axis: str | None = None,
+    mass_axis: str | None = None,
+) -> ABCDPrediction:
     """ABCD prediction N_A = N_B N_C / N_D with its uncertainty, per mass bin if binned.
 
     Args:
         data: :class:`ABCDCounts`, per-event x values (with ``y``), or a ``hist.Hist``.
         y: per-event y values (arrays only).
-        **kwargs: the keyword options of :func:`abcd_regions` (``x_cut``, ``y_cut``,
-            ``x_pass``, ``y_pass``, ``weights``, ``mass``, ``mass_edges``, ``x_axis``,
-            ``y_axis``, ``mass_axis``); not used with :class:`ABCDCounts`.
+        x_cut: cut on x (required unless ``data`` is :class:`ABCDCounts`); see
+            :func:`abcd_regions` for this and the other options, which are ignored for
+            :class:`ABCDCounts`.
+        y_cut: cut on y (required likewise).
+        x_pass: ``"above"`` or ``"below"``.
+        y_pass: ``"above"`` or ``"below"``.
+        weights: per-event weights (arrays only).
+        mass: per-event mass (arrays only).
+        mass_edges: mass bin edges (arrays only).
+        x_axis: histogram axis of x.
+        y_axis: histogram axis of y.
+        mass_axis: histogram axis of the mass.
 
     Returns:
         :class:`ABCDPrediction`; the uncertainty is
         N_A * sqrt((s_B/N_B)^2 + (s_C/N_C)^2 + (s_D/N_D)^2), s^2 = sum w^2.
     """
-    counts = data if isinstance(data, ABCDCounts) else abcd_regions(data, y, **kwargs)
+    counts = _counts(
+        data, y, x_cut=x_cut, y_cut=y_cut, x_pass=x_pass, y_pass=y_pass, weights=weights,
+        mass=mass, mass_edges=mass_edges, x_axis=x_axis, y_axis=y_axis, mass_axis=mass_axis,
+    )
     return _predict(counts)
 
 
-def abcd_closure(data: Any, y: ArrayLike | None = None, **kwargs: Any) -> ABCDClosure:
+def abcd_closure(
+    data: Any,
+    y: ArrayLike | None = None,
+    *,
+    x_cut: float | None = None,
+    y_cut: float | None = None,
+    x_pass: Direction = "above",
+    y_pass: Direction = "above",
+    weights: ArrayLike | None = None,
+    mass: ArrayLike | None = None,
+    mass_edges: ArrayLike | None = None,
+    x_axis: str = "score",
+    y_axis: str | None = None,
+    mass_axis: str | None = None,
+    alpha: float = 0.05,
+) -> ABCDClosure:
     """Closure test: does the ABCD prediction reproduce region A in a background sample?
 
     Args:
         data: :class:`ABCDCounts`, per-event x values (with ``y``), or a ``hist.Hist``.
         y: per-event y values (arrays only).
-        **kwargs: the keyword options of :func:`abcd_regions`.
+        x_cut: cut on x; this and the options up to ``mass_axis`` as in :func:`abcd_predict`.
+        y_cut: cut on y.
+        x_pass: ``"above"`` or ``"below"``.
+        y_pass: ``"above"`` or ``"below"``.
+        weights: per-event weights (arrays only).
+        mass: per-event mass (arrays only).
+        mass_edges: mass bin edges (arrays only).
+        x_axis: histogram axis of x.
+        y_axis: histogram axis of y.
+        mass_axis: histogram axis of the mass.
+        alpha: p-value below which :attr:`ABCDClosure.closes` is False.
 
     Returns:
         :class:`ABCDClosure` with per-bin pulls, their chi2 and p-value, and the integrated
         prediction (regions summed over mass bins before predicting).
     """
-    counts = data if isinstance(data, ABCDCounts) else abcd_regions(data, y, **kwargs)
+    counts = _counts(
+        data, y, x_cut=x_cut, y_cut=y_cut, x_pass=x_pass, y_pass=y_pass, weights=weights,
+        mass=mass, mass_edges=mass_edges, x_axis=x_axis, y_axis=y_axis, mass_axis=mass_axis,
+    )
     pred = _predict(counts)
     pulls = np.atleast_1d(pred.pull)
     ok = np.isfinite(pulls)
@@ -414,5 +488,10 @@ def abcd_closure(data: Any, y: ArrayLike | None = None, **kwargs: Any) -> ABCDCl
     ndf = int(np.count_nonzero(ok))
     p = float(_sstats.chi2.sf(chi2, ndf)) if ndf else float("nan")
     return ABCDClosure(
-        prediction=pred, integrated=_predict(counts.integrated()), chi2=chi2, ndf=ndf, p_value=p
+        prediction=pred,
+        integrated=_predict(counts.integrated()),
+        chi2=chi2,
+        ndf=ndf,
+        p_value=p,
+        alpha=alpha,
     )
