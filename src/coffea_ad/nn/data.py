@@ -10,6 +10,7 @@ train/validation/test are seeded.
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,8 +89,15 @@ def iter_events(fileset: Fileset, datasets: Sequence[str] | None = None, *,
         if name not in fileset:
             raise UnknownNameError("dataset", name, fileset)
         for path, tree in fileset[name]["files"].items():
-            events = NanoEventsFactory.from_root(
-                {path: tree}, schemaclass=PFNanoAODSchema, mode=mode).events()
+            with warnings.catch_warnings():
+                # the schema complains about cross-references (GenPart, Photon) that generated
+                # and slimmed files do not carry; training reads none of them
+                warnings.filterwarnings("ignore", message="Missing cross-reference",
+                                        category=RuntimeWarning)
+                warnings.filterwarnings("ignore", message="Branch .* already exists",
+                                        category=RuntimeWarning)
+                events = NanoEventsFactory.from_root(
+                    {path: tree}, schemaclass=PFNanoAODSchema, mode=mode).events()
             yield name, path, events
 
 
