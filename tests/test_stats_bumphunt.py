@@ -11,6 +11,7 @@ from coffea_ad.stats import (
     fit_dijet_background,
     fit_signal_plus_background,
     gaussian_signal,
+    scan_signal_mass,
 )
 
 pytest.importorskip("iminuit")
@@ -133,6 +134,20 @@ def test_user_template_callable_and_array_agree_with_gaussian() -> None:
     assert b.mu == pytest.approx(a.mu / 2, rel=1e-3)  # mu scales with the template
     assert b.significance == pytest.approx(a.significance, rel=1e-3)
     assert c.mu == pytest.approx(a.mu, rel=1e-3)
+
+
+def test_mass_scan_peaks_at_the_injected_mass() -> None:
+    rng = np.random.default_rng(11)
+    width = 0.07 * MASS
+    n = rng.poisson(_truth_bins() + 500 * gaussian_signal(EDGES, mass=MASS, width=width))
+    scan = scan_signal_mass(n, EDGES, masses=np.arange(2000.0, 4001.0, 250.0))
+    assert scan.masses[scan.best] == MASS
+    assert scan.significance[scan.best] > 3
+    assert abs(scan.mu[scan.best] - 500) < 3 * scan.mu_err[scan.best]
+    # the same number as a single S+B fit at that mass
+    single = fit_signal_plus_background(n, EDGES, mass=MASS, width=width)
+    assert scan.significance[scan.best] == pytest.approx(single.significance, rel=1e-6)
+    np.testing.assert_allclose(scan.widths, 0.07 * scan.masses)
 
 
 def test_bad_inputs_are_refused_with_what_was_found() -> None:

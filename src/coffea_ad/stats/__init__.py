@@ -27,11 +27,13 @@ from coffea_ad.stats.abcd import (
 )
 from coffea_ad.stats.bumphunt import (
     DijetFit,
+    MassScan,
     SignalFit,
     dijet_function,
     fit_dijet_background,
     fit_signal_plus_background,
     gaussian_signal,
+    scan_signal_mass,
 )
 from coffea_ad.stats.decorrelation import (
     distance_correlation,
@@ -58,6 +60,7 @@ __all__ = [
     "ABCDPrediction",
     "CorrectionlibThresholds",
     "DijetFit",
+    "MassScan",
     "QuantileThresholds",
     "ReportNumbers",
     "SignalFit",
@@ -79,6 +82,7 @@ __all__ = [
     "quantile_categories",
     "quantile_thresholds",
     "roc_curve",
+    "scan_signal_mass",
     "sic_curve",
     "significance",
     "significance_scan",
