@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import warnings
 from dataclasses import fields
 
 import click
@@ -25,4 +27,10 @@ def _options(func):  # one click option per DemoConfig field, defaults from the 
 def demo(out: str, **sizes: object) -> None:
     """Generate QCD and semivisible-jet samples, train a dense autoencoder, export it to ONNX,
     score every AK8 jet on a Dask LocalCluster, and write histograms, plots and a summary."""
+    # Generated files carry the PFNano collections the demo needs, not every cross-referenced
+    # one PFNanoAODSchema knows (GenJetSVs, SubGenJetAK8...): its per-file warning about them
+    # is noise here. The variable reaches the Dask worker processes too.
+    quiet = "ignore:Missing cross-reference index:RuntimeWarning"
+    os.environ["PYTHONWARNINGS"] = ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), quiet]))
+    warnings.filterwarnings("ignore", message="Missing cross-reference index", category=RuntimeWarning)
     run_demo(out, DemoConfig(**sizes), echo=click.echo)
