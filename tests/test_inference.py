@@ -149,6 +149,16 @@ def test_sliced_masked_and_deeper_inputs(scorer, tiny_ae_onnx):
     got = scorer(view).tolist()
     assert [len(e) for e in got] == [len(e) for e in expect]
     np.testing.assert_allclose(sum(got, []), sum(expect, []), rtol=1e-5)
+    # a range of events: offsets that do not start at 0
+    got = scorer(jets[2:]).tolist()
+    assert [len(e) for e in got] == counts[2:]
+    np.testing.assert_allclose(sum(got, []), sum(ref[2:], []), rtol=1e-5)
+    # regular jets (e.g. the two leading jets after a selection)
+    two = jets_record(x[:8], [2, 2, 2, 2])
+    got = scorer(ak.to_regular(two, axis=1))
+    assert str(got.type) == "4 * 2 * float32"
+    np.testing.assert_allclose(ak.flatten(got).to_numpy(), direct_ort(tiny_ae_onnx, x[:8])["loss"],
+                               rtol=1e-5)
     # option-type jets (None entries stay None, no score invented for them)
     masked = ak.mask(jets, ak.unflatten(np.arange(len(x)) % 2 == 0, counts))
     got = scorer(masked).tolist()

@@ -604,8 +604,17 @@ def _awkward_to_numpy(
                 f"model {contract.name!r} input {spec.name!r} expects features "
                 f"{spec.features}; the given record lacks {missing} (it has {fields})"
             )
-        columns = [arr[f] for f in spec.features]
     dtype = np.dtype(spec.dtype)
+    if spec.pad_length is None and fields:
+        fast = _dense_rows(arr, spec.features)
+        if fast is not None:  # columns straight from the buffers: no flatten, no packing
+            template, cols = fast
+            out = np.empty((len(cols[0]), len(cols)), dtype=dtype)
+            for j, col in enumerate(cols):
+                out[:, j] = col
+            return out.reshape(len(out), *spec.shape), template
+    if fields:
+        columns = [arr[f] for f in spec.features]
     if spec.pad_length is None:
         template = _packed_template(columns[0])
         n = _count_leaves(template)
@@ -628,6 +637,55 @@ def _awkward_to_numpy(
         padded = ak.fill_none(ak.pad_none(col, pad, axis=-1, clip=True), spec.pad_value, axis=-1)
         out[:, :, j] = ak.to_numpy(ak.flatten(padded, axis=None)).reshape(n, pad)
     return out.reshape(n, *spec.shape), template
+
+
+def _dense_rows(arr: ak.Array, features: list[str]) -> tuple[Any, list[np.ndarray]] | None:
+    """Per-feature 1-d columns of a jagged record and a way back, or ``None``.
+
+    The common case (NanoAOD collections, feature tables): ``ListOffsetArray`` /
+    ``RegularArray`` nodes above a ``RecordArray`` of plain numbers. The columns are read
+    straight from the buffers (sliced by the offsets, no flatten, no packing), and the
+    returned template rebuilds the same list nodes around the output. Anything else (option
+    types, ``ListArray`` views, indexed nodes) returns ``None`` and takes the general path.
+    """
+    node, start, stop = arr.layout, 0, len(arr)
+    lists: list[tuple[str, Any]] = []
+    while not node.is_record:
+        if isinstance(node, ak.contents.ListOffsetArray):
+            offsets = np.asarray(node.offsets.data)[start : stop + 1]
+            lists.append(("offsets", offsets - offsets[0]))
+            start, stop = int(offsets[0]), int(offsets[-1])
+        elif isinstance(node, ak.contents.RegularArray):
+            lists.append(("regular", node.size))
+            start, stop = start * node.size, stop * node.size
+        else:
+            return None
+        node = node.content
+    cols = []
+    for f in features:
+        content = node.content(f)
+        if not isinstance(content, ak.contents.NumpyArray) or content.inner_shape:
+            return None
+        cols.append(np.asarray(content.data)[start:stop])
+    return _ListTemplate(lists, stop - start), cols
+
+
+class _ListTemplate:
+    """List nodes (outermost first) to wrap per-row outputs in: the fast path's template."""
+
+    def __init__(self, lists: list[tuple[str, Any]], rows: int) -> None:
+        self.lists, self.rows = lists, rows
+
+    def wrap(self, values: np.ndarray) -> ak.Array:
+        if len(values) != self.rows:
+            raise AssertionError(f"{len(values)} outputs for {self.rows} rows")
+        layout: ak.contents.Content = ak.contents.NumpyArray(values)
+        for kind, what in reversed(self.lists):
+            if kind == "offsets":
+                layout = ak.contents.ListOffsetArray(ak.index.Index64(what), layout)
+            else:
+                layout = ak.contents.RegularArray(layout, what, zeros_length=0)
+        return ak.Array(layout)
 
 
 def _derive_mask(given: dict[str, Any], spec: InputSpec, contract: ModelContract) -> np.ndarray:
@@ -658,7 +716,25 @@ def _packed_template(arr: ak.Array) -> ak.Array:
             return layout.to_IndexedOptionArray64()
         return None
 
-    return ak.to_packed(ak.transform(to_indexed, arr, highlevel=True))
+    if any(k in _form_classes(arr.layout.form) for k in _MASKED):
+        arr = ak.transform(to_indexed, arr, highlevel=True)
+    return ak.to_packed(arr)
+
+
+_MASKED = ("ByteMaskedArray", "BitMaskedArray", "UnmaskedArray")
+
+
+def _form_classes(form: Any) -> set[str]:
+    """Class names of every node of a form (cheap: forms are metadata)."""
+    out, stack = set(), [form]
+    while stack:
+        node = stack.pop()
+        out.add(type(node).__name__.replace("Form", "Array"))
+        if hasattr(node, "contents"):
+            stack.extend(node.contents)
+        elif hasattr(node, "content"):
+            stack.append(node.content)
+    return out
 
 
 def _count_leaves(packed: ak.Array) -> int:
@@ -668,13 +744,15 @@ def _count_leaves(packed: ak.Array) -> int:
     return int(layout.length)
 
 
-def _graft(template: ak.Array | None, values: np.ndarray) -> Any:
+def _graft(template: ak.Array | _ListTemplate | None, values: np.ndarray) -> Any:
     """Put per-row ``values`` ([n, *inner]) back on the jagged structure of ``template``."""
     if template is None:
         return values
+    if isinstance(template, _ListTemplate):
+        return template.wrap(values)
 
     def put(layout: ak.contents.Content, **kwargs: Any) -> ak.contents.Content | None:
-        if layout.is_numpy:
+        if layout.is_record or layout.is_numpy:  # the row node: a record of features or a number
             if layout.length != len(values):
                 raise AssertionError(f"{len(values)} outputs for {layout.length} rows")
             return ak.contents.NumpyArray(values)

@@ -1,0 +1,191 @@
+"""OnnxScorer vs coffea's ``ml_tools.torch_wrapper`` on the same model and the same chunk.
+
+One torch module (standardization + dense AE + per-jet MAE loss, all in the graph; by default
+the SVJ architecture 6-10-10-6-10-10-6 with ELU) is exported
+twice: to ONNX for :class:`coffea_ad.inference.OnnxScorer` and to TorchScript for coffea's
+``torch_wrapper``. Both get the same ``events * jets * {6 features}`` awkward chunk, flatten it,
+run the model on one CPU thread and put the scores back on the jets. Timings are medians of
+interleaved repeats (ours, theirs, ours, ...) so machine load hits both alike.
+
+    python benchmarks/bench_inference.py                # default scan
+    python benchmarks/bench_inference.py --quick        # smaller, for a smoke run
+    python benchmarks/bench_inference.py --hidden 64,32 --latent 8   # a wider AE
+
+Prints: throughput per chunk size (jets/s, ratio ours/torch_wrapper), a batch-size scan of
+ours at the largest chunk, and the per-call overhead on a one-event chunk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch/onnxruntime read it
+
+import awkward as ak
+import numpy as np
+import torch
+from coffea.ml_tools.torch_wrapper import torch_wrapper
+
+from coffea_ad.inference import InputSpec, ModelContract, OnnxScorer, OutputSpec
+
+FEATURES = ["eta", "phi", "mass", "ptd", "axis_major", "axis_minor"]
+CENTRE = [0.0, 0.0, 120.0, 0.45, 0.12, 0.06]
+SCALE = [1.4, 1.8, 60.0, 0.15, 0.05, 0.03]
+
+
+class ScoredAE(torch.nn.Module):
+    """Standardize -> dense AE (ELU) -> per-row mean absolute error: the score."""
+
+    def __init__(self, hidden: list[int], latent: int) -> None:
+        super().__init__()
+        sizes = [6, *hidden, latent, *reversed(hidden), 6]
+        layers: list[torch.nn.Module] = []
+        for k, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+            layers.append(torch.nn.Linear(a, b))
+            if k < len(sizes) - 2:
+                layers.append(torch.nn.ELU())
+        self.net = torch.nn.Sequential(*layers)
+        self.register_buffer("centre", torch.tensor(CENTRE))
+        self.register_buffer("scale", torch.tensor(SCALE))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = (x - self.centre) / self.scale
+        return (self.net(z) - z).abs().mean(dim=1)
+
+
+class TorchAEWrapper(torch_wrapper):
+    """coffea's documented recipe: flatten jets to [n, 6], run, unflatten to the jets."""
+
+    def prepare_awkward(self, jets: ak.Array) -> tuple[tuple[ak.Array], dict]:
+        flat = ak.flatten(jets)
+        x = np.stack([ak.to_numpy(flat[f]) for f in FEATURES], axis=1).astype(np.float32)
+        return (ak.from_numpy(x),), {}
+
+    def postprocess_awkward(self, ret: ak.Array, jets: ak.Array) -> ak.Array:
+        return ak.unflatten(ret, ak.num(jets))
+
+    def validate_numpy_input(self, *args: np.ndarray, **kwargs: np.ndarray) -> None:
+        return None  # the base class only warns; shapes are fixed here
+
+
+def export(model: ScoredAE, folder: Path) -> tuple[Path, Path]:
+    onnx_path, jit_path = folder / "bench_ae.onnx", folder / "bench_ae.pt"
+    example = torch.zeros(4, 6)
+    torch.onnx.export(model, (example,), str(onnx_path), dynamo=False, opset_version=17,
+                      input_names=["features"], output_names=["loss"],
+                      dynamic_axes={"features": {0: "n"}, "loss": {0: "n"}})
+    ModelContract(
+        name="bench_ae", kind="autoencoder", level="jet", jets="FatJet", opset=17,
+        inputs=[InputSpec("features", FEATURES, [6], scaling="in_graph")],
+        outputs=[OutputSpec("loss", "score")], score="loss",
+    ).write(onnx_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TorchScript deprecation notices
+        torch.jit.save(torch.jit.trace(model, example), str(jit_path))
+    return onnx_path, jit_path
+
+
+def make_chunk(n_jets: int, seed: int = 0) -> ak.Array:
+    """events * jets * {features} with ~2.5 jets per event and n_jets jets in all."""
+    rng = np.random.default_rng(seed)
+    counts = rng.poisson(2.5, size=int(n_jets / 2.5) + 10)
+    counts[np.cumsum(counts) > n_jets] = 0
+    counts[-1] += n_jets - counts.sum()
+    x = np.asarray(CENTRE) + rng.normal(size=(n_jets, 6)) * np.asarray(SCALE)
+    return ak.zip({f: ak.unflatten(x[:, j].astype(np.float32), counts)
+                   for j, f in enumerate(FEATURES)})
+
+
+def interleaved(funcs: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median seconds of each function, run in turn ``repeats`` times after one warm-up."""
+    times: dict[str, list[float]] = {k: [] for k in funcs}
+    for f in funcs.values():
+        f()
+    for _ in range(repeats):
+        for k, f in funcs.items():
+            t0 = time.perf_counter()
+            f()
+            times[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    # default: the SVJ dense AE of the design card, "(10,10)-6", ELU
+    parser.add_argument("--hidden", default="10,10", help="hidden layer widths of the encoder")
+    parser.add_argument("--latent", type=int, default=6)
+    parser.add_argument("--chunks", default="1000,10000,100000,300000", help="jets per chunk")
+    parser.add_argument("--batches", default="1024,4096,16384,65536,262144",
+                        help="OnnxScorer batch sizes scanned at the largest chunk")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--quick", action="store_true", help="smaller chunks, fewer repeats")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.chunks, args.repeats, args.batches = "1000,100000", 3, "4096,65536"
+    torch.set_num_threads(1)
+    torch.set_num_interop_threads(1)
+    hidden = [int(h) for h in args.hidden.split(",")]
+    chunks = [int(c) for c in args.chunks.split(",")]
+    batches = [int(b) for b in args.batches.split(",")]
+
+    torch.manual_seed(0)
+    model = ScoredAE(hidden, args.latent).eval()
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_path, jit_path = export(model, Path(tmp))
+        theirs = TorchAEWrapper(str(jit_path))
+        ours = OnnxScorer(onnx_path, intra_op_threads=1, batch_size=65536)
+
+        import onnxruntime
+
+        print(f"model: 6-{'-'.join(map(str, hidden))}-{args.latent}-"
+              f"{'-'.join(map(str, reversed(hidden)))}-6 ELU + MAE score, in-graph scaling")
+        print(f"torch {torch.__version__} (1 thread) vs onnxruntime {onnxruntime.__version__} "
+              f"(1 intra-op thread, provider {ours.provider}); medians of {args.repeats} "
+              "interleaved repeats; CPU only (no GPU on this machine)")
+
+        # agreement first: a benchmark of wrong numbers is worth nothing
+        check = make_chunk(5000, seed=1)
+        a, b = ours(check), theirs(check)
+        diff = float(ak.max(abs(ak.flatten(a) - ak.flatten(b))))
+        assert ak.all(ak.num(a) == ak.num(b)) and diff < 1e-4, diff
+        print(f"agreement on 5000 jets: max |ours - torch_wrapper| = {diff:.2e}\n")
+
+        print(f"{'jets/chunk':>10} {'ours ms':>9} {'torch ms':>9} {'ours Mjet/s':>12} "
+              f"{'torch Mjet/s':>13} {'ratio':>6}")
+        for n in chunks:
+            chunk = make_chunk(n)
+            med = interleaved({"ours": lambda: ours(chunk), "torch": lambda: theirs(chunk)},
+                              args.repeats)
+            print(f"{n:>10} {med['ours'] * 1e3:>9.2f} {med['torch'] * 1e3:>9.2f} "
+                  f"{n / med['ours'] / 1e6:>12.2f} {n / med['torch'] / 1e6:>13.2f} "
+                  f"{med['torch'] / med['ours']:>5.2f}x")
+
+        n = chunks[-1]
+        chunk = make_chunk(n)
+        print(f"\nbatch-size scan, ours, {n} jets/chunk (torch_wrapper runs the chunk in one call)")
+        scorers = {bs: OnnxScorer(onnx_path, intra_op_threads=1, batch_size=bs) for bs in batches}
+        funcs = {f"ours bs={bs}": (lambda s=s: s(chunk)) for bs, s in scorers.items()}
+        funcs["torch"] = lambda: theirs(chunk)
+        med = interleaved(funcs, args.repeats)
+        for key, t in med.items():
+            print(f"{key:>16}: {t * 1e3:8.2f} ms  {n / t / 1e6:6.2f} Mjet/s  "
+                  f"ratio vs torch {med['torch'] / t:5.2f}x")
+
+        one = make_chunk(2, seed=3)
+        med = interleaved({"ours": lambda: ours(one), "torch": lambda: theirs(one)},
+                          max(200, args.repeats))
+        print(f"\nper-call overhead (1 event, 2 jets): ours {med['ours'] * 1e6:.0f} us, "
+              f"torch_wrapper {med['torch'] * 1e6:.0f} us, ratio {med['torch'] / med['ours']:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
