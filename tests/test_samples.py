@@ -178,3 +178,26 @@ def test_dark_jet_truth_flag(small_fileset):
     assert not ak.any(qcd.FatJet.isDark)
     lead = svj.FatJet[ak.num(svj.FatJet) >= 2][:, :2]
     assert ak.mean(lead.isDark) > 0.8
+
+
+def test_lepton_isolation_matches_a_slow_loop(small_fileset):
+    path = next(iter(small_fileset["qcd"]["files"]))
+    with uproot.open(path) as f:
+        ev = f["Events"].arrays(["PFCands_pt", "PFCands_eta", "PFCands_phi", "Electron_pt",
+                                 "Electron_eta", "Electron_phi", "Electron_pfRelIso03_all"], library="np")
+    checked = 0
+    for i in range(len(ev["Electron_pt"])):
+        pts, etas, phis = ev["PFCands_pt"][i], ev["PFCands_eta"][i], ev["PFCands_phi"][i]
+        for pt, eta, phi, iso in zip(ev["Electron_pt"][i], ev["Electron_eta"][i],
+                                     ev["Electron_phi"][i], ev["Electron_pfRelIso03_all"][i]):
+            # the electron is one of the PF candidates: exclude exactly that one
+            me = np.flatnonzero((pts == pt) & (etas == eta) & (phis == phi))
+            assert len(me) == 1
+            total = 0.0
+            for j in range(len(pts)):
+                dphi = float(delta_phi(np.float64(phis[j]), np.float64(phi)))
+                if j != me[0] and (float(etas[j]) - float(eta)) ** 2 + dphi**2 < 0.09:
+                    total += float(pts[j])
+            assert iso == pytest.approx(total / float(pt), rel=1e-5, abs=1e-6)
+            checked += 1
+    assert checked >= 20

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import awkward as ak
+import numba
 import numpy as np
 
 from coffea_ad._optional import require
@@ -236,21 +237,42 @@ class EventMaker:
     def _leptons(self, pf: ak.Array, abs_id: int, pt_min: float) -> ak.Array:
         is_lep = (abs(pf.pdgId) == abs_id) & (pf.pt > pt_min)
         lep = pf[is_lep]
-        pairs = ak.cartesian([lep[["eta", "phi", "pt"]], pf[["eta", "phi", "pt"]]], nested=True)
-        dphi = (pairs["0"].phi - pairs["1"].phi + np.pi) % (2 * np.pi) - np.pi
-        dr2 = (pairs["0"].eta - pairs["1"].eta) ** 2 + dphi**2
-        # the lepton itself is at ΔR = 0: exclude it with a tiny cone rather than by index
-        cone = (dr2 < _ISO_DR**2) & (dr2 > 1e-10)
-        iso = ak.sum(ak.where(cone, pairs["1"].pt, 0.0), axis=2) / lep.pt
+        counts = np.asarray(ak.num(pf), dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(counts)])
+        flat_lep = np.flatnonzero(np.asarray(ak.flatten(is_lep)))
+        cols = [np.asarray(ak.flatten(pf[c]), dtype=np.float64) for c in ("eta", "phi", "pt")]
+        iso = _relative_isolation(flat_lep, np.searchsorted(offsets, flat_lep, side="right") - 1,
+                                  *cols, offsets, _ISO_DR**2)
         return ak.zip(
             {
                 "pt": lep.pt, "eta": lep.eta, "phi": lep.phi, "mass": lep.mass,
                 "charge": lep.charge, "pdgId": lep.pdgId,
                 "dxy": lep.d0, "dz": lep.dz,
-                "pfRelIso03_all": ak.values_astype(iso, np.float32),
+                "pfRelIso03_all": ak.unflatten(iso.astype(np.float32), ak.num(lep)),
             },
             depth_limit=2,
         )
+
+
+@numba.njit(cache=True)
+def _relative_isolation(lep_index, lep_event, eta, phi, pt, offsets, dr2max):  # noqa: ANN001, ANN202
+    """Σ pT of the other PF candidates within ΔR < 0.3 of each lepton, divided by its pT
+    (NanoAOD ``pfRelIso03_all`` without pile-up correction). One loop per lepton over its
+    event's candidates: leptons are few, candidates a few hundred."""
+    out = np.zeros(len(lep_index))
+    for k in range(len(lep_index)):
+        i, ev = lep_index[k], lep_event[k]
+        total = 0.0
+        for j in range(offsets[ev], offsets[ev + 1]):
+            if j == i:
+                continue
+            dphi = abs(phi[i] - phi[j])
+            if dphi > np.pi:
+                dphi = 2.0 * np.pi - dphi
+            if (eta[i] - eta[j]) ** 2 + dphi * dphi < dr2max:
+                total += pt[j]
+        out[k] = total / pt[i]
+    return out
 
 
 def _isin(values: ak.Array, ids: tuple[int, ...]) -> ak.Array:

@@ -30,7 +30,8 @@ class EventsWriter:
 
     Args:
         path: output file (overwritten).
-        compression: uproot compression (NanoAOD uses LZMA; ZLIB 4 is a faster default here).
+        compression: uproot compression (NanoAOD uses LZMA; ZLIB level 1 keeps writing cheap
+            next to Pythia and is readable everywhere without extra codecs).
 
     Use as a context manager; :meth:`close` also writes the NanoAOD ``Runs`` tree
     (``run``, ``genEventCount``, ``genEventSumw``, ``genEventSumw2``).
@@ -38,7 +39,7 @@ class EventsWriter:
 
     def __init__(self, path: str | Path, *, compression: uproot.compression.Compression | None = None):
         self.path = Path(path)
-        self._file = uproot.recreate(self.path, compression=compression or uproot.ZLIB(4))
+        self._file = uproot.recreate(self.path, compression=compression or uproot.ZLIB(1))
         self._tree = None
         self.n_events = 0
         self.sumw = 0.0
