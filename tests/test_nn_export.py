@@ -13,21 +13,24 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from coffea_ad.nn.baselines import fit_pca  # noqa: E402
-from coffea_ad.nn.cvae import ConditionalVAE, CVAESampler  # noqa: E402
-from coffea_ad.nn.dense import DenseAutoencoder  # noqa: E402
-from coffea_ad.nn.export import export_onnx, verify_onnx  # noqa: E402
-from coffea_ad.nn.graph_ae import GraphAutoencoder  # noqa: E402
-from coffea_ad.nn.particle_vae import ParticleVAE  # noqa: E402
-from coffea_ad.nn.quantile import QuantileRegressor  # noqa: E402
-from coffea_ad.nn.vae import VAE, VAEClassifier  # noqa: E402
+from coffea_ad.nn.baselines import fit_pca
+from coffea_ad.nn.cvae import ConditionalVAE, CVAESampler
+from coffea_ad.nn.dense import DenseAutoencoder
+from coffea_ad.nn.export import export_onnx, verify_onnx
+from coffea_ad.nn.graph_ae import GraphAutoencoder
+from coffea_ad.nn.particle_vae import ParticleVAE
+from coffea_ad.nn.quantile import QuantileRegressor
+from coffea_ad.nn.vae import VAE, VAEClassifier
 
 RNG = np.random.default_rng(7)
 TRACE, CHECK = 5, 23  # traced batch size and the different one checked
+CENTRE = [0, 0, 80, 0.5, 0.1, 0.05]  # jet-feature-like offsets and spreads
+SCALE = [1, 2, 30, 0.2, 0.05, 0.03]
 
 
 def _dense(n: int, f: int = 6) -> dict[str, np.ndarray]:
-    return {"features": (RNG.normal(size=(n, f)) * [1, 2, 30, 0.2, 0.05, 0.03] + [0, 0, 80, 0.5, 0.1, 0.05]).astype(np.float32)}
+    x = RNG.normal(size=(n, f)) * np.array(SCALE) + np.array(CENTRE)
+    return {"features": x.astype(np.float32)}
 
 
 def _particles(n: int, n_part: int = 12, f: int = 3) -> dict[str, np.ndarray]:
@@ -48,7 +51,7 @@ def _cvae_inputs(n: int) -> dict[str, np.ndarray]:
 def _build(family: str):
     torch.manual_seed(3)
     if family == "dense_ae":
-        return DenseAutoencoder(6, centre=[0, 0, 80, 0.5, 0.1, 0.05], scale=[1, 2, 30, 0.2, 0.05, 0.03]), _dense
+        return DenseAutoencoder(6, centre=CENTRE, scale=SCALE), _dense
     if family == "vae":
         return VAE(6, score="combined"), _dense
     if family == "vae_classifier":

@@ -9,7 +9,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from coffea_ad.nn.losses import (  # noqa: E402
+from coffea_ad.nn.losses import (
     chamfer,
     distance_correlation,
     kl_divergence,
@@ -25,7 +25,8 @@ def test_mae_mse_per_row():
     x = RNG.normal(size=(7, 5))
     y = RNG.normal(size=(7, 5))
     np.testing.assert_allclose(mae(torch.tensor(x), torch.tensor(y)).numpy(),
-                               [np.mean([abs(a - b) for a, b in zip(r, s)]) for r, s in zip(x, y)])
+                               [np.mean([abs(a - b) for a, b in zip(r, s, strict=True)])
+                                for r, s in zip(x, y, strict=True)])
     np.testing.assert_allclose(mse(torch.tensor(x), torch.tensor(y)).numpy(),
                                ((x - y) ** 2).mean(axis=1))
 
@@ -41,8 +42,8 @@ def test_kl_matches_torch_distributions():
 
 
 def _chamfer_loop(x, xm, y, ym):
-    xs = [p for p, m in zip(x, xm) if m]
-    ys = [p for p, m in zip(y, ym) if m]
+    xs = [p for p, m in zip(x, xm, strict=False) if m]
+    ys = [p for p, m in zip(y, ym, strict=False) if m]
     if not xs or not ys:
         return 0.0
     a = np.mean([min(np.sum((p - q) ** 2) for q in ys) for p in xs])
@@ -60,7 +61,7 @@ def test_chamfer_against_loop_with_masks():
     x[xm == 0] = 1e4  # padding far away must not be anyone's nearest neighbour
     got = chamfer(torch.tensor(x), torch.tensor(y), x_mask=torch.tensor(xm),
                   y_mask=torch.tensor(ym)).numpy()
-    ref = [_chamfer_loop(*a) for a in zip(x, xm, y, ym)]
+    ref = [_chamfer_loop(*a) for a in zip(x, xm, y, ym, strict=False)]
     np.testing.assert_allclose(got, ref, rtol=1e-10)
     assert got[0] == 0.0
 
@@ -85,7 +86,8 @@ def _dcorr2_loop(x, y, w):
     A, B = centred(x), centred(y)
 
     def cov(P, Q):
-        return sum(P[j][k] * Q[j][k] * w[j] * w[k] for j, k in itertools.product(range(n), range(n))) / n**2
+        pairs = itertools.product(range(n), range(n))
+        return sum(P[j][k] * Q[j][k] * w[j] * w[k] for j, k in pairs) / n**2
 
     return cov(A, B) / np.sqrt(cov(A, A) * cov(B, B))
 
@@ -108,16 +110,19 @@ def test_distance_correlation_limits_and_gradient():
     assert indep < 0.02  # the unweighted V-statistic of independent samples is O(1/n)
     d = distance_correlation(x, x.detach().abs())
     d.backward()
-    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
-    assert float(distance_correlation(torch.ones(10), torch.arange(10.0))) == 0.0  # constant: 0, not NaN
+    assert torch.isfinite(x.grad).all()
+    assert x.grad.abs().sum() > 0
+    # a constant sample: 0, not NaN
+    assert float(distance_correlation(torch.ones(10), torch.arange(10.0))) == 0.0
 
 
 def test_pinball_against_loop_and_minimized_by_the_quantile():
     pred = RNG.normal(size=(8, 3))
     y = RNG.normal(size=8)
     taus = [0.1, 0.5, 0.9]
-    ref = [sum(t * (yi - q) if yi >= q else (t - 1) * (yi - q) for t, q in zip(taus, row))
-           for yi, row in zip(y, pred)]
+    ref = [sum(t * (yi - q) if yi >= q else (t - 1) * (yi - q)
+               for t, q in zip(taus, row, strict=True))
+           for yi, row in zip(y, pred, strict=False)]
     np.testing.assert_allclose(pinball(torch.tensor(pred), torch.tensor(y), taus).numpy(), ref)
     # the constant minimizing the mean pinball loss is the sample quantile
     sample = torch.tensor(RNG.exponential(size=2001))

@@ -9,20 +9,20 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from coffea_ad.errors import UnknownNameError  # noqa: E402
-from coffea_ad.nn.baselines import fit_boosted_trees, fit_pca  # noqa: E402
-from coffea_ad.nn.cvae import ConditionalVAE  # noqa: E402
-from coffea_ad.nn.data import split_indices  # noqa: E402
-from coffea_ad.nn.dense import DenseAutoencoder  # noqa: E402
-from coffea_ad.nn.fit import fit, predict  # noqa: E402
-from coffea_ad.nn.graph_ae import GraphAutoencoder, delta_r_adjacency  # noqa: E402
-from coffea_ad.nn.losses import kl_divergence, mse  # noqa: E402
-from coffea_ad.nn.particle_vae import ParticleVAE  # noqa: E402
-from coffea_ad.nn.quantile import QuantileRegressor  # noqa: E402
-from coffea_ad.nn.recipe import flat_pt_weights, resolve_config  # noqa: E402
-from coffea_ad.nn.scaling import standardization  # noqa: E402
-from coffea_ad.nn.vae import VAE  # noqa: E402
-from coffea_ad.stats.roc import auc  # noqa: E402
+from coffea_ad.errors import UnknownNameError
+from coffea_ad.nn.baselines import fit_boosted_trees, fit_pca
+from coffea_ad.nn.cvae import ConditionalVAE
+from coffea_ad.nn.data import split_indices
+from coffea_ad.nn.dense import DenseAutoencoder
+from coffea_ad.nn.fit import fit, predict
+from coffea_ad.nn.graph_ae import GraphAutoencoder, delta_r_adjacency
+from coffea_ad.nn.losses import kl_divergence, mse
+from coffea_ad.nn.particle_vae import ParticleVAE
+from coffea_ad.nn.quantile import QuantileRegressor
+from coffea_ad.nn.recipe import flat_pt_weights, resolve_config
+from coffea_ad.nn.scaling import standardization
+from coffea_ad.nn.vae import VAE
+from coffea_ad.stats.roc import auc
 
 RNG = np.random.default_rng(5)
 
@@ -57,7 +57,8 @@ def test_fit_is_seeded_and_restores_the_best_epoch():
         hist = fit(model, [x[:200]], [x[200:]], epochs=6, batch_size=32, seed=4, patience=2)
         runs.append((model, hist))
     (m1, h1), (m2, h2) = runs
-    assert h1.train_loss == h2.train_loss and h1.val_loss == h2.val_loss
+    assert h1.train_loss == h2.train_loss
+    assert h1.val_loss == h2.val_loss
     for a, b in zip(m1.state_dict().values(), m2.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     # the weights left in the model are those of the best epoch: their val loss is the best one
@@ -80,15 +81,17 @@ def test_dense_ae_score_is_the_mae_of_standardized_features():
     x = RNG.normal(size=(9, 3)).astype(np.float32) * scale + centre
     loss, reco = predict(model, [x.astype(np.float32)])
     with torch.no_grad():
-        r_std = model.decoder(model.encoder(torch.tensor((x - centre) / scale, dtype=torch.float32)))
+        x_std = torch.tensor((x - centre) / scale, dtype=torch.float32)
+        r_std = model.decoder(model.encoder(x_std))
     np.testing.assert_allclose(reco, r_std.numpy() * scale + centre, rtol=1e-5)
-    np.testing.assert_allclose(loss, np.abs((x - centre) / scale - r_std.numpy()).mean(1), rtol=1e-5)
+    np.testing.assert_allclose(loss, np.abs(x_std.numpy() - r_std.numpy()).mean(1), rtol=1e-5)
 
 
 def test_dense_ae_separates_off_manifold_rows():
     # background on a 2-d plane in 6-d; "signal" off the plane: the trained AE must rank it higher
     basis = RNG.normal(size=(2, 6))
-    bkg = (RNG.normal(size=(3000, 2)) @ basis + 0.05 * RNG.normal(size=(3000, 6))).astype(np.float32)
+    bkg = RNG.normal(size=(3000, 2)) @ basis + 0.05 * RNG.normal(size=(3000, 6))
+    bkg = bkg.astype(np.float32)
     sig = (RNG.normal(size=(300, 2)) @ basis + RNG.normal(size=(300, 6))).astype(np.float32)
     c, s = standardization(bkg[:2000])
     torch.manual_seed(0)
@@ -106,7 +109,7 @@ def test_vae_scores_are_its_loss_terms():
         model.load_state_dict(state)
         model.eval()
         with torch.no_grad():
-            s, reco, mu, logvar = model(x)
+            s, _reco, mu, logvar = model(x)
             ref_reco = mse(x, model.decoder(mu))
             ref_kl = kl_divergence(mu, logvar)
         ref = {"reconstruction": ref_reco, "kl": ref_kl, "combined": ref_reco + 0.3 * ref_kl}[score]
@@ -161,7 +164,7 @@ def test_graph_ae_ignores_padding():
     far = x.clone()  # ... or far away: neither may change the score
     far[0, 3:] = 50.0
     with torch.no_grad():
-        l0, r0 = model(garbage, mask)
+        l0, _r0 = model(garbage, mask)
         l1, r1 = model(far, mask)
     np.testing.assert_allclose(l0.numpy(), l1.numpy(), rtol=1e-6)
     assert torch.all(r1[0, 3:] == 0)
@@ -189,7 +192,8 @@ def test_quantile_regression_covers_its_quantiles():
 def test_cvae_samples_follow_the_condition():
     # feature = m / 1000 + noise: samples at a given m must centre on m / 1000
     m = RNG.uniform(2000, 4000, size=4000).astype(np.float32)
-    x = np.stack([m / 1000 + 0.1 * RNG.normal(size=4000), RNG.normal(size=4000)], 1).astype(np.float32)
+    x = np.stack([m / 1000 + 0.1 * RNG.normal(size=4000), RNG.normal(size=4000)], 1)
+    x = x.astype(np.float32)
     c, s = standardization(x)
     lm = np.log(m)
     torch.manual_seed(0)
@@ -221,7 +225,7 @@ def test_pca_baseline_equals_sklearn():
 
 def test_boosted_trees_baseline_separates():
     bkg = RNG.normal(size=(2000, 3))
-    sig = RNG.normal(size=(300, 3)) + [1.5, 0, 0]
+    sig = RNG.normal(size=(300, 3)) + np.array([1.5, 0, 0])
     clf = fit_boosted_trees(bkg[:1500], sig[:200], max_iter=50)
     value = auc(clf.predict_proba(bkg[1500:])[:, 1], clf.predict_proba(sig[200:])[:, 1])
     assert 0.8 < value < 0.98  # the Bayes AUC of a 1.5σ shift is Φ(1.5/√2) = 0.856
@@ -238,7 +242,9 @@ def test_split_indices_is_seeded_grouped_and_complete():
     assert sorted(np.concatenate(a)) == list(range(1000))
     assert [len(i) for i in a] == [700, 200, 100]
     sets = [set(groups[i]) for i in a]
-    assert not (sets[0] & sets[1] or sets[0] & sets[2] or sets[1] & sets[2])
+    assert not (sets[0] & sets[1])
+    assert not (sets[0] & sets[2])
+    assert not (sets[1] & sets[2])
 
 
 def test_standardization_matches_sklearn_and_ignores_padding():
@@ -256,6 +262,7 @@ def test_standardization_matches_sklearn_and_ignores_padding():
     mask[:, :3] = True
     c2, s2 = standardization(padded, mask=mask)
     np.testing.assert_allclose(c2, x.mean(0), rtol=1e-6)
+    np.testing.assert_allclose(s2, x.std(0), rtol=1e-5)
     assert standardization(np.ones((5, 1)))[1][0] == 1.0  # constant feature: scale 1
 
 
@@ -272,5 +279,6 @@ def test_flat_pt_weights_flatten_the_spectrum():
 def test_resolve_config_names_the_valid_keys():
     cfg = resolve_config({"hidden": [10, 10], "lr": 1e-3}, {"hidden": "20,5"}, recipe="x")
     assert cfg == {"hidden": [20, 5], "lr": 1e-3}
-    with pytest.raises(UnknownNameError, match="unknown x config key 'hiden'; valid x config keys: hidden, lr"):
+    msg = "unknown x config key 'hiden'; valid x config keys: hidden, lr"
+    with pytest.raises(UnknownNameError, match=msg):
         resolve_config({"hidden": [10, 10], "lr": 1e-3}, {"hiden": 3}, recipe="x")

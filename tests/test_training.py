@@ -14,8 +14,8 @@ import pytest
 
 pytest.importorskip("torch")
 
-from coffea_ad.errors import UnknownNameError  # noqa: E402
-from coffea_ad.inference.contract import ModelContract, file_sha256  # noqa: E402
+from coffea_ad.errors import UnknownNameError
+from coffea_ad.inference.contract import ModelContract, file_sha256
 
 FAST = {"epochs": 3, "batch_size": 64, "threads": 1}
 
@@ -40,10 +40,13 @@ def test_dense_ae_writes_model_contract_card_and_plot(dense_run, small_fileset):
     files = small_fileset["qcd"]["files"]
     assert contract.training["files"] == {p: file_sha256(p) for p in files}  # svj not trained on
     assert contract.training["datasets"] == ["qcd"]
-    assert set(metrics["auc"]) == {"svj"} and contract.metrics["auc"] == metrics["auc"]
+    assert set(metrics["auc"]) == {"svj"}
+    assert contract.metrics["auc"] == metrics["auc"]
     assert metrics["n_train"] == contract.training["n_jets"]["train"] > 100
     card = out.with_name("dense_ae.md").read_text()
-    assert "svj" in card and "sha256" in card and f"{metrics['auc']['svj']}" in card
+    assert "svj" in card
+    assert "sha256" in card
+    assert f"{metrics['auc']['svj']}" in card
 
 
 def test_dense_ae_auc_is_reproduced_from_the_exported_onnx(dense_run, small_fileset):
@@ -75,7 +78,8 @@ def test_dense_ae_on_real_cms_pfnano_is_deterministic(cms_data, tmp_path):
     m2 = dense_ae.run(cfg, fileset, tmp_path / "b")
     assert m1["n_train"] + m1["n_val"] + m1["n_test"] == 20  # 10 events x 2 leading FatJets
     assert m1["best_val_loss"] == m2["best_val_loss"]
-    x = (np.random.default_rng(0).normal(size=(9, 6)) + [0, 0, 150, .5, .02, .01]).astype(np.float32)
+    x = np.random.default_rng(0).normal(size=(9, 6)) + np.array([0, 0, 150, 0.5, 0.02, 0.01])
+    x = x.astype(np.float32)
     outs = [ort.InferenceSession(str(tmp_path / f"{n}.onnx")).run(None, {"features": x})[0]
             for n in "ab"]
     np.testing.assert_array_equal(outs[0], outs[1])
@@ -86,7 +90,7 @@ def test_dense_ae_on_real_cms_pfnano_is_deterministic(cms_data, tmp_path):
 def test_unknown_config_key_is_refused_with_the_valid_ones(small_fileset, tmp_path):
     from coffea_ad.training import dense_ae
 
-    with pytest.raises(UnknownNameError, match="unknown dense_ae config key 'hiddden'.*hidden"):
+    with pytest.raises(UnknownNameError, match=r"unknown dense_ae config key .hiddden.*hidden"):
         dense_ae.run({"hiddden": [4]}, small_fileset, tmp_path / "x")
     with pytest.raises(UnknownNameError, match="unknown dataset 'nope'"):
         dense_ae.run({"train_datasets": ["nope"]}, small_fileset, tmp_path / "x")
@@ -109,10 +113,12 @@ def test_cli_train_runs_a_recipe_and_names_unknown_ones(small_fileset, tmp_path)
     assert "bdt_auc" not in printed
     res = _cli("train", "dense_aee", "--fileset", str(fileset), "--out", str(tmp_path / "m"))
     assert res.returncode != 0
-    assert "unknown recipe 'dense_aee'" in res.stderr and "dense_ae" in res.stderr
+    assert "unknown recipe 'dense_aee'" in res.stderr
+    assert "dense_ae" in res.stderr
     res = _cli("train", "pca", "--fileset", str(fileset), "--set", "n_comp=2", "--out",
                str(tmp_path / "m"))
-    assert res.returncode != 0 and "unknown pca config key 'n_comp'" in res.stderr
+    assert res.returncode != 0
+    assert "unknown pca config key 'n_comp'" in res.stderr
     assert "n_components" in res.stderr
 
 
@@ -180,7 +186,8 @@ def test_vbs_recipes_report_auc_and_significance(name, vbs_fileset, tmp_path):
     module = importlib.import_module(f"coffea_ad.training.{name}")
     metrics = module.run({**FAST, "epochs": 4}, vbs_fileset, tmp_path / name)
     contract = ModelContract.read(tmp_path / f"{name}.json")
-    assert contract.level == "event" and contract.features[0] == "lep1_pt"
+    assert contract.level == "event"
+    assert contract.features[0] == "lep1_pt"
     assert 0 <= metrics["auc"]["hpp"] <= 1
     sig = metrics["significance"]["hpp"]
     # σ = |BSM − SM| / √SM of the recorded yields at the best cut

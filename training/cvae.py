@@ -53,7 +53,8 @@ def feature_names(jet_features: list[str]) -> list[str]:
     return [f"{n}_j{i}" for i in (1, 2) for n in jet_features]
 
 
-def run(config: dict[str, Any] | None, fileset: dict | str | Path, out: str | Path) -> dict[str, Any]:
+def run(config: dict[str, Any] | None, fileset: dict | str | Path,
+        out: str | Path) -> dict[str, Any]:
     """Train in the sidebands, evaluate in the signal region, export model and sampler."""
     import torch
 
@@ -98,14 +99,15 @@ def run(config: dict[str, Any] | None, fileset: dict | str | Path, out: str | Pa
         except ValueError:  # too little background in the SR for a SIC
             sics[name] = None
     names = feature_names(cfg["jet_features"])
-    common = dict(kind="cvae", level="event", jets=None, opset=DEFAULT_OPSET,
-                  training={"datasets": train_ds, "fileset_datasets": list(fs),
-                            "region": f"sidebands: m_jj outside [{cfg['sr_low']}, {cfg['sr_high']}]",
+    common = {"kind": "cvae", "level": "event", "jets": None, "opset": DEFAULT_OPSET,
+                  "training": {"datasets": train_ds, "fileset_datasets": list(fs),
+                            "region": "sidebands: m_jj outside "
+                                      f"[{cfg['sr_low']}, {cfg['sr_high']}]",
                             "n_events": {"train": len(tr), "val": len(va),
                                          "test_sr": len(te_sr)},
                             "selection": {"jets": cfg["jets"], "min_pt": cfg["min_pt"],
                                           "jet_order": "p_T"}},
-                  metrics={"auc_sr": aucs, "max_sic_sr": sics})
+                  "metrics": {"auc_sr": aucs, "max_sic_sr": sics}}
     condition = InputSpec("condition", ["mjj"], [1], scaling="in_graph")
     contract = ModelContract(
         name="cvae",

@@ -42,7 +42,8 @@ CONFIG: dict[str, Any] = {
 }
 
 
-def run(config: dict[str, Any] | None, fileset: dict | str | Path, out: str | Path) -> dict[str, Any]:
+def run(config: dict[str, Any] | None, fileset: dict | str | Path,
+        out: str | Path) -> dict[str, Any]:
     """Train, evaluate and export the graph AE; see :data:`CONFIG`."""
     from coffea_ad.errors import UnknownNameError
     from coffea_ad.nn.graph_ae import GraphAutoencoder

@@ -41,7 +41,8 @@ CONFIG: dict[str, Any] = {
 }
 
 
-def run(config: dict[str, Any] | None, fileset: dict | str | Path, out: str | Path) -> dict[str, Any]:
+def run(config: dict[str, Any] | None, fileset: dict | str | Path,
+        out: str | Path) -> dict[str, Any]:
     """Train, evaluate and export the particle VAE; see :data:`CONFIG`."""
     from coffea_ad.nn.particle_vae import ParticleVAE
 

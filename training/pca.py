@@ -34,7 +34,8 @@ CONFIG: dict[str, Any] = {
 }
 
 
-def run(config: dict[str, Any] | None, fileset: dict | str | Path, out: str | Path) -> dict[str, Any]:
+def run(config: dict[str, Any] | None, fileset: dict | str | Path,
+        out: str | Path) -> dict[str, Any]:
     """Fit PCA (and the BDT reference), evaluate, export the PCA."""
     from coffea_ad.nn.baselines import fit_boosted_trees, fit_pca
     from coffea_ad.stats.roc import auc

@@ -45,7 +45,8 @@ CONFIG: dict[str, Any] = {
 }
 
 
-def run(config: dict[str, Any] | None, fileset: dict | str | Path, out: str | Path) -> dict[str, Any]:
+def run(config: dict[str, Any] | None, fileset: dict | str | Path,
+        out: str | Path) -> dict[str, Any]:
     """Score, fit the quantiles on background, measure their flatness, export."""
     import torch
 

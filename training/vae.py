@@ -72,7 +72,8 @@ def significance_table(fs, split, sm_scores, signal_rows, signal_scores, cfg, tr
     return out
 
 
-def run(config: dict[str, Any] | None, fileset: dict | str | Path, out: str | Path) -> dict[str, Any]:
+def run(config: dict[str, Any] | None, fileset: dict | str | Path,
+        out: str | Path) -> dict[str, Any]:
     """Train, evaluate and export the VAE; see :data:`CONFIG` and the module docstring."""
     import torch
 

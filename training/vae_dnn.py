@@ -49,7 +49,8 @@ CONFIG: dict[str, Any] = {
 }
 
 
-def run(config: dict[str, Any] | None, fileset: dict | str | Path, out: str | Path) -> dict[str, Any]:
+def run(config: dict[str, Any] | None, fileset: dict | str | Path,
+        out: str | Path) -> dict[str, Any]:
     """Train, evaluate and export the VAE + DNN; see :data:`CONFIG`."""
     import torch
 
@@ -91,7 +92,8 @@ def run(config: dict[str, Any] | None, fileset: dict | str | Path, out: str | Pa
                  for n, b in bsm.items()}
     metrics = {
         "auc": recipe.auc_table(sm_prob, None, {n: (o[0], None) for n, o in sig_out.items()}),
-        "auc_vae_only": recipe.auc_table(sm_vae, None, {n: (o[1], None) for n, o in sig_out.items()}),
+        "auc_vae_only": recipe.auc_table(sm_vae, None,
+                                         {n: (o[1], None) for n, o in sig_out.items()}),
         "significance": significance_table(fs, sm, sm_prob, test_rows,
                                            {n: o[0] for n, o in sig_out.items()}, cfg, train_ds),
         "significance_vae_only": significance_table(

@@ -93,7 +93,8 @@ def fit_boosted_trees(background: np.ndarray, signal: np.ndarray, *,
         The fitted classifier (not exportable to ONNX without ``skl2onnx``).
     """
     ensemble = require("sklearn.ensemble", purpose="the boosted-tree baseline")
-    wb = np.ones(len(background)) if background_weights is None else np.asarray(background_weights, float)
+    wb = np.ones(len(background)) if background_weights is None else np.asarray(
+        background_weights, float)
     ws = np.ones(len(signal)) if signal_weights is None else np.asarray(signal_weights, float)
     wb = wb / wb.sum()
     ws = ws / ws.sum()

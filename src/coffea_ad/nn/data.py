@@ -26,15 +26,15 @@ __all__ = [
     "JetTable",
     "concat_tables",
     "dataset_files",
-    "iter_events",
     "dijet_rows",
     "dijet_score_rows",
     "event_rows",
+    "iter_events",
     "jet_rows",
-    "load_rows",
-    "particle_rows",
     "load_fileset",
     "load_jet_tables",
+    "load_rows",
+    "particle_rows",
     "signal_datasets",
     "split_indices",
 ]
@@ -73,14 +73,15 @@ def dataset_files(fileset: Fileset, datasets: Sequence[str] | None = None) -> di
 
 
 def iter_events(fileset: Fileset, datasets: Sequence[str] | None = None, *,
-                mode: str = "eager") -> Iterator[tuple[str, str, Any]]:
+                mode: str = "virtual") -> Iterator[tuple[str, str, Any]]:
     """Yield ``(dataset, path, events)`` for each file, as PFNano NanoEvents.
 
     Args:
         fileset: normalized fileset (:func:`load_fileset`).
         datasets: which datasets (all if ``None``); an unknown name raises
             :class:`~coffea_ad.errors.UnknownNameError`.
-        mode: NanoEvents mode (``"eager"`` or ``"virtual"``).
+        mode: NanoEvents mode: ``"virtual"`` (default) reads only the branches the features
+            touch; ``"eager"`` reads every branch (slow on PFNano with thousands).
     """
     from coffea.nanoevents import NanoEventsFactory, PFNanoAODSchema
 
@@ -238,8 +239,8 @@ def split_indices(n: int, *, val_fraction: float, test_fraction: float, seed: in
         groups = np.arange(n)
     uniq, inverse = np.unique(groups, return_inverse=True)
     perm = rng.permutation(len(uniq))
-    n_test = int(round(test_fraction * len(uniq)))
-    n_val = int(round(val_fraction * len(uniq)))
+    n_test = round(test_fraction * len(uniq))
+    n_val = round(val_fraction * len(uniq))
     which = np.empty(len(uniq), np.int8)  # 0 train, 1 val, 2 test
     which[perm[:n_test]] = 2
     which[perm[n_test:n_test + n_val]] = 1

@@ -146,7 +146,8 @@ def plot_history(history, path: str | Path, *, title: str = "") -> Path:
     ax.plot(epochs, history.train_loss, label="train")
     ax.plot(epochs, history.val_loss, label="validation")
     if history.best_epoch >= 0:
-        ax.axvline(history.best_epoch, color="gray", ls=":", label=f"best (epoch {history.best_epoch})")
+        ax.axvline(history.best_epoch, color="gray", ls=":",
+                   label=f"best (epoch {history.best_epoch})")
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
     if min(history.train_loss + history.val_loss, default=0) > 0:
@@ -177,7 +178,8 @@ def write_model_card(path: str | Path, contract: ModelContract, *,
     lines = [f"# {contract.name}", "", contract.description or f"{contract.kind} model.", ""]
     lines += ["## Model", "", f"- kind: `{contract.kind}`, level: `{contract.level}`"
               + (f", jets: `{contract.jets}`" if contract.jets else ""),
-              f"- ONNX opset {contract.opset}, dynamic batch axis; score output: `{contract.score}`"]
+              (f"- ONNX opset {contract.opset}, dynamic batch axis; "
+               f"score output: `{contract.score}`")]
     for spec in contract.inputs:
         lines.append(f"- input `{spec.name}` shape [batch, {', '.join(map(str, spec.shape))}], "
                      f"scaling `{spec.scaling}`, features: {', '.join(spec.features)}")
@@ -194,9 +196,9 @@ def write_model_card(path: str | Path, contract: ModelContract, *,
     lines += [f"- {k}: {json.dumps(v, default=str)}" for k, v in contract.metrics.items()]
     if history is not None:
         lines += ["", "## Training", "",
-                  f"- epochs run: {len(history.train_loss)}, best epoch: {history.best_epoch}, "
+                  (f"- epochs run: {len(history.train_loss)}, best epoch: {history.best_epoch}, "
                   f"best validation loss: {history.best_val_loss:.6g}, "
-                  f"stopped early: {history.stopped_early}, {history.seconds:.1f} s"]
+                  f"stopped early: {history.stopped_early}, {history.seconds:.1f} s")]
     if loss_plot is not None:
         lines += ["", f"![loss curves]({Path(loss_plot).name})"]
     if config:

@@ -13,6 +13,7 @@ The anomaly score is the masked mean squared error of the reconstructed node fea
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from typing import Literal
@@ -108,11 +109,11 @@ class GraphAutoencoder(nn.Module):
         self.scaler = Standardize(n_features, centre, scale)
         sizes = [n_features, *hidden, latent]
         self.encoder = nn.ModuleList(_GraphConv(a, b, activation)
-                                     for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+                                     for a, b in itertools.pairwise(sizes))
         back = list(reversed(sizes))
         self.decoder = nn.ModuleList(
             _GraphConv(a, b, activation if i < len(back) - 2 else None)
-            for i, (a, b) in enumerate(zip(back[:-1], back[1:], strict=True)))
+            for i, (a, b) in enumerate(itertools.pairwise(back)))
 
     def normalized_adjacency(self, particles, mask):
         a = delta_r_adjacency(particles[..., self.eta_index], particles[..., self.phi_index],

@@ -120,10 +120,7 @@ def distance_correlation(x: Tensor, y: Tensor, *, weights: Tensor | None = None)
     """
     x = x.reshape(-1)
     y = y.reshape(-1)
-    if weights is None:
-        w = torch.ones_like(x)
-    else:
-        w = weights.reshape(-1).to(x.dtype)
+    w = torch.ones_like(x) if weights is None else weights.reshape(-1).to(x.dtype)
     w = w / w.mean()
     n = x.shape[0]
 

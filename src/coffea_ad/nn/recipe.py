@@ -92,7 +92,8 @@ def dataset_roles(fileset: Mapping[str, Any], train_datasets: Sequence[str] | No
     return train, signals, others
 
 
-def flat_pt_weights(pt: np.ndarray, *, bins: int = 30, base: np.ndarray | None = None) -> np.ndarray:
+def flat_pt_weights(pt: np.ndarray, *, bins: int = 30,
+                    base: np.ndarray | None = None) -> np.ndarray:
     """Weights that make the (weighted) p_T distribution flat: 1 / density in p_T quantile bins.
 
     Decorrelates the AE from jet p_T (as the SVJ AE studies do, arXiv:2112.02864 sec. 3).

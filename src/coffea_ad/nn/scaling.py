@@ -7,6 +7,7 @@ training, validation and inference cannot disagree about the preprocessing.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import numpy as np
@@ -95,7 +96,8 @@ class Standardize(nn.Module):
         self.scale.copy_(torch.as_tensor(np.asarray(scale, dtype=np.float32)))
 
 
-def make_mlp(sizes: Sequence[int], activation: str, *, last_activation: bool = False) -> nn.Sequential:
+def make_mlp(sizes: Sequence[int], activation: str, *,
+             last_activation: bool = False) -> nn.Sequential:
     """A plain multilayer perceptron ``sizes[0] -> ... -> sizes[-1]``.
 
     Args:
@@ -111,7 +113,7 @@ def make_mlp(sizes: Sequence[int], activation: str, *, last_activation: bool = F
 
         raise UnknownNameError("activation", activation, ACTIVATIONS)
     layers: list = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+    for i, (a, b) in enumerate(itertools.pairwise(sizes)):
         layers.append(nn.Linear(a, b))
         if i < len(sizes) - 2 or last_activation:
             layers.append(ACTIVATIONS[activation]())

@@ -118,7 +118,7 @@ class VAEClassifier(nn.Module):
         self.head = make_mlp([n_features + latent + 2, *classifier, 1], activation)
 
     def _parts(self, features):
-        x, r, mu, logvar, reco, kl = self.vae.terms(features)
+        x, r, mu, _logvar, reco, kl = self.vae.terms(features)
         # log1p keeps the heavy-tailed losses in a range the head trains on
         h = torch.cat([x, mu, torch.log1p(reco).unsqueeze(1), torch.log1p(kl).unsqueeze(1)], 1)
         return self.head(h).squeeze(1), r, mu, reco, kl
