@@ -29,6 +29,8 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch/onnxruntime read it
 
+import itertools
+
 import awkward as ak
 import numpy as np
 import torch
@@ -48,7 +50,7 @@ class ScoredAE(torch.nn.Module):
         super().__init__()
         sizes = [6, *hidden, latent, *reversed(hidden), 6]
         layers: list[torch.nn.Module] = []
-        for k, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        for k, (a, b) in enumerate(itertools.pairwise(sizes)):
             layers.append(torch.nn.Linear(a, b))
             if k < len(sizes) - 2:
                 layers.append(torch.nn.ELU())
@@ -155,14 +157,15 @@ def main(argv: list[str] | None = None) -> int:
         check = make_chunk(5000, seed=1)
         a, b = ours(check), theirs(check)
         diff = float(ak.max(abs(ak.flatten(a) - ak.flatten(b))))
-        assert ak.all(ak.num(a) == ak.num(b)) and diff < 1e-4, diff
+        assert ak.all(ak.num(a) == ak.num(b))
+        assert diff < 1e-4, diff
         print(f"agreement on 5000 jets: max |ours - torch_wrapper| = {diff:.2e}\n")
 
         print(f"{'jets/chunk':>10} {'ours ms':>9} {'torch ms':>9} {'ours Mjet/s':>12} "
               f"{'torch Mjet/s':>13} {'ratio':>6}")
         for n in chunks:
             chunk = make_chunk(n)
-            med = interleaved({"ours": lambda: ours(chunk), "torch": lambda: theirs(chunk)},
+            med = interleaved({"ours": lambda c=chunk: ours(c), "torch": lambda c=chunk: theirs(c)},
                               args.repeats)
             print(f"{n:>10} {med['ours'] * 1e3:>9.2f} {med['torch'] * 1e3:>9.2f} "
                   f"{n / med['ours'] / 1e6:>12.2f} {n / med['torch'] / 1e6:>13.2f} "

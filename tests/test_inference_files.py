@@ -104,7 +104,8 @@ def test_friend_tree_aligned_with_input(tiny_ae_onnx, pfnano_file, tmp_path):
     # batch length, so the last bit may differ)
     whole = write_score_friend(pfnano_file, tiny_ae_onnx, tmp_path / "whole.root", name="ae",
                                step_size=1000, intra_op_threads=1)
-    assert whole.rows == 24 and whole.entries == 10
+    assert whole.rows == 24
+    assert whole.entries == 10
     with uproot.open(whole.output) as f:
         whole_scores = f["Events"]["FatJet_ae"].array()
     assert ak.num(whole_scores).tolist() == ak.num(scores).tolist()
@@ -115,7 +116,9 @@ def test_friend_tree_aligned_with_input(tiny_ae_onnx, pfnano_file, tmp_path):
 def test_empty_file_gives_empty_well_formed_friend(tiny_ae_onnx, cms_data, tmp_path):
     summary = write_score_friend(cms_data / "nano_dy_empty.root", tiny_ae_onnx,
                                  tmp_path / "empty.root", nonfinite="flag")
-    assert summary.entries == 0 and summary.rows == 0 and summary.provider is None
+    assert summary.entries == 0
+    assert summary.rows == 0
+    assert summary.provider is None
     with uproot.open(summary.output) as f:
         t = f["Events"]
         assert t.num_entries == 0
@@ -147,5 +150,6 @@ def test_cli_errors_and_inspect(tiny_ae_onnx, tmp_path):
     bad.write_bytes(tiny_ae_onnx.read_bytes()[:100])
     res = _cli("inspect", str(bad))
     assert res.returncode == 1
-    assert "ModelFileError" in res.stderr and "bad.onnx" in res.stderr
+    assert "ModelFileError" in res.stderr
+    assert "bad.onnx" in res.stderr
     assert "Traceback" not in res.stderr

@@ -30,8 +30,8 @@ from coffea_ad.inference.scorer import (
 __all__ = [
     "CONTRACT_VERSION",
     "FLAG_VALUE",
-    "FriendSummary",
     "NONFINITE_MASK",
+    "FriendSummary",
     "InputSpec",
     "ModelContract",
     "OnnxScorer",
@@ -41,9 +41,9 @@ __all__ = [
     "available_providers",
     "file_sha256",
     "graph_signature",
-    "write_score_friend",
     "release_sessions",
     "select_providers",
     "session_creations",
     "sidecar_path",
+    "write_score_friend",
 ]

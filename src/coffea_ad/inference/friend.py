@@ -100,7 +100,7 @@ def write_score_friend(
 
     with uproot.open(input_path) as infile:
         if tree not in infile:
-            raise MissingBranchError(tree, [k.split(";")[0] for k in infile.keys()],
+            raise MissingBranchError(tree, [k.split(";")[0] for k in infile],
                                      where=str(input_path), needed_for="scoring (tree)")
         intree = infile[tree]
         entries = int(intree.num_entries)
@@ -187,7 +187,7 @@ class _removed_on_error:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         if exc_type is not None:
             self.path.unlink(missing_ok=True)
 
