@@ -23,7 +23,8 @@ from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import stats as _sstats
+# scipy.special, not scipy.stats: the latter takes seconds to import for two functions
+from scipy import special as _special
 
 __all__ = [
     "CorrectionlibThresholds",
@@ -306,7 +307,7 @@ def category_shape_test(
         raise ValueError(msg)
     chi2 = float(np.sum((k[ok] - n[ok] * eff) ** 2 / (n[ok] * eff * (1 - eff))))
     ndf = int(np.count_nonzero(ok) - 1)
-    return chi2, ndf, float(_sstats.chi2.sf(chi2, ndf))
+    return chi2, ndf, float(_special.chdtrc(ndf, chi2))
 
 
 def thresholds_to_correctionlib(
