@@ -224,7 +224,9 @@ def test_one_session_per_process_across_chunks_and_instances(tiny_ae_onnx):
     # different session options are a different session
     OnnxScorer(tiny_ae_onnx, intra_op_threads=1, graph_optimization="basic")(raw_features(3))
     assert session_creations() == start + 2
-    release_sessions()
+    s(raw_features(3))
+    assert session_creations() == start + 2  # s found the session its copies made
+    release_sessions()  # also drops the session an instance already holds
     s(raw_features(3))
     assert session_creations() == start + 3
     assert s.stats.session_creations == session_creations()

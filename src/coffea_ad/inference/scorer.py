@@ -95,10 +95,15 @@ def session_creations() -> int:
     return _SESSION_CREATIONS
 
 
+_GENERATION = 0  # bumped by release_sessions so instances drop the sessions they hold
+
+
 def release_sessions() -> None:
     """Drop every cached session of this process (they are re-created on next use)."""
+    global _GENERATION
     with _SESSIONS_LOCK:
         _SESSIONS.clear()
+        _GENERATION += 1
 
 
 @dataclass(frozen=True)
@@ -182,6 +187,7 @@ class OnnxScorer:
                     spec.dtype
                 )
         self._session: Any = None
+        self._generation = _GENERATION
         self._lock = threading.Lock()
         self._counts = {"calls": 0, "rows": 0, "batches": 0, "nonfinite_rows": 0}
 
@@ -207,7 +213,8 @@ class OnnxScorer:
     @property
     def session(self) -> Any:
         """The process's ``onnxruntime.InferenceSession`` for this model (created on first use)."""
-        if self._session is None:
+        if self._session is None or self._generation != _GENERATION:
+            self._generation = _GENERATION
             self._session = self._get_session()
         return self._session
 
@@ -375,7 +382,8 @@ class OnnxScorer:
                     for o in self.contract.outputs}
         if n <= self.batch_size:
             results = session.run(names, feeds)
-            self._counts["batches"] += 1
+            with self._lock:
+                self._counts["batches"] += 1
             return dict(zip(names, results, strict=True))
         outs: dict[str, np.ndarray] = {}
         nbatches = 0
@@ -387,7 +395,8 @@ class OnnxScorer:
                 if name not in outs:  # allocate once, fill batch by batch (no concatenate)
                     outs[name] = np.empty((n, *res.shape[1:]), dtype=res.dtype)
                 outs[name][start:stop] = res
-        self._counts["batches"] += nbatches
+        with self._lock:
+            self._counts["batches"] += nbatches
         return outs
 
     def _check_numpy_inputs(
@@ -541,9 +550,7 @@ class _PartitionCall:
         self.scorer, self.names, self.only = scorer, names, only
 
     def __call__(self, *arrays: ak.Array) -> ak.Array:
-        given = dict(zip(self.names, arrays, strict=True))
-        x = given if len(given) > 1 or self.scorer.contract.inputs[0].name not in given else given[self.names[0]]
-        out = self.scorer._call_awkward(x, only=self.only)
+        out = self.scorer._call_awkward(dict(zip(self.names, arrays, strict=True)), only=self.only)
         if self.only is None:
             return ak.zip(out, depth_limit=_list_depth(next(iter(out.values()))))
         return out
