@@ -25,7 +25,8 @@ def cms_figure(**subplots: Any) -> tuple[Any, Any]:
     return fig, ax
 
 
-def _save(fig: Any, path: str | Path, *, label: str = "Simulation") -> Path:
+def _save(fig: Any, path: str | Path, *, label: str = "") -> Path:
+    # data=False already writes "Simulation" after "CMS"; label adds e.g. "Preliminary"
     hep = require("mplhep")
     import matplotlib.pyplot as plt
 
