@@ -16,6 +16,14 @@ from coffea_ad.execution import run_processor
 from coffea_ad.processors import get_processor
 from coffea_ad.processors.svj import SVJProcessor
 
+# coffea's PFNanoAODSchema warns about cross-referenced collections (LowPtElectron ->
+# Electron) that the real pfnano.root and the generated files do not carry, and about the
+# Photon_mass it fills in for old NanoAOD
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:Missing cross-reference index:RuntimeWarning"),
+    pytest.mark.filterwarnings("ignore:Branch .* already exists:RuntimeWarning"),
+]
+
 
 def _reference(path, *, min_pt=200.0, max_eta=2.4, tree="Events"):
     """Selected-event mask, m_T and weights straight from the branches (no coffea)."""

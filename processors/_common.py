@@ -1,0 +1,109 @@
+"""Helpers the processors share: input checks, event weights, MET, leading-jet pairs.
+
+Kept private to ``coffea_ad.processors``: every physics quantity comes from
+:mod:`coffea_ad.features`; these only check inputs and shape the per-chunk bookkeeping.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import awkward as ak
+import numpy as np
+
+from coffea_ad.errors import MissingBranchError
+
+__all__ = [
+    "MET_NAMES",
+    "event_weights",
+    "leading_pair",
+    "met_collection",
+    "require_fields",
+]
+
+#: MET collections in order of preference (NanoAOD v15 renamed MET to PFMET).
+MET_NAMES: tuple[str, ...] = ("MET", "PFMET", "PuppiMET")
+
+
+def require_fields(
+    events: Any,
+    needs: Mapping[str, Sequence[str]],
+    *,
+    processor: str,
+) -> None:
+    """Raise :class:`MissingBranchError` unless every collection and field in ``needs`` exists.
+
+    Checked on the first chunk of every file before anything is computed, so a file of the
+    wrong layout (NanoAOD without PF candidates, a TreeMaker ntuple) is refused with the
+    branch names the processor needs instead of an ``AttributeError`` deep in a kernel.
+
+    Args:
+        events: NanoEvents of one chunk.
+        needs: collection -> fields it must carry (``{"FatJet": ["pt", "eta"]}``); a key with
+            alternatives separated by ``|`` (``"MET|PFMET"``) needs one of them.
+        processor: processor name for the message.
+    """
+    fields = list(events.fields)
+    where = f"events of dataset {events.metadata.get('dataset', '?')!r}" if hasattr(
+        events, "metadata") else "events"
+    for collection, sub in needs.items():
+        options = collection.split("|")
+        present = [name for name in options if name in fields]
+        if not present:
+            raise MissingBranchError(" or ".join(options), fields, where=where,
+                                     needed_for=f"the {processor} processor")
+        have = list(events[present[0]].fields)
+        for field in sub:
+            if field not in have:
+                raise MissingBranchError(
+                    f"{present[0]}_{field}", [f"{present[0]}_{f}" for f in have], where=where,
+                    needed_for=f"the {processor} processor")
+
+
+def met_collection(events: Any) -> Any:
+    """The event's MET record (``MET``, else ``PFMET``, else ``PuppiMET``)."""
+    for name in MET_NAMES:
+        if name in events.fields:
+            return events[name]
+    raise MissingBranchError(" or ".join(MET_NAMES), events.fields, where="events",
+                             needed_for="MET")
+
+
+def event_weights(events: Any, *, lumi_fb: float | None = None) -> np.ndarray:
+    """Per-event weights, float64: ``genWeight`` (1 for data), times the luminosity scale.
+
+    With ``lumi_fb`` the weights are yields, ``genWeight * xsec * 1000 * lumi_fb / sumw``
+    (``xsec`` in pb and ``sumw`` from the dataset metadata written by
+    :func:`coffea_ad.samples.generate_fileset`); without, raw generator weights.
+
+    Raises:
+        KeyError: ``lumi_fb`` given but the dataset metadata lacks ``xsec`` or ``sumw``.
+    """
+    n = len(events)
+    w = (ak.to_numpy(events.genWeight).astype(np.float64) if "genWeight" in events.fields
+         else np.ones(n))
+    if lumi_fb is None:
+        return w
+    meta = events.metadata
+    if "xsec" not in meta or "sumw" not in meta:
+        msg = (f"lumi_fb={lumi_fb} needs dataset metadata 'xsec' (pb) and 'sumw'; dataset "
+               f"{meta.get('dataset', '?')!r} has {sorted(k for k in meta if k != 'dataset')}")
+        raise KeyError(msg)
+    return w * float(meta["xsec"]) * 1000.0 * float(lumi_fb) / float(meta["sumw"])
+
+
+def leading_pair(jets: Any, mask: Any) -> tuple[np.ndarray, Any]:
+    """Events with at least two jets passing ``mask`` and those jets' leading two.
+
+    Args:
+        jets: ``events * jets`` records (p_T-ordered, as NanoAOD writes them).
+        mask: ``events * jets * bool`` preselection.
+
+    Returns:
+        ``(has_pair, lead)``: ``events * bool`` numpy mask and ``pairs * 2 * record`` of the
+        selected events' two leading passing jets.
+    """
+    good = jets[mask]
+    has_pair = ak.to_numpy(ak.num(good, axis=1) >= 2)
+    return has_pair, good[has_pair][:, :2]
