@@ -130,3 +130,14 @@ def test_pinball_against_loop_and_minimized_by_the_quantile():
     losses = [float(pinball(g.expand(len(sample), 1), sample, [0.8]).mean()) for g in grid]
     best = float(grid[int(np.argmin(losses))])
     assert best == pytest.approx(float(np.quantile(sample.numpy(), 0.8)), abs=2e-3)
+
+
+def test_distance_correlation_matches_the_stats_implementation():
+    """The O(n²) torch penalty against coffea_ad.stats' exact O(n log n) estimator."""
+    from coffea_ad.stats.decorrelation import distance_correlation as reference
+
+    x = RNG.normal(size=500)
+    y = np.abs(x) + RNG.normal(scale=0.5, size=500)
+    w = RNG.uniform(0.2, 3.0, size=500)
+    got = float(distance_correlation(torch.tensor(x), torch.tensor(y), weights=torch.tensor(w)))
+    assert got == pytest.approx(reference(x, y, weights=w, squared=True), rel=1e-8)

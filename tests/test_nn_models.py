@@ -282,3 +282,31 @@ def test_resolve_config_names_the_valid_keys():
     msg = "unknown x config key 'hiden'; valid x config keys: hidden, lr"
     with pytest.raises(UnknownNameError, match=msg):
         resolve_config({"hidden": [10, 10], "lr": 1e-3}, {"hiden": 3}, recipe="x")
+
+
+def test_disco_penalty_decorrelates_the_score_from_a_mass():
+    """Background whose structure depends on a mass-like variable: with the DisCo penalty the
+    AE loss carries less information about that variable (Kasieczka & Shih 2001.05310)."""
+    from coffea_ad.nn.losses import distance_correlation
+    from coffea_ad.stats.decorrelation import distance_correlation as dcor
+
+    n = 3000
+    mass = RNG.uniform(0, 1, size=n)
+    x = RNG.normal(size=(n, 4)) * (0.2 + mass[:, None])  # spread grows with the mass
+    x = x.astype(np.float32)
+    mass = mass.astype(np.float32)
+    c, s = standardization(x[:2000])
+    results = {}
+    for lam in (0.0, 20.0):
+        torch.manual_seed(0)
+        model = DenseAutoencoder(4, hidden=(8,), latent=2, centre=c, scale=s)
+
+        def penalty(per_row, aux, w, lam=lam):
+            return lam * distance_correlation(per_row, aux[0], weights=w)
+
+        fit(model, [x[:2000]], [x[2000:2500]], epochs=15, batch_size=256, lr=3e-3, seed=0,
+            penalty=penalty if lam else None, aux_train=[mass[:2000]],
+            aux_val=[mass[2000:2500]])
+        results[lam] = dcor(predict(model, [x[2500:]])[0], mass[2500:])
+    assert results[0.0] > 0.3  # without DisCo the loss tracks the mass
+    assert results[20.0] < 0.5 * results[0.0]

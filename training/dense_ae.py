@@ -18,6 +18,7 @@ from coffea_ad.nn.data import concat_tables, load_fileset, load_jet_tables, spli
 from coffea_ad.nn.export import DEFAULT_OPSET
 from coffea_ad.nn.fit import fit, predict
 from coffea_ad.nn.scaling import standardization
+from coffea_ad.stats.decorrelation import distance_correlation as stats_dcorr
 from coffea_ad.stats.roc import auc
 
 __all__ = ["CONFIG", "run"]
@@ -42,6 +43,8 @@ CONFIG: dict[str, Any] = {
     "test_fraction": 0.2,
     "pt_flatten": False,     # weight training jets to a flat p_T spectrum
     "gen_weights": True,     # weight jets by the event's genWeight
+    "disco": 0.0,            # λ of the DisCo penalty dCorr²(loss, disco_variable); 0 = off
+    "disco_variable": "mt",  # event variable (coffea_ad.features.event_variables) to decorrelate
     "threads": 1,
 }
 
@@ -65,7 +68,8 @@ def run(config: dict[str, Any] | None, fileset: dict | str | Path,
     fs = load_fileset(fileset)
     train_ds, signals, others = recipe.dataset_roles(fs, cfg["train_datasets"])
     tables = load_jet_tables(fs, cfg["features"], datasets=train_ds + signals + others,
-                             jets=cfg["jets"], max_jets=cfg["max_jets"], min_pt=cfg["min_pt"])
+                             jets=cfg["jets"], max_jets=cfg["max_jets"], min_pt=cfg["min_pt"],
+                             event_columns=[cfg["disco_variable"]])
     bkg = concat_tables([tables[n] for n in train_ds])
     tr, va, te = split_indices(len(bkg), val_fraction=cfg["val_fraction"],
                                test_fraction=cfg["test_fraction"], seed=cfg["seed"],
@@ -79,17 +83,26 @@ def run(config: dict[str, Any] | None, fileset: dict | str | Path,
     centre, scale = standardization(bkg.x[tr], weights=w_tr)
 
     from coffea_ad.nn.dense import DenseAutoencoder
+    from coffea_ad.nn.losses import distance_correlation
 
     torch.manual_seed(cfg["seed"])
     model = DenseAutoencoder(len(cfg["features"]), hidden=cfg["hidden"], latent=cfg["latent"],
                              activation=cfg["activation"], loss=cfg["loss"],
                              centre=centre, scale=scale)
+    decor = bkg.extra[cfg["disco_variable"]]
+    penalty = None
+    if cfg["disco"]:
+        def penalty(per_row, aux, w):  # DisCo, Kasieczka & Shih arXiv:2001.05310
+            return cfg["disco"] * distance_correlation(per_row, aux[0], weights=w)
     history = fit(model, [bkg.x[tr]], [bkg.x[va]], train_weights=w_tr, val_weights=w_va,
                   epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"],
                   patience=cfg["patience"], lr_patience=cfg["lr_patience"], seed=cfg["seed"],
-                  threads=cfg["threads"])
+                  threads=cfg["threads"], penalty=penalty, aux_train=[decor[tr]],
+                  aux_val=[decor[va]])
 
     test_scores = predict(model, [bkg.x[te]])[0]
+    # how much the score knows about m_T on held-out background (what DisCo minimizes)
+    dcorr = (round(float(stats_dcorr(test_scores, decor[te])), 4) if len(te) > 2 else None)
     wb = bkg.weight[te] if cfg["gen_weights"] else None
     aucs, aucs_bkg = {}, {}
     for name in signals + others:
@@ -121,6 +134,7 @@ def run(config: dict[str, Any] | None, fileset: dict | str | Path,
                             "test_fraction": cfg["test_fraction"], "grouped_by": "event"},
                   "standardization": {"centre": centre.tolist(), "scale": scale.tolist()}},
         metrics={"auc": aucs, "auc_background": aucs_bkg,
+                 f"distance_correlation_{cfg['disco_variable']}": dcorr,
                  "test_background_mean_loss": float(np.mean(test_scores)) if len(te) else None},
     )
     paths = recipe.finish(model, contract, out=out, example={"features": bkg.x[tr][:16]},
@@ -128,5 +142,6 @@ def run(config: dict[str, Any] | None, fileset: dict | str | Path,
                           config=cfg, history=history, training_files=train_ds, fileset=fs)
     return {"auc": aucs, "auc_background": aucs_bkg, "n_train": len(tr), "n_val": len(va),
             "n_test": len(te), "epochs": len(history.train_loss),
+            f"distance_correlation_{cfg['disco_variable']}": dcorr,
             "best_val_loss": history.best_val_loss, "onnx": str(paths["onnx"]),
             "contract": str(paths["contract"]), "card": str(paths["card"])}

@@ -135,7 +135,7 @@ class JetTable:
 
 
 def jet_rows(events, names: Sequence[str], *, jets: str = "FatJet", max_jets: int = 2,
-             min_pt: float = 0.0) -> dict[str, np.ndarray]:
+             min_pt: float = 0.0, event_columns: Sequence[str] = ()) -> dict[str, np.ndarray]:
     """Per-jet feature rows of the ``max_jets`` leading jets with ``pt > min_pt``.
 
     Args:
@@ -145,9 +145,12 @@ def jet_rows(events, names: Sequence[str], *, jets: str = "FatJet", max_jets: in
         max_jets: keep at most this many leading jets per event (NanoAOD stores them
             p_T-ordered).
         min_pt: p_T threshold in GeV.
+        event_columns: fields of :func:`coffea_ad.features.event_variables` (e.g. ``"mt"``)
+            to copy onto each jet of the event (for DisCo or mass-sculpting checks).
 
     Returns:
-        ``{"x": [n, F] float32, "pt", "weight", "event" (index in ``events``), "jet_index"}``.
+        ``{"x": [n, F] float32, "pt", "weight", "event" (index in ``events``), "jet_index"}``
+        plus one ``[n]`` column per ``event_columns`` entry.
     """
     from coffea_ad.features import jet_features
 
@@ -162,7 +165,18 @@ def jet_rows(events, names: Sequence[str], *, jets: str = "FatJet", max_jets: in
         w = ak.ones_like(pt, dtype=np.float64)
     cols = [ak.to_numpy(ak.flatten(feats[n][keep], axis=None)).astype(np.float32) for n in names]
     x = np.stack(cols, axis=1) if cols else np.zeros((0, 0), np.float32)
+    extra = {}
+    if event_columns:
+        from coffea_ad.features import event_variables
+
+        ev = event_variables(events, jets=jets)
+        for col in event_columns:
+            if col not in ak.fields(ev):
+                raise UnknownNameError("event variable", col, ak.fields(ev))
+            per_jet = ak.broadcast_arrays(ev[col], pt)[0]
+            extra[col] = ak.to_numpy(ak.flatten(per_jet[keep])).astype(np.float32)
     return {
+        **extra,
         "x": x.reshape(-1, len(names)),
         "pt": ak.to_numpy(ak.flatten(pt[keep])).astype(np.float32),
         "weight": ak.to_numpy(ak.flatten(w[keep])).astype(np.float32),
@@ -173,16 +187,19 @@ def jet_rows(events, names: Sequence[str], *, jets: str = "FatJet", max_jets: in
 
 def load_jet_tables(fileset: Fileset | str | Path, names: Sequence[str], *,
                     datasets: Sequence[str] | None = None, jets: str = "FatJet",
-                    max_jets: int = 2, min_pt: float = 0.0) -> dict[str, JetTable]:
+                    max_jets: int = 2, min_pt: float = 0.0,
+                    event_columns: Sequence[str] = ()) -> dict[str, JetTable]:
     """Read every file of ``datasets`` into one :class:`JetTable` per dataset.
 
-    See :func:`jet_rows` for the arguments. Event numbers run on across a dataset's files.
+    See :func:`jet_rows` for the arguments (``event_columns`` land in ``JetTable.extra``).
+    Event numbers run on across a dataset's files.
     """
     fs = load_fileset(fileset)
     parts: dict[str, list[dict[str, np.ndarray]]] = {}
     offsets: dict[str, int] = {}
     for name, _path, events in iter_events(fs, datasets):
-        t = jet_rows(events, names, jets=jets, max_jets=max_jets, min_pt=min_pt)
+        t = jet_rows(events, names, jets=jets, max_jets=max_jets, min_pt=min_pt,
+                     event_columns=event_columns)
         t["event"] = t["event"] + offsets.get(name, 0)
         offsets[name] = offsets.get(name, 0) + len(events)
         parts.setdefault(name, []).append(t)
@@ -192,10 +209,11 @@ def load_jet_tables(fileset: Fileset | str | Path, names: Sequence[str], *,
         if not ps:
             ps = [{"x": np.zeros((0, len(names)), np.float32), "pt": np.zeros(0, np.float32),
                    "weight": np.zeros(0, np.float32), "event": np.zeros(0, np.int64),
-                   "jet_index": np.zeros(0, np.int16)}]
+                   "jet_index": np.zeros(0, np.int16),
+                   **{c: np.zeros(0, np.float32) for c in event_columns}}]
         cat = {k: np.concatenate([p[k] for p in ps]) for k in ps[0]}
         out[name] = JetTable(list(names), cat["x"], cat["pt"], cat["weight"], cat["event"],
-                             cat["jet_index"])
+                             cat["jet_index"], {c: cat[c] for c in event_columns})
     return out
 
 

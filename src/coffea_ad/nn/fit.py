@@ -3,7 +3,8 @@
 Nadam, ReduceLROnPlateau and early stopping on the validation loss (restoring the best
 weights), seeded, with optional per-row sample weights, recording the loss curves.
 A model plugs in by defining ``training_loss(*tensors) -> [batch]`` (per-row loss); an extra
-scalar penalty (e.g. DisCo) can be added with ``penalty``.
+scalar penalty of the per-row loss and auxiliary columns (e.g. DisCo against m_T) can be added
+with ``penalty``.
 """
 
 from __future__ import annotations
@@ -46,24 +47,24 @@ def _tensors(arrays: Arrays) -> list:
     return [torch.as_tensor(np.ascontiguousarray(a)) for a in arrays]
 
 
-def _mean_loss(model, tensors: list, weights, batch_size: int,
+def _mean_loss(model, tensors: list, aux: list, weights, batch_size: int,
                penalty: Callable | None) -> float:
-    """Weighted mean of the per-row loss over a whole sample, in eval mode, no gradient."""
+    """Weighted mean of the per-row loss (+ penalty, averaged over batches of ``batch_size``:
+    a penalty such as DisCo is O(batch²)) over a whole sample, eval mode, no gradient."""
     model.eval()
-    total, wsum = 0.0, 0.0
+    total, wsum, pen, n_batches = 0.0, 0.0, 0.0, 0
     n = tensors[0].shape[0]
     with torch.no_grad():
         for start in range(0, n, batch_size):
-            batch = [t[start:start + batch_size] for t in tensors]
-            per_row = model.training_loss(*batch)
-            w = torch.ones_like(per_row) if weights is None else weights[start:start + batch_size]
+            sl = slice(start, start + batch_size)
+            per_row = model.training_loss(*[t[sl] for t in tensors])
+            w = torch.ones_like(per_row) if weights is None else weights[sl]
             total += float((per_row * w).sum())
             wsum += float(w.sum())
-    mean = total / max(wsum, 1e-30)
-    if penalty is not None:
-        with torch.no_grad():
-            mean += float(penalty(model, tensors, weights))
-    return mean
+            if penalty is not None:
+                pen += float(penalty(per_row, [a[sl] for a in aux], w))
+                n_batches += 1
+    return total / max(wsum, 1e-30) + pen / max(n_batches, 1)
 
 
 def fit(model, train: Arrays, val: Arrays, *, train_weights: np.ndarray | None = None,
@@ -71,7 +72,7 @@ def fit(model, train: Arrays, val: Arrays, *, train_weights: np.ndarray | None =
         lr: float = 1e-3, patience: int = 10, lr_patience: int = 4, lr_factor: float = 0.5,
         min_lr: float = 1e-6, seed: int = 0, threads: int | None = 1,
         penalty: Callable[[Any, list, Any], Any] | None = None,
-        verbose: bool = False) -> History:
+        aux_train: Arrays = (), aux_val: Arrays = (), verbose: bool = False) -> History:
     """Train ``model`` in place and return its loss curves.
 
     Args:
@@ -88,17 +89,22 @@ def fit(model, train: Arrays, val: Arrays, *, train_weights: np.ndarray | None =
         seed: seeds the shuffling and any sampling in ``training_loss`` (VAE noise). The
             initial weights are the caller's: build the model after ``torch.manual_seed``.
         threads: ``torch.set_num_threads`` for the run (restored afterwards); ``None`` leaves it.
-        penalty: optional ``penalty(model, batch_tensors, batch_weights) -> scalar`` added to
-            the batch loss (e.g. a DisCo term, :func:`coffea_ad.nn.losses.distance_correlation`).
+        penalty: optional ``penalty(per_row_loss, aux_batch, batch_weights) -> scalar``
+            added to the batch loss, e.g. ``lambda l, aux, w: 10 * distance_correlation(l,
+            aux[0], weights=w)`` (DisCo, :func:`coffea_ad.nn.losses.distance_correlation`).
+        aux_train, aux_val: extra per-row arrays batched with the inputs and handed to
+            ``penalty`` only (e.g. m_T), not to the model.
         verbose: print one line per epoch.
 
     Returns:
         :class:`History` with per-epoch train/validation losses and learning rates.
     """
     n_train = len(train[0])
-    if any(len(a) != n_train for a in train) or any(len(a) != len(val[0]) for a in val):
+    if any(len(a) != n_train for a in [*train, *aux_train]) or any(
+            len(a) != len(val[0]) for a in [*val, *aux_val]):
         raise ValueError(f"fit: every train (val) array needs the same first axis; found "
-                         f"{[len(a) for a in train]} and {[len(a) for a in val]}")
+                         f"{[len(a) for a in [*train, *aux_train]]} and "
+                         f"{[len(a) for a in [*val, *aux_val]]}")
     if n_train == 0 or len(val[0]) == 0:
         raise ValueError(f"fit: expected non-empty train and validation samples, found "
                          f"{n_train} and {len(val[0])} rows")
@@ -109,6 +115,7 @@ def fit(model, train: Arrays, val: Arrays, *, train_weights: np.ndarray | None =
         torch.manual_seed(seed)
         gen = torch.Generator().manual_seed(seed)
         tr, va = _tensors(train), _tensors(val)
+        aux_tr, aux_va = _tensors(aux_train), _tensors(aux_val)
         tw = None if train_weights is None else torch.as_tensor(
             np.asarray(train_weights, dtype=np.float32))
         vw = None if val_weights is None else torch.as_tensor(
@@ -130,18 +137,20 @@ def fit(model, train: Arrays, val: Arrays, *, train_weights: np.ndarray | None =
             total, wsum = 0.0, 0.0
             for start in range(0, n_train, batch_size):
                 idx = order[start:start + batch_size]
-                batch = [t[idx] for t in tr]
-                per_row = model.training_loss(*batch)
+                per_row = model.training_loss(*[t[idx] for t in tr])
                 w = torch.ones_like(per_row) if tw is None else tw[idx]
                 loss = (per_row * w).sum() / w.sum()
                 if penalty is not None:
-                    loss = loss + penalty(model, batch, w)
+                    loss = loss + penalty(per_row, [a[idx] for a in aux_tr], w)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
                 total += float(loss.detach()) * len(idx)
                 wsum += len(idx)
-            val_loss = _mean_loss(model, va, vw, max(batch_size, 4096), penalty)
+            # with a penalty, validate in training-size batches so the penalty means the same
+            val_loss = _mean_loss(model, va, aux_va, vw,
+                                  batch_size if penalty is not None else max(batch_size, 4096),
+                                  penalty)
             hist.train_loss.append(total / wsum)
             hist.val_loss.append(val_loss)
             hist.lr.append(opt.param_groups[0]["lr"])
