@@ -228,7 +228,7 @@ def _plan(fileset: dict[str, Any], *, chunksize: int, maxchunks: int | None,
             continue
         meta = dict(fileset[ds]["metadata"])
         meta.update(numentries=info["entries"], uuid=info["uuid"])
-        if align_clusters:
+        if align_clusters:  # a second, rare open: only when cluster alignment is asked
             with uproot.open({f: None}) as file:
                 meta["clusters"] = list(file[t].common_entry_offsets())
         fm = FileMeta(ds, f, t, meta)
@@ -632,8 +632,10 @@ def run_processor(
     runner = processor.Runner(executor=ex, schema=schema, chunksize=chunksize,
                               skipbadfiles=(OSError,) if skipbadfiles else False,
                               checkpointer=ckpt, align_clusters=align_clusters)
+    # reader errors are retried inside the wrapper when skipping is allowed (a transient
+    # xrootd failure should not drop a chunk); other errors by the executor (coffea / Dask)
     wrapper = _Provenance(processor_instance, skip_reader_errors=skipbadfiles,
-                          retries=0 if executor == "dask" else retries)
+                          retries=retries)
     with warnings.catch_warnings():
         # coffea warns per retry/skip in this process; our report below replaces it
         warnings.filterwarnings("ignore", message="(Performed attempt|Skipping bad file)")
