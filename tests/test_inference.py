@@ -297,6 +297,23 @@ def test_contract_that_disagrees_with_the_graph_is_refused(tiny_ae_onnx, tmp_pat
         OnnxScorer(path)
 
 
+def test_session_inputs_are_checked_again_where_the_session_is_made(tiny_ae_onnx, tmp_path):
+    """A model file swapped after the scorer was built (e.g. a different file at the same
+    path on a worker): the session's real inputs are compared with the contract."""
+    path = tmp_path / "swapped.onnx"
+    path.write_bytes(tiny_ae_onnx.read_bytes())
+    ModelContract.read(tiny_ae_onnx).write(path)
+    s = OnnxScorer(path)
+    model = build_tiny_ae(0)
+    torch.onnx.export(model, (torch.zeros(2, 6),), str(path), dynamo=False, opset_version=17,
+                      input_names=["x"], output_names=["loss", "reconstruction"],
+                      dynamic_axes={"x": {0: "n"}, "loss": {0: "n"}, "reconstruction": {0: "n"}})
+    with pytest.raises(ModelContractError,
+                       match=r"ONNX Runtime session of swapped.onnx.*has \['x'\]"):
+        s(raw_features(2))
+    assert s.stats.calls == 0
+
+
 def test_missing_truncated_or_corrupt_model_file(tiny_ae_onnx, tmp_path):
     with pytest.raises(ModelFileError, match="does not exist"):
         OnnxScorer(tmp_path / "nope.onnx")

@@ -989,7 +989,10 @@ def add_scores(
     Returns:
         ``events`` with the score field added.
     """
-    key = (str(Path(model_path).resolve()), tuple(sorted(scorer_kwargs.items(), key=str)))
+    path = Path(model_path).resolve()
+    # mtime in the key: a model rewritten in place (re-export) is re-read with its contract
+    mtime = path.stat().st_mtime_ns if path.is_file() else None
+    key = (str(path), mtime, tuple(sorted(scorer_kwargs.items(), key=str)))
     scorer = _SCORERS.get(key)
     if scorer is None:
         scorer = _SCORERS[key] = OnnxScorer(model_path, **scorer_kwargs)
