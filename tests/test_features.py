@@ -24,6 +24,7 @@ from coffea_ad.features import (
     girth,
     jet_constituents,
     jet_features,
+    jet_shapes,
     jet_table,
     lha,
     ptd,
@@ -436,3 +437,13 @@ def test_vbs_variables_against_loop():
     # one jet, one lepton: the pair variables have their defined value 0
     assert [out[1][k] for k in ("mjj", "zep1", "mll", "lep2_pt")] == [0, 0, 0, 0]
     assert out[1]["lep1_pt"] == 20.0
+
+
+def test_jet_shapes_equal_the_single_observables(events):
+    cons = jet_constituents(events)
+    shapes = jet_shapes(cons, events.FatJet)
+    ax = axes(cons)
+    for name, single in (("ptd", ptd(cons)), ("axis_major", ax["major"]),
+                         ("axis_minor", ax["minor"]), ("girth", girth(cons, events.FatJet)),
+                         ("lha", lha(cons, events.FatJet))):
+        np.testing.assert_array_equal(flat(shapes[name]), flat(single), err_msg=name)

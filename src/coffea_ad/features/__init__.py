@@ -19,7 +19,14 @@ from coffea_ad.features.event import (
 )
 from coffea_ad.features.graphs import GRAPH_NODE_FEATURES, constituent_graph
 from coffea_ad.features.particles import PARTICLE_FEATURES, particle_list, pdg_class
-from coffea_ad.features.substructure import axes, girth, lha, ptd, valid_constituents
+from coffea_ad.features.substructure import (
+    axes,
+    girth,
+    jet_shapes,
+    lha,
+    ptd,
+    valid_constituents,
+)
 from coffea_ad.features.table import JET_FEATURES, JetFeature, jet_features, jet_table
 
 __all__ = [
@@ -38,6 +45,7 @@ __all__ = [
     "girth",
     "jet_constituents",
     "jet_features",
+    "jet_shapes",
     "jet_table",
     "lha",
     "particle_list",

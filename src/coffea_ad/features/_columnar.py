@@ -77,3 +77,36 @@ def rapidity(pt: Any, eta: Any, mass: Any) -> Any:
     pz = pt * np.sinh(eta)
     mt = np.sqrt(pt * pt + mass * mass)
     return np.arcsinh(pz / mt)
+
+
+def flatten_jets(constituents: Any, fields: tuple[str, ...]) -> tuple[Any, dict[str, Any], Any]:
+    """Flat float64 numpy buffers of ``events * jets * var`` records, for numba kernels.
+
+    Returns:
+        ``(offsets, columns, jets_per_event)``: ``offsets [n_jets + 1]`` int64 into the flat
+        constituent arrays, ``columns[field]`` float64 ``[n_constituents]`` (zeros for a field
+        the records lack), and the ``events`` counts of jets to unflatten per-jet results.
+    """
+    per_jet = ak.num(constituents, axis=2)
+    counts = ak.to_numpy(ak.flatten(per_jet, axis=1)).astype(np.int64)
+    offsets = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    columns = {}
+    for field in fields:
+        if field in constituents.fields:
+            flat = ak.to_numpy(ak.flatten(constituents[field], axis=None))
+            columns[field] = np.ascontiguousarray(flat, dtype=np.float64)
+        else:
+            columns[field] = np.zeros(offsets[-1], dtype=np.float64)
+    return offsets, columns, ak.num(per_jet, axis=1)
+
+
+def touch_and_template(constituents: Any, fields: tuple[str, ...], *extra: Any) -> Any:
+    """Typetracer stand-in for a numba kernel: mark ``fields`` (and ``extra`` arrays) as read,
+    return an ``events * jets * float32`` typetracer of the kernel's output shape."""
+    for field in fields:
+        if field in constituents.fields:
+            ak.typetracer.touch_data(constituents[field])
+    for array in extra:
+        ak.typetracer.touch_data(array)
+    return ak.values_astype(ak.sum(constituents[fields[0]], axis=-1), np.float32)

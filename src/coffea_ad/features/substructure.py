@@ -1,9 +1,12 @@
-"""Jet substructure from constituents: p_T^D, η–φ axes, girth, LHA (pure awkward reductions).
+"""Jet substructure from constituents: p_T^D, η–φ axes, girth, LHA (one numba pass per jet).
 
 Inputs are ``events * jets * constituents`` records from
 :func:`~coffea_ad.features.constituents.jet_constituents` (``pt``, ``eta``, ``phi``) and, where
 an axis is needed, the ``events * jets`` jet records (``eta``, ``phi``). Outputs are
-``events * jets * float32``. Sums run in float64 (the branches are float32).
+``events * jets * float32``. Sums run in float64 (the branches are float32). One numba kernel
+walks the flat constituent buffers once per jet and fills all five observables (awkward
+reductions were measured 3–5x slower than even a per-jet Python loop on ~2,000 AK8 jets,
+from broadcasting overhead); on dask-awkward's typetracers the kernel is skipped.
 
 Constituents that carry no defined energy flow — p_T ≤ 0 or a non-finite ``pt``/``eta``/``phi``
 — are left out of every sum (:func:`valid_constituents`); each observable then has a defined
@@ -15,9 +18,16 @@ from __future__ import annotations
 import awkward as ak
 import numpy as np
 
-from coffea_ad.features._columnar import delta_phi, dispatch
+import numba
 
-__all__ = ["axes", "girth", "lha", "ptd", "valid_constituents"]
+from coffea_ad.features._columnar import (
+    dispatch,
+    flatten_jets,
+    is_typetracer,
+    touch_and_template,
+)
+
+__all__ = ["axes", "girth", "jet_shapes", "lha", "moments", "ptd", "valid_constituents"]
 
 
 def valid_constituents(constituents: ak.Array, *, with_mass: bool = False) -> ak.Array:
@@ -31,6 +41,9 @@ def valid_constituents(constituents: ak.Array, *, with_mass: bool = False) -> ak
     Returns:
         The same records with those constituents removed (order kept).
     """
+    # a regular (fixed-size) list axis would make the boolean mask numpy-style advanced
+    # indexing; as var lists it selects per jet
+    constituents = ak.from_regular(constituents, axis=None)
     keep = (
         np.isfinite(constituents["pt"])
         & np.isfinite(constituents["eta"])
@@ -42,12 +55,136 @@ def valid_constituents(constituents: ak.Array, *, with_mass: bool = False) -> ak
     return constituents[keep]
 
 
-def _f64(array: ak.Array) -> ak.Array:
-    return ak.values_astype(array, np.float64)
+_OBSERVABLES = ("ptd", "axis_major", "axis_minor", "girth", "lha")
 
 
-def _f32(array: ak.Array) -> ak.Array:
-    return ak.values_astype(array, np.float32)
+@numba.njit(cache=True)
+def _wrap(x):  # pragma: no cover - numba
+    # differences of two φ in [−π, π] need at most one shift; the modulo (slow) is the fallback
+    if x >= np.pi:
+        x -= 2.0 * np.pi
+    elif x < -np.pi:
+        x += 2.0 * np.pi
+    if x >= np.pi or x < -np.pi:
+        x = (x + np.pi) % (2.0 * np.pi) - np.pi
+    return x
+
+
+@numba.njit(cache=True)
+def _moments_kernel(offsets, pt, eta, phi, axis_eta, axis_phi, radius,
+                    out):  # pragma: no cover - numba
+    for jet in range(offsets.shape[0] - 1):
+        sum_pt = 0.0
+        sum_w = 0.0
+        sum_we = 0.0
+        sum_wp = 0.0
+        sum_dr = 0.0
+        sum_lha = 0.0
+        ref = 0.0
+        n = 0
+        has_axis = np.isfinite(axis_eta[jet]) and np.isfinite(axis_phi[jet])
+        for k in range(offsets[jet], offsets[jet + 1]):
+            p = pt[k]
+            if not (p > 0.0 and np.isfinite(p) and np.isfinite(eta[k]) and np.isfinite(phi[k])):
+                continue  # no defined energy flow: left out of every sum
+            if n == 0:
+                ref = phi[k]  # Δφ reference: covariance is translation invariant, wraps are not
+            n += 1
+            w = p * p
+            dphi = _wrap(phi[k] - ref)
+            sum_pt += p
+            sum_w += w
+            sum_we += w * eta[k]
+            sum_wp += w * dphi
+            if has_axis:
+                de = eta[k] - axis_eta[jet]
+                dp = _wrap(phi[k] - axis_phi[jet])
+                dr = np.sqrt(de * de + dp * dp)
+                sum_dr += p * dr
+                sum_lha += p * np.sqrt(dr / radius)
+        for i in range(5):
+            out[jet, i] = 0.0
+        if n == 0:
+            continue
+        out[jet, 0] = np.sqrt(sum_w) / sum_pt
+        mean_e = sum_we / sum_w
+        mean_p = sum_wp / sum_w
+        a = 0.0
+        b = 0.0
+        c = 0.0
+        # second pass about the weighted mean: collinear constituents give exactly 0
+        for k in range(offsets[jet], offsets[jet + 1]):
+            p = pt[k]
+            if not (p > 0.0 and np.isfinite(p) and np.isfinite(eta[k]) and np.isfinite(phi[k])):
+                continue
+            w = p * p
+            de = eta[k] - mean_e
+            dp = _wrap(phi[k] - ref) - mean_p
+            a += w * de * de
+            b += w * dp * dp
+            c += w * de * dp
+        a /= sum_w
+        b /= sum_w
+        c /= sum_w
+        root = np.sqrt(0.25 * (a - b) * (a - b) + c * c)
+        out[jet, 1] = np.sqrt(max(0.5 * (a + b) + root, 0.0))
+        out[jet, 2] = np.sqrt(max(0.5 * (a + b) - root, 0.0))  # rounding can make λ− ≲ 0
+        if has_axis:
+            out[jet, 3] = sum_dr / sum_pt
+            out[jet, 4] = sum_lha / sum_pt
+
+
+def moments(constituents: ak.Array, jets: ak.Array | None = None, *,
+            radius: float = 0.8) -> dict[str, ak.Array]:
+    """All five observables of this module in one pass (eager or typetracer input).
+
+    Args:
+        constituents: ``events * jets * var * {pt, eta, phi}``.
+        jets: ``events * jets * {eta, phi}`` (the axis of girth and LHA); None gives 0 for
+            those two.
+        radius: jet radius R of the LHA.
+
+    Returns:
+        ``{"ptd", "axis_major", "axis_minor", "girth", "lha"}`` -> ``events * jets * float32``.
+    """
+    fields = ("pt", "eta", "phi")
+    if is_typetracer(constituents):
+        extra = () if jets is None else (jets["eta"], jets["phi"])
+        template = touch_and_template(constituents, fields, *extra)
+        return dict.fromkeys(_OBSERVABLES, template)
+    offsets, cols, jets_per_event = flatten_jets(constituents, fields)
+    n_jets = len(offsets) - 1
+    if jets is None:
+        axis_eta = axis_phi = np.full(n_jets, np.nan)
+    else:
+        axis_eta, axis_phi = (np.ascontiguousarray(
+            ak.to_numpy(ak.flatten(jets[f], axis=1)), dtype=np.float64) for f in ("eta", "phi"))
+    out = np.zeros((n_jets, len(_OBSERVABLES)))
+    _moments_kernel(offsets, cols["pt"], cols["eta"], cols["phi"], axis_eta, axis_phi,
+                    float(radius), out)
+    return {name: ak.unflatten(out[:, i].astype(np.float32), jets_per_event)
+            for i, name in enumerate(_OBSERVABLES)}
+
+
+def jet_shapes(constituents: ak.Array, jets: ak.Array, *, radius: float = 0.8) -> ak.Array:
+    """p_T^D, axis major/minor, girth and LHA together, from one pass over the constituents.
+
+    The same values as :func:`ptd`, :func:`axes`, :func:`girth` and :func:`lha` (see their
+    definitions), at the cost of one of them.
+
+    Args:
+        constituents: ``events * jets * var * {pt, eta, phi}``.
+        jets: ``events * jets * {eta, phi}`` aligned with ``constituents``.
+        radius: jet radius R of the LHA (0.8 for AK8).
+
+    Returns:
+        ``events * jets * {ptd, axis_major, axis_minor, girth, lha}`` float32.
+    """
+    return dispatch(_jet_shapes, constituents, jets, label="jet-shapes", radius=radius)
+
+
+def _jet_shapes(constituents: ak.Array, jets: ak.Array, *, radius: float) -> ak.Array:
+    return ak.zip(moments(constituents, jets, radius=radius))
 
 
 def ptd(constituents: ak.Array) -> ak.Array:
@@ -66,11 +203,7 @@ def ptd(constituents: ak.Array) -> ak.Array:
 
 
 def _ptd(constituents: ak.Array) -> ak.Array:
-    pt = _f64(valid_constituents(constituents)["pt"])
-    sum_pt = ak.sum(pt, axis=-1)
-    sum_pt2 = ak.sum(pt * pt, axis=-1)
-    safe = ak.where(sum_pt > 0, sum_pt, 1.0)  # 0/0 for empty jets -> defined 0
-    return _f32(ak.where(sum_pt > 0, np.sqrt(sum_pt2) / safe, 0.0))
+    return moments(constituents)["ptd"]
 
 
 def axes(constituents: ak.Array) -> ak.Array:
@@ -97,30 +230,8 @@ def axes(constituents: ak.Array) -> ak.Array:
 
 
 def _axes(constituents: ak.Array) -> ak.Array:
-    c = valid_constituents(constituents)
-    pt, eta = _f64(c["pt"]), _f64(c["eta"])
-    # Δφ to the first constituent: covariance is translation invariant, the wrap is not
-    dphi = delta_phi(_f64(c["phi"]), ak.firsts(_f64(c["phi"]), axis=-1)[..., np.newaxis])
-    w = pt * pt
-    sum_w = ak.sum(w, axis=-1)
-    safe = ak.where(sum_w > 0, sum_w, 1.0)
-    mean_eta = ak.sum(w * eta, axis=-1) / safe
-    mean_phi = ak.sum(w * dphi, axis=-1) / safe
-    deta = eta - mean_eta[..., np.newaxis]
-    dph = dphi - mean_phi[..., np.newaxis]
-    a = ak.sum(w * deta * deta, axis=-1) / safe
-    b = ak.sum(w * dph * dph, axis=-1) / safe
-    cc = ak.sum(w * deta * dph, axis=-1) / safe
-    root = np.sqrt(((a - b) / 2) ** 2 + cc * cc)
-    major = np.sqrt(np.maximum((a + b) / 2 + root, 0.0))
-    minor = np.sqrt(np.maximum((a + b) / 2 - root, 0.0))  # rounding can make λ− ≲ 0
-    return ak.zip({"major": _f32(major), "minor": _f32(minor)})
-
-
-def _delta_r_to_axis(constituents: ak.Array, jets: ak.Array) -> ak.Array:
-    deta = _f64(constituents["eta"]) - _f64(jets["eta"])[..., np.newaxis]
-    dphi = delta_phi(_f64(constituents["phi"]), _f64(jets["phi"])[..., np.newaxis])
-    return np.sqrt(deta * deta + dphi * dphi)
+    m = moments(constituents)
+    return ak.zip({"major": m["axis_major"], "minor": m["axis_minor"]})
 
 
 def girth(constituents: ak.Array, jets: ak.Array) -> ak.Array:
@@ -144,7 +255,7 @@ def girth(constituents: ak.Array, jets: ak.Array) -> ak.Array:
 
 
 def _girth(constituents: ak.Array, jets: ak.Array) -> ak.Array:
-    return _angularity(constituents, jets, exponent=1.0, radius=1.0)
+    return moments(constituents, jets)["girth"]
 
 
 def lha(constituents: ak.Array, jets: ak.Array, *, radius: float = 0.8) -> ak.Array:
@@ -167,16 +278,4 @@ def lha(constituents: ak.Array, jets: ak.Array, *, radius: float = 0.8) -> ak.Ar
 
 
 def _lha(constituents: ak.Array, jets: ak.Array, *, radius: float) -> ak.Array:
-    return _angularity(constituents, jets, exponent=0.5, radius=radius)
-
-
-def _angularity(constituents: ak.Array, jets: ak.Array, *, exponent: float,
-                radius: float) -> ak.Array:
-    c = valid_constituents(constituents)
-    pt = _f64(c["pt"])
-    dr = _delta_r_to_axis(c, jets)
-    sum_pt = ak.sum(pt, axis=-1)
-    safe = ak.where(sum_pt > 0, sum_pt, 1.0)
-    value = ak.sum(pt * (dr / radius) ** exponent, axis=-1) / safe
-    # a jet with NaN/inf η or φ has no axis to measure from: defined 0, not NaN
-    return _f32(ak.where(np.isfinite(value), value, 0.0))
+    return moments(constituents, jets, radius=radius)["lha"]

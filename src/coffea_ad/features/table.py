@@ -20,7 +20,7 @@ from coffea_ad.errors import MissingBranchError, NonFiniteInputError, UnknownNam
 from coffea_ad.features._columnar import dispatch, first_present, is_typetracer
 from coffea_ad.features.constituents import jet_constituents
 from coffea_ad.features.ecf import BETAS, _energy_correlators, beta_label
-from coffea_ad.features.substructure import _axes, _girth, _lha, _ptd
+from coffea_ad.features.substructure import moments
 
 __all__ = ["JET_FEATURES", "JetFeature", "jet_features", "jet_table"]
 
@@ -174,18 +174,17 @@ def _jet_features(events: ak.Array, *, names: tuple[str, ...], jets: str,
         constituents = jet_constituents(events, jets=jets)
         if "n_constituents" in wanted:
             columns["n_constituents"] = ak.num(constituents, axis=2)
-        if "ptd" in wanted:
-            columns["ptd"] = _ptd(constituents)
-        if wanted & {"axis_major", "axis_minor"}:
-            ax = _axes(constituents)
-            columns["axis_major"], columns["axis_minor"] = ax["major"], ax["minor"]
-        if wanted & {"girth", "lha"}:
-            axis = ak.zip({f: _branch(collection, f, jets, "girth/lha") for f in ("eta", "phi")})
-            if "girth" in wanted:
-                columns["girth"] = _girth(constituents, axis)
-            if "lha" in wanted:
-                radius = 0.8 if jets.startswith("FatJet") else 0.4
-                columns["lha"] = _lha(constituents, axis, radius=radius)
+        shape_names = wanted & {"ptd", "axis_major", "axis_minor", "girth", "lha"}
+        if shape_names:
+            axis = None
+            if shape_names & {"girth", "lha"}:
+                axis = ak.zip({f: _branch(collection, f, jets, "girth/lha")
+                               for f in ("eta", "phi")})
+            # AK8 (FatJet) or AK4 radius for the LHA normalisation
+            radius = 0.8 if jets.startswith("FatJet") else 0.4
+            values = moments(constituents, axis, radius=radius)
+            for name in shape_names:
+                columns[name] = values[name]
         betas = sorted({float(n.split("_b")[1]) for n in ecf_names} | (
             {1.0} if "efp1" in wanted else set()))
         if betas:
