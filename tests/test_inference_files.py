@@ -153,3 +153,36 @@ def test_cli_errors_and_inspect(tiny_ae_onnx, tmp_path):
     assert "ModelFileError" in res.stderr
     assert "bad.onnx" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_event_level_model_reads_the_event_variables(tiny_ae_onnx, pfnano_file, tmp_path):
+    from coffea_ad.features import event_variables
+    from coffea_ad.inference import ModelContract
+
+    names = ["mjj", "deta_jj", "dphi_jj", "mt", "met", "dphi_min"]
+    centre, scale = [1500.0, 1.0, 2.0, 1500.0, 200.0, 1.0], [500.0, 1.0, 1.0, 500.0, 100.0, 1.0]
+    path = tmp_path / "event_ae.onnx"
+    path.write_bytes(tiny_ae_onnx.read_bytes())
+    data = ModelContract.read(tiny_ae_onnx).to_dict()
+    data.update(name="event_ae", level="event", jets="FatJet")
+    data["inputs"][0].update(features=names, centre=centre, scale=scale)
+    ModelContract.from_dict(data).write(path)
+
+    events = _events(pfnano_file)
+    got = OnnxScorer(path).score_events(events)
+    assert str(got.type) == "10 * float32"
+    table = event_variables(events, jets="FatJet")
+    x = np.stack([table[f].to_numpy() for f in names], axis=1).astype(np.float64)
+    scaled = ((x - centre) / np.asarray(scale)).astype(np.float32)
+    (ref,) = ort.InferenceSession(str(path)).run(["loss"], {"features": scaled})
+    np.testing.assert_allclose(got.to_numpy(), ref, rtol=1e-5, atol=1e-6)
+    # a friend tree of an event-level model: one value per event, no counter
+    summary = write_score_friend(pfnano_file, path, tmp_path / "ev.root")
+    with uproot.open(summary.output) as f:
+        assert set(f["Events"].keys()) == {"run", "luminosityBlock", "event", "event_ae"}
+        np.testing.assert_allclose(f["Events"]["event_ae"].array(library="np"), ref, rtol=1e-6)
+    # a feature nothing provides is named, with what is available
+    data["inputs"][0]["features"] = [*names[:5], "sphericity"]
+    ModelContract.from_dict(data).write(path)
+    with pytest.raises(MissingBranchError, match=r"'sphericity'.*available"):
+        OnnxScorer(path).score_events(events)

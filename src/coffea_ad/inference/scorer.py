@@ -284,7 +284,9 @@ class OnnxScorer:
 
         Jet-level contracts take their inputs from
         ``coffea_ad.features.jet_features(events, contract.features, jets=contract.jets)``;
-        event-level contracts from the event fields named like the features.
+        event-level contracts from the event fields named like the features, else from
+        ``coffea_ad.features.event_variables`` (SVJ/dijet: ``mjj, mt, met, dphi_min, ...``)
+        or ``coffea_ad.features.vbs_variables`` (``lep1_pt, zep1, mll, ...``).
 
         Args:
             events: NanoEvents (eager, virtual or dask).
@@ -305,13 +307,28 @@ class OnnxScorer:
                     f"which cannot be imported: {err}"
                 ) from err
             return jet_features(events, self.contract.features, jets=self.contract.jets)
-        fields = list(events.fields)
-        missing = [f for f in self.contract.features if f not in fields]
-        if missing:
-            raise MissingBranchError(
-                missing[0], fields, where="events", needed_for=f"model {self.contract.name!r}"
-            )
-        return events[self.contract.features]
+        features = self.contract.features
+        available = list(events.fields)
+        if all(f in available for f in features):
+            return events[features]
+        # event-level models of the SVJ/dijet and VBS workflows read the event variables
+        # of coffea_ad.features, computed the same way as for training
+        from coffea_ad.features import event_variables, vbs_variables
+
+        for table_of, jets in ((event_variables, self.contract.jets or "FatJet"),
+                               (vbs_variables, self.contract.jets or "Jet")):
+            try:
+                table = table_of(events, jets=jets)
+            except KeyError:  # MissingBranchError: these events cannot give that table
+                continue
+            if all(f in table.fields for f in features):
+                return table[features]
+            available += [f for f in table.fields if f not in available]
+        missing = next(f for f in features if f not in available)
+        raise MissingBranchError(
+            missing, available, where="events and coffea_ad.features event/VBS variables",
+            needed_for=f"model {self.contract.name!r}",
+        )
 
     # ------------------------------------------------------------------ dispatch
     def _dispatch(self, x: Any, *, only: str | None) -> Any:
