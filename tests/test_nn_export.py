@@ -40,6 +40,7 @@ def _particles(n: int, n_part: int = 12, f: int = 3) -> dict[str, np.ndarray]:
     counts[-1] = n_part  # a full one
     mask = (np.arange(n_part)[None, :] < counts[:, None]).astype(np.float32)
     x[mask == 0] = 1e3  # garbage in the padding: the masks must hide it
+    x[:, -1][mask[:, -1] == 0] = np.nan  # NaN too (a product with the mask would leak it)
     return {"particles": x, "mask": mask}
 
 

@@ -125,11 +125,14 @@ def test_particle_vae_ignores_padding_and_order():
     mask = torch.tensor([[1, 1, 1, 1, 0, 0]], dtype=torch.float32)
     garbage = x.clone()
     garbage[0, 4:] = 1e4
+    nan = x.clone()
+    nan[0, 4:] = float("nan")
     perm = x[:, [2, 0, 3, 1, 4, 5]]
     with torch.no_grad():
-        outs = [model(v, mask)[0] for v in (x, garbage, perm)]
+        outs = [model(v, mask)[0] for v in (x, garbage, nan, perm)]
     np.testing.assert_allclose(outs[1].numpy(), outs[0].numpy(), rtol=1e-6)
-    np.testing.assert_allclose(outs[2].numpy(), outs[0].numpy(), rtol=1e-5)
+    np.testing.assert_allclose(outs[2].numpy(), outs[0].numpy(), rtol=1e-6)
+    np.testing.assert_allclose(outs[3].numpy(), outs[0].numpy(), rtol=1e-5)
 
 
 def test_delta_r_adjacency_against_loop():
@@ -161,12 +164,16 @@ def test_graph_ae_ignores_padding():
     mask = torch.tensor([[1, 1, 1, 0, 0, 0], [1, 1, 1, 1, 1, 1]], dtype=torch.float32)
     garbage = x.clone()
     garbage[0, 3:] = 0.0  # padding near the real constituents in η/φ ...
-    far = x.clone()  # ... or far away: neither may change the score
+    far = x.clone()  # ... far away, or NaN: none may change the score
     far[0, 3:] = 50.0
+    nan = x.clone()
+    nan[0, 3:] = float("nan")
     with torch.no_grad():
         l0, _r0 = model(garbage, mask)
         l1, r1 = model(far, mask)
+        l2, _r2 = model(nan, mask)
     np.testing.assert_allclose(l0.numpy(), l1.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(l2.numpy(), l1.numpy(), rtol=1e-6)
     assert torch.all(r1[0, 3:] == 0)
 
 

@@ -221,7 +221,8 @@ def validate_vbs(out: Path, *, scale: float, seed: int) -> dict[str, Any]:
     from coffea_ad.training import vae, vae_dnn
 
     fs = _samples(out, {
-        "wz": {"process": "wz", "events": int(20000 * scale)},
+        "wz": {"process": "wz", "events": int(5000 * scale),
+               "settings": {"w_decay": "leptonic", "z_decay": "leptonic"}},
         "hpp": {"process": "hpp", "events": int(2000 * scale)},
     }, seed)
     v = vae.run({"seed": seed}, fs, out / "models" / "vae")

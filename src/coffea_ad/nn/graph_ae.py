@@ -43,6 +43,9 @@ def delta_r_adjacency(eta, phi, mask, *, r_c: float = 0.1,
         diagonal of real nodes.
     """
     m = mask.to(eta.dtype)
+    # where(), not a product with the mask: NaN/inf in padded slots must not leak (NaN * 0)
+    eta = torch.where(m > 0, eta, torch.zeros_like(eta))
+    phi = torch.where(m > 0, phi, torch.zeros_like(phi))
     deta = eta.unsqueeze(2) - eta.unsqueeze(1)
     dphi = phi.unsqueeze(2) - phi.unsqueeze(1)
     two_pi = 2.0 * math.pi
@@ -125,7 +128,8 @@ class GraphAutoencoder(nn.Module):
     def forward(self, particles, mask):
         m = mask.to(particles.dtype)
         a = self.normalized_adjacency(particles, m)
-        x = self.scaler(particles) * m.unsqueeze(-1)
+        real = m.unsqueeze(-1) > 0
+        x = torch.where(real, self.scaler(particles), torch.zeros_like(particles))
         h = x
         for layer in self.encoder:
             h = layer(h, a, m)

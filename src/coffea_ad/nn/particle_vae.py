@@ -60,7 +60,8 @@ class ParticleVAE(nn.Module):
 
     def terms(self, particles, mask):
         m = mask.to(particles.dtype)
-        x = self.scaler(particles) * m.unsqueeze(-1)  # padded rows to 0 after scaling
+        # padded rows to 0 after scaling; where(), not * mask, so NaN padding cannot leak
+        x = torch.where(m.unsqueeze(-1) > 0, self.scaler(particles), torch.zeros_like(particles))
         h = self.phi(x) * m.unsqueeze(-1)
         pooled = h.sum(dim=1) / m.sum(dim=1, keepdim=True).clamp(min=1.0)
         g = self.rho(pooled)
