@@ -31,7 +31,8 @@ def load_recipe(name: str):
     return importlib.import_module(f"coffea_ad.training.{name}")
 
 
-@click.command()
+@click.command(epilog="Recipes: " + ", ".join(RECIPES) + ". Each recipe's keys are its "
+               "CONFIG dict (coffea_ad.training.RECIPE.CONFIG).")
 @click.argument("recipe")
 @click.option("--fileset", "fileset", required=True, type=click.Path(exists=True, dir_okay=False),
               help="Fileset JSON (coffea dataset format), e.g. from `coffea-ad generate`.")
