@@ -186,3 +186,50 @@ def test_event_level_model_reads_the_event_variables(tiny_ae_onnx, pfnano_file, 
     ModelContract.from_dict(data).write(path)
     with pytest.raises(MissingBranchError, match=r"'sphericity'.*available"):
         OnnxScorer(path).score_events(events)
+
+
+@pytest.mark.parametrize("mode", ["virtual", "dask"])
+def test_particle_model_scored_from_pfnano(pfnano_file, tmp_path, mode):
+    """A constituent-level model (padded particles [8, 3] + mask [8]): score_events builds
+    the particle lists with coffea_ad.features and puts the per-jet scores on the jets."""
+    import dask
+
+    from coffea_ad.features import jet_constituents, particle_list
+    from coffea_ad.inference import InputSpec, ModelContract, OutputSpec
+
+    torch = pytest.importorskip("torch")
+
+    class Pool(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.register_buffer("w", torch.tensor([1.0, -2.0, 0.5]))
+
+        def forward(self, particles, mask):
+            return ((particles * self.w).sum(-1) * mask).sum(-1)
+
+    path = tmp_path / "pool.onnx"
+    torch.onnx.export(Pool(), (torch.zeros(2, 8, 3), torch.ones(2, 8)), str(path), dynamo=False,
+                      opset_version=17, input_names=["particles", "mask"], output_names=["score"],
+                      dynamic_axes={"particles": {0: "n"}, "mask": {0: "n"}, "score": {0: "n"}})
+    feats = ["deta", "dphi", "log_pt"]
+    ModelContract(
+        name="pool", kind="particle_vae", level="jet", jets="FatJet", opset=17,
+        inputs=[InputSpec("particles", feats, [8, 3], pad_length=8),
+                InputSpec("mask", ["mask"], [8], pad_length=8)],
+        outputs=[OutputSpec("score", "score")], score="score",
+    ).write(path)
+
+    eager = _events(pfnano_file, "eager")
+    values, mask = particle_list(jet_constituents(eager, jets="FatJet"), eager.FatJet, n=8,
+                                 features=feats)
+    flat = ((np.asarray(values, np.float64) @ [1.0, -2.0, 0.5]) * np.asarray(mask)).sum(-1)
+    counts = ak.num(eager.FatJet).to_list()
+
+    scorer = OnnxScorer(path, intra_op_threads=1)
+    got = scorer.score_events(_events(pfnano_file, mode))
+    if mode == "dask":
+        assert scorer.stats.calls == 0  # graph built, model not run on the client
+        with dask.config.set({"awkward.optimization.enabled": False}):  # see test_inference_dask
+            got = got.compute()
+    assert ak.num(got).to_list() == counts
+    np.testing.assert_allclose(ak.flatten(got).to_numpy(), flat, rtol=1e-5, atol=1e-5)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import os
 import threading
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -283,7 +284,9 @@ class OnnxScorer:
         """Compute the contract's inputs from NanoEvents and score them.
 
         Jet-level contracts take their inputs from
-        ``coffea_ad.features.jet_features(events, contract.features, jets=contract.jets)``;
+        ``coffea_ad.features.jet_features(events, contract.features, jets=contract.jets)``,
+        or, for a padded constituent input (plus its mask), from
+        ``coffea_ad.features.particle_list`` of the jets' constituents;
         event-level contracts from the event fields named like the features, else from
         ``coffea_ad.features.event_variables`` (SVJ/dijet: ``mjj, mt, met, dphi_min, ...``)
         or ``coffea_ad.features.vbs_variables`` (``lep1_pt, zep1, mll, ...``).
@@ -294,7 +297,49 @@ class OnnxScorer:
         Returns:
             ``events * jets * float32`` (jet level) or ``events * float32`` (event level).
         """
+        if self._particle_specs():
+            return self._score_particle_events(events)
         return self(self.features_from_events(events))
+
+    def _particle_specs(self) -> list[InputSpec]:
+        return [s for s in self.contract.inputs if s.pad_length is not None and not _is_mask_spec(s)]
+
+    def _score_particle_events(self, events: Any) -> Any:
+        """Constituent-level contracts: padded particle lists of every jet, scored per jet."""
+        from coffea_ad.features import jet_constituents, particle_list
+
+        if self.contract.level != "jet" or len(self._particle_specs()) != 1:
+            raise ModelContractError(
+                f"model {self.contract.name!r}: score_events builds one padded particle input "
+                f"per jet; this contract has inputs {self.contract.input_names} at level "
+                f"{self.contract.level!r}. Compute the inputs and call the scorer on them"
+            )
+        spec = self._particle_specs()[0]
+        jets_name = self.contract.jets or "FatJet"
+        jets = events[jets_name]
+        values, mask = particle_list(
+            jet_constituents(events, jets=jets_name), jets, n=spec.pad_length,
+            features=spec.features, pad_value=spec.pad_value,
+        )
+        feeds: dict[str, Any] = {spec.name: values}
+        for other in self.contract.inputs:
+            if other is not spec:
+                feeds[other.name] = mask  # _is_mask_spec: the padding mask of the same length
+        if _is_dask_awkward(values):
+            dak = require("dask_awkward", purpose="scoring dask-awkward arrays")
+            flat = self._call_dask(feeds, only=self.contract.score)
+            with warnings.catch_warnings():
+                # particle_list keeps the events' partitions (one row per jet, in order), so
+                # counts and scores are partition-compatible; dask-awkward cannot know it
+                warnings.filterwarnings("ignore", message="Please ensure that",
+                                        category=UserWarning)
+                return dak.unflatten(flat, dak.num(jets, axis=1))
+        feeds = {k: np.asarray(v) for k, v in feeds.items()}
+        flat = self._run_numpy(feeds)[self.contract.score]
+        counts = ak.to_numpy(ak.num(jets, axis=1))
+        offsets = np.zeros(len(counts) + 1, dtype=np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        return _ListTemplate([("offsets", offsets)], len(flat)).wrap(flat)
 
     def features_from_events(self, events: Any) -> Any:
         """The record array of contract features for ``events`` (see :meth:`score_events`)."""
@@ -514,6 +559,13 @@ class OnnxScorer:
             if spec.name not in given:
                 continue
             arr = given[spec.name]
+            if not arr.fields and _is_prepadded(arr, spec):
+                ak.typetracer.touch_data(arr)
+                if template is None:
+                    template = arr
+                    for _ in spec.shape:  # one number per row: drop the per-row axes
+                        template = template[:, 0]
+                continue
             fields = spec.features if arr.fields else [None]
             for f in fields:
                 col = arr[f] if f is not None else arr
@@ -614,6 +666,10 @@ def _awkward_to_numpy(
     if not isinstance(arr, ak.Array):
         return np.asarray(arr), None  # type: ignore[return-value]
     fields = arr.fields
+    if not fields and _is_prepadded(arr, spec):
+        # already [n, *shape] (e.g. coffea_ad.features.particle_list output): one row each
+        values = ak.to_numpy(arr, allow_missing=False)
+        return values, _ListTemplate([], len(values))
     if not fields:
         if len(spec.features) != 1:
             raise ModelContractError(
@@ -710,6 +766,20 @@ class _ListTemplate:
             else:
                 layout = ak.contents.RegularArray(layout, what, zeros_length=0)
         return ak.Array(layout)
+
+
+def _is_prepadded(arr: ak.Array, spec: InputSpec) -> bool:
+    """A field-less array whose inner axes are regular and equal ``spec.shape``."""
+    form, dims = arr.layout.form, []
+    if form.is_list and not form.is_regular:
+        form = form.content  # the row axis may be a (jagged-typed) list of regular rows
+    while form.is_regular:
+        dims.append(form.size)
+        form = form.content
+    if form.is_numpy:
+        dims += list(form.inner_shape)
+    return form.is_numpy and dims[-len(spec.shape):] == list(spec.shape) and (
+        len(dims) == len(spec.shape) or len(dims) == len(spec.shape) + 1)
 
 
 def _derive_mask(given: dict[str, Any], spec: InputSpec, contract: ModelContract) -> np.ndarray:
