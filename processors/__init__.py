@@ -14,6 +14,9 @@ __all__ = ["PROCESSORS", "get_processor"]
 #: processor name -> "module:Class" inside this package
 PROCESSORS: dict[str, str] = {
     "svj": "svj:SVJProcessor",
+    "bumphunt": "bumphunt:BumpHuntProcessor",
+    "resonant": "resonant:ResonantProcessor",
+    "vbs": "vbs:VBSProcessor",
 }
 
 

@@ -1,0 +1,180 @@
+"""Model-agnostic dijet bump hunt: jet scores of the two leading jets, QR-decorrelated
+categories, m_jj spectra per category.
+
+The workflow of the CMS model-agnostic dijet search (CMS, arXiv:2412.03747): a jet-level
+anomaly score (particle VAE, dense AE, ...) of the two leading AK8 jets combined into one event
+score (min, max or sum); the |Δη_jj| > 1.4 sideband is the training region, |Δη_jj| ≤ 1.4 the
+search region; quantile-regression thresholds of the score versus m_jj split events into
+categories that keep the background m_jj shape, and each category's m_jj spectrum is fitted
+with the dijet function (:mod:`coffea_ad.stats.bumphunt`).
+
+Thin over :mod:`coffea_ad.features` (jet features, m_jj), :mod:`coffea_ad.inference` (scores),
+:mod:`coffea_ad.stats.quantile` (thresholds read from the correctionlib JSON written by
+:func:`~coffea_ad.stats.thresholds_to_correctionlib`, evaluated per event with correctionlib)
+and :mod:`coffea_ad.histos`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import awkward as ak
+import numpy as np
+from coffea import processor
+
+from coffea_ad.errors import UnknownNameError
+from coffea_ad.features import dijet_mass
+from coffea_ad.histos import jet_score_histogram, score_mass_histogram
+from coffea_ad.inference import OnnxScorer
+from coffea_ad.processors._common import event_weights, leading_pair, require_fields
+
+__all__ = ["DEFAULT_MJJ_EDGES", "BumpHuntProcessor", "Combine"]
+
+Combine = Literal["min", "max", "sum"]
+
+#: m_jj binning (GeV): 100 GeV bins up to 8 TeV (the search's range; empty bins are cheap).
+DEFAULT_MJJ_EDGES: tuple[float, ...] = tuple(float(x) for x in np.arange(0.0, 8001.0, 100.0))
+
+_COMBINE = {"min": np.minimum, "max": np.maximum, "sum": np.add}
+
+
+class BumpHuntProcessor(processor.ProcessorABC):
+    """Dijet events in QR-decorrelated score categories, m_jj spectra per category.
+
+    Args:
+        model: path of a jet-level ONNX model (its contract names the jet collection and the
+            features, e.g. the particle VAE of ``training/particle_vae.py``).
+        thresholds: correctionlib JSON of score thresholds versus m_jj
+            (:func:`coffea_ad.stats.thresholds_to_correctionlib`); an event is in category k
+            when its score passes k thresholds. ``None``: every event in category 0 (the run
+            that produces the sideband histograms the thresholds are derived from).
+        threshold_name: name of the correction inside the JSON.
+        combine: how the two leading-jet scores make the event score (``"min"``: both jets
+            anomalous; ``"max"``; ``"sum"``).
+        min_pt, max_eta: jet preselection (GeV, |η|) applied before taking the leading two.
+        sideband_deta: events with |Δη_jj| above it form the sideband (training region),
+            the others the search region (1.4 in the CMS search).
+        mjj_edges: m_jj bin edges (GeV) of the histograms.
+        systematic: label of the ``systematic`` axis bin this run fills.
+        lumi_fb: weight events to yields at this luminosity (fb⁻¹) from the dataset metadata
+            ``xsec`` and ``sumw``; ``None``: generator weights (1 for data).
+        scorer_options: passed to :class:`~coffea_ad.inference.OnnxScorer`.
+
+    Output (summed by coffea over chunks): ``hists["events"]`` (search region) and
+    ``hists["sideband"]`` (|Δη_jj| > ``sideband_deta``), each dataset × systematic ×
+    category × score × mjj from :func:`coffea_ad.histos.score_mass_histogram`;
+    ``hists["jets"]`` (dataset × score, both leading jets of every dijet event);
+    ``cutflow[dataset]``, ``entries``, ``sumw``, ``provider``.
+    """
+
+    def __init__(
+        self,
+        model: str | Path,
+        *,
+        thresholds: str | Path | None = None,
+        threshold_name: str = "qr_threshold",
+        combine: Combine = "min",
+        min_pt: float = 300.0,
+        max_eta: float = 2.5,
+        sideband_deta: float = 1.4,
+        mjj_edges: Sequence[float] = DEFAULT_MJJ_EDGES,
+        systematic: str = "nominal",
+        lumi_fb: float | None = None,
+        scorer_options: dict[str, Any] | None = None,
+    ) -> None:
+        if combine not in _COMBINE:
+            raise UnknownNameError("score combination", combine, list(_COMBINE))
+        self.model = str(model)
+        self.scorer = OnnxScorer(self.model, **(scorer_options or {}))
+        if self.scorer.contract.level != "jet":
+            msg = (f"bumphunt needs a jet-level model (one score per jet), found level "
+                   f"{self.scorer.contract.level!r} in {self.model}")
+            raise ValueError(msg)
+        self.jets = self.scorer.contract.jets or "FatJet"
+        self.combine: Combine = combine
+        self.min_pt = float(min_pt)
+        self.max_eta = float(max_eta)
+        self.sideband_deta = float(sideband_deta)
+        self.mjj_edges = [float(e) for e in mjj_edges]
+        self.systematic = str(systematic)
+        self.lumi_fb = None if lumi_fb is None else float(lumi_fb)
+        self.threshold_name = threshold_name
+        self.thresholds = None if thresholds is None else str(thresholds)
+        # The JSON travels with the processor (workers may not see the client's disk); the
+        # evaluable correctionlib object is built lazily on each worker, never pickled.
+        self._thresholds_json = None if thresholds is None else Path(thresholds).read_text()
+        self._evaluator: Any = None
+        n_q = 0 if thresholds is None else self._threshold_evaluator().quantiles.size
+        self.categories = list(range(n_q + 1))
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_evaluator"] = None
+        return state
+
+    def _threshold_evaluator(self) -> Any:
+        if self._evaluator is None:
+            import correctionlib.schemav2 as cs
+
+            from coffea_ad.stats import thresholds_from_correctionlib
+
+            cset = cs.CorrectionSet.model_validate_json(self._thresholds_json)
+            self._evaluator = thresholds_from_correctionlib(cset, name=self.threshold_name)
+        return self._evaluator
+
+    def _histogram(self) -> Any:
+        return score_mass_histogram(
+            mass="mjj", mass_label=r"$m_{jj}$ [GeV]", mass_edges=self.mjj_edges,
+            score_label=f"{self.combine} jet score", categories=self.categories,
+            category_label="QR category (thresholds passed)" if len(self.categories) > 1
+            else "all (no thresholds)")
+
+    def process(self, events: ak.Array) -> dict[str, Any]:
+        dataset = events.metadata["dataset"]
+        require_fields(events, {self.jets: ("pt", "eta", "phi", "mass")}, processor="bumphunt")
+        n_all = len(events)
+        weights = event_weights(events, lumi_fb=self.lumi_fb)
+
+        jets = events[self.jets]
+        scores = self.scorer.score_events(events)  # events * jets, aligned with jets
+        good = (jets.pt > self.min_pt) & (abs(jets.eta) < self.max_eta)
+        has_pair, lead = leading_pair(jets, good)
+        lead_scores = scores[good][has_pair][:, :2]
+        s1 = ak.to_numpy(lead_scores[:, 0]).astype(np.float64)
+        s2 = ak.to_numpy(lead_scores[:, 1]).astype(np.float64)
+        score = _COMBINE[self.combine](s1, s2)
+        mjj = ak.to_numpy(dijet_mass(lead[:, 0], lead[:, 1]))
+        deta = np.abs(ak.to_numpy(lead[:, 0].eta).astype(np.float64)
+                      - ak.to_numpy(lead[:, 1].eta).astype(np.float64))
+        w = weights[has_pair]
+        if self._thresholds_json is None:
+            category = np.zeros(len(score), dtype=np.intp)
+        else:
+            category = self._threshold_evaluator().categories(score, mjj)
+        sideband = deta > self.sideband_deta
+
+        hists = {"events": self._histogram(), "sideband": self._histogram()}
+        for name, sel in (("events", ~sideband), ("sideband", sideband)):
+            hists[name].fill(dataset=dataset, systematic=self.systematic,
+                             category=category[sel], score=score[sel], mjj=mjj[sel],
+                             weight=w[sel])
+        hists["jets"] = jet_score_histogram(score_label="jet score")
+        hists["jets"].fill(dataset=dataset, score=np.concatenate([s1, s2]),
+                           weight=np.concatenate([w, w]))
+        cutflow = {
+            "all": n_all,
+            f">=2 {self.jets} (pt>{self.min_pt:g}, |eta|<{self.max_eta:g})": int(has_pair.sum()),
+            f"search region |deta_jj|<={self.sideband_deta:g}": int((~sideband).sum()),
+        }
+        return {
+            "hists": hists,
+            "cutflow": {dataset: cutflow},
+            "entries": {dataset: n_all},
+            "sumw": {dataset: float(event_weights(events).sum())},
+            "provider": {self.scorer.provider: n_all},
+        }
+
+    def postprocess(self, accumulator: dict[str, Any]) -> dict[str, Any]:
+        return accumulator

@@ -1,0 +1,249 @@
+"""Resonant anomaly detection, LHC-Olympics style: a conditional VAE given m_jj, its sampled
+background template in the signal region, and the arrays for a data-vs-template classifier.
+
+The cVAE of ``training/cvae.py`` is trained on the m_jj sidebands with the dijet substructure
+(m_j, τ21, τ32 of both leading jets) as inputs and m_jj as the condition; its decoder, exported
+as ``NAME_sampler.onnx``, turns standard-normal noise and an m_jj value into a background
+feature vector. In the signal region (SR, m_jj ∈ [3.3, 3.7] TeV by default) this gives a
+background template; a classifier of data versus template then finds a localized excess
+(CATHODE, Hallin et al., arXiv:2109.00546, with a cVAE as the generative model), and the cVAE
+score itself is an anomaly score whose SIC = TPR/√FPR the report draws per signal dataset.
+
+Thin over :mod:`coffea_ad.features` (jet features, m_jj), :mod:`coffea_ad.inference` (cVAE
+score and sampler through :class:`~coffea_ad.inference.OnnxScorer`) and :mod:`coffea_ad.histos`.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import awkward as ak
+import hist
+import numpy as np
+from coffea import processor
+
+from coffea_ad.errors import ModelContractError
+from coffea_ad.features import dijet_mass, jet_features
+from coffea_ad.histos import score_mass_histogram
+from coffea_ad.inference import OnnxScorer
+from coffea_ad.processors._common import event_weights, require_fields
+
+__all__ = ["DEFAULT_FEATURE_BINS", "REGIONS", "ResonantProcessor", "chunk_rng"]
+
+#: m_jj region index -> name (the ``category`` axis of the event histogram).
+REGIONS: dict[int, str] = {0: "low sideband", 1: "signal region", 2: "high sideband"}
+
+#: Feature histogram binning (bins, low, high) by jet-feature name; others get (50, 0, 1000).
+DEFAULT_FEATURE_BINS: dict[str, tuple[int, float, float]] = {
+    "mass": (50, 0.0, 1000.0),
+    "msoftdrop": (50, 0.0, 1000.0),
+    "tau21": (50, 0.0, 1.0),
+    "tau32": (50, 0.0, 1.0),
+}
+
+
+def chunk_rng(seed: int, metadata: Mapping[str, Any]) -> np.random.Generator:
+    """The noise generator of one chunk: seeded by ``(seed, crc32(file name), entrystart)``,
+    so a rerun with the same chunking draws the same template on any executor."""
+    name = str(metadata.get("filename", "")).encode()
+    return np.random.default_rng([int(seed), zlib.crc32(name), int(metadata.get("entrystart", 0))])
+
+
+def _split_feature(name: str) -> tuple[str, int]:
+    """``"tau21_j2"`` -> ``("tau21", 1)`` (jet feature, 0-based jet index)."""
+    base, sep, idx = name.rpartition("_j")
+    if not sep or idx not in ("1", "2"):
+        msg = (f"resonant: expected cVAE features named FEATURE_j1 / FEATURE_j2 (as "
+               f"training/cvae.py writes them), found {name!r}")
+        raise ModelContractError(msg)
+    return base, int(idx) - 1
+
+
+class ResonantProcessor(processor.ProcessorABC):
+    """cVAE scores in the m_jj signal region and sidebands, and a sampled background template.
+
+    Args:
+        model: the cVAE ONNX model (event level, inputs ``features`` named ``NAME_j1``,
+            ``NAME_j2`` and ``condition`` = ``[mjj]``), as written by ``training/cvae.py``.
+        sampler: its decoder ``NAME_sampler.onnx`` (inputs ``noise``, ``condition``; output
+            ``features``); ``None``: the file next to ``model`` if it exists, else no template.
+        signal_region: ``(low, high)`` m_jj of the signal region (GeV).
+        min_pt: both leading jets above it (GeV); the same selection as the training rows
+            (:func:`coffea_ad.nn.data.dijet_rows`: the two p_T-leading jets, no η cut).
+        jets: jet collection.
+        samples_per_event: template events drawn per selected event (each weighted
+            ``w / samples_per_event``), at the event's own m_jj.
+        seed: noise seed (see :func:`chunk_rng`).
+        mjj_edges: m_jj bin edges of the event histogram (GeV).
+        feature_bins: feature histogram binning by jet-feature name (see
+            :data:`DEFAULT_FEATURE_BINS`).
+        keep_arrays: also return the signal-region rows (features, m_jj, weight, score) of
+            data and template as ``coffea`` column accumulators, the classifier's inputs.
+        systematic: label of the ``systematic`` axis bin this run fills.
+        lumi_fb: weight events to yields at this luminosity (fb⁻¹) from the dataset
+            metadata ``xsec`` and ``sumw``; ``None``: generator weights (1 for data).
+        scorer_options: passed to both :class:`~coffea_ad.inference.OnnxScorer`.
+
+    Output: ``hists["events"]`` (dataset × systematic × category × score × mjj with
+    category = m_jj region, :data:`REGIONS`), ``hists["feature_NAME"]`` per model feature
+    (dataset × source ``data``/``cvae`` × region × value: data and template compared in
+    every region; the sidebands, where the cVAE was trained, validate the template),
+    ``arrays[dataset]`` (with ``keep_arrays``: ``data_x``, ``data_mjj``, ``data_weight``,
+    ``data_score``, ``cvae_x``, ``cvae_mjj``, ``cvae_weight``, signal region only),
+    ``cutflow``, ``entries``, ``sumw``, ``provider``.
+    """
+
+    def __init__(
+        self,
+        model: str | Path,
+        *,
+        sampler: str | Path | None = None,
+        signal_region: tuple[float, float] | Sequence[float] = (3300.0, 3700.0),
+        min_pt: float = 300.0,
+        jets: str = "FatJet",
+        samples_per_event: int = 1,
+        seed: int = 0,
+        mjj_edges: Sequence[float] | None = None,
+        feature_bins: Mapping[str, tuple[int, float, float]] | None = None,
+        keep_arrays: bool = True,
+        systematic: str = "nominal",
+        lumi_fb: float | None = None,
+        scorer_options: dict[str, Any] | None = None,
+    ) -> None:
+        low, high = (float(x) for x in signal_region)
+        if not low < high:
+            raise ValueError(f"signal_region: expected (low, high) with low < high, found "
+                             f"{tuple(signal_region)}")
+        if samples_per_event < 1:
+            raise ValueError(f"samples_per_event must be >= 1, found {samples_per_event}")
+        self.model = str(model)
+        self.scorer = OnnxScorer(self.model, **(scorer_options or {}))
+        contract = self.scorer.contract
+        if sorted(contract.input_names) != ["condition", "features"]:
+            msg = (f"resonant: expected a cVAE with inputs 'features' and 'condition' (from "
+                   f"training/cvae.py), found inputs {contract.input_names} in {self.model}")
+            raise ModelContractError(msg)
+        self.features = list(contract.input("features").features)
+        parts = [_split_feature(n) for n in self.features]
+        self.jet_feature_names = list(dict.fromkeys(base for base, _ in parts))
+        self._columns = [(base, idx) for base, idx in parts]
+        if sampler is None:
+            default = Path(self.model).with_name(Path(self.model).stem + "_sampler.onnx")
+            sampler = default if default.is_file() else None
+        self.sampler_path = None if sampler is None else str(sampler)
+        self.sampler = (None if sampler is None
+                        else OnnxScorer(sampler, **(scorer_options or {})))
+        if self.sampler is not None:
+            s_out = self.sampler.contract.input("noise").shape
+            self.latent = int(s_out[0])
+        self.signal_region = (low, high)
+        self.min_pt = float(min_pt)
+        self.jets = jets
+        self.samples_per_event = int(samples_per_event)
+        self.seed = int(seed)
+        self.mjj_edges = ([float(e) for e in mjj_edges] if mjj_edges is not None
+                          else [float(x) for x in np.arange(0.0, 8001.0, 100.0)])
+        self.feature_bins = {**DEFAULT_FEATURE_BINS, **(feature_bins or {})}
+        self.keep_arrays = bool(keep_arrays)
+        self.systematic = str(systematic)
+        self.lumi_fb = None if lumi_fb is None else float(lumi_fb)
+
+    def region(self, mjj: np.ndarray) -> np.ndarray:
+        """Region index per event: 0 below the signal region, 1 inside (edges included, as
+        in the training recipe), 2 above."""
+        low, high = self.signal_region
+        return np.where(mjj < low, 0, np.where(mjj <= high, 1, 2)).astype(np.intp)
+
+    def _feature_histogram(self, name: str) -> hist.Hist:
+        base, _ = _split_feature(name)
+        bins, lo, hi = self.feature_bins.get(base, (50, 0.0, 1000.0))
+        return hist.Hist(
+            hist.axis.StrCategory([], growth=True, name="dataset", label="Dataset"),
+            hist.axis.StrCategory(["data", "cvae"], name="source", label="Source"),
+            hist.axis.IntCategory(list(REGIONS), name="region", label="m_jj region"),
+            hist.axis.Regular(bins, lo, hi, name="value", label=name),
+            storage=hist.storage.Weight(),
+        )
+
+    def process(self, events: ak.Array) -> dict[str, Any]:
+        dataset = events.metadata["dataset"]
+        require_fields(events, {self.jets: ("pt", "eta", "phi", "mass")}, processor="resonant")
+        n_all = len(events)
+        weights = event_weights(events, lumi_fb=self.lumi_fb)
+
+        # NanoAOD jets are p_T-ordered: the second jet passing min_pt means both do
+        second_pt = ak.to_numpy(ak.fill_none(ak.pad_none(events[self.jets].pt, 2, axis=1)[:, 1],
+                                             0.0))
+        idx = np.flatnonzero(second_pt > self.min_pt)
+        sel = events[idx]
+        jets = sel[self.jets]
+        feats = jet_features(sel, self.jet_feature_names, jets=self.jets)
+        x = np.zeros((len(idx), len(self.features)), dtype=np.float32)
+        mjj = np.zeros(len(idx), dtype=np.float64)
+        if len(idx):
+            x = np.stack([ak.to_numpy(feats[base][:, j]).astype(np.float32)
+                          for base, j in self._columns], axis=1)
+            mjj = ak.to_numpy(dijet_mass(jets[:, 0], jets[:, 1])).astype(np.float64)
+        w = weights[idx]
+        region = self.region(mjj)
+        cond = mjj.astype(np.float32)[:, None]
+        score = np.asarray(self.scorer({"features": x, "condition": cond}), dtype=np.float64)
+
+        hists: dict[str, hist.Hist] = {}
+        hists["events"] = score_mass_histogram(
+            mass="mjj", mass_label=r"$m_{jj}$ [GeV]", mass_edges=self.mjj_edges,
+            score_label="cVAE score", categories=list(REGIONS),
+            category_label="m_jj region (0 low SB, 1 SR, 2 high SB)")
+        hists["events"].fill(dataset=dataset, systematic=self.systematic, category=region,
+                             score=score, mjj=mjj, weight=w)
+
+        k = self.samples_per_event
+        sampled = np.zeros((0, len(self.features)), dtype=np.float32)
+        if self.sampler is not None:
+            rng = chunk_rng(self.seed, events.metadata)
+            noise = rng.standard_normal((len(idx) * k, self.latent)).astype(np.float32)
+            s_cond = np.repeat(cond, k, axis=0)
+            sampled = np.asarray(self.sampler({"noise": noise, "condition": s_cond}),
+                                 dtype=np.float32).reshape(len(idx) * k, len(self.features))
+        s_region, s_w = np.repeat(region, k), np.repeat(w, k) / k
+        for j, name in enumerate(self.features):
+            h = self._feature_histogram(name)
+            h.fill(dataset=dataset, source="data", region=region, value=x[:, j], weight=w)
+            if self.sampler is not None:
+                h.fill(dataset=dataset, source="cvae", region=s_region, value=sampled[:, j],
+                       weight=s_w)
+            hists[f"feature_{name}"] = h
+
+        out: dict[str, Any] = {
+            "hists": hists,
+            "cutflow": {dataset: {
+                "all": n_all,
+                f">=2 {self.jets} (pt>{self.min_pt:g})": len(idx),
+                f"SR {self.signal_region[0]:g}<=mjj<={self.signal_region[1]:g}":
+                    int((region == 1).sum()),
+            }},
+            "entries": {dataset: n_all},
+            "sumw": {dataset: float(event_weights(events).sum())},
+            "provider": {self.scorer.provider: n_all},
+        }
+        if self.keep_arrays:
+            acc = processor.column_accumulator
+            sr, s_sr = region == 1, s_region == 1
+            out["arrays"] = {dataset: {
+                "data_x": acc(x[sr]),
+                "data_mjj": acc(mjj[sr]),
+                "data_weight": acc(w[sr]),
+                "data_score": acc(score[sr]),
+                "cvae_x": acc(sampled[s_sr] if self.sampler is not None
+                              else np.zeros((0, len(self.features)), np.float32)),
+                "cvae_mjj": acc(np.repeat(mjj, k)[s_sr] if self.sampler is not None
+                                else np.zeros(0)),
+                "cvae_weight": acc(s_w[s_sr] if self.sampler is not None else np.zeros(0)),
+            }}
+        return out
+
+    def postprocess(self, accumulator: dict[str, Any]) -> dict[str, Any]:
+        return accumulator

@@ -1,0 +1,199 @@
+"""Same-sign WW + 2 jets (VBS, EFT-like): event selection, event-level VAE / VAE+DNN scores,
+score histograms per dataset for σ = |BSM − SM| / √SM across cuts.
+
+Selection in the spirit of the CMS same-sign WW measurement (CMS, Phys. Lett. B 809 (2020)
+135710, arXiv:2005.01173): two same-sign leptons (e, μ) above p_T thresholds, two jets with a
+large rapidity gap and invariant mass. Every cut is an option. The models see the event
+variables of :func:`coffea_ad.features.vbs_variables` (the same function the training rows of
+``training/vae.py`` and ``training/vae_dnn.py`` use), scored with
+:class:`~coffea_ad.inference.OnnxScorer` at event level; σ and its best cut come from the
+histograms (:func:`coffea_ad.stats.significance_scan`, :func:`coffea_ad.stats.write_report`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import awkward as ak
+import numpy as np
+from coffea import processor
+
+from coffea_ad.errors import ModelContractError
+from coffea_ad.features import vbs_variables
+from coffea_ad.histos import score_mass_histogram
+from coffea_ad.inference import OnnxScorer
+from coffea_ad.processors._common import event_weights, require_fields
+
+__all__ = ["VBS_MJJ_EDGES", "VBSProcessor"]
+
+#: m_jj binning (GeV) of the VBS histograms.
+VBS_MJJ_EDGES: tuple[float, ...] = tuple(float(x) for x in np.arange(0.0, 4001.0, 100.0))
+
+
+class VBSProcessor(processor.ProcessorABC):
+    """Same-sign dilepton + two-jet selection and event-level anomaly scores.
+
+    Args:
+        model: an event-level ONNX model on VBS variables (VAE of ``training/vae.py`` or VAE
+            + DNN of ``training/vae_dnn.py``); its histogram is ``hists["events"]``.
+        models: further models, ``{label: path}`` (or ``"label=path,..."`` from the CLI);
+            each fills ``hists["events_LABEL"]`` (so VAE and VAE+DNN are compared on the
+            same events in one run).
+        jets: jet collection (AK4 ``Jet``; the tagging jets are its two leading jets).
+        leptons: lepton collections merged and p_T-ordered (as in ``vbs_variables``).
+        min_lep1_pt, min_lep2_pt: leading / subleading lepton p_T (GeV).
+        max_lep_eta: |η| of both leptons.
+        same_sign: require the two leading leptons to have the same charge.
+        min_jet_pt: both leading jets (GeV).
+        max_jet_eta: |η| of both leading jets (forward jets reach 4.7).
+        min_mjj: m_jj of the two leading jets (GeV).
+        min_deta_jj: |Δη_jj| of the two leading jets.
+        mjj_edges: m_jj bins of the histograms (GeV).
+        systematic: label of the ``systematic`` axis bin this run fills.
+        lumi_fb: weight events to yields at this luminosity (fb⁻¹) from the dataset
+            metadata ``xsec`` and ``sumw`` (what σ = |BSM − SM|/√SM needs); ``None``:
+            generator weights (1 for data).
+        scorer_options: passed to every :class:`~coffea_ad.inference.OnnxScorer`.
+
+    Output: ``hists["events"]`` and ``hists["events_LABEL"]`` (dataset × systematic ×
+    category × score × mjj, one category 0 = selected; score axis linear in [0, 1] for a
+    classifier probability, log-spaced for a loss), ``cutflow[dataset]`` (one step per
+    cut), ``entries``, ``sumw``, ``provider``.
+    """
+
+    def __init__(
+        self,
+        model: str | Path,
+        *,
+        models: Mapping[str, str | Path] | None = None,
+        jets: str = "Jet",
+        leptons: Sequence[str] = ("Electron", "Muon"),
+        min_lep1_pt: float = 25.0,
+        min_lep2_pt: float = 20.0,
+        max_lep_eta: float = 2.5,
+        same_sign: bool = True,
+        min_jet_pt: float = 50.0,
+        max_jet_eta: float = 4.7,
+        min_mjj: float = 500.0,
+        min_deta_jj: float = 2.5,
+        mjj_edges: Sequence[float] = VBS_MJJ_EDGES,
+        systematic: str = "nominal",
+        lumi_fb: float | None = None,
+        scorer_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.model = str(model)
+        if isinstance(models, str):  # from the CLI: --set models=vae_dnn=models/vae_dnn.onnx
+            models = dict(item.split("=", 1) for item in models.split(",") if item.strip())
+        self.labels: list[str] = []
+        for label, path in {"": model, **dict(models or {})}.items():
+            if label and not label.isidentifier():
+                msg = f"vbs: model labels must be identifiers, found {label!r}"
+                raise ValueError(msg)
+            scorer = OnnxScorer(path, **(scorer_options or {}))
+            if scorer.contract.level != "event":
+                msg = (f"vbs needs event-level models, found level {scorer.contract.level!r} "
+                       f"in {path}")
+                raise ModelContractError(msg)
+            # one attribute per scorer: the run record finds scorers among the attributes
+            setattr(self, f"scorer_{label}" if label else "scorer", scorer)
+            self.labels.append(label)
+        self.jets = jets
+        self.leptons = tuple(leptons)
+        self.min_lep1_pt, self.min_lep2_pt = float(min_lep1_pt), float(min_lep2_pt)
+        self.max_lep_eta = float(max_lep_eta)
+        self.same_sign = bool(same_sign)
+        self.min_jet_pt, self.max_jet_eta = float(min_jet_pt), float(max_jet_eta)
+        self.min_mjj, self.min_deta_jj = float(min_mjj), float(min_deta_jj)
+        self.mjj_edges = [float(e) for e in mjj_edges]
+        self.systematic = str(systematic)
+        self.lumi_fb = None if lumi_fb is None else float(lumi_fb)
+
+    def scorer_for(self, label: str) -> OnnxScorer:
+        """The scorer of ``model`` (label ``""``) or of ``models[label]``."""
+        return getattr(self, f"scorer_{label}" if label else "scorer")
+
+    def _histogram(self, scorer: OnnxScorer) -> Any:
+        classifier = scorer.contract.kind.endswith("classifier")
+        return score_mass_histogram(
+            mass="mjj", mass_label=r"$m_{jj}$ [GeV]", mass_edges=self.mjj_edges,
+            score_label=f"{scorer.contract.name} {scorer.contract.score}",
+            score_bins=100 if classifier else 120,
+            score_range=(0.0, 1.0) if classifier else (1e-3, 1e2),
+            log_score=not classifier, categories=(0,), category_label="selected")
+
+    def _lepton_charges(self, events: ak.Array) -> ak.Array:
+        """Charges of the merged leptons in the p_T order ``vbs_variables`` uses."""
+        present = [n for n in self.leptons if n in events.fields]
+        pt = ak.concatenate([events[n].pt for n in present], axis=1)
+        charge = ak.concatenate([events[n].charge for n in present], axis=1)
+        return charge[ak.argsort(pt, axis=1, ascending=False)]
+
+    def process(self, events: ak.Array) -> dict[str, Any]:
+        dataset = events.metadata["dataset"]
+        needs: dict[str, Sequence[str]] = {self.jets: ("pt", "eta", "phi", "mass"),
+                                          "MET|PFMET|PuppiMET": ("pt", "phi")}
+        present = [n for n in self.leptons if n in events.fields]
+        for name in present or ["|".join(self.leptons)]:
+            needs[name] = ("pt", "eta", "phi", "mass", "charge")
+        require_fields(events, needs, processor="vbs")
+        n_all = len(events)
+        weights = event_weights(events, lumi_fb=self.lumi_fb)
+        v = vbs_variables(events, jets=self.jets, leptons=self.leptons)
+
+        def np_(field: str) -> np.ndarray:
+            return ak.to_numpy(v[field]).astype(np.float64)
+
+        charges = ak.fill_none(ak.pad_none(self._lepton_charges(events), 2, axis=1), 0)
+        jet_eta = ak.fill_none(ak.pad_none(events[self.jets].eta, 2, axis=1), np.inf)
+        steps: list[tuple[str, np.ndarray]] = [
+            (">=2 leptons", ak.to_numpy(v.n_leptons) >= 2),
+            (f"lepton pt>{self.min_lep1_pt:g},{self.min_lep2_pt:g} |eta|<{self.max_lep_eta:g}",
+             (np_("lep1_pt") > self.min_lep1_pt) & (np_("lep2_pt") > self.min_lep2_pt)
+             & (np.abs(np_("lep1_eta")) < self.max_lep_eta)
+             & (np.abs(np_("lep2_eta")) < self.max_lep_eta)),
+        ]
+        if self.same_sign:
+            steps.append(("same-sign leptons",
+                          ak.to_numpy(charges[:, 0] * charges[:, 1]) > 0))
+        steps += [
+            (">=2 jets", ak.to_numpy(v.n_jets) >= 2),
+            (f"jet pt>{self.min_jet_pt:g} |eta|<{self.max_jet_eta:g}",
+             (np_("jet1_pt") > self.min_jet_pt) & (np_("jet2_pt") > self.min_jet_pt)
+             & (np.abs(ak.to_numpy(jet_eta[:, 0])) < self.max_jet_eta)
+             & (np.abs(ak.to_numpy(jet_eta[:, 1])) < self.max_jet_eta)),
+            (f"mjj>{self.min_mjj:g}", np_("mjj") > self.min_mjj),
+            (f"|deta_jj|>{self.min_deta_jj:g}", np_("deta_jj") > self.min_deta_jj),
+        ]
+        keep = np.ones(n_all, dtype=bool)
+        cutflow = {"all": n_all}
+        for name, passed in steps:
+            keep &= passed
+            cutflow[name] = int(keep.sum())
+
+        selected = v[keep]
+        w, mjj = weights[keep], np_("mjj")[keep]
+        hists = {}
+        for label in self.labels:
+            scorer = self.scorer_for(label)
+            missing = [f for f in scorer.contract.features if f not in selected.fields]
+            if missing:
+                msg = (f"model {scorer.contract.name!r} needs features {missing} that "
+                       f"vbs_variables does not make; it makes {selected.fields}")
+                raise ModelContractError(msg)
+            score = ak.to_numpy(scorer(selected[scorer.contract.features])).astype(np.float64)
+            h = self._histogram(scorer)
+            h.fill(dataset=dataset, systematic=self.systematic, category=np.zeros(len(w), int),
+                   score=score, mjj=mjj, weight=w)
+            hists["events" if not label else f"events_{label}"] = h
+        return {
+            "hists": hists,
+            "cutflow": {dataset: cutflow},
+            "entries": {dataset: n_all},
+            "sumw": {dataset: float(event_weights(events).sum())},
+            "provider": {self.scorer.provider: n_all},
+        }
+
+    def postprocess(self, accumulator: dict[str, Any]) -> dict[str, Any]:
+        return accumulator
