@@ -447,3 +447,24 @@ def test_jet_shapes_equal_the_single_observables(events):
                          ("axis_minor", ax["minor"]), ("girth", girth(cons, events.FatJet)),
                          ("lha", lha(cons, events.FatJet))):
         np.testing.assert_array_equal(flat(shapes[name]), flat(single), err_msg=name)
+
+
+def test_treemaker_cmssw_values_obey_the_same_definitions(cms_data, events):
+    """treemaker.root has CMSSW's axismajor/axisminor/ptD but no constituents, so no per-jet
+    comparison is possible; what can be checked is that CMSSW's values and ours satisfy the
+    relations the shared definitions imply: minor ≤ major, 1/sqrt(N) ≤ p_T^D ≤ 1 (p_T²
+    weights over N constituents), and the same order of magnitude for AK8 jets."""
+    tree = uproot.open(cms_data / "treemaker.root")["PreSelection"]
+    cmssw = tree.arrays(["JetsAK8_axismajor", "JetsAK8_axisminor", "JetsAK8_ptD",
+                         "JetsAK8_multiplicity"])
+    ours = jet_features(events, ["axis_major", "axis_minor", "ptd", "n_constituents"])
+    for major, minor, ptd_v, mult in (
+        (cmssw.JetsAK8_axismajor, cmssw.JetsAK8_axisminor, cmssw.JetsAK8_ptD,
+         cmssw.JetsAK8_multiplicity),
+        (ours.axis_major, ours.axis_minor, ours.ptd, ours.n_constituents),
+    ):
+        major, minor, ptd_v, mult = (flat(x) for x in (major, minor, ptd_v, mult))
+        assert np.all(minor <= major * (1 + 1e-6))
+        assert np.all(ptd_v <= 1 + 1e-6)
+        assert np.all(ptd_v >= 1 / np.sqrt(mult) * (1 - 1e-6))
+        assert 0.003 < np.median(major) < 0.2 and 0.2 < np.median(ptd_v) < 0.8

@@ -46,9 +46,11 @@ def both(pfnano_file):
     return load(pfnano_file, "virtual"), load(pfnano_file, "dask")
 
 
-def compute(collection):
+def compute(*collections):
+    """One dask.compute for all (one read of the file); a single result for one collection."""
     with dask.config.set({"awkward.optimization.which": ["columns"]}):
-        return collection.compute(scheduler="sync")
+        out = dask.compute(*collections, scheduler="sync")
+    return out[0] if len(collections) == 1 else out
 
 
 def columns(collection) -> set[str]:
@@ -96,9 +98,11 @@ def test_particle_list_and_graph_identical_in_dask_mode(both):
     virtual, lazy = both
     values, mask = particle_list(jet_constituents(lazy), lazy.FatJet, n=30)
     want_values, want_mask = particle_list(jet_constituents(virtual), virtual.FatJet, n=30)
-    np.testing.assert_array_equal(ak.to_numpy(compute(values)), want_values)
-    np.testing.assert_array_equal(ak.to_numpy(compute(mask)), want_mask)
     graph = constituent_graph(jet_constituents(lazy), lazy.FatJet, n=20, knn=3)
     want = constituent_graph(jet_constituents(virtual), virtual.FatJet, n=20, knn=3)
-    for name in ("adjacency", "edge_index", "edge_weight", "edge_mask"):
-        np.testing.assert_array_equal(ak.to_numpy(compute(graph[name])), want[name], name)
+    names = ("adjacency", "edge_index", "edge_weight", "edge_mask")
+    got = compute(values, mask, *(graph[name] for name in names))
+    np.testing.assert_array_equal(ak.to_numpy(got[0]), want_values)
+    np.testing.assert_array_equal(ak.to_numpy(got[1]), want_mask)
+    for name, array in zip(names, got[2:]):
+        np.testing.assert_array_equal(ak.to_numpy(array), want[name], name)

@@ -14,14 +14,14 @@ z_i is normalised by the scalar sum of the constituents' p_T (EnergyCorrelator's
 C2 and D2 here equal the ratios of unnormalised EnergyCorrelator values exactly.
 
 Cost and the choice made: e3 is a sum over M(M−1)(M−2)/6 triples. The kernel precomputes the
-M×M matrix P_ij = R_ij^β once per jet and β. Below 64 constituents it runs the triple sum as
-Σ_i z_i Σ_{j>i} z_j P_ij Σ_{k>j} z_k P_ik P_jk (innermost loop over two contiguous rows);
-from 64 on it uses the exact identity e3 = ⅙ Σ_ij z_i z_j P_ij (P W P)_ij, W = diag(z), whose
-O(M³) part is one BLAS matrix product (faster for wide jets, same result to ~1e-15). It stays
-exact (no top-N truncation by default, no approximation): ``benchmarks/bench_features.py``
-measures the time per jet growing as ~M³ with a small constant (≈0.4 ms per jet for all three
-β at M = 50 on a shared CI core), so exactness costs little at the 20–100 constituents of
-AK8 jets. ``max_constituents`` offers the top-N-by-p_T truncation for very wide
+M×M matrix P_ij = R_ij^β once per jet and β and uses the exact identity
+e3 = ⅙ Σ_ij z_i z_j P_ij (P W P)_ij, W = diag(z) (P_ii = 0, so repeated indices drop out and
+each triplet is counted 3! times; all terms ≥ 0, no cancellation), whose O(M³) part is one
+BLAS matrix product. Measured against the direct i<j<k loops in numba it was 2x faster at
+M = 8 and 4x at M = 48–64, so it is used for every jet. It stays exact (no top-N truncation by
+default, no approximation): ``benchmarks/bench_features.py`` prints the time per jet against
+M (≈50 µs per jet for all three β at M = 50 on a shared CI core), so exactness costs little
+at the 20–100 constituents of AK8 jets. ``max_constituents`` offers the top-N-by-p_T truncation for very wide
 jets (then z_i is normalised over the kept constituents, so C2/D2 are those of the truncated
 jet). The β = 2 energy-flow-moment identity would make e3 O(M) but only for β = 2, and the
 SVJ studies use β = 1.
@@ -54,11 +54,6 @@ def beta_label(beta: float) -> str:
     return f"{beta:g}"
 
 
-#: From this many constituents on, e3 goes through a matrix product (BLAS) instead of the
-#: i<j<k loops: measured equal at M ≈ 50 and 1.7x (M = 100) to 3x (M = 200) faster above.
-_GEMM_MIN = 64
-
-
 @numba.njit(cache=True)
 def _ecf_dense(pair, z):  # pragma: no cover - numba
     """e2, e3 from the full symmetric sums: e2 = ½ zᵀPz, e3 = ⅙ Σ_ab z_a z_b P_ab (P W P)_ab.
@@ -83,7 +78,7 @@ def _ecf_dense(pair, z):  # pragma: no cover - numba
     return e2 / 2.0, e3 / 6.0
 
 
-@numba.njit(cache=True, fastmath={"reassoc", "contract"})
+@numba.njit(cache=True)
 def _ecf_kernel(offsets, pt, y, phi, betas, max_n, out_e2, out_e3):  # pragma: no cover - numba
     n_jets = offsets.shape[0] - 1
     nb = betas.shape[0]
@@ -126,7 +121,7 @@ def _ecf_kernel(offsets, pt, y, phi, betas, max_n, out_e2, out_e3):  # pragma: n
             z[a] /= total
         for a in range(m):
             for ib in range(nb):
-                pair[ib, a, a] = 0.0  # read by the dense (matrix product) path
+                pair[ib, a, a] = 0.0  # enters the matrix product
             for b in range(a + 1, m):
                 dphi = abs(ph[a] - ph[b]) % (2.0 * np.pi)
                 if dphi > np.pi:
@@ -146,27 +141,7 @@ def _ecf_kernel(offsets, pt, y, phi, betas, max_n, out_e2, out_e3):  # pragma: n
                     pair[ib, a, b] = v
                     pair[ib, b, a] = v
         for ib in range(nb):
-            if m >= _GEMM_MIN:
-                e2, e3 = _ecf_dense(pair[ib, :m, :m], z[:m])
-                out_e2[jet, ib] = e2
-                out_e3[jet, ib] = e3
-                continue
-            e2 = 0.0
-            e3 = 0.0
-            for a in range(m):
-                row_a = pair[ib, a]
-                s2 = 0.0
-                s3 = 0.0
-                for b in range(a + 1, m):
-                    row_b = pair[ib, b]
-                    w = z[b] * row_a[b]
-                    s2 += w
-                    inner = 0.0
-                    for c in range(b + 1, m):
-                        inner += z[c] * row_a[c] * row_b[c]
-                    s3 += w * inner
-                e2 += z[a] * s2
-                e3 += z[a] * s3
+            e2, e3 = _ecf_dense(pair[ib, :m, :m], z[:m])
             out_e2[jet, ib] = e2
             out_e3[jet, ib] = e3
 
