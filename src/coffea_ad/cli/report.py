@@ -1,0 +1,204 @@
+"""``coffea-ad report OUT``: the statistics and CMS-style plots of a ``coffea-ad run`` output.
+
+Reads ``OUT/histograms.coffea`` (and ``OUT/run.json`` / ``OUT/cutflow.json`` when present),
+writes ``OUT/report/report.md`` with its PNG plots: per event histogram (every histogram with
+``dataset``, ``category``, ``score`` and an ``mt`` or ``mjj`` axis) the page of
+:func:`coffea_ad.stats.write_report` (yields, AUC / max SIC / σ per signal, ABCD closure on
+request, bump hunt per category for m_jj), then the cutflow and the run's provenance, and for
+the resonant processor the data-versus-cVAE-template feature plots. Thin over
+:mod:`coffea_ad.stats.report` and :mod:`coffea_ad.plotting`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+__all__ = ["dataset_roles", "event_histograms", "report"]
+
+_MASS_AXES = ("mt", "mjj")
+
+
+def event_histograms(hists: Mapping[str, Any]) -> list[str]:
+    """Names of the histograms :func:`coffea_ad.stats.write_report` can read: axes
+    ``dataset``, ``category``, ``score`` and a mass (``mt`` or ``mjj``); ``"events"`` first."""
+    names = []
+    for name, h in hists.items():
+        axes = set(h.axes.name) if hasattr(h, "axes") else set()
+        if {"dataset", "category", "score"} <= axes and axes & set(_MASS_AXES):
+            names.append(name)
+    return sorted(names, key=lambda n: (n != "events", n))
+
+
+def dataset_roles(
+    datasets: Sequence[str],
+    fileset: Mapping[str, Any] | None,
+    *,
+    backgrounds: Sequence[str] = (),
+    signals: Sequence[str] = (),
+) -> tuple[list[str], list[str]]:
+    """(backgrounds, signals) among ``datasets``.
+
+    Named roles win; otherwise a dataset is a signal when its fileset metadata says
+    ``is_signal`` (as :func:`coffea_ad.samples.generate_fileset` writes it) and a background
+    otherwise.
+
+    Raises:
+        click.UsageError: a named dataset is not in the histograms, or no background is left.
+    """
+    for name in (*backgrounds, *signals):
+        if name not in datasets:
+            raise click.UsageError(f"dataset {name!r} is not in the histograms; they hold "
+                                   f"{sorted(datasets)}")
+    if backgrounds or signals:
+        sig = list(signals)
+        bkg = list(backgrounds) or [d for d in datasets if d not in sig]
+    else:
+        meta = {d: ((fileset or {}).get(d) or {}).get("metadata") or {} for d in datasets}
+        sig = [d for d in datasets if meta[d].get("is_signal")]
+        bkg = [d for d in datasets if d not in sig]
+    if not bkg:
+        raise click.UsageError(f"no background dataset among {sorted(datasets)}: name them "
+                               "with --background")
+    return bkg, sig
+
+
+def _template_plots(hists: Mapping[str, Any], out: Path, *, region: int = 1) -> list[str]:
+    """Data vs cVAE template per feature in one m_jj region (resonant processor output)."""
+    import hist
+    import numpy as np
+
+    from coffea_ad._optional import require
+    from coffea_ad.plotting.distributions import cms_figure
+
+    hep = require("mplhep", purpose="CMS-style plots")
+    plt = require("matplotlib.pyplot", purpose="plots")
+    written = []
+    for name, h in hists.items():
+        if not name.startswith("feature_"):
+            continue
+        fig, ax = cms_figure(figsize=(8, 7))
+        for source, style in (("data", {"histtype": "errorbar", "color": "black"}),
+                              ("cvae", {"histtype": "step", "color": "tab:blue"})):
+            sub = h[{"dataset": sum, "source": hist.loc(source), "region": hist.loc(region)}]
+            vals = sub.values()
+            total = vals.sum()
+            if total <= 0:
+                continue
+            err = np.sqrt(sub.variances()) / total if source == "data" else None
+            hep.histplot(vals / total, sub.axes[0].edges, ax=ax, yerr=err,
+                         label="data" if source == "data" else "cVAE template", **style)
+        ax.set_xlabel(h.axes["value"].label)
+        ax.set_ylabel("Fraction of events")
+        ax.legend()
+        hep.cms.label("Preliminary", data=False, ax=ax, loc=0, com=13.6)
+        png = f"template_{name.removeprefix('feature_')}.png"
+        fig.savefig(out / png, bbox_inches="tight", dpi=110)
+        plt.close(fig)
+        written.append(png)
+    return written
+
+
+def _cutflow_lines(cutflow: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    lines = ["## Cutflow", ""]
+    for dataset, steps in cutflow.items():
+        first = None
+        lines += [f"### {dataset}", "", "| step | events | of all |", "|---|---|---|"]
+        for step, count in steps.items():
+            first = count if first is None else first
+            frac = f"{count / first:.3g}" if first else "n/a"
+            cell = str(step).replace("|", "\\|")  # a literal | would end the table cell
+            lines.append(f"| {cell} | {count} | {frac} |")
+        lines.append("")
+    return lines
+
+
+@click.command()
+@click.argument("run_dir", metavar="OUT", type=click.Path(exists=True, file_okay=False))
+@click.option("--background", "-b", "backgrounds", multiple=True, metavar="DATASET",
+              help="Background dataset (repeatable; default: datasets not flagged is_signal).")
+@click.option("--signal", "-s", "signals", multiple=True, metavar="DATASET",
+              help="Signal dataset (repeatable; default: datasets flagged is_signal).")
+@click.option("--histogram", "names", multiple=True, metavar="NAME",
+              help="Event histogram to report (repeatable; default: all of them).")
+@click.option("--systematic", default="nominal", show_default=True)
+@click.option("--abcd-x-cut", type=float, default=None, help="Score cut of the ABCD regions.")
+@click.option("--abcd-y-axis", default=None, help="Axis of the second ABCD variable.")
+@click.option("--abcd-y-cut", type=float, default=None, help="Cut on the second variable.")
+@click.option("--sqrt-s", type=float, default=13600.0, show_default=True,
+              help="Centre-of-mass energy of the dijet function (GeV).")
+@click.option("--title", default=None, help="Page title (default: from the run).")
+@click.option("--plots/--no-plots", default=True, show_default=True)
+@click.option("--out", "-o", "out", type=click.Path(file_okay=False), default=None,
+              help="Report folder (default: OUT/report).")
+def report(run_dir: str, backgrounds: tuple[str, ...], signals: tuple[str, ...],
+           names: tuple[str, ...], systematic: str, abcd_x_cut: float | None,
+           abcd_y_axis: str | None, abcd_y_cut: float | None, sqrt_s: float,
+           title: str | None, plots: bool, out: str | None) -> None:
+    """Statistics and plots of a run: writes OUT/report/report.md (with PNGs) from
+    OUT/histograms.coffea, OUT/cutflow.json and OUT/run.json."""
+    from coffea.util import load
+
+    from coffea_ad.stats import write_report
+
+    run = Path(run_dir)
+    src = run / "histograms.coffea"
+    if not src.is_file():
+        raise click.ClickException(f"expected {src} (what `coffea-ad run ... -o {run}` "
+                                   f"writes), found {sorted(p.name for p in run.iterdir())}")
+    result = load(src)
+    hists = result.get("hists", {})
+    info = json.loads((run / "run.json").read_text()) if (run / "run.json").is_file() else {}
+    available = event_histograms(hists)
+    chosen = list(names) or available
+    for name in chosen:
+        if name not in available:
+            raise click.UsageError(f"histogram {name!r} is not an event histogram of this run; "
+                                   f"event histograms: {available}")
+    if not chosen:
+        raise click.ClickException(f"no event histogram (axes dataset, category, score and mt "
+                                   f"or mjj) in {src}; histograms: {sorted(hists)}")
+    outdir = Path(out) if out is not None else run / "report"
+    processor = str(info.get("processor", "")).rsplit(".", 1)[-1] or "run"
+    page_title = title or f"coffea-ad report: {processor} ({run.name})"
+    pages: list[tuple[str, Path]] = []
+    for i, name in enumerate(chosen):
+        h = hists[name]
+        bkg, sig = dataset_roles(list(h.axes["dataset"]), info.get("fileset"),
+                                 backgrounds=backgrounds, signals=signals)
+        where = outdir if i == 0 else outdir / name
+        path, _ = write_report(
+            h, where, backgrounds=bkg, signals=sig, systematic=systematic,
+            abcd_x_cut=abcd_x_cut, abcd_y_axis=abcd_y_axis, abcd_y_cut=abcd_y_cut,
+            sqrt_s=sqrt_s, title=page_title if i == 0 else f"{page_title}: {name}",
+            plots=plots)
+        pages.append((name, path))
+
+    main = pages[0][1]
+    lines = [main.read_text().rstrip(), ""]
+    if len(pages) > 1:
+        lines += ["## Other histograms", ""]
+        lines += [f"- [{name}]({path.relative_to(outdir).as_posix()})" for name, path in pages[1:]]
+        lines.append("")
+    if plots and any(n.startswith("feature_") for n in hists):
+        pngs = _template_plots(hists, outdir)
+        lines += ["## Signal region: data vs cVAE template", ""]
+        lines += [f"![{png}]({png})" for png in pngs]
+        lines.append("")
+    cutflow = result.get("cutflow")
+    if cutflow:
+        lines += _cutflow_lines(cutflow)
+    if info:
+        lines += ["## Run", "",
+                  f"- processor: `{info.get('processor', '?')}`",
+                  f"- entries processed: {info.get('entries_processed', '?')} of "
+                  f"{info.get('entries', '?')} (complete: {info.get('complete', '?')})"]
+        lines += [f"- model `{Path(p).name}`: sha256 `{h}`"
+                  for p, h in (info.get("models") or {}).items()]
+        lines.append("")
+    main.write_text("\n".join(lines))
+    click.echo(f"wrote {main} ({len(pages)} histogram page(s))")
