@@ -77,6 +77,8 @@ def main() -> None:
     settings = resolve_settings(args.process)
     bare, full = [], []
     with tempfile.TemporaryDirectory() as tmp:
+        # once per process: imports, numba kernels loaded from their cache, FastJet banner
+        full_rate(args.process, settings, 20, args.seed, Path(tmp))
         for r in range(args.repeats):
             seed = args.seed + r
             bare.append(bare_rate(args.process, settings, args.events, seed))

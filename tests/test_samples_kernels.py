@@ -222,3 +222,26 @@ def test_numba_soft_drop_and_nsubjettiness_equal_fastjet_contrib(small_fileset):
     kt_only = seq.njettiness(measure_definition="NormalizedMeasure", axes_definition="KT_Axes",
                              njets=[2], beta=1.0, R0=0.8)
     assert np.mean(np.asarray(ak.to_numpy(kt_only)).ravel() > taus[:, 1] + 1e-9) > 0.5
+
+
+def test_substructure_backends_agree(small_fileset):
+    import uproot
+
+    path = next(iter(small_fileset["svj"]["files"]))
+    with uproot.open(path) as f:
+        ev = f["Events"].arrays(["PFCands_pt", "PFCands_eta", "PFCands_phi", "PFCands_mass",
+                                 "FatJetPFCands_pFCandsIdx", "FatJet_nConstituents",
+                                 "FatJet_msoftdrop", "FatJet_tau2"], entry_stop=60)
+    pt, eta, phi, m = (ak.values_astype(ev[f"PFCands_{c}"], np.float64) for c in ("pt", "eta", "phi", "mass"))
+    px, py, pz = pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta)
+    cands = ak.zip({"px": px, "py": py, "pz": pz, "E": np.sqrt(px**2 + py**2 + pz**2 + m**2)})
+    idx = ak.unflatten(ev.FatJetPFCands_pFCandsIdx, ak.flatten(ev.FatJet_nConstituents), axis=1)
+    cons = gather(cands, ak.values_astype(idx, np.int64))
+    a = substructure(cons, backend="numba")
+    b = substructure(cons, backend="fastjet")
+    for key in a:
+        np.testing.assert_allclose(a[key], b[key], rtol=1e-5, atol=1e-6, err_msg=key)
+    # the written branches were computed from float64 constituents before float32 storage
+    np.testing.assert_allclose(a["msoftdrop"], ak.to_numpy(ak.flatten(ev.FatJet_msoftdrop)), rtol=2e-3, atol=0.5)
+    with pytest.raises(ValueError, match="backend"):
+        substructure(cons, backend="root")

@@ -41,7 +41,7 @@ from coffea_ad.samples.processes import get_process, resolve_settings
 __all__ = ["DEFAULT_EVENTS_PER_FILE", "generate", "generate_fileset", "verify_file"]
 
 DEFAULT_EVENTS_PER_FILE = 5000
-_CHUNK = 250  # events per Pythia batch / basket: bounds memory, amortises awkward overhead
+_CHUNK = 500  # events per Pythia batch / basket: bounds memory, amortises awkward overhead
 _REQUEST_KEYS = ("process", "events", "settings", "events_per_file")
 
 
