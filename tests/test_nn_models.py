@@ -42,8 +42,8 @@ def test_fit_minimizes_the_weighted_loss():
     x = RNG.normal(2.0, 1.0, size=400).astype(np.float32)
     w = np.where(x > 2.0, 3.0, 1.0).astype(np.float32)
     model = _Constant()
-    hist = fit(model, [x], [x], train_weights=w, val_weights=w, epochs=300, batch_size=400,
-               lr=0.05, patience=300, lr_patience=300, seed=0)
+    hist = fit(model, [x], [x], train_weights=w, val_weights=w, epochs=150, batch_size=400,
+               lr=0.1, patience=150, lr_patience=150, seed=0)
     assert float(model.c.detach()) == pytest.approx(np.average(x, weights=w), abs=1e-3)
     assert hist.val_loss[hist.best_epoch] == hist.best_val_loss == min(hist.val_loss)
 
