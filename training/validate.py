@@ -82,8 +82,12 @@ def validate_ae(out: Path, *, scale: float, seed: int) -> dict[str, Any]:
     res: dict[str, Any] = {}
     extended = ["eta", "phi", "mass", "ptd", "axis_major", "axis_minor", "efp1", "c2_b1",
                 "d2_b1", "girth", "lha", "tau21", "tau32"]
-    for label, cfg in (("default", {}), ("extended_features", {"features": extended}),
-                       ("pt_flattened", {"pt_flatten": True})):
+    no_phi = [f for f in dense_ae.CONFIG["features"] if f != "phi"]  # φ is flat: pure noise
+    variants = (("default", {}), ("extended_features", {"features": extended}),
+                ("pt_flattened", {"pt_flatten": True}), ("without_phi", {"features": no_phi}),
+                ("latent_3", {"latent": 3}), ("without_phi_latent_3",
+                                              {"features": no_phi, "latent": 3}))
+    for label, cfg in variants:
         t = time.perf_counter()
         path = out / "models" / f"dense_ae_{label}"
         m = dense_ae.run({"seed": seed, **cfg}, fs, path)
