@@ -22,10 +22,10 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
-import awkward as ak  # noqa: E402
-import numpy as np  # noqa: E402
+import awkward as ak
+import numpy as np
 
-from coffea_ad.features import (  # noqa: E402
+from coffea_ad.features import (
     energy_correlators,
     jet_constituents,
     jet_shapes,
@@ -76,18 +76,18 @@ def loop_substructure(jets_list):
         dphi = [wrap(p - jet["jet_phi"]) for p in phi]
         w = [p * p for p in pt]
         sw = sum(w)
-        me = sum(a * b for a, b in zip(w, eta)) / sw
-        mp = sum(a * b for a, b in zip(w, dphi)) / sw
-        a = sum(x * (e - me) ** 2 for x, e in zip(w, eta)) / sw
-        b = sum(x * (p - mp) ** 2 for x, p in zip(w, dphi)) / sw
-        c = sum(x * (e - me) * (p - mp) for x, e, p in zip(w, eta, dphi)) / sw
+        me = sum(a * b for a, b in zip(w, eta, strict=True)) / sw
+        mp = sum(a * b for a, b in zip(w, dphi, strict=True)) / sw
+        a = sum(x * (e - me) ** 2 for x, e in zip(w, eta, strict=True)) / sw
+        b = sum(x * (p - mp) ** 2 for x, p in zip(w, dphi, strict=True)) / sw
+        c = sum(x * (e - me) * (p - mp) for x, e, p in zip(w, eta, dphi, strict=True)) / sw
         root = math.sqrt(((a - b) / 2) ** 2 + c * c)
         major = math.sqrt(max((a + b) / 2 + root, 0))
         minor = math.sqrt(max((a + b) / 2 - root, 0))
         dr = [math.hypot(e - jet["jet_eta"], d) for e, d in
-              zip(eta, [wrap(p - jet["jet_phi"]) for p in phi])]
-        g = sum(p * r for p, r in zip(pt, dr)) / s1
-        lh = sum(p / s1 * math.sqrt(r / 0.8) for p, r in zip(pt, dr))
+              zip(eta, [wrap(p - jet["jet_phi"]) for p in phi], strict=True)]
+        g = sum(p * r for p, r in zip(pt, dr, strict=True)) / s1
+        lh = sum(p / s1 * math.sqrt(r / 0.8) for p, r in zip(pt, dr, strict=True))
         out.append((ptd_v, major, minor, g, lh))
     return out
 
@@ -119,12 +119,12 @@ def loop_ecf(jets_list, beta: float):
 
 def as_lists(cons, jets):
     out = []
-    for jc, axis in zip(ak.flatten(cons, axis=1).tolist(), ak.flatten(jets, axis=1).tolist()):
+    for jc, axis in zip(ak.flatten(cons, axis=1).tolist(), ak.flatten(jets, axis=1).tolist(), strict=True):
         pt = [c["pt"] for c in jc]
         eta = [c["eta"] for c in jc]
         mass = [c["mass"] for c in jc]
         y = [math.asinh(p * math.sinh(e) / math.sqrt(p * p + m * m))
-             for p, e, m in zip(pt, eta, mass)]
+             for p, e, m in zip(pt, eta, mass, strict=True)]
         out.append({"pt": pt, "eta": eta, "phi": [c["phi"] for c in jc], "y": y,
                     "jet_eta": axis["eta"], "jet_phi": axis["phi"]})
     return out

@@ -98,18 +98,18 @@ def ref_axes(jet):
 
 def ref_dr(jet):
     return [math.hypot(e - jet["jet_eta"], wrap(p - jet["jet_phi"]))
-            for e, p in zip(jet["eta"], jet["phi"])]
+            for e, p in zip(jet["eta"], jet["phi"], strict=True)]
 
 
 def ref_girth(jet):
     pt = list(jet["pt"])
-    return sum(p * r for p, r in zip(pt, ref_dr(jet))) / sum(pt) if pt else 0.0
+    return sum(p * r for p, r in zip(pt, ref_dr(jet), strict=True)) / sum(pt) if pt else 0.0
 
 
 def ref_lha(jet, radius=0.8):
     pt = list(jet["pt"])
     total = sum(pt)
-    return sum(p / total * math.sqrt(r / radius) for p, r in zip(pt, ref_dr(jet))) if pt else 0.0
+    return sum(p / total * math.sqrt(r / radius) for p, r in zip(pt, ref_dr(jet), strict=True)) if pt else 0.0
 
 
 def flat(values) -> np.ndarray:
@@ -122,7 +122,7 @@ def test_constituents_match_link_table_loop(events, reference):
     assert ak.num(cons, axis=1).tolist() == ak.num(events.FatJet, axis=1).tolist()
     per_jet = ak.flatten(cons, axis=1)
     assert len(per_jet) == len(reference) == 24
-    for got, want in zip(per_jet, reference):
+    for got, want in zip(per_jet, reference, strict=True):
         for field in ("pt", "eta", "phi", "mass"):
             np.testing.assert_array_equal(ak.to_numpy(got[field]), want[field])
     assert set(cons.fields) == {"pt", "eta", "phi", "mass", "pdgId", "charge", "d0", "dz"}
@@ -142,7 +142,7 @@ def test_constituents_nanoaod_v15_singular_names(cms_data):
                    idx="pfCandIdx")
     got = ak.flatten(cons, axis=1)
     assert len(got) == len(ref)
-    for g, r in zip(got, ref):
+    for g, r in zip(got, ref, strict=True):
         np.testing.assert_array_equal(ak.to_numpy(g["pt"]), r["pt"])
     assert set(cons.fields) == {"pt", "eta", "phi", "mass", "pdgId"}
 
@@ -153,7 +153,7 @@ def test_missing_link_table_names_what_exists(cms_data):
         jet_constituents(ev)
     assert isinstance(err.value, KeyError)
     assert "FatJet" in str(err.value)  # the nearest available collections are listed
-    with pytest.raises(MissingBranchError, match="'NoSuchJet'.*available.*'Jet'"):
+    with pytest.raises(MissingBranchError, match=r"'NoSuchJet'.*available.*'Jet'"):
         jet_features(ev, ["ptd"], jets="NoSuchJet")
 
 
@@ -270,7 +270,7 @@ ALL_CONSTITUENT = [n for n, f in JET_FEATURES.items() if f.source != "jet"]
 
 def test_degenerate_jets_have_the_documented_values():
     ev = synthetic_events(EDGE_JETS, EDGE_LINKS, EDGE_CANDS)
-    feats = jet_features(ev, ALL_CONSTITUENT + ["tau21"])
+    feats = jet_features(ev, [*ALL_CONSTITUENT, "tau21"])
     for name in feats.fields:
         assert np.all(np.isfinite(flat(feats[name]))), name
     f = {name: flat(feats[name]) for name in feats.fields}
@@ -310,11 +310,12 @@ def test_nonfinite_jet_branches_raise_or_zero():
     jets = [[{"pt": 100.0, "eta": float("nan"), "phi": 0.0, "mass": 5.0}, {"pt": 90.0}]]
     ev = synthetic_events(jets, [[(0, 0), (0, 1)]], [[{"pt": 5.0, "eta": 0.1, "phi": 0.1},
                                                       {"pt": 6.0, "eta": -0.1, "phi": 0.0}]])
-    with pytest.raises(NonFiniteInputError, match="'eta'.*1 NaN/inf"):
+    with pytest.raises(NonFiniteInputError, match=r"'eta'.*1 NaN/inf"):
         jet_features(ev, ["eta", "ptd"])
     feats = jet_features(ev, ["eta", "girth", "lha"], nonfinite="zero")
     assert flat(feats["eta"]).tolist() == [0.0, 0.0]
-    assert flat(feats["girth"])[0] == 0 and flat(feats["lha"])[0] == 0  # no axis -> 0
+    assert flat(feats["girth"])[0] == 0  # no axis -> 0
+    assert flat(feats["lha"])[0] == 0
 
 
 # ----------------------------------------------------------------------- table
@@ -420,7 +421,8 @@ def test_vbs_variables_against_loop():
     out = vbs_variables(ev)
     row = out[0]
     j1, j2 = (2.5, 0.5, 120.0, 10.0), (-2.0, -2.9, 80.0, 8.0)
-    assert row["lep1_pt"] == 60.0 and row["lep2_pt"] == 40.0  # p_T-ordered across flavours
+    assert row["lep1_pt"] == 60.0  # p_T-ordered across flavours
+    assert row["lep2_pt"] == 40.0
     deta = 4.5
     assert row["zep1"] == pytest.approx(abs(-0.7 - 0.25) / deta, rel=1e-6)
     assert row["zep2"] == pytest.approx(abs(0.3 - 0.25) / deta, rel=1e-6)
@@ -467,4 +469,5 @@ def test_treemaker_cmssw_values_obey_the_same_definitions(cms_data, events):
         assert np.all(minor <= major * (1 + 1e-6))
         assert np.all(ptd_v <= 1 + 1e-6)
         assert np.all(ptd_v >= 1 / np.sqrt(mult) * (1 - 1e-6))
-        assert 0.003 < np.median(major) < 0.2 and 0.2 < np.median(ptd_v) < 0.8
+        assert 0.003 < np.median(major) < 0.2
+        assert 0.2 < np.median(ptd_v) < 0.8

@@ -9,6 +9,7 @@ import warnings
 
 import awkward as ak
 import numpy as np
+
 from coffea_ad.features import JET_FEATURES, jet_table
 
 
@@ -42,7 +43,8 @@ def test_table_of_real_pfnano_equals_library(pfnano_file, tmp_path):
 def test_file_without_pf_candidates_says_what_to_do(cms_data, tmp_path):
     res = _cli("features", str(cms_data / "nano_dy.root"), "-o", str(tmp_path / "t.parquet"))
     assert res.returncode != 0
-    assert "FatJetPFCands" in res.stderr and "--features pt,eta" in res.stderr
+    assert "FatJetPFCands" in res.stderr
+    assert "--features pt,eta" in res.stderr
     assert "Traceback" not in res.stderr
 
 

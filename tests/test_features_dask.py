@@ -104,5 +104,5 @@ def test_particle_list_and_graph_identical_in_dask_mode(both):
     got = compute(values, mask, *(graph[name] for name in names))
     np.testing.assert_array_equal(ak.to_numpy(got[0]), want_values)
     np.testing.assert_array_equal(ak.to_numpy(got[1]), want_mask)
-    for name, array in zip(names, got[2:]):
+    for name, array in zip(names, got[2:], strict=True):
         np.testing.assert_array_equal(ak.to_numpy(array), want[name], name)

@@ -36,8 +36,8 @@ def loop_reference(jet, cands):
     cov = np.cov(np.vstack([eta, dphi]), aweights=np.array(pt) ** 2, bias=True)
     low, high = np.linalg.eigvalsh(cov)
     dr = [math.hypot(c["eta"] - jet["eta"], wrap(c["phi"] - jet["phi"])) for c in cands]
-    girth = sum(p * r for p, r in zip(pt, dr)) / total
-    lha = sum(p / total * math.sqrt(r / 0.8) for p, r in zip(pt, dr))
+    girth = sum(p * r for p, r in zip(pt, dr, strict=True)) / total
+    lha = sum(p / total * math.sqrt(r / 0.8) for p, r in zip(pt, dr, strict=True))
     y = [math.asinh(c["pt"] * math.sinh(c["eta"]) / math.hypot(c["pt"], c["mass"]))
          for c in cands]
     z = [p / total for p in pt]

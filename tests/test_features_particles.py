@@ -38,7 +38,7 @@ def raw(pfnano_file):
         for j in range(arr["nFatJet"][e]):
             cands = [{f: float(arr[f"PFCands_{f}"][e][c]) for f in FIELDS}
                      for jet, c in zip(arr["FatJetPFCands_jetIdx"][e],
-                                       arr["FatJetPFCands_pFCandsIdx"][e]) if jet == j]
+                                       arr["FatJetPFCands_pFCandsIdx"][e], strict=True) if jet == j]
             jets.append({"eta": float(arr["FatJet_eta"][e][j]),
                          "phi": float(arr["FatJet_phi"][e][j]), "cands": cands})
     return jets
@@ -61,12 +61,15 @@ def ref_rows(jet, n):
 @pytest.mark.parametrize("n", [50, 20])
 def test_particle_list_matches_loop(events, raw, n):
     values, mask = particle_list(jet_constituents(events), events.FatJet, n=n)
-    assert values.shape == (len(raw), n, 7) and values.dtype == np.float32
-    assert mask.shape == (len(raw), n) and mask.dtype == np.bool_
+    assert values.shape == (len(raw), n, 7)
+    assert values.dtype == np.float32
+    assert mask.shape == (len(raw), n)
+    assert mask.dtype == np.bool_
     for i, jet in enumerate(raw):
         rows = ref_rows(jet, n)
         k = len(rows)
-        assert mask[i].sum() == k and mask[i, :k].all()
+        assert mask[i].sum() == k
+        assert mask[i, :k].all()
         np.testing.assert_allclose(values[i, :k], np.array(rows), rtol=1e-6, atol=1e-7)
         assert not values[i, k:].any()  # padding is pad_value = 0
     if n == 20:
@@ -111,7 +114,8 @@ def test_radius_graph_matches_loop(events, raw):
     n, r_c = 30, 0.1
     g = constituent_graph(jet_constituents(events), events.FatJet, n=n, r_c=r_c)
     e = n * (n - 1)
-    assert g["edge_index"].shape == (24, 2, e) and g["edge_weight"].shape == (24, e)
+    assert g["edge_index"].shape == (24, 2, e)
+    assert g["edge_weight"].shape == (24, e)
     assert g["nodes"].shape == (24, n, 7)
     for i, jet in enumerate(raw):
         k, dr = ref_graph(jet, n, r_c)
@@ -122,7 +126,7 @@ def test_radius_graph_matches_loop(events, raw):
                  dr[a, b] < r_c}
         src, dst = g["edge_index"][i]
         on = g["edge_mask"][i]
-        got = dict(zip(zip(src[on].tolist(), dst[on].tolist()), g["edge_weight"][i][on]))
+        got = dict(zip(zip(src[on].tolist(), dst[on].tolist(), strict=True), g["edge_weight"][i][on], strict=True))
         assert got.keys() == edges.keys()
         np.testing.assert_allclose([got[x] for x in edges], list(edges.values()), rtol=1e-5,
                                    atol=1e-6)

@@ -52,7 +52,7 @@ def _edge_weight(dr: Any, *, weight: str, r_c: float) -> Any:
 def _graph_record(constituents: ak.Array, jets: ak.Array, *, n: int,
                   features: tuple[str, ...], r_c: float, knn: int | None,
                   weight: str) -> ak.Array:
-    record = _particle_record(constituents, jets, n=n, features=features + ("deta", "dphi"),
+    record = _particle_record(constituents, jets, n=n, features=(*features, "deta", "dphi"),
                               pad_value=0.0)
     values, mask = record["values"], record["mask"]
     nf = len(features)
@@ -157,4 +157,4 @@ def constituent_graph(
     record = dispatch(_graph_record, constituents, jets, label="constituent-graph", n=int(n),
                       features=features, r_c=float(r_c), knn=knn, weight=weight)
     names = ("nodes", "mask", "adjacency", "edge_index", "edge_weight", "edge_mask")
-    return dict(zip(names, _split(record, names)))
+    return dict(zip(names, _split(record, names), strict=True))

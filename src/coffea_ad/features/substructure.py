@@ -16,9 +16,8 @@ value for jets with too few constituents, stated in its docstring, so no NaN or 
 from __future__ import annotations
 
 import awkward as ak
-import numpy as np
-
 import numba
+import numpy as np
 
 from coffea_ad.features._columnar import (
     dispatch,
