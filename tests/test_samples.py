@@ -17,10 +17,9 @@ import uproot
 pytest.importorskip("pythia8mc")
 pytest.importorskip("fastjet")
 
-from coffea.nanoevents import NanoEventsFactory, PFNanoAODSchema  # noqa: E402
+from coffea.nanoevents import NanoEventsFactory, PFNanoAODSchema
 
-from coffea_ad.errors import UnknownNameError  # noqa: E402
-from coffea_ad.samples import PROCESSES, generate, generate_fileset, resolve_settings  # noqa: E402
+from coffea_ad.samples import resolve_settings
 
 # our files carry a subset of PFNano: coffea warns about every cross-reference it cannot build
 pytestmark = pytest.mark.filterwarnings("ignore:Missing cross-reference:RuntimeWarning")
@@ -45,7 +44,8 @@ def test_small_fileset_metadata_and_json(small_fileset):
     qcd, svj = small_fileset["qcd"]["metadata"], small_fileset["svj"]["metadata"]
     assert (qcd["nevents"], svj["nevents"]) == (400, 300)
     assert (qcd["is_signal"], svj["is_signal"]) == (False, True)
-    assert svj["settings"]["mzprime"] == 3000.0 and svj["settings"]["rinv"] == 0.3
+    assert svj["settings"]["mzprime"] == 3000.0
+    assert svj["settings"]["rinv"] == 0.3
     assert qcd["settings"] == resolve_settings("qcd")
     # unweighted samples: genWeight == 1, so the sum of weights is the event count
     assert qcd["sumw"] == pytest.approx(400.0)
@@ -55,7 +55,9 @@ def test_small_fileset_metadata_and_json(small_fileset):
     assert 1e-3 < svj["xsec"] < 1.0
     for entry in small_fileset.values():
         for path, tree in entry["files"].items():
-            assert Path(path).is_absolute() and Path(path).is_file() and tree == "Events"
+            assert Path(path).is_absolute()
+            assert Path(path).is_file()
+            assert tree == "Events"
     folder = Path(next(iter(small_fileset["qcd"]["files"]))).parents[1]
     on_disk = json.loads((folder / "fileset.json").read_text())
     assert on_disk == json.loads(json.dumps(small_fileset))
@@ -100,7 +102,8 @@ def test_branch_names_and_dtypes_match_real_pfnano(small_fileset, pfnano_file):
     mismatched = {b: (str(ours[b]), str(real[b])) for b in common if ours[b] != real[b]}
     assert not mismatched, f"dtype differs from real PFNano (ours, real): {mismatched}"
     # the NanoAOD counters are UInt_t
-    assert ours["nFatJet"] == np.dtype(">u4") and ours["nPFCands"] == np.dtype(">u4")
+    assert ours["nFatJet"] == np.dtype(">u4")
+    assert ours["nPFCands"] == np.dtype(">u4")
 
 
 def test_fatjet_constituents_sum_back_to_jet(small_fileset):
@@ -116,7 +119,8 @@ def test_fatjet_constituents_sum_back_to_jet(small_fileset):
             assert np.allclose(total, jet, rtol=2e-4, atol=0.05 * np.abs(jet).max() * 1e-3), comp
         # jets are sorted by pT and respect the FatJet threshold
         pt = fj.pt
-        assert ak.all(pt[:, :-1] >= pt[:, 1:]) and ak.all(pt >= 170.0)
+        assert ak.all(pt[:, :-1] >= pt[:, 1:])
+        assert ak.all(pt >= 170.0)
         # anti-kT jets are close to cones of R = 0.8 (soft jets next to a hard one are not)
         dr = np_(ak.flatten(fj.delta_r(pf), axis=None))
         assert np.mean(dr < 0.8 + 1e-3) > 0.99
@@ -189,7 +193,7 @@ def test_lepton_isolation_matches_a_slow_loop(small_fileset):
     for i in range(len(ev["Electron_pt"])):
         pts, etas, phis = ev["PFCands_pt"][i], ev["PFCands_eta"][i], ev["PFCands_phi"][i]
         for pt, eta, phi, iso in zip(ev["Electron_pt"][i], ev["Electron_eta"][i],
-                                     ev["Electron_phi"][i], ev["Electron_pfRelIso03_all"][i]):
+                                     ev["Electron_phi"][i], ev["Electron_pfRelIso03_all"][i], strict=False):
             # the electron is one of the PF candidates: exclude exactly that one
             me = np.flatnonzero((pts == pt) & (etas == eta) & (phis == phi))
             assert len(me) == 1

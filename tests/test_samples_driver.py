@@ -15,8 +15,8 @@ import uproot
 pytest.importorskip("pythia8mc")
 pytest.importorskip("fastjet")
 
-from coffea_ad.errors import UnknownNameError  # noqa: E402
-from coffea_ad.samples import PROCESSES, generate, generate_fileset, resolve_settings, verify_file  # noqa: E402
+from coffea_ad.errors import UnknownNameError
+from coffea_ad.samples import PROCESSES, generate, generate_fileset, resolve_settings, verify_file
 
 SMALL = {"pthat_min": 300.0}  # lighter events: these tests are about bookkeeping
 
@@ -33,7 +33,7 @@ def same_content(a: str | Path, b: str | Path) -> bool:
     for key in xa:
         va, vb = xa[key], xb[key]
         if va.dtype == object:  # jagged: compare event by event
-            if len(va) != len(vb) or not all(np.array_equal(p, q) for p, q in zip(va, vb)):
+            if len(va) != len(vb) or not all(np.array_equal(p, q) for p, q in zip(va, vb, strict=False)):
                 return False
         elif not np.array_equal(va, vb):
             return False
@@ -54,7 +54,7 @@ def test_same_seed_gives_identical_content_whatever_jobs(twin_runs):
     _, _, fa, fb = twin_runs
     files_a, files_b = sorted(fa["qcd"]["files"]), sorted(fb["qcd"]["files"])
     assert len(files_a) == len(files_b) == 2
-    for pa, pb in zip(files_a, files_b):
+    for pa, pb in zip(files_a, files_b, strict=False):
         assert same_content(pa, pb)
     # the two files of a dataset are different events (distinct per-file seeds) ...
     assert not same_content(files_a[0], files_a[1])
@@ -64,19 +64,20 @@ def test_same_seed_gives_identical_content_whatever_jobs(twin_runs):
     assert ev[1]["event"].tolist() == list(range(31, 61))
     assert set(ev[1]["luminosityBlock"].tolist()) == {2}
     ma, mb = fa["qcd"]["metadata"], fb["qcd"]["metadata"]
-    assert ma["xsec"] == mb["xsec"] and ma["sumw"] == mb["sumw"] == 60
+    assert ma["xsec"] == mb["xsec"]
+    assert ma["sumw"] == mb["sumw"] == 60
 
 
 def test_different_seed_gives_different_events(twin_runs, tmp_path):
-    a, _, fa, _ = twin_runs
+    _a, _, fa, _ = twin_runs
     other = generate("qcd", events=30, seed=12, out=tmp_path, settings=SMALL, events_per_file=30)
-    assert not same_content(sorted(fa["qcd"]["files"])[0], next(iter(other["qcd"]["files"])))
+    assert not same_content(min(fa["qcd"]["files"]), next(iter(other["qcd"]["files"])))
 
 
 def test_truncated_file_is_regenerated_and_good_file_reused(twin_runs):
     a, b, fa, _ = twin_runs
     first, second = sorted(fa["qcd"]["files"])
-    reference = sorted(Path(b).glob("qcd/*.root"))[0]  # the twin run's first file
+    reference = min(Path(b).glob("qcd/*.root"))  # the twin run's first file
     # damage the first file: cut it in half (what a killed job leaves)
     data = Path(first).read_bytes()
     Path(first).write_bytes(data[: len(data) // 2])
@@ -118,7 +119,8 @@ def test_unknown_process_lists_valid_ones(tmp_path):
     with pytest.raises(UnknownNameError) as err:
         generate("qcdd", events=10, seed=1, out=tmp_path)
     msg = str(err.value)
-    assert "'qcdd'" in msg and all(name in msg for name in PROCESSES)
+    assert "'qcdd'" in msg
+    assert all(name in msg for name in PROCESSES)
     assert isinstance(err.value, KeyError)
 
 
@@ -126,7 +128,10 @@ def test_unknown_setting_lists_valid_ones(tmp_path):
     with pytest.raises(UnknownNameError) as err:
         generate("svj", events=10, seed=1, out=tmp_path, settings={"r_inv": 0.5})
     msg = str(err.value)
-    assert "'r_inv'" in msg and "rinv" in msg and "mzprime" in msg and "detector.track_pt_min" in msg
+    assert "'r_inv'" in msg
+    assert "rinv" in msg
+    assert "mzprime" in msg
+    assert "detector.track_pt_min" in msg
     with pytest.raises(UnknownNameError, match="peak"):
         resolve_settings("svj", {"alpha_dark": "highest"})
     with pytest.raises(UnknownNameError, match="events_per_file"):
@@ -138,8 +143,10 @@ def test_unknown_setting_lists_valid_ones(tmp_path):
 
 def test_settings_resolution_types_and_svj_lambda():
     s = resolve_settings("svj", {"mzprime": 2000, "alpha_dark": "0.2", "mpi": "true"})
-    assert s["mzprime"] == 2000.0 and isinstance(s["mzprime"], float)
-    assert s["alpha_dark"] == 0.2 and s["mpi"] is True
+    assert s["mzprime"] == 2000.0
+    assert isinstance(s["mzprime"], float)
+    assert s["alpha_dark"] == 0.2
+    assert s["mpi"] is True
     from coffea_ad.samples.processes import svj_lambda
 
     # α(1 TeV) = 2π / (b0 ln(1000/Λ)) must invert svj_lambda; b0 = 11 - 4/3 for N_c=3, N_f=2
@@ -153,7 +160,7 @@ def test_settings_resolution_types_and_svj_lambda():
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     exe = Path(sys.executable).with_name("coffea-ad")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([str(exe), *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300, check=False)
 
 
 def test_cli_generate_writes_fileset_with_overrides(tmp_path):
@@ -161,14 +168,20 @@ def test_cli_generate_writes_fileset_with_overrides(tmp_path):
                "--set", "z_decay=leptonic", "--set", "pthat_min=150", "--no-progress", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     meta = json.loads((tmp_path / "out" / "fileset.json").read_text())["zjets"]["metadata"]
-    assert meta["settings"]["z_decay"] == "leptonic" and meta["settings"]["pthat_min"] == 150.0
-    assert meta["nevents"] == 20 and "zjets: 20 events in 1 file(s)" in res.stdout
+    assert meta["settings"]["z_decay"] == "leptonic"
+    assert meta["settings"]["pthat_min"] == 150.0
+    assert meta["nevents"] == 20
+    assert "zjets: 20 events in 1 file(s)" in res.stdout
 
 
 def test_cli_rejects_unknown_names_with_the_valid_ones(tmp_path):
     res = _cli("generate", "nope", "--events", "5", "--seed", "1", "--out", "o", cwd=tmp_path)
-    assert res.returncode == 2 and "unknown process 'nope'" in res.stderr and "svj" in res.stderr
+    assert res.returncode == 2
+    assert "unknown process 'nope'" in res.stderr
+    assert "svj" in res.stderr
     res = _cli("generate", "qcd", "--events", "5", "--seed", "1", "--out", "o", "--set", "bogus=1",
                cwd=tmp_path)
-    assert res.returncode == 2 and "'bogus'" in res.stderr and "pthat_min" in res.stderr
+    assert res.returncode == 2
+    assert "'bogus'" in res.stderr
+    assert "pthat_min" in res.stderr
     assert not (tmp_path / "o").exists()

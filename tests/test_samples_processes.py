@@ -12,9 +12,9 @@ import pytest
 pytest.importorskip("pythia8mc")
 pytest.importorskip("fastjet")
 
-from coffea.nanoevents import NanoEventsFactory, PFNanoAODSchema  # noqa: E402
+from coffea.nanoevents import NanoEventsFactory, PFNanoAODSchema
 
-from coffea_ad.samples import PROCESSES, generate_fileset  # noqa: E402
+from coffea_ad.samples import PROCESSES, generate_fileset
 
 pytestmark = pytest.mark.filterwarnings("ignore:Missing cross-reference:RuntimeWarning")
 
@@ -51,7 +51,8 @@ def test_metadata_flags_and_cross_sections(samples):
         meta = fileset[name]["metadata"]
         assert meta["process"] == req["process"]
         assert meta["is_signal"] == PROCESSES[req["process"]].is_signal
-        assert meta["nevents"] == req["events"] and meta["xsec"] > 0
+        assert meta["nevents"] == req["events"]
+        assert meta["xsec"] > 0
     # LO orders of magnitude at 13.6 TeV (pb): a unit slip (mb vs pb) is off by 10^9
     assert 200 < fileset["ttbar"]["metadata"]["xsec"] < 2000
     assert 5 < fileset["wz"]["metadata"]["xsec"] < 100
@@ -117,7 +118,8 @@ def test_hpp_gives_same_sign_dileptons_and_zll_opposite_sign(samples):
     assert same_sign.mean() > 0.9
     # the two W's have the H±± charge: GenPart holds two same-sign W's in every event
     w = events["hpp"].GenPart[abs(events["hpp"].GenPart.pdgId) == 24]
-    assert ak.all(ak.num(w) == 2) and ak.all(w.pdgId[:, 0] == w.pdgId[:, 1])
+    assert ak.all(ak.num(w) == 2)
+    assert ak.all(w.pdgId[:, 0] == w.pdgId[:, 1])
 
     zlep = _iso_leptons(events["zll"])
     ztwo = zlep[ak.num(zlep) == 2]
@@ -143,11 +145,13 @@ def test_w_leptonic_transverse_mass_has_jacobian_edge(samples):
 def test_sm_hard_processes_in_genpart(samples):
     _, events = samples
     tt = events["ttbar"].GenPart
-    assert ak.all(ak.sum(tt.pdgId == 6, axis=1) == 1) and ak.all(ak.sum(tt.pdgId == -6, axis=1) == 1)
+    assert ak.all(ak.sum(tt.pdgId == 6, axis=1) == 1)
+    assert ak.all(ak.sum(tt.pdgId == -6, axis=1) == 1)
     # t -> b W: each top's daughters include a W, found through genPartIdxMother
     w = tt[abs(tt.pdgId) == 24]
     mothers = tt.pdgId[ak.values_astype(w.genPartIdxMother, np.int64)]
-    assert ak.all(np.sign(mothers) == np.sign(w.pdgId)) and ak.all(abs(mothers) == 6)
+    assert ak.all(np.sign(mothers) == np.sign(w.pdgId))
+    assert ak.all(abs(mothers) == 6)
     wz = events["wz"].GenPart
     assert ak.all(ak.sum(abs(wz.pdgId) == 24, axis=1) == 1)
     assert ak.all(ak.sum(wz.pdgId == 23, axis=1) == 1)

@@ -144,7 +144,7 @@ def _dist2(ri: float, fi: float, rj: float, fj: float) -> float:
 
 
 @numba.njit(cache=True)
-def _softdrop_one(px, py, pz, e, zcut, beta, r0):  # noqa: ANN001, ANN202 (numba kernel)
+def _softdrop_one(px, py, pz, e, zcut, beta, r0):
     n = len(px)
     if n == 0:
         return 0.0
@@ -220,7 +220,7 @@ def _softdrop_one(px, py, pz, e, zcut, beta, r0):  # noqa: ANN001, ANN202 (numba
 
 
 @numba.njit(cache=True)
-def _softdrop_all(px, py, pz, e, offsets, zcut, beta, r0):  # noqa: ANN001, ANN202
+def _softdrop_all(px, py, pz, e, offsets, zcut, beta, r0):
     out = np.zeros(len(offsets) - 1)
     for j in range(len(offsets) - 1):
         lo, hi = offsets[j], offsets[j + 1]
@@ -253,7 +253,7 @@ def softdrop_mass(
 
 
 @numba.njit(cache=True)
-def _kt_snapshots(px, py, pz, e, nmax):  # noqa: ANN001, ANN202 (numba kernel)
+def _kt_snapshots(px, py, pz, e, nmax):
     """Exclusive kT (E-scheme, R = 1000 so that no particle merges with the beam): the
     four-vectors of the ``N`` remaining pseudojets for N = nmax ... 1, in one clustering."""
     n = len(px)
@@ -322,7 +322,7 @@ def _kt_snapshots(px, py, pz, e, nmax):  # noqa: ANN001, ANN202 (numba kernel)
 
 
 @numba.njit(cache=True)
-def _nsubjettiness_one(px, py, pz, e, nmax, r0, n_attempts, accuracy):  # noqa: ANN001, ANN202
+def _nsubjettiness_one(px, py, pz, e, nmax, r0, n_attempts, accuracy):
     n = len(px)
     taus = np.zeros(nmax)
     if n == 0:
@@ -386,7 +386,7 @@ def _nsubjettiness_one(px, py, pz, e, nmax, r0, n_attempts, accuracy):  # noqa: 
 
 
 @numba.njit(cache=True)
-def _nsubjettiness_all(px, py, pz, e, offsets, nmax, r0, n_attempts, accuracy):  # noqa: ANN001, ANN202
+def _nsubjettiness_all(px, py, pz, e, offsets, nmax, r0, n_attempts, accuracy):
     out = np.zeros((len(offsets) - 1, nmax))
     for j in range(len(offsets) - 1):
         lo, hi = offsets[j], offsets[j + 1]

@@ -24,7 +24,7 @@ Response (all numbers are fields of :class:`DetectorConfig` and can be overridde
 5. Mass hypotheses: charged hadrons π± (0.1396 GeV), e, μ their masses, photons and neutral
    hadrons 0.
 6. Impact parameters of tracks from the true production vertex (PV at the origin):
-   d0 = (−x·py + y·px)/pT, dz = z − (x·px + y·py)/pT · pz/pT (cm), each smeared by
+   d0 = (-x·py + y·px)/pT, dz = z - (x·px + y·py)/pT · pz/pT (cm), each smeared by
    σ = ``ip_res_a`` ⊕ ``ip_res_b``/pT (20 µm ⊕ 50 µm·GeV/pT). Neutral candidates get 0.
 
 References:

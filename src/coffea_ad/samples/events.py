@@ -255,7 +255,7 @@ class EventMaker:
 
 
 @numba.njit(cache=True)
-def _relative_isolation(lep_index, lep_event, eta, phi, pt, offsets, dr2max):  # noqa: ANN001, ANN202
+def _relative_isolation(lep_index, lep_event, eta, phi, pt, offsets, dr2max):
     """Σ pT of the other PF candidates within ΔR < 0.3 of each lepton, divided by its pT
     (NanoAOD ``pfRelIso03_all`` without pile-up correction). One loop per lepton over its
     event's candidates: leptons are few, candidates a few hundred."""
