@@ -28,6 +28,7 @@ import numpy as np
 from coffea_ad.features import (
     energy_correlators,
     jet_constituents,
+    jet_features,
     jet_shapes,
 )
 
@@ -60,6 +61,42 @@ def load_jets(copies: int):
     jets = ak.concatenate([jets] * copies)
     # contiguous buffers, as a fresh read of a large file would give
     return ak.to_packed(cons), ak.to_packed(jets)
+
+
+def load_event_records(copies: int):
+    """Plain events records (FatJet, FatJetPFCands, PFCands) read with uproot, replicated."""
+    import uproot
+
+    tree = uproot.open(PFNANO)["Events"]
+    arr = tree.arrays(["FatJet_eta", "FatJet_phi", "FatJet_mass", "FatJet_pt",
+                       "FatJetPFCands_jetIdx", "FatJetPFCands_pFCandsIdx", "PFCands_pt",
+                       "PFCands_eta", "PFCands_phi", "PFCands_mass"])
+    arr = ak.to_packed(ak.concatenate([arr] * copies))
+    events = ak.zip({
+        "FatJet": ak.zip({f: arr[f"FatJet_{f}"] for f in ("pt", "eta", "phi", "mass")}),
+        "FatJetPFCands": ak.zip({"jetIdx": arr.FatJetPFCands_jetIdx,
+                                 "pFCandsIdx": arr.FatJetPFCands_pFCandsIdx}),
+        "PFCands": ak.zip({f: arr[f"PFCands_{f}"] for f in ("pt", "eta", "phi", "mass")}),
+    }, depth_limit=1)
+    return events, arr
+
+
+def loop_demo_features(arr, n_events: int):
+    """Per-jet loop for the demo AE inputs: group links, then η, φ, m, pTD, axes per jet."""
+    out = []
+    for e in range(n_events):
+        jet_idx = arr.FatJetPFCands_jetIdx[e].tolist()
+        cand_idx = arr.FatJetPFCands_pFCandsIdx[e].tolist()
+        pt, eta, phi = (arr[f"PFCands_{f}"][e].tolist() for f in ("pt", "eta", "phi"))
+        for j, (jeta, jphi, jm) in enumerate(zip(arr.FatJet_eta[e].tolist(),
+                                                  arr.FatJet_phi[e].tolist(),
+                                                  arr.FatJet_mass[e].tolist(), strict=True)):
+            cands = [c for jj, c in zip(jet_idx, cand_idx, strict=True) if jj == j]
+            jet = {"pt": [pt[c] for c in cands], "eta": [eta[c] for c in cands],
+                   "phi": [phi[c] for c in cands], "jet_eta": jeta, "jet_phi": jphi}
+            ptd_v, major, minor, _, _ = loop_substructure([jet])[0]
+            out.append((jeta, jphi, jm, ptd_v, major, minor))
+    return out
 
 
 # ------------------------------------------------------------------- per-jet loop references
@@ -164,6 +201,16 @@ def main() -> None:
     n_loop = len(loop_subset)
 
     rows = []
+
+    events, raw = load_event_records(args.copies)
+    demo = ["eta", "phi", "mass", "ptd", "axis_major", "axis_minor"]
+    jet_features(events[:2], demo)
+    t_demo = median_time(lambda: jet_features(events, demo), args.repeats)
+    n_loop_events = max(1, args.loop_jets // 2)
+    n_demo_loop = int(ak.sum(ak.num(raw.FatJet_pt[:n_loop_events])))
+    t_demo_loop = median_time(lambda: loop_demo_features(raw, n_loop_events),
+                              args.repeats) / n_demo_loop
+    rows.append(("demo AE inputs (+links)", n_jets / t_demo, 1 / t_demo_loop, None))
 
     t_col = median_time(lambda: jet_shapes(cons, jets), args.repeats)
     t_loop = median_time(lambda: loop_substructure(loop_subset), args.repeats) / n_loop

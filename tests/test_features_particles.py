@@ -160,3 +160,16 @@ def test_graph_argument_errors(events):
         constituent_graph(cons, events.FatJet, n=10, knn=10)
     with pytest.raises(UnknownNameError, match="'weighted'"):
         constituent_graph(cons, events.FatJet, weight="weighted")
+
+
+def test_chunk_without_jets_gives_empty_fixed_shapes(events):
+    empty = events[:0]
+    cons = jet_constituents(empty)
+    values, mask = particle_list(cons, empty.FatJet, n=5)
+    assert values.shape == (0, 5, 7)
+    assert mask.shape == (0, 5)
+    for knn, n_edges in ((None, 20), (2, 10)):
+        g = constituent_graph(cons, empty.FatJet, n=5, knn=knn)
+        assert g["edge_index"].shape == (0, 2, n_edges)
+        assert g["edge_weight"].shape == (0, n_edges)
+        assert g["adjacency"].shape == (0, 5, 5)

@@ -157,4 +157,12 @@ def constituent_graph(
     record = dispatch(_graph_record, constituents, jets, label="constituent-graph", n=int(n),
                       features=features, r_c=float(r_c), knn=knn, weight=weight)
     names = ("nodes", "mask", "adjacency", "edge_index", "edge_weight", "edge_mask")
-    return dict(zip(names, _split(record, names), strict=True))
+    out = dict(zip(names, _split(record, names), strict=True))
+    if isinstance(out["mask"], np.ndarray):
+        # a chunk without jets loses the inner sizes in awkward -> numpy: restore them
+        n_edges = n * (n - 1) if knn is None else n * knn
+        shapes = {"nodes": (n, len(features)), "mask": (n,), "adjacency": (n, n),
+                  "edge_index": (2, n_edges), "edge_weight": (n_edges,),
+                  "edge_mask": (n_edges,)}
+        out = {name: value.reshape((len(value), *shapes[name])) for name, value in out.items()}
+    return out
