@@ -395,6 +395,24 @@ def test_dask_matches_reference_with_two_workers_and_one(gen_files, fake_gpu_cli
 
 
 @pytest.mark.dask
+def test_attaches_to_a_running_scheduler_by_address_or_file(gen_files, fake_gpu_client,
+                                                            tmp_path):
+    ref = _reference(gen_files)
+    address = fake_gpu_client.scheduler.address
+    scheduler_file = tmp_path / "scheduler.json"
+    # what `dask scheduler --scheduler-file` writes (Client.write_scheduler_file trips on
+    # this distributed's scheduler_info); clients only read "address"
+    scheduler_file.write_text(json.dumps({"type": "Scheduler", "address": address}))
+    for scheduler in (address, str(scheduler_file)):
+        out = run_processor(_fileset(gen_files), JetCounter(record_worker=True),
+                            scheduler=scheduler, chunksize=100)
+        _assert_matches(out, ref, what=f"attached to {scheduler}")
+        # the work ran on the existing cluster's workers, not on a new LocalCluster
+        assert set(out["workers"]) <= set(fake_gpu_client.scheduler_info()["workers"])
+        assert out["run_info"]["executor"]["scheduler"] == scheduler
+
+
+@pytest.mark.dask
 def test_dask_awkward_path_matches_runner(gen_files, fake_gpu_client, tmp_path):
     pytest.importorskip("dask_histogram")  # hist.dask, the histograms of the lazy path
     truncated = tmp_path / "cut.root"

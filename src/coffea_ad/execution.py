@@ -170,7 +170,7 @@ def _cache_key(filename: str, treename: str) -> tuple[Any, ...]:
 
 def _inspect_file(item: tuple[str, str, str], timeout: int | None = 60) -> dict[str, Any]:
     """Open one file and return its entry count and UUID, or the error that stopped it."""
-    dataset, filename, treename = item
+    _, filename, treename = item
     key = _cache_key(filename, treename)
     if key in _METADATA_CACHE:
         return _METADATA_CACHE[key]
@@ -600,7 +600,8 @@ def run_processor(
     if executor == "dask" and client is None:
         with dask_client(scheduler, workers=workers, threads=threads) as new_client:
             return run_processor(fileset, processor_instance, executor="dask",
-                                 client=new_client, chunksize=chunksize, maxchunks=maxchunks,
+                                 client=new_client, scheduler=scheduler,
+                                 chunksize=chunksize, maxchunks=maxchunks,
                                  skipbadfiles=skipbadfiles, progress=progress,
                                  checkpoint_dir=checkpoint_dir, resources=resources,
                                  retries=retries, align_clusters=align_clusters,
