@@ -19,6 +19,7 @@ __all__ = [
     "event_weights",
     "leading_pair",
     "met_collection",
+    "register_dataset",
     "require_fields",
 ]
 
@@ -107,3 +108,27 @@ def leading_pair(jets: Any, mask: Any) -> tuple[np.ndarray, Any]:
     good = jets[mask]
     has_pair = ak.to_numpy(ak.num(good, axis=1) >= 2)
     return has_pair, good[has_pair][:, :2]
+
+
+def register_dataset(hists: Mapping[str, Any], dataset: str, **labels: str) -> None:
+    """Make ``dataset`` (and the string ``labels``, e.g. ``systematic``) a bin of every
+    histogram even when the chunk selected nothing.
+
+    A growing category axis only gains a bin when something is filled into it, so an empty
+    file would otherwise give histograms without its dataset. One fill with weight 0 adds
+    the bins and nothing to any sum (``Weight`` storage holds sums of w and w² only).
+    """
+    import hist
+
+    for h in hists.values():
+        values: dict[str, Any] = {}
+        for axis in h.axes:
+            if axis.name == "dataset":
+                values[axis.name] = dataset
+            elif axis.name in labels:
+                values[axis.name] = labels[axis.name]
+            elif isinstance(axis, (hist.axis.StrCategory, hist.axis.IntCategory)):
+                values[axis.name] = axis.value(0)
+            else:
+                values[axis.name] = axis.edges[0]
+        h.fill(**values, weight=0.0)

@@ -28,7 +28,12 @@ from coffea_ad.errors import UnknownNameError
 from coffea_ad.features import dijet_mass
 from coffea_ad.histos import jet_score_histogram, score_mass_histogram
 from coffea_ad.inference import OnnxScorer
-from coffea_ad.processors._common import event_weights, leading_pair, require_fields
+from coffea_ad.processors._common import (
+    event_weights,
+    leading_pair,
+    register_dataset,
+    require_fields,
+)
 
 __all__ = ["DEFAULT_MJJ_EDGES", "BumpHuntProcessor", "Combine"]
 
@@ -163,6 +168,7 @@ class BumpHuntProcessor(processor.ProcessorABC):
         hists["jets"] = jet_score_histogram(score_label="jet score")
         hists["jets"].fill(dataset=dataset, score=np.concatenate([s1, s2]),
                            weight=np.concatenate([w, w]))
+        register_dataset(hists, dataset, systematic=self.systematic)
         cutflow = {
             "all": n_all,
             f">=2 {self.jets} (pt>{self.min_pt:g}, |eta|<{self.max_eta:g})": int(has_pair.sum()),

@@ -29,7 +29,7 @@ from coffea_ad.errors import ModelContractError
 from coffea_ad.features import dijet_mass, jet_features
 from coffea_ad.histos import score_mass_histogram
 from coffea_ad.inference import OnnxScorer
-from coffea_ad.processors._common import event_weights, require_fields
+from coffea_ad.processors._common import event_weights, register_dataset, require_fields
 
 __all__ = ["DEFAULT_FEATURE_BINS", "REGIONS", "ResonantProcessor", "chunk_rng"]
 
@@ -217,6 +217,7 @@ class ResonantProcessor(processor.ProcessorABC):
                        weight=s_w)
             hists[f"feature_{name}"] = h
 
+        register_dataset(hists, dataset, systematic=self.systematic)
         out: dict[str, Any] = {
             "hists": hists,
             "cutflow": {dataset: {

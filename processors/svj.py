@@ -27,6 +27,7 @@ from coffea_ad.processors._common import (
     event_weights,
     leading_pair,
     met_collection,
+    register_dataset,
     require_fields,
 )
 
@@ -128,6 +129,8 @@ class SVJProcessor(processor.ProcessorABC):
         h_jets = jet_score_histogram()
         h_jets.fill(dataset=dataset, score=ak.to_numpy(ak.flatten(lead_scores)),
                     weight=np.repeat(w, 2))
+        register_dataset({"events": h_events, "jets": h_jets}, dataset,
+                         systematic=self.systematic)
         return {
             "hists": {"events": h_events, "jets": h_jets},
             "cutflow": {dataset: cutflow},
