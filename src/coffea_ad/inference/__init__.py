@@ -6,6 +6,7 @@ for processors; ``write_score_friend`` writes a ROOT friend tree aligned with th
 
 from __future__ import annotations
 
+from coffea_ad.inference.checks import graph_signature
 from coffea_ad.inference.contract import (
     CONTRACT_VERSION,
     InputSpec,
@@ -22,10 +23,8 @@ from coffea_ad.inference.scorer import (
     OnnxScorer,
     ScorerStats,
     add_scores,
-    graph_signature,
-    release_sessions,
-    session_creations,
 )
+from coffea_ad.inference.session import release_sessions, session_creations
 
 __all__ = [
     "CONTRACT_VERSION",
