@@ -185,3 +185,25 @@ def test_cli_rejects_unknown_names_with_the_valid_ones(tmp_path):
     assert "'bogus'" in res.stderr
     assert "pthat_min" in res.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_pthat_flattening_weights_follow_the_bias_power(tmp_path):
+    """With flatten_pthat = p, Pythia samples with bias (p̂T/p̂T_min)^p and genWeight undoes it:
+    log w = const - p log p̂T exactly, with p̂T the pT of the outgoing hard partons."""
+    import awkward as ak
+
+    power = 4.5
+    fs = generate("qcd", events=60, seed=5, out=tmp_path, settings={**SMALL, "flatten_pthat": power})
+    path = next(iter(fs["qcd"]["files"]))
+    with uproot.open(path) as f:
+        ev = f["Events"].arrays(["genWeight", "GenPart_pt", "GenPart_status"])
+    hard_pt = ev.GenPart_pt[abs(ev.GenPart_status) == 23]
+    assert ak.all(ak.num(hard_pt) == 2)
+    pthat = ak.to_numpy(ak.fill_none(ak.max(hard_pt, axis=1), np.nan)).astype(float)
+    w = ak.to_numpy(ev.genWeight).astype(float)
+    slope = np.polyfit(np.log(pthat), np.log(w), 1)[0]
+    assert slope == pytest.approx(-power, abs=2e-3)
+    assert w.std() > 0.1 * w.mean()  # the weights really vary
+    assert fs["qcd"]["metadata"]["sumw"] == pytest.approx(w.sum(), rel=1e-5)
+    # flattening pushes the sample to high p̂T: the median is well above the unbiased one
+    assert np.median(pthat) > 1.5 * SMALL["pthat_min"]

@@ -27,7 +27,7 @@ import os
 import zlib
 from collections.abc import Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from importlib import metadata
 from multiprocessing import get_context
 from pathlib import Path
@@ -330,7 +330,3 @@ def generate(
     if events_per_file is not None:
         request["events_per_file"] = events_per_file
     return generate_fileset({dataset or process: request}, out=out, seed=seed, jobs=jobs, progress=progress)
-
-
-def _task_dict(task: _FileTask) -> dict[str, Any]:  # for debugging / logs
-    return asdict(task)

@@ -276,7 +276,9 @@ _SVJ = ProcessSpec(
             "peak", "dark coupling α_dark: a number or 'peak'/'low'/'high' (see svj_lambda)",
             (str, float),
         ),
+        # s-channel 2 -> 1: p̂T is not defined at the hard process, the phase-space cut is on m̂
         "mhat_min": Setting(0.0, "PhaseSpace:mHatMin [GeV]"),
+        "mhat_max": Setting(-1.0, "PhaseSpace:mHatMax [GeV] (-1: no upper limit)"),
         "gq": Setting(0.25, "Z' coupling to SM quarks (sets the cross-section only)"),
         "gdark": Setting(1.0, "Z' coupling to dark quarks (sets the cross-section only)"),
     },
