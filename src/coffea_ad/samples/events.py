@@ -211,7 +211,10 @@ class EventMaker:
         }
         out = {k: ak.values_astype(v, np.float32) for k, v in cols.items()}
         if fat:
-            sub = substructure(gather(pf[["px", "py", "pz", "E"]], index), r0=radius)
+            sub = substructure(
+                gather(pf[["px", "py", "pz", "E"]], index), r0=radius,
+                backend=self.settings.get("substructure", "numba"),
+            )
             nj = ak.num(jets)
             for k, v in sub.items():
                 out[k] = ak.unflatten(v, nj)
