@@ -69,8 +69,9 @@ def _build(family: str):
         return ConditionalVAE(4, cond_centre=[8.2], cond_scale=[0.2], hidden=(16, 16)), _cvae_inputs
     if family == "cvae_sampler":
         cvae = ConditionalVAE(4, cond_centre=[8.2], cond_scale=[0.2], hidden=(16, 16))
+        cvae.noise_scale.copy_(torch.tensor([0.1, 0.2, 0.3, 0.4]))
         return CVAESampler(cvae), lambda n: {
-            "noise": RNG.normal(size=(n, 4)).astype(np.float32),
+            "noise": RNG.normal(size=(n, 4 + 4)).astype(np.float32),
             "condition": RNG.uniform(2500, 4500, size=(n, 1)).astype(np.float32)}
     if family == "quantile":
         return (QuantileRegressor(1, quantiles=(0.3, 0.6, 0.9), centre=[8.0], scale=[0.3],

@@ -208,10 +208,14 @@ def test_cvae_samples_follow_the_condition():
                            cond_centre=[lm.mean()], cond_scale=[lm.std()])
     fit(model, [x[:3500], m[:3500, None]], [x[3500:], m[3500:, None]], epochs=40,
         batch_size=128, lr=3e-3, seed=0)
+    model.calibrate_noise(x[:3500], m[:3500, None])
     gen = torch.Generator().manual_seed(0)
     for mass in (2500.0, 3500.0):
         sample = model.sample(np.full((2000, 1), mass, np.float32), generator=gen).numpy()
         assert sample[:, 0].mean() == pytest.approx(mass / 1000, abs=0.06)
+        # the spread at fixed m_jj is the data's (0.1 and 1), not the decoder mean's alone
+        assert sample[:, 0].std() == pytest.approx(0.1, rel=0.35)
+        assert sample[:, 1].std() == pytest.approx(1.0, rel=0.2)
 
 
 def test_pca_baseline_equals_sklearn():

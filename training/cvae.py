@@ -81,6 +81,7 @@ def run(config: dict[str, Any] | None, fileset: dict | str | Path,
     history = fit(model, [x[tr], c[tr]], [x[va], c[va]], epochs=cfg["epochs"],
                   batch_size=cfg["batch_size"], lr=cfg["lr"], patience=cfg["patience"],
                   lr_patience=cfg["lr_patience"], seed=cfg["seed"], threads=cfg["threads"])
+    noise = model.calibrate_noise(x[tr], c[tr])
     te_sr = split.test[in_sr[split.test]]
     bkg_scores = predict(model, [x[te_sr], c[te_sr]])[0] if len(te_sr) else np.zeros(0)
     aucs, sics = {}, {}
@@ -125,17 +126,19 @@ def run(config: dict[str, Any] | None, fileset: dict | str | Path,
     spath = paths["onnx"].with_name(paths["onnx"].stem + "_sampler.onnx")
     scontract = ModelContract(
         name=spath.stem,
-        inputs=[InputSpec("noise", [f"z{i}" for i in range(cfg["latent"])], [cfg["latent"]]),
+        inputs=[InputSpec("noise", [f"z{i}" for i in range(cfg["latent"])]
+                          + [f"eps_{n}" for n in names], [cfg["latent"] + len(names)]),
                 condition],
         outputs=[OutputSpec("features", "sampled features (decoder mean), raw units",
                             [len(names)])],
         score="features", description="Decoder of the cVAE: background template given m_jj; "
-        f"feed standard-normal noise. Sampled feature order: {names}", **common)
+        f"feed standard-normal noise (latent z, then one per feature). Sampled feature order: "
+        f"{names}; observation noise scales (standardized) {noise.tolist()}", **common)
     rng = np.random.default_rng(cfg["seed"])
-    noise = rng.normal(size=(37, cfg["latent"])).astype(np.float32)
-    export_onnx(sampler, {"noise": noise[:16], "condition": c[tr][:16]}, spath,
+    eps = rng.normal(size=(37, cfg["latent"] + len(names))).astype(np.float32)
+    export_onnx(sampler, {"noise": eps[:16], "condition": c[tr][:16]}, spath,
                 output_names=sampler.output_names, contract=scontract)
-    verify_onnx(sampler, spath, {"noise": noise, "condition": c[va][:37]})
+    verify_onnx(sampler, spath, {"noise": eps, "condition": c[va][:37]})
     return {"auc_sr": aucs, "max_sic_sr": sics, "n_train": len(tr),
             "epochs": len(history.train_loss), "onnx": str(paths["onnx"]),
             "sampler": str(spath)}

@@ -201,6 +201,7 @@ def _cathode_like(q: dict, s: dict, config: dict, *, seed: int, s_over_b: float
                            cond_centre=lc.mean(0), cond_scale=lc.std(0))
     hist = fit(model, [x[tr], c[tr]], [x[va], c[va]], epochs=100, batch_size=256, lr=1e-3,
                patience=10, seed=seed)
+    model.calibrate_noise(x[tr], c[tr])
     data_sr = x[in_sr]
     gen = torch.Generator().manual_seed(seed)
     # template: 4x the data SR, m_jj drawn from the data SR (as CATHODE does)

@@ -56,6 +56,9 @@ class ConditionalVAE(nn.Module):
         self.to_mean = nn.Linear(hidden[-1], latent)
         self.to_logvar = nn.Linear(hidden[-1], latent)
         self.decoder = make_mlp([latent + n_conditions, *reversed(hidden), n_features], activation)
+        # spread of p(x | z, c) around the decoder mean, per standardized feature; 0 until
+        # calibrate_noise() is called after training
+        self.register_buffer("noise_scale", torch.zeros(n_features))
 
     def condition(self, c):
         """Raw condition -> the standardized (log) condition the networks see."""
@@ -82,23 +85,47 @@ class ConditionalVAE(nn.Module):
         _, reco, kl = self.terms(features, condition)
         return reco + self.beta * kl
 
-    def sample(self, condition, *, generator=None):
-        """Draw one feature vector per condition row from ``p(x | z, c)``, ``z ~ N(0, 1)``.
+    def calibrate_noise(self, features, condition):
+        """Set :attr:`noise_scale` to the per-feature RMS residual of the reconstruction
+        (latent = posterior mean) on ``features`` (standardized units).
 
-        Returns raw-unit features ``[len(condition), n_features]`` (decoder mean).
+        The MSE loss is the Gaussian likelihood of ``p(x | z, c)`` with a fixed variance; the
+        decoder gives only its mean. Sampling the mean alone yields a template narrower than
+        the data, which a data-vs-template classifier separates at once. Returns the scales.
+        """
+        self.eval()
+        with torch.no_grad():
+            f = torch.as_tensor(features, dtype=torch.float32)
+            c = torch.as_tensor(condition, dtype=torch.float32)
+            x = self.scaler(f)
+            cs = self.condition(c)
+            h = self.encoder(torch.cat([x, cs], dim=1))
+            r = self.decode(self.to_mean(h), cs)
+            self.noise_scale.copy_((x - r).square().mean(dim=0).sqrt())
+        return self.noise_scale.clone()
+
+    def sample(self, condition, *, generator=None):
+        """Draw one feature vector per condition row from ``p(x | z, c)``: ``z ~ N(0, 1)``,
+        decoder mean plus Gaussian noise of :attr:`noise_scale`.
+
+        Returns raw-unit features ``[len(condition), n_features]``.
         """
         self.eval()
         with torch.no_grad():
             c = torch.as_tensor(condition, dtype=torch.float32)
+            c = c.reshape(c.shape[0], self.n_conditions)
             z = torch.randn((c.shape[0], self.latent), generator=generator)
-            return self.scaler.inverse(self.decode(z, self.condition(c)))
+            eps = torch.randn((c.shape[0], self.n_features), generator=generator)
+            mean = self.decode(z, self.condition(c))
+            return self.scaler.inverse(mean + eps * self.noise_scale)
 
 
 class CVAESampler(nn.Module):
     """The cVAE decoder as its own ONNX graph: ``forward(noise, condition) -> features``.
 
-    ``noise`` is ``[batch, latent]`` standard normal drawn by the caller (ONNX RandomNormal
-    would tie the randomness to the runtime's seed handling).
+    ``noise`` is ``[batch, latent + n_features]`` standard normal drawn by the caller (ONNX
+    RandomNormal would tie the randomness to the runtime's seed handling): the first
+    ``latent`` columns are ``z``, the rest the observation noise scaled by ``noise_scale``.
     """
 
     output_names = ("features",)
@@ -109,4 +136,6 @@ class CVAESampler(nn.Module):
 
     def forward(self, noise, condition):
         c = self.cvae.condition(condition)
-        return self.cvae.scaler.inverse(self.cvae.decode(noise, c))
+        z, eps = noise[:, : self.cvae.latent], noise[:, self.cvae.latent:]
+        mean = self.cvae.decode(z, c)
+        return self.cvae.scaler.inverse(mean + eps * self.cvae.noise_scale)
