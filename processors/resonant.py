@@ -70,7 +70,8 @@ class ResonantProcessor(processor.ProcessorABC):
             ``NAME_j2`` and ``condition`` = ``[mjj]``), as written by ``training/cvae.py``.
         sampler: its decoder ``NAME_sampler.onnx`` (inputs ``noise``, ``condition``; output
             ``features``); ``None``: the file next to ``model`` if it exists, else no template.
-        signal_region: ``(low, high)`` m_jj of the signal region (GeV).
+        signal_region: ``(low, high)`` m_jj of the signal region (GeV), or the string
+            ``"low:high"`` (what ``coffea-ad run --set signal_region=3300:3700`` passes).
         min_pt: both leading jets above it (GeV); the same selection as the training rows
             (:func:`coffea_ad.nn.data.dijet_rows`: the two p_T-leading jets, no η cut).
         jets: jet collection.
@@ -113,6 +114,10 @@ class ResonantProcessor(processor.ProcessorABC):
         lumi_fb: float | None = None,
         scorer_options: dict[str, Any] | None = None,
     ) -> None:
+        if isinstance(signal_region, str):  # from the CLI: --set signal_region=3300:3700
+            signal_region = [x for x in signal_region.replace(":", ",").split(",") if x]
+        if len(signal_region) != 2:
+            raise ValueError(f"signal_region: expected (low, high), found {signal_region!r}")
         low, high = (float(x) for x in signal_region)
         if not low < high:
             raise ValueError(f"signal_region: expected (low, high) with low < high, found "
