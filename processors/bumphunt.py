@@ -52,9 +52,11 @@ class BumpHuntProcessor(processor.ProcessorABC):
         model: path of a jet-level ONNX model (its contract names the jet collection and the
             features, e.g. the particle VAE of ``training/particle_vae.py``).
         thresholds: correctionlib JSON of score thresholds versus m_jj
-            (:func:`coffea_ad.stats.thresholds_to_correctionlib`); an event is in category k
-            when its score passes k thresholds. ``None``: every event in category 0 (the run
-            that produces the sideband histograms the thresholds are derived from).
+            (:func:`coffea_ad.stats.thresholds_to_correctionlib`), or the ``.onnx``
+            quantile-regression model of ``training/qr.py`` (fitted to the same ``combine``);
+            an event is in category k when its score passes k thresholds. ``None``: every
+            event in category 0 (the run that produces the sideband histograms the
+            thresholds are derived from).
         threshold_name: name of the correction inside the JSON.
         combine: how the two leading-jet scores make the event score (``"min"``: both jets
             anomalous; ``"max"``; ``"sum"``).
@@ -107,11 +109,29 @@ class BumpHuntProcessor(processor.ProcessorABC):
         self.lumi_fb = None if lumi_fb is None else float(lumi_fb)
         self.threshold_name = threshold_name
         self.thresholds = None if thresholds is None else str(thresholds)
-        # The JSON travels with the processor (workers may not see the client's disk); the
-        # evaluable correctionlib object is built lazily on each worker, never pickled.
-        self._thresholds_json = None if thresholds is None else Path(thresholds).read_text()
+        self._thresholds_json: str | None = None
         self._evaluator: Any = None
-        n_q = 0 if thresholds is None else self._threshold_evaluator().quantiles.size
+        self.qr_scorer: OnnxScorer | None = None
+        if thresholds is None:
+            n_q = 0
+        elif str(thresholds).endswith(".onnx"):
+            # the quantile-regression network of training/qr.py: m_jj -> thresholds
+            self.qr_scorer = OnnxScorer(thresholds, **(scorer_options or {}))
+            extra = self.qr_scorer.contract.extra
+            if self.qr_scorer.contract.kind != "quantile_regression" or "quantiles" not in extra:
+                msg = (f"bumphunt: expected a quantile-regression model (training/qr.py) as "
+                       f"thresholds, found kind {self.qr_scorer.contract.kind!r} in {thresholds}")
+                raise ValueError(msg)
+            if extra.get("combine", combine) != combine:
+                msg = (f"bumphunt: the thresholds in {thresholds} were fitted to the "
+                       f"{extra['combine']!r} score, found combine={combine!r}")
+                raise ValueError(msg)
+            n_q = len(extra["quantiles"])
+        else:
+            # The JSON travels with the processor (workers may not see the client's disk);
+            # the evaluable correctionlib object is built lazily on each worker, never pickled.
+            self._thresholds_json = Path(thresholds).read_text()
+            n_q = self._threshold_evaluator().quantiles.size
         self.categories = list(range(n_q + 1))
 
     def __getstate__(self) -> dict[str, Any]:
@@ -128,6 +148,18 @@ class BumpHuntProcessor(processor.ProcessorABC):
             cset = cs.CorrectionSet.model_validate_json(self._thresholds_json)
             self._evaluator = thresholds_from_correctionlib(cset, name=self.threshold_name)
         return self._evaluator
+
+    def _categories(self, score: np.ndarray, mjj: np.ndarray) -> np.ndarray:
+        """Number of thresholds each event's score passes (0 without thresholds)."""
+        if self._thresholds_json is not None:
+            return self._threshold_evaluator().categories(score, mjj)
+        if self.qr_scorer is not None and len(score):
+            thr = np.asarray(self.qr_scorer(mjj.astype(np.float32)[:, None]), np.float64)
+            # sorting each row is the monotone rearrangement of crossing quantile curves
+            # (Chernozhukov, Fernandez-Val, Galichon, Econometrica 78 (2010) 1093)
+            thr = np.sort(thr.reshape(len(score), -1), axis=1)
+            return np.count_nonzero(score[:, None] >= thr, axis=1).astype(np.intp)
+        return np.zeros(len(score), dtype=np.intp)
 
     def _histogram(self) -> Any:
         return score_mass_histogram(
@@ -154,10 +186,7 @@ class BumpHuntProcessor(processor.ProcessorABC):
         deta = np.abs(ak.to_numpy(lead[:, 0].eta).astype(np.float64)
                       - ak.to_numpy(lead[:, 1].eta).astype(np.float64))
         w = weights[has_pair]
-        if self._thresholds_json is None:
-            category = np.zeros(len(score), dtype=np.intp)
-        else:
-            category = self._threshold_evaluator().categories(score, mjj)
+        category = self._categories(score, mjj)
         sideband = deta > self.sideband_deta
 
         hists = {"events": self._histogram(), "sideband": self._histogram()}

@@ -215,3 +215,35 @@ def test_refuses_treemaker_layout(cms_data, tiny_ae_onnx):
     assert err is not None, f"expected a MissingBranchError, got {info.value!r}"
     assert err.missing == "FatJet"
     assert "JetsAK8" in str(err)
+
+
+def test_quantile_regression_model_as_thresholds(small_fileset, tiny_ae_onnx, qcd_reference,
+                                                 tmp_path):
+    """The ONNX quantile regression of training/qr.py (fitted here for two epochs) gives
+    the categories that its network, run here with ONNX Runtime, gives."""
+    pytest.importorskip("torch")
+    import onnxruntime as ort
+
+    from coffea_ad.training import qr
+
+    res = qr.run({"model": str(tiny_ae_onnx), "combine": "min", "min_pt": MIN_PT,
+                  "quantiles": [0.5, 0.8], "hidden": [8], "epochs": 2, "threads": 1},
+                 {"qcd": small_fileset["qcd"]}, tmp_path / "qr")
+    with pytest.raises(ValueError, match="'min' score, found combine='max'"):
+        BumpHuntProcessor(tiny_ae_onnx, thresholds=res["onnx"], combine="max")
+    proc = BumpHuntProcessor(tiny_ae_onnx, thresholds=res["onnx"], min_pt=MIN_PT,
+                             max_eta=MAX_ETA)
+    assert proc.categories == [0, 1, 2]
+    out = run_processor({"qcd": small_fileset["qcd"]}, proc, executor="iterative")
+    r = qcd_reference
+    sess = ort.InferenceSession(res["onnx"], providers=["CPUExecutionProvider"])
+    thr = sess.run(None, {"inputs": r["mjj"].astype(np.float32)[:, None]})[0]
+    cat = (r["score"][:, None] >= np.sort(thr, axis=1)).sum(1)
+    keep = r["deta"] <= 1.4
+    assert len(set(cat[keep].tolist())) >= 2, "the thresholds should split the events"
+    h = out["hists"]["events"][{"dataset": "qcd", "systematic": "nominal", "score": sum}]
+    for c in (0, 1, 2):
+        ref = hist.Hist(h.axes["mjj"], storage=hist.storage.Weight())
+        ref.fill(mjj=r["mjj"][keep & (cat == c)], weight=r["w"][keep & (cat == c)])
+        np.testing.assert_allclose(h[{"category": hist.loc(c)}].values(flow=True),
+                                   ref.values(flow=True), rtol=1e-9, err_msg=f"category {c}")
