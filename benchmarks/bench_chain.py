@@ -9,11 +9,11 @@ On the same generated PFNano-format files (Pythia8 + FastJet, made once and cach
    substructure features, ONNX Runtime scoring of every AK8 jet (the dense AE of the demo,
    trained for a few epochs here), m_T, histogram fill;
 3. the full chain on a Dask LocalCluster with 1 worker and with 2 workers (1 thread each);
-   parallel efficiency = rate(2 workers) / (2 × rate(1 worker)).
+   parallel efficiency = rate(2 workers) / (2 x rate(1 worker)).
 
 The two sides of each comparison run alternately, ``--repeats`` times each after a warm-up
 (numba compilation, ONNX session creation), and the medians are compared. Targets (issue 8):
-full chain ≥ 0.5 × read-only; efficiency ≥ 85 %.
+full chain ≥ 0.5 x read-only; efficiency ≥ 85 %.
 
     python benchmarks/bench_chain.py --events 4000 --replicas 4 --repeats 3
 
@@ -35,7 +35,6 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import uproot
 from coffea import processor
 
 warnings.filterwarnings("ignore", message="Missing cross-reference index")
@@ -173,7 +172,7 @@ def main() -> None:
                 rates[key].append(run(chain, client=client))
 
     med = {k: statistics.median(v) for k, v in rates.items()}
-    print("\nevents/s (median of %d; all runs: min..max)" % args.repeats)
+    print(f"\nevents/s (median of {args.repeats}; all runs: min..max)")
     for k, v in rates.items():
         print(f"  {k:<11} {med[k]:9.0f}   ({min(v):.0f}..{max(v):.0f})")
     ratio = med["full chain"] / med["read-only"]

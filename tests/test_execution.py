@@ -119,12 +119,13 @@ def _fileset(files: dict[str, list[str]]) -> dict[str, dict]:
 # ----------------------------------------------------------------------------- processor
 class JetCounter(processor.ProcessorABC):
     """Jet-pt histograms (unweighted and genWeight-weighted), sum of weights and event count
-    per dataset (one-bin histograms). Written for both paths: eager/virtual awkward events (Runner) and
-    dask-awkward events (``apply_to_fileset``).
+    per dataset (one-bin histograms). Written for both paths: eager/virtual awkward events
+    (Runner) and dask-awkward events (``apply_to_fileset``).
 
     Test hooks (eager path only): ``sleep`` seconds per chunk; ``log_dir`` gets one file per
     ``process`` call (``pid-dataset-start-stop-uuid``); while the file ``fail_flag`` exists,
-    the chunk of ``fail_file`` (name prefix) starting at ``fail_at`` raises; ``record_worker`` counts chunks per Dask worker.
+    the chunk of ``fail_file`` (name prefix) starting at ``fail_at`` raises;
+    ``record_worker`` counts chunks per Dask worker.
     """
 
     def __init__(self, *, sleep: float = 0.0, log_dir: str | None = None,
@@ -146,7 +147,8 @@ class JetCounter(processor.ProcessorABC):
         out = {}
         if not lazy:
             if self.log_dir:
-                name = f"{os.getpid()}-{ds}-{meta['entrystart']}-{meta['entrystop']}-{uuid.uuid4().hex}"
+                span = f"{meta['entrystart']}-{meta['entrystop']}"
+                name = f"{os.getpid()}-{ds}-{span}-{uuid.uuid4().hex}"
                 Path(self.log_dir, name).touch()
             if (self.fail_flag and Path(self.fail_flag).exists()
                     and Path(meta["filename"]).name.startswith(self.fail_file)
@@ -197,7 +199,8 @@ def _assert_matches(out: dict, ref: dict, *, what: str = "") -> None:
 
 def _assert_each_chunk_once(info: dict) -> None:
     for f in info["files"]:
-        assert f["error"] is None and not f["skipped_chunks"], f
+        assert f["error"] is None, f
+        assert not f["skipped_chunks"], f
         assert f["entries_processed"] == f["entries"] == f["entries_planned"], f
         assert f["complete"], f
     assert info["complete"]
@@ -237,13 +240,12 @@ def test_maxchunks_is_reported_as_partial_not_as_error(gen_files):
 def test_reader_errors_are_told_apart_from_analysis_bugs(tmp_path, pfnano_file):
     truncated = tmp_path / "t.root"
     truncated.write_bytes(Path(pfnano_file).read_bytes()[:100_000])
-    with pytest.raises(OSError) as err:
+    with pytest.raises(OSError, match=r"t\.root") as err:
         uproot.open(truncated)["Events"]
     assert is_reader_error(err.value)
-    try:
-        raise Exception("Failed processing file") from err.value  # coffea's wrapping
-    except Exception as wrapped:
-        assert is_reader_error(wrapped)
+    with pytest.raises(RuntimeError) as wrapped:
+        raise RuntimeError("Failed processing file") from err.value  # coffea-style wrapping
+    assert is_reader_error(wrapped.value)
     assert not is_reader_error(ZeroDivisionError("analysis bug"))
     assert not is_reader_error(ValueError("bad threshold"))
 
@@ -274,7 +276,8 @@ def test_bad_files_reported_and_good_events_counted_once(gen_files, tmp_path, cm
 
     with pytest.raises(IncompleteRunError) as err:
         run_processor(_fileset(files), JetCounter(), executor="iterative", chunksize=50)
-    assert "nano_dy_truncated.root" in str(err.value) and "OSError" in str(err.value)
+    assert "nano_dy_truncated.root" in str(err.value)
+    assert "OSError" in str(err.value)
 
     with pytest.raises(Exception, match=r"qcd_corrupt\.root.*entrystart=100.*DeserializationError"):
         # opening is fine, reading the corrupt basket is not: the chunk is named
@@ -285,7 +288,8 @@ def test_bad_files_reported_and_good_events_counted_once(gen_files, tmp_path, cm
         out = run_processor(_fileset(files), JetCounter(), executor="futures", workers=2,
                             chunksize=50, skipbadfiles=True)
     message = str(warned[0].message)
-    assert "nano_dy_truncated.root" in message and "qcd_corrupt.root" in message
+    assert "nano_dy_truncated.root" in message
+    assert "qcd_corrupt.root" in message
     # the good files once, plus the corrupt copy's source without entries [100, 150)
     expected = {"qcd": [*gen_files["qcd"], (gen_files["qcd"][1], (100, 150))],
                 "svj": gen_files["svj"]}
@@ -294,10 +298,13 @@ def test_bad_files_reported_and_good_events_counted_once(gen_files, tmp_path, cm
     assert by_file["nano_dy_truncated.root"]["entries"] is None
     assert "OSError" in by_file["nano_dy_truncated.root"]["error"]
     bad = by_file["qcd_corrupt.root"]
-    assert bad["entries"] == 250 and bad["entries_processed"] == 200 and not bad["complete"]
+    assert bad["entries"] == 250
+    assert bad["entries_processed"] == 200
+    assert not bad["complete"]
     assert [(c["entrystart"], c["entrystop"]) for c in bad["skipped_chunks"]] == [(100, 150)]
     assert bad["skipped_chunks"][0]["error"].startswith("DeserializationError")
-    assert by_file["qcd_0.root"]["complete"] and by_file["svj_0.root"]["complete"]
+    assert by_file["qcd_0.root"]["complete"]
+    assert by_file["svj_0.root"]["complete"]
     assert len(out["run_info"]["skipped"]) == 2
 
 
@@ -418,10 +425,10 @@ def test_dask_awkward_path_matches_runner(gen_files, fake_gpu_client, tmp_path):
     truncated = tmp_path / "cut.root"
     truncated.write_bytes(Path(gen_files["svj"][0]).read_bytes()[:3000])
     files = {"qcd": gen_files["qcd"], "svj": [*gen_files["svj"], str(truncated)]}
-    with pytest.raises(IncompleteRunError, match="cut.root"):
+    with pytest.raises(IncompleteRunError, match=r"cut\.root"):
         run_processor(_fileset(files), JetCounter(), executor="dask-awkward",
                       client=fake_gpu_client, chunksize=64)
-    with pytest.warns(SkippedFilesWarning, match="cut.root"):
+    with pytest.warns(SkippedFilesWarning, match=r"cut\.root"):
         lazy = run_processor(_fileset(files), JetCounter(), executor="dask-awkward",
                              client=fake_gpu_client, chunksize=64, skipbadfiles=True)
     _assert_matches(lazy, _reference(gen_files), what="dask-awkward")
@@ -430,7 +437,8 @@ def test_dask_awkward_path_matches_runner(gen_files, fake_gpu_client, tmp_path):
     for key in ("counts", "sums"):
         assert lazy[key] == eager[key]  # identical bin contents, axes, storage
     by_file = {Path(f["file"]).name: f for f in lazy["run_info"]["files"]}
-    assert by_file["cut.root"]["entries"] is None and by_file["cut.root"]["error"]
+    assert by_file["cut.root"]["entries"] is None
+    assert by_file["cut.root"]["error"]
     assert by_file["qcd_0.root"]["entries_processed"] == 300
 
 
@@ -460,7 +468,8 @@ def test_worker_killed_mid_run_gives_identical_histograms(gen_files, tmp_path):
         killer.join()
         after = set(client.run(os.getpid).values())
     assert killed, "no worker was killed: the run ended before any chunk started?"
-    assert killed["pid"] in before and killed["pid"] not in after
+    assert killed["pid"] in before
+    assert killed["pid"] not in after
     later = [p for p in log.iterdir() if p.stat().st_mtime > killed["at"]]
     assert later, "no chunk started after the kill: the kill did not happen mid-run"
     _assert_matches(out, _reference(gen_files), what="after a worker was killed")
@@ -482,7 +491,8 @@ def test_cli_run_writes_run_json_and_refuses_unreadable_files(tiny_ae_onnx, pfna
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
     assert res.returncode == 0, res.stderr
     info = json.loads((tmp_path / "out" / "run.json").read_text())
-    assert info["entries"] == info["entries_processed"] == 10 and info["complete"]
+    assert info["entries"] == info["entries_processed"] == 10
+    assert info["complete"]
     assert info["models"] == {str(Path(tiny_ae_onnx).resolve()): file_sha256(tiny_ae_onnx)}
     assert info["onnx_providers"] == {"CPUExecutionProvider": 10}
     assert "run_info" not in json.loads((tmp_path / "out" / "cutflow.json").read_text())
@@ -491,4 +501,5 @@ def test_cli_run_writes_run_json_and_refuses_unreadable_files(tiny_ae_onnx, pfna
                                                     str(truncated): "Events"}}}))
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
     assert res.returncode != 0
-    assert "pfnano_cut.root" in res.stderr and "--skip-bad-files" in res.stderr
+    assert "pfnano_cut.root" in res.stderr
+    assert "--skip-bad-files" in res.stderr

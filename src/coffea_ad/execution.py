@@ -213,13 +213,13 @@ def _plan(fileset: dict[str, Any], *, chunksize: int, maxchunks: int | None,
     fetched = iter(_map(_inspect_file, todo, executor=executor, client=client,
                         workers=workers))
     infos = [cached[i] if cached[i] is not None else next(fetched) for i in range(len(items))]
-    for (_, f, t), info in zip(items, infos):
+    for (_, f, t), info in zip(items, infos, strict=True):
         if info["error"] is None:
             _METADATA_CACHE[_cache_key(f, t)] = info
     files: list[dict[str, Any]] = []
     chunks: list[WorkItem] = []
     per_dataset: dict[str, int] = {}
-    for (ds, f, t), info in zip(items, infos):
+    for (ds, f, t), info in zip(items, infos, strict=True):
         record = {"dataset": ds, "file": f, "treename": t, "entries": info["entries"],
                   "uuid": str(uuid.UUID(bytes=info["uuid"])) if info["uuid"] else None,
                   "error": info["error"], "planned": []}
@@ -472,7 +472,7 @@ def dask_client(
     memory_limit: str | float | None = "auto",
 ) -> Iterator[Any]:
     """A ``distributed.Client``: attached to ``scheduler`` when given, else on a new
-    ``LocalCluster`` of ``workers`` processes × ``threads`` threads on loopback.
+    ``LocalCluster`` of ``workers`` processes x ``threads`` threads on loopback.
 
     Args:
         scheduler: a scheduler address (``tcp://host:8786``) or the path of a scheduler JSON
@@ -529,6 +529,16 @@ class _AnnotatedDaskExecutor(processor.DaskExecutor):
             return super().__call__(items, function, accumulator)
 
 
+class _IterativeExecutor(processor.IterativeExecutor):
+    """coffea's IterativeExecutor whose ``status=False`` really hides the progress bar
+    (coffea 2026.9 passes ``disable`` to rich as a task field, which rich ignores)."""
+
+    def __call__(self, items: Any, function: Any, accumulator: Any) -> Any:
+        if self.status or len(items) == 0:
+            return super().__call__(items, function, accumulator)
+        return processor.accumulate(map(function, items), accumulator), 0
+
+
 # ----------------------------------------------------------------------------- run
 def run_processor(
     fileset: Mapping[str, Any] | str | Path,
@@ -558,7 +568,7 @@ def run_processor(
         processor_instance: a coffea ``ProcessorABC`` whose ``process`` returns a dict.
         executor: ``"iterative"`` (this process), ``"futures"`` (a pool of ``workers``
             processes), ``"dask"`` (``client`` if given, else ``scheduler``, else a new
-            LocalCluster of ``workers`` × ``threads``), or ``"dask-awkward"``
+            LocalCluster of ``workers`` x ``threads``), or ``"dask-awkward"``
             (:func:`apply_processor`; the processor must accept dask-awkward events).
         chunksize: target entries per chunk (coffea evens chunks out within a file).
         maxchunks: at most this many chunks per dataset (quick tests); the run_info then
@@ -621,8 +631,7 @@ def run_processor(
         raise ValueError(f"no file of the fileset could be opened: {unreadable}")
 
     if executor == "iterative":
-        ex: processor.ExecutorBase = processor.IterativeExecutor(status=progress,
-                                                                  retries=retries)
+        ex: processor.ExecutorBase = _IterativeExecutor(status=progress, retries=retries)
     elif executor == "futures":
         ex = processor.FuturesExecutor(workers=workers, status=progress, retries=retries)
     else:

@@ -86,9 +86,10 @@ def run(processor_name: str, fileset: str, model: str, executor: str, scheduler:
     worker_res = _resources(worker_resources, "--worker-resources")
     outdir = Path(out)
     outdir.mkdir(parents=True, exist_ok=True)
-    options = dict(executor=executor, workers=workers, threads=threads, chunksize=chunksize,
-                   maxchunks=maxchunks, skipbadfiles=skip_bad_files, progress=progress,
-                   checkpoint_dir=checkpoint_dir, resources=task_res or None, retries=retries)
+    options = {"executor": executor, "workers": workers, "threads": threads,
+               "chunksize": chunksize, "maxchunks": maxchunks, "skipbadfiles": skip_bad_files,
+               "progress": progress, "checkpoint_dir": checkpoint_dir,
+               "resources": task_res or None, "retries": retries}
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", SkippedFilesWarning)
