@@ -194,3 +194,21 @@ def test_real_files_and_refusals(cms_data, vbs_models, tiny_ae_onnx):
     while err is not None and not isinstance(err, MissingBranchError):
         err = err.__cause__ or err.__context__
     assert err is not None
+
+
+def test_models_from_cli_string(vbs_models):
+    """``coffea-ad run vbs --set models=dnn=PATH`` passes the extra models as one string."""
+    from coffea_ad.cli import parse_settings
+
+    vae_path, dnn_path = vbs_models
+    settings = parse_settings((f"models=dnn={dnn_path}", "min_mjj=300"))
+    proc = VBSProcessor(vae_path, **settings)
+    assert proc.labels == ["", "dnn"]
+    assert proc.scorer_for("dnn").contract.kind == "vae_classifier"
+    assert proc.min_mjj == 300.0
+    from coffea_ad.execution import processor_fingerprint
+
+    # both models are recorded in the run's provenance (found among the attributes)
+    assert len(processor_fingerprint(proc)["models"]) == 2
+    with pytest.raises(ValueError, match="identifiers"):
+        VBSProcessor(vae_path, models={"vae+dnn": dnn_path})

@@ -1,6 +1,7 @@
 """``coffea-ad report OUT``: the statistics and CMS-style plots of a ``coffea-ad run`` output.
 
-Reads ``OUT/histograms.coffea`` (and ``OUT/run.json`` / ``OUT/cutflow.json`` when present),
+Reads ``OUT/histograms.coffea`` (histograms, cutflow, the resonant processor's arrays) and
+``OUT/run.json`` when present (processor, fileset metadata for the dataset roles, models),
 writes ``OUT/report/report.md`` with its PNG plots: per event histogram (every histogram with
 ``dataset``, ``category``, ``score`` and an ``mt`` or ``mjj`` axis) the page of
 :func:`coffea_ad.stats.write_report` (yields, AUC / max SIC / σ per signal, ABCD closure on
@@ -251,7 +252,7 @@ def report(run_dir: str, backgrounds: tuple[str, ...], signals: tuple[str, ...],
            abcd_y_axis: str | None, abcd_y_cut: float | None, sqrt_s: float,
            title: str | None, plots: bool, out: str | None) -> None:
     """Statistics and plots of a run: writes OUT/report/report.md (with PNGs) from
-    OUT/histograms.coffea, OUT/cutflow.json and OUT/run.json."""
+    OUT/histograms.coffea and OUT/run.json."""
     from coffea.util import load
 
     from coffea_ad.stats import write_report
