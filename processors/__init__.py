@@ -1,6 +1,15 @@
 """Ready analyses, one module per workflow, each a coffea ``ProcessorABC`` thin over the library.
 
-Run by name with ``coffea-ad run NAME``; :data:`PROCESSORS` maps names to classes lazily.
+Run by name with ``coffea-ad run NAME``; :data:`PROCESSORS` maps names to classes lazily:
+
+- ``svj``: semivisible jets, AE-tagged jets in 0/1/2-tag categories × m_T (ABCD in m_T);
+- ``bumphunt``: model-agnostic dijet search, QR-decorrelated categories × m_jj;
+- ``resonant``: LHC-Olympics-style cVAE, signal region vs sidebands, sampled template;
+- ``vbs``: same-sign WW + 2 jets, event-level VAE / VAE+DNN scores for σ = |BSM − SM|/√SM.
+
+Each refuses input without the branches it needs with
+:class:`~coffea_ad.errors.MissingBranchError` naming them, and writes an empty but
+well-formed output for an empty file. ``coffea-ad report OUT`` turns a run into a page.
 """
 
 from __future__ import annotations
