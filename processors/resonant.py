@@ -68,8 +68,9 @@ class ResonantProcessor(processor.ProcessorABC):
     Args:
         model: the cVAE ONNX model (event level, inputs ``features`` named ``NAME_j1``,
             ``NAME_j2`` and ``condition`` = ``[mjj]``), as written by ``training/cvae.py``.
-        sampler: its decoder ``NAME_sampler.onnx`` (inputs ``noise``, ``condition``; output
-            ``features``); ``None``: the file next to ``model`` if it exists, else no template.
+        sampler: its decoder ``NAME_sampler.onnx`` (inputs ``noise``: standard-normal
+            columns, as many as its contract names, and ``condition``; output ``features``);
+            ``None``: the file next to ``model`` if it exists, else no template.
         signal_region: ``(low, high)`` m_jj of the signal region (GeV), or the string
             ``"low:high"`` (what ``coffea-ad run --set signal_region=3300:3700`` passes).
         min_pt: both leading jets above it (GeV); the same selection as the training rows
@@ -141,9 +142,10 @@ class ResonantProcessor(processor.ProcessorABC):
         self.sampler_path = None if sampler is None else str(sampler)
         self.sampler = (None if sampler is None
                         else OnnxScorer(sampler, **(scorer_options or {})))
-        if self.sampler is not None:
-            s_out = self.sampler.contract.input("noise").shape
-            self.latent = int(s_out[0])
+        # standard-normal columns the sampler takes per row (latent z, then the observation
+        # noise of each feature in the current recipe): read from its contract, not assumed
+        self.noise_width = (0 if self.sampler is None
+                            else int(self.sampler.contract.input("noise").shape[0]))
         self.signal_region = (low, high)
         self.min_pt = float(min_pt)
         self.jets = jets
@@ -209,7 +211,7 @@ class ResonantProcessor(processor.ProcessorABC):
         sampled = np.zeros((0, len(self.features)), dtype=np.float32)
         if self.sampler is not None:
             rng = chunk_rng(self.seed, events.metadata)
-            noise = rng.standard_normal((len(idx) * k, self.latent)).astype(np.float32)
+            noise = rng.standard_normal((len(idx) * k, self.noise_width)).astype(np.float32)
             s_cond = np.repeat(cond, k, axis=0)
             sampled = np.asarray(self.sampler({"noise": noise, "condition": s_cond}),
                                  dtype=np.float32).reshape(len(idx) * k, len(self.features))

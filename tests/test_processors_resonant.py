@@ -105,7 +105,7 @@ def test_regions_scores_features_and_template(small_fileset, cvae_model):
                                        ref.values(flow=True), rtol=1e-9)
         # the template: the decoder run here on the same noise, 2 draws per event
         rng = chunk_rng(7, {"filename": path, "entrystart": 0})
-        noise = rng.standard_normal((2 * len(mjj), proc.latent)).astype(np.float32)
+        noise = rng.standard_normal((2 * len(mjj), proc.noise_width)).astype(np.float32)
         cond = np.repeat(mjj.astype(np.float32), 2)[:, None]
         sampled = _ort(sampler).run(["features"], {"noise": noise, "condition": cond})[0]
         sr2 = np.repeat(region, 2) == 1
