@@ -56,6 +56,8 @@ def _resources(pairs: tuple[str, ...], option: str) -> dict[str, float]:
               help="Retries of a failed chunk.")
 @click.option("--progress/--no-progress", default=True, show_default=True,
               help="Progress bar.")
+@click.option("--schema", type=click.Choice(["pfnano", "nanoaod", "treemaker"]), default="pfnano",
+              show_default=True, help="NanoEvents schema of the input files.")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
               help="Processor option, e.g. --set tag_threshold=0.5 (repeatable).")
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False))
@@ -63,12 +65,14 @@ def run(processor_name: str, fileset: str, model: str, executor: str, scheduler:
         workers: int, threads: int, chunksize: int, maxchunks: int | None,
         skip_bad_files: bool, checkpoint_dir: str | None, resources: tuple[str, ...],
         worker_resources: tuple[str, ...], retries: int, progress: bool,
-        settings: tuple[str, ...], out: str) -> None:
+        schema: str, settings: tuple[str, ...], out: str) -> None:
     """Run PROCESSOR (e.g. svj) over a fileset and write histograms (hist and ROOT) and
     run.json (entries held and processed per file, versions, model sha256, providers)."""
     import warnings
 
     from coffea.util import save
+
+    from coffea.nanoevents import NanoAODSchema, PFNanoAODSchema, TreeMakerSchema
 
     from coffea_ad.execution import (
         RUN_INFO_KEY,
@@ -89,7 +93,9 @@ def run(processor_name: str, fileset: str, model: str, executor: str, scheduler:
     options = {"executor": executor, "workers": workers, "threads": threads,
                "chunksize": chunksize, "maxchunks": maxchunks, "skipbadfiles": skip_bad_files,
                "progress": progress, "checkpoint_dir": checkpoint_dir,
-               "resources": task_res or None, "retries": retries}
+               "resources": task_res or None, "retries": retries,
+               "schema": {"pfnano": PFNanoAODSchema, "nanoaod": NanoAODSchema,
+                          "treemaker": TreeMakerSchema}[schema]}
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", SkippedFilesWarning)
@@ -108,7 +114,8 @@ def run(processor_name: str, fileset: str, model: str, executor: str, scheduler:
     info = result.pop(RUN_INFO_KEY)
     save(result, outdir / "histograms.coffea")
     write_root(result["hists"], outdir / "histograms.root")
-    meta = {k: v for k, v in result.items() if k != "hists"}
+    # arrays (e.g. the resonant processor's signal-region rows) live in histograms.coffea only
+    meta = {k: v for k, v in result.items() if k not in ("hists", "arrays")}
     (outdir / "cutflow.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
     (outdir / "run.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
     click.echo(f"processed {info['entries_processed']} of {info['entries']} entries in "

@@ -237,7 +237,9 @@ def write_report(
             figures.append(("Score distributions", "scores.png"))
             if "systematic" in names and systematic == "nominal":
                 # this plot takes the full histogram and selects "nominal" itself
-                plot_mass_by_category(h_in, out / "mass.png", mass=mass_axis)
+                keep = ("dataset", "systematic", "category", "score", mass_axis)
+                h_plot = h_in[{n: sum for n in h_in.axes.name if n not in keep}]
+                plot_mass_by_category(h_plot, out / "mass.png", mass=mass_axis)
                 figures.append((f"{mass_axis} per category", "mass.png"))
         except ImportError:  # pragma: no cover - plotting extras are optional
             pass
