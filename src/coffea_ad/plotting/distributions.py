@@ -98,9 +98,9 @@ def plot_mass_by_category(
                 vals = vals / vals.sum()
             hep.histplot(vals, sub.axes[mass].edges, ax=ax, label=name,
                          yerr=np.sqrt(sub.variances()) if not normalize else None)
-        ax.set_title(f"{h.axes['category'].label}: {cat}", fontsize=18)
         ax.set_xlabel(h.axes[mass].label)
         ax.set_yscale("log")
-        ax.legend(fontsize=14)
+        # the category goes in the legend title: a panel title would collide with the CMS label
+        ax.legend(fontsize=14, title=f"{h.axes['category'].label}: {cat}", title_fontsize=15)
     axes[0].set_ylabel("Events (weighted)")
     return _save(fig, path)
