@@ -14,13 +14,15 @@ event with two jets, and each one that is on adds its own cutflow step.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import awkward as ak
+import hist
 import numpy as np
 from coffea import processor
 
 from coffea_ad.features import transverse_mass
+from coffea_ad.errors import UnknownNameError
 from coffea_ad.histos import jet_score_histogram, score_mass_histogram
 from coffea_ad.inference import OnnxScorer
 from coffea_ad.processors._common import (
@@ -31,7 +33,48 @@ from coffea_ad.processors._common import (
     require_fields,
 )
 
-__all__ = ["SVJProcessor"]
+__all__ = ["ABCD_VARIABLES", "AbcdVariable", "SVJProcessor", "abcd_histogram"]
+
+AbcdVariable = Literal["deta_jj", "met_over_mt"]
+
+#: Second ABCD variables: name -> (axis label, bin edges). The names are those of
+#: :func:`coffea_ad.features.event_variables` (what ``dense_ae``'s ``disco_variable`` takes), so
+#: one name means the same quantity in the processor, the training and the report.
+ABCD_VARIABLES: dict[str, tuple[str, tuple[float, ...]]] = {
+    # |Δη| of two jets with |η| < 2.4 is below 4.8; 0.1 steps keep 1.3, 1.5 (CMS cuts) as edges
+    "deta_jj": (r"$|\Delta\eta_{j_1 j_2}|$",
+                tuple(round(float(x), 1) for x in np.arange(0.0, 5.01, 0.1))),
+    # R_T = MET/m_T is at most 1 (m_T >= MET for massless jets); 0.02 steps keep 0.15, 0.25
+    "met_over_mt": (r"$R_{T} = p_{T}^{miss}/m_{T}$",
+                    tuple(round(float(x), 2) for x in np.arange(0.0, 1.001, 0.02))),
+}
+
+
+def abcd_histogram(variable: AbcdVariable = "deta_jj") -> hist.Hist:
+    """Event histogram for ABCD: ``dataset × systematic × score × VARIABLE × mt``, weighted.
+
+    The dataset, systematic, score and m_T axes are those of
+    :func:`coffea_ad.histos.score_mass_histogram` (same names and binning, so that summing
+    the second variable gives ``hists["events"]`` summed over categories); the second axis is
+    named after the variable (``deta_jj`` or ``met_over_mt``), with its under/overflow kept so
+    that no event is lost on either side of an ABCD cut.
+
+    Args:
+        variable: the second ABCD variable, a key of :data:`ABCD_VARIABLES`.
+
+    Returns:
+        An empty :class:`hist.Hist` with ``Weight`` storage.
+
+    Raises:
+        UnknownNameError: ``variable`` is not a key of :data:`ABCD_VARIABLES`.
+    """
+    if variable not in ABCD_VARIABLES:
+        raise UnknownNameError("ABCD variable", variable, ABCD_VARIABLES)
+    label, edges = ABCD_VARIABLES[variable]
+    base = score_mass_histogram()
+    axes = [ax for ax in base.axes if ax.name != "category"]
+    y_axis = hist.axis.Variable(list(edges), name=variable, label=label)
+    return hist.Hist(*axes[:3], y_axis, axes[3], storage=hist.storage.Weight())
 
 
 class SVJProcessor(processor.ProcessorABC):
@@ -51,11 +94,32 @@ class SVJProcessor(processor.ProcessorABC):
         lumi_fb: weight events to yields at this luminosity (fb⁻¹) from the dataset metadata
             ``xsec`` and ``sumw``; ``None``: generator weights (1 for data).
         scorer_options: passed to :class:`~coffea_ad.inference.OnnxScorer` (providers, ...).
+        abcd_variable: the second ABCD variable of ``hists["abcd"]`` (see below):
+            ``"deta_jj"`` (|Δη| of the two leading jets, default) or ``"met_over_mt"``
+            (R_T = MET/m_T).
 
     Output (per chunk, summed by coffea): ``hists["events"]`` (dataset × systematic × category
     × score × m_T, filled once per selected event with the larger of the two leading-jet
-    losses), ``hists["jets"]`` (dataset × score, both leading jets of selected events),
-    ``cutflow[dataset][step]`` (event counts), ``sumw[dataset]``, ``entries[dataset]``.
+    losses), ``hists["abcd"]`` (dataset × systematic × score × ``abcd_variable`` × m_T, the
+    same events and score; :func:`abcd_histogram`), ``hists["jets"]`` (dataset × score, both
+    leading jets of selected events), ``cutflow[dataset][step]`` (event counts),
+    ``sumw[dataset]``, ``entries[dataset]``.
+
+    Why |Δη_jj| is the default second ABCD variable: the AE loss measures the jets' internal
+    structure, while |Δη_jj| = 2 artanh|cos θ*| measures the angle of the hard 2 → 2
+    scattering. For QCD the two factorize at fixed jet p_T (the shower does not know the
+    scattering angle), and QCD is t-channel dominated (forward, large |Δη|) while a heavy
+    s-channel Z' gives central jets (small |Δη|), so |Δη| is both discriminating and close to
+    independent of the loss: the region split the CMS dijet and semivisible-jet searches use
+    (|Δη_jj| < 1.3–1.5 signal-like, above it a control region; CMS, JHEP 06 (2022) 156,
+    arXiv:2112.11125). Two residual correlations remain and are what the closure test
+    measures: within one m_T bin, a larger |Δη| means softer jets (m_jj = 2 p_T cosh(Δη/2)),
+    and the jets' η is one of the AE inputs. Both are removed by a DisCo term against
+    ``deta_jj`` at training (``dense_ae`` ``disco_variable="deta_jj"``). The subleading jet's
+    loss is no alternative here because the score is the *larger* of the two losses, which
+    contains it. R_T (``"met_over_mt"``) is the other discriminating event variable of the
+    CMS search; for QCD its MET comes from mismeasurement and neutrinos in heavy-flavour
+    decays, which correlates with jet substructure, so expect a worse closure without DisCo.
     """
 
     def __init__(
@@ -71,7 +135,11 @@ class SVJProcessor(processor.ProcessorABC):
         systematic: str = "nominal",
         lumi_fb: float | None = None,
         scorer_options: dict[str, Any] | None = None,
+        abcd_variable: AbcdVariable = "deta_jj",
     ) -> None:
+        if abcd_variable not in ABCD_VARIABLES:  # fail at construction, not in a worker
+            raise UnknownNameError("ABCD variable", abcd_variable, ABCD_VARIABLES)
+        self.abcd_variable = abcd_variable
         self.model = str(model)
         self.scorer = OnnxScorer(self.model, **(scorer_options or {}))
         self.jets = self.scorer.contract.jets or "FatJet"
@@ -105,17 +173,19 @@ class SVJProcessor(processor.ProcessorABC):
             f">=2 {self.jets} (pt>{self.min_pt:g}, |eta|<{self.max_eta:g})": int(two_jets.sum()),
         }
         keep = np.ones(len(mt), dtype=bool)
+        # float64: |Δη| of float32 η would put events on the other side of a bin edge
+        deta = np.abs(ak.to_numpy(lead[:, 0].eta).astype(np.float64)
+                      - ak.to_numpy(lead[:, 1].eta).astype(np.float64))
+        met_pt = ak.to_numpy(met.pt).astype(np.float64)
+        # m_T = 0 only for massless back-to-back jets without MET: R_T = 0 there
+        ratio = np.divide(met_pt, mt, out=np.zeros_like(mt), where=mt > 0)
         if self.max_deta is not None:
-            deta = np.abs(ak.to_numpy(lead[:, 0].eta) - ak.to_numpy(lead[:, 1].eta))
             keep &= deta < self.max_deta
             cutflow[f"|deta_j1j2|<{self.max_deta:g}"] = int(keep.sum())
         keep &= mt >= self.min_mt
         cutflow[f"mT>={self.min_mt:g}"] = int(keep.sum())
         if self.min_met_over_mt is not None:
-            met_pt = ak.to_numpy(met.pt).astype(np.float64)
-            # m_T = 0 only for massless back-to-back jets without MET: such an event fails
-            ratio = np.divide(met_pt, mt, out=np.zeros_like(mt), where=mt > 0)
-            keep &= ratio > self.min_met_over_mt
+            keep &= ratio > self.min_met_over_mt  # an event with m_T = 0 fails
             cutflow[f"MET/mT>{self.min_met_over_mt:g}"] = int(keep.sum())
 
         lead_scores = lead_scores[keep]
@@ -126,13 +196,17 @@ class SVJProcessor(processor.ProcessorABC):
         h_events = score_mass_histogram()
         h_events.fill(dataset=dataset, systematic=self.systematic, category=ntag,
                       score=max_score, mt=mt, weight=w)
+        second = {"deta_jj": deta, "met_over_mt": ratio}[self.abcd_variable][keep]
+        h_abcd = abcd_histogram(self.abcd_variable)
+        h_abcd.fill(dataset=dataset, systematic=self.systematic, score=max_score,
+                    **{self.abcd_variable: second}, mt=mt, weight=w)
         h_jets = jet_score_histogram()
         h_jets.fill(dataset=dataset, score=ak.to_numpy(ak.flatten(lead_scores)),
                     weight=np.repeat(w, 2))
-        register_dataset({"events": h_events, "jets": h_jets}, dataset,
-                         systematic=self.systematic)
+        hists = {"events": h_events, "abcd": h_abcd, "jets": h_jets}
+        register_dataset(hists, dataset, systematic=self.systematic)
         return {
-            "hists": {"events": h_events, "jets": h_jets},
+            "hists": hists,
             "cutflow": {dataset: cutflow},
             "entries": {dataset: n_all},
             # raw generator weights, whatever lumi_fb is (the luminosity scale divides by it)
