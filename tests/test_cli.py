@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -12,8 +12,8 @@ import coffea_ad
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    exe = shutil.which("coffea-ad")
-    cmd = [exe, *args] if exe else [sys.executable, "-m", "coffea_ad.cli", *args]
+    exe = str(Path(sys.executable).with_name("coffea-ad"))  # the script of this environment
+    cmd = [exe, *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import hist
 import numpy as np
@@ -21,7 +22,8 @@ pytestmark = pytest.mark.dask
 @pytest.fixture(scope="module")
 def demo_out(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
-    cmd = [shutil.which("coffea-ad"), "demo", "--out", str(out), "--train-events", "1200",
+    exe = Path(sys.executable).with_name("coffea-ad")  # the console script of this environment
+    cmd = [str(exe), "demo", "--out", str(out), "--train-events", "1200",
            "--bkg-events", "800", "--sig-events", "600", "--epochs", "25", "--chunksize", "300"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env, check=False)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import awkward as ak
 import numpy as np
@@ -14,8 +14,8 @@ from coffea_ad.features import JET_FEATURES, jet_table
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    exe = shutil.which("coffea-ad")
-    cmd = [exe, *args] if exe else [sys.executable, "-m", "coffea_ad.cli", *args]
+    exe = str(Path(sys.executable).with_name("coffea-ad"))  # the script of this environment
+    cmd = [exe, *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
 
 

@@ -8,7 +8,6 @@ own correctness is tested with the features module), scaled by hand.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import warnings
@@ -54,8 +53,8 @@ def _reference_scores(model: Path, events) -> ak.Array:
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    exe = shutil.which("coffea-ad")
-    cmd = [exe, *args] if exe else [sys.executable, "-m", "coffea_ad.cli", *args]
+    exe = str(Path(sys.executable).with_name("coffea-ad"))  # the script of this environment
+    cmd = [exe, *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
 
 

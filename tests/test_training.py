@@ -4,9 +4,9 @@ card out, metrics that can be recomputed independently from the exported file.""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -97,8 +97,8 @@ def test_unknown_config_key_is_refused_with_the_valid_ones(small_fileset, tmp_pa
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    exe = shutil.which("coffea-ad")
-    cmd = [exe, *args] if exe else [sys.executable, "-m", "coffea_ad.cli", *args]
+    exe = str(Path(sys.executable).with_name("coffea-ad"))  # the script of this environment
+    cmd = [exe, *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
 
 
