@@ -18,7 +18,7 @@ def _recipes() -> list[str]:
     import coffea_ad.training as pkg
 
     return sorted(m.name for m in pkgutil.iter_modules(pkg.__path__)
-                  if not m.name.startswith("_") and m.name != "validate")
+                  if not m.name.startswith("_") and not m.name.startswith("validate"))
 
 
 RECIPES = _recipes()
