@@ -138,6 +138,17 @@ def test_real_nanoaod_v15_met_over_mt(cms_data, tiny_ae_onnx):
     assert r_t[-1] == 0  # overflow: MET/m_T above 1 would mean a wrong m_T
 
 
+def test_cms_cut_values_are_bin_edges():
+    """ABCD cuts on a histogram must be bin edges: the CMS values must be edges exactly."""
+    edges = {name: abcd_histogram(name).axes[name].edges for name in ABCD_VARIABLES}
+    for cut in (1.1, 1.3, 1.5, 2.0):
+        assert cut in edges["deta_jj"]
+    for cut in (0.15, 0.2, 0.25):
+        assert cut in edges["met_over_mt"]
+    assert edges["deta_jj"][-1] >= 4.8  # |Δη| of two jets within |η| < 2.4
+    assert edges["met_over_mt"][-1] == 1.0
+
+
 def test_unknown_abcd_variable(tiny_ae_onnx):
     with pytest.raises(UnknownNameError, match="deta_jj"):
         SVJProcessor(tiny_ae_onnx, tag_threshold=0.3, abcd_variable="htt")
