@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--events", type=int, default=12000,
                         help="QCD events for training and again for the closure")
-    parser.add_argument("--disco", default="10,50",
+    parser.add_argument("--disco", default="10,50,200",
                         help="DisCo λ values, comma-separated: one DisCo model per value")
     parser.add_argument("--disco-mt", default="50",
                         help="DisCo λ values against m_T (diagnostic models; '' for none)")
@@ -310,7 +310,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"{label}: trained in {t_train:.0f} s ({trained['epochs']} epochs), "
               f"score cut {x_cut:.4g}", flush=True)
 
-    head = (f"{'model':<13} {'N_A obs':>13} {'pred (all m_T)':>14} {'pull':>6} "
+    head = (f"{'model':<19} {'N_A obs':>13} {'pred (all m_T)':>14} {'pull':>6} "
             f"{'sum of bins':>13} {'pull':>6} {'chi2/ndf':>9} {'p':>8} {'dCor(s,y)':>12} "
             f"{'dCor(s,mT)':>10} {'AUC svj':>8}")
     print(f"\nABCD closure on {QCD_TEST} (background only): score >= cut (eff "
@@ -319,7 +319,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(head)
     print("-" * len(head))
     for r in rows:
-        print(f"{r['model']:<13} {r['observed']:>6.3g} ± {r['observed_err']:<4.2g} "
+        print(f"{r['model']:<19} {r['observed']:>6.3g} ± {r['observed_err']:<4.2g} "
               f"{r['predicted']:>7.3g} ± {r['predicted_err']:<4.2g} {r['integrated_pull']:>6.2f} "
               f"{r['sum_bins_predicted']:>6.3g} ± {r['sum_bins_predicted_err']:<4.2g} "
               f"{r['sum_bins_pull']:>6.2f} {r['chi2']:>5.1f}/{r['ndf']:<3d} {r['p_value']:>8.2g} "
