@@ -132,3 +132,22 @@ def register_dataset(hists: Mapping[str, Any], dataset: str, **labels: str) -> N
             else:
                 values[axis.name] = axis.edges[0]
         h.fill(**values, weight=0.0)
+
+
+def chunk_output(
+    hists: dict[str, Any], *, dataset: str, events: Any, cutflow: dict[str, int],
+    provider: str, systematic: str,
+) -> dict[str, Any]:
+    """The accumulator every processor returns for one chunk: histograms (with ``dataset``
+    registered even when nothing passed), the cutflow, the entries read, the raw sum of
+    generator weights (whatever luminosity scaling the histograms carry) and the ONNX
+    execution provider that scored the chunk."""
+    register_dataset(hists, dataset, systematic=systematic)
+    n_all = len(events)
+    return {
+        "hists": hists,
+        "cutflow": {dataset: cutflow},
+        "entries": {dataset: n_all},
+        "sumw": {dataset: float(event_weights(events).sum())},
+        "provider": {provider: n_all},
+    }

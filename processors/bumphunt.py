@@ -29,9 +29,9 @@ from coffea_ad.features import dijet_mass
 from coffea_ad.histos import jet_score_histogram, score_mass_histogram
 from coffea_ad.inference import OnnxScorer
 from coffea_ad.processors._common import (
+    chunk_output,
     event_weights,
     leading_pair,
-    register_dataset,
     require_fields,
 )
 
@@ -197,19 +197,13 @@ class BumpHuntProcessor(processor.ProcessorABC):
         hists["jets"] = jet_score_histogram(score_label="jet score")
         hists["jets"].fill(dataset=dataset, score=np.concatenate([s1, s2]),
                            weight=np.concatenate([w, w]))
-        register_dataset(hists, dataset, systematic=self.systematic)
         cutflow = {
             "all": n_all,
             f">=2 {self.jets} (pt>{self.min_pt:g}, |eta|<{self.max_eta:g})": int(has_pair.sum()),
             f"search region |deta_jj|<={self.sideband_deta:g}": int((~sideband).sum()),
         }
-        return {
-            "hists": hists,
-            "cutflow": {dataset: cutflow},
-            "entries": {dataset: n_all},
-            "sumw": {dataset: float(event_weights(events).sum())},
-            "provider": {self.scorer.provider: n_all},
-        }
+        return chunk_output(hists, dataset=dataset, events=events, cutflow=cutflow,
+                            provider=self.scorer.provider, systematic=self.systematic)
 
     def postprocess(self, accumulator: dict[str, Any]) -> dict[str, Any]:
         return accumulator

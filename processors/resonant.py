@@ -29,7 +29,11 @@ from coffea_ad.errors import ModelContractError
 from coffea_ad.features import dijet_mass, jet_features
 from coffea_ad.histos import score_mass_histogram
 from coffea_ad.inference import OnnxScorer
-from coffea_ad.processors._common import event_weights, register_dataset, require_fields
+from coffea_ad.processors._common import (
+    chunk_output,
+    event_weights,
+    require_fields,
+)
 
 __all__ = ["DEFAULT_FEATURE_BINS", "REGIONS", "ResonantProcessor", "chunk_rng"]
 
@@ -224,19 +228,14 @@ class ResonantProcessor(processor.ProcessorABC):
                        weight=s_w)
             hists[f"feature_{name}"] = h
 
-        register_dataset(hists, dataset, systematic=self.systematic)
-        out: dict[str, Any] = {
-            "hists": hists,
-            "cutflow": {dataset: {
-                "all": n_all,
-                f">=2 {self.jets} (pt>{self.min_pt:g})": len(idx),
-                f"SR {self.signal_region[0]:g}<=mjj<={self.signal_region[1]:g}":
-                    int((region == 1).sum()),
-            }},
-            "entries": {dataset: n_all},
-            "sumw": {dataset: float(event_weights(events).sum())},
-            "provider": {self.scorer.provider: n_all},
+        cutflow = {
+            "all": n_all,
+            f">=2 {self.jets} (pt>{self.min_pt:g})": len(idx),
+            f"SR {self.signal_region[0]:g}<=mjj<={self.signal_region[1]:g}":
+                int((region == 1).sum()),
         }
+        out = chunk_output(hists, dataset=dataset, events=events, cutflow=cutflow,
+                           provider=self.scorer.provider, systematic=self.systematic)
         if self.keep_arrays:
             acc = processor.column_accumulator
             sr, s_sr = region == 1, s_region == 1

@@ -26,10 +26,10 @@ from coffea_ad.features import transverse_mass
 from coffea_ad.histos import jet_score_histogram, score_mass_histogram
 from coffea_ad.inference import OnnxScorer
 from coffea_ad.processors._common import (
+    chunk_output,
     event_weights,
     leading_pair,
     met_collection,
-    register_dataset,
     require_fields,
 )
 
@@ -207,15 +207,8 @@ class SVJProcessor(processor.ProcessorABC):
         h_jets.fill(dataset=dataset, score=ak.to_numpy(ak.flatten(lead_scores)),
                     weight=np.repeat(w, 2))
         hists = {"events": h_events, "abcd": h_abcd, "jets": h_jets}
-        register_dataset(hists, dataset, systematic=self.systematic)
-        return {
-            "hists": hists,
-            "cutflow": {dataset: cutflow},
-            "entries": {dataset: n_all},
-            # raw generator weights, whatever lumi_fb is (the luminosity scale divides by it)
-            "sumw": {dataset: float(event_weights(events).sum())},
-            "provider": {self.scorer.provider: n_all},
-        }
+        return chunk_output(hists, dataset=dataset, events=events, cutflow=cutflow,
+                            provider=self.scorer.provider, systematic=self.systematic)
 
     def postprocess(self, accumulator: dict[str, Any]) -> dict[str, Any]:
         return accumulator

@@ -24,7 +24,11 @@ from coffea_ad.errors import ModelContractError
 from coffea_ad.features import vbs_variables
 from coffea_ad.histos import score_mass_histogram
 from coffea_ad.inference import OnnxScorer
-from coffea_ad.processors._common import event_weights, register_dataset, require_fields
+from coffea_ad.processors._common import (
+    chunk_output,
+    event_weights,
+    require_fields,
+)
 
 __all__ = ["VBS_MJJ_EDGES", "VBSProcessor"]
 
@@ -187,14 +191,8 @@ class VBSProcessor(processor.ProcessorABC):
             h.fill(dataset=dataset, systematic=self.systematic, category=np.zeros(len(w), int),
                    score=score, mjj=mjj, weight=w)
             hists["events" if not label else f"events_{label}"] = h
-        register_dataset(hists, dataset, systematic=self.systematic)
-        return {
-            "hists": hists,
-            "cutflow": {dataset: cutflow},
-            "entries": {dataset: n_all},
-            "sumw": {dataset: float(event_weights(events).sum())},
-            "provider": {self.scorer.provider: n_all},
-        }
+        return chunk_output(hists, dataset=dataset, events=events, cutflow=cutflow,
+                            provider=self.scorer.provider, systematic=self.systematic)
 
     def postprocess(self, accumulator: dict[str, Any]) -> dict[str, Any]:
         return accumulator
