@@ -227,3 +227,13 @@ def test_fastjet_substructure_setting_gives_the_same_file(twin_runs, tmp_path):
         else:
             assert np.array_equal(a, b), key
     assert fs["qcd"]["metadata"]["settings"]["substructure"] == "fastjet"
+
+
+def test_more_jobs_than_files_warns_and_still_generates_everything(tmp_path):
+    # files are the unit of parallelism: jobs beyond the number of files cannot help, say so
+    with pytest.warns(UserWarning, match=r"jobs=3 but only 1 file\(s\)"):
+        fs = generate("qcd", events=12, seed=4, out=tmp_path, settings=SMALL, jobs=3)
+    (path,) = fs["qcd"]["files"]
+    with uproot.open(path) as f:
+        assert f["Events"].num_entries == 12
+        assert f["Events"]["event"].array(library="np").tolist() == list(range(1, 13))

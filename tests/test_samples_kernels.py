@@ -245,3 +245,26 @@ def test_substructure_backends_agree(small_fileset):
     np.testing.assert_allclose(a["msoftdrop"], ak.to_numpy(ak.flatten(ev.FatJet_msoftdrop)), rtol=2e-3, atol=0.5)
     with pytest.raises(ValueError, match="backend"):
         substructure(cons, backend="root")
+
+
+def test_vertex_read_from_buffers_equals_fill_none():
+    """The production vertices read straight from Pythia's option buffers equal awkward's
+    fill_none path, also after two batches are concatenated (the top-up path of EventMaker)."""
+    pythia8mc = pytest.importorskip("pythia8mc")
+    from coffea_ad.samples.events import _vertex
+    from coffea_ad.samples.processes import pythia_commands, resolve_settings
+
+    pythia = pythia8mc.Pythia("", False)
+    for cmd in pythia_commands("ttbar", resolve_settings("ttbar"), seed=3):
+        pythia.readString(cmd)
+    assert pythia.init()
+    prt = ak.concatenate([pythia.nextBatch(4).prt, pythia.nextBatch(3).prt])
+    final = np.asarray(ak.flatten(prt.status > 0))
+    ref = np.stack(
+        [np.asarray(ak.flatten(ak.fill_none(prt.vProd[c], 0.0)))[final] for c in ("px", "py", "pz")], axis=1
+    )
+    got = _vertex(prt, final)
+    assert got.shape == (final.sum(), 3)
+    np.testing.assert_array_equal(got, ref)
+    # tt̄ has displaced decays (B hadrons): some vertices are away from the origin, some at it
+    assert 0.05 < np.mean(np.any(got != 0, axis=1)) < 0.95

@@ -28,15 +28,25 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import awkward as ak
 import numba
 import numpy as np
 
 from coffea_ad._optional import require
+from coffea_ad.samples.detector import offsets_of
 
-__all__ = ["cluster", "gather", "nsubjettiness", "softdrop_mass", "substructure"]
+__all__ = [
+    "FlatJets",
+    "cluster",
+    "cluster_flat",
+    "gather",
+    "nsubjettiness",
+    "softdrop_mass",
+    "substructure",
+    "substructure_flat",
+]
 
 _BANNER_DONE = False
 
@@ -60,11 +70,6 @@ def _fastjet():
     return fastjet
 
 
-def _p4(px: ak.Array, py: ak.Array, pz: ak.Array, e: ak.Array) -> ak.Array:
-    # fastjet's awkward interface wants records with px, py, pz, E (the Momentum4D names)
-    return ak.zip({"px": px, "py": py, "pz": pz, "E": e}, with_name="Momentum4D")
-
-
 def _kinematics(px: np.ndarray, py: np.ndarray, pz: np.ndarray, e: np.ndarray) -> dict[str, np.ndarray]:
     pt = np.hypot(px, py)
     eta = np.arcsinh(np.divide(pz, pt, out=np.zeros_like(pz), where=pt > 0))
@@ -73,10 +78,86 @@ def _kinematics(px: np.ndarray, py: np.ndarray, pz: np.ndarray, e: np.ndarray) -
     return {"pt": pt, "eta": eta, "phi": phi, "mass": mass}
 
 
+class FlatJets(NamedTuple):
+    """Jets of a chunk of events as flat columns (see :func:`cluster_flat`).
+
+    Attributes:
+        columns: ``pt, eta, phi, mass, px, py, pz, E`` (float64), one entry per jet, events in
+            order and jets of each event by decreasing pT.
+        offsets: ``n_events + 1`` jet offsets per event.
+        constituents: local index (into the event's candidates) of every constituent, jets in
+            the order of ``columns``.
+        constituent_offsets: ``n_jets + 1`` offsets of each jet's constituents.
+    """
+
+    columns: dict[str, np.ndarray]
+    offsets: np.ndarray
+    constituents: np.ndarray
+    constituent_offsets: np.ndarray
+
+
+def _p4_layout(px: np.ndarray, py: np.ndarray, pz: np.ndarray, e: np.ndarray, offsets: np.ndarray) -> ak.Array:
+    # built from the layout directly: no broadcasting, the flat buffers are used as they are
+    content = ak.contents.RecordArray(
+        [ak.contents.NumpyArray(np.ascontiguousarray(c, dtype=np.float64)) for c in (px, py, pz, e)],
+        ["px", "py", "pz", "E"],
+        length=int(offsets[-1]),
+        parameters={"__record__": "Momentum4D"},
+    )
+    return ak.Array(ak.contents.ListOffsetArray(ak.index.Index64(np.asarray(offsets, dtype=np.int64)), content))
+
+
+def cluster_flat(
+    px: np.ndarray,
+    py: np.ndarray,
+    pz: np.ndarray,
+    e: np.ndarray,
+    offsets: np.ndarray,
+    *,
+    radius: float,
+    min_pt: float,
+) -> FlatJets:
+    """Anti-kT jets (FastJet) of every event of a chunk given as flat candidate columns.
+
+    Args:
+        px, py, pz, e: flat candidate four-momenta (GeV), events one after the other.
+        offsets: ``n_events + 1`` candidate offsets.
+        radius: jet radius R.
+        min_pt: minimum jet pT (GeV).
+
+    Returns:
+        :class:`FlatJets`, jets of each event sorted by decreasing pT.
+    """
+    fastjet = _fastjet()
+    seq = fastjet.ClusterSequence(
+        _p4_layout(px, py, pz, e, offsets), fastjet.JetDefinition(fastjet.antikt_algorithm, radius)
+    )
+    jets = seq.inclusive_jets(min_pt=min_pt)
+    index = seq.constituent_index(min_pt=min_pt)
+    n_events = len(offsets) - 1
+    jet_counts = np.asarray(ak.num(jets), dtype=np.int64)
+    raw = {k: np.asarray(ak.flatten(jets[k]), dtype=np.float64) for k in ("px", "py", "pz", "E")}
+    per_jet = ak.flatten(index, axis=1)
+    cons_counts = np.asarray(ak.num(per_jet), dtype=np.int64)
+    cons = np.asarray(ak.flatten(per_jet), dtype=np.int64)
+    # FastJet returns jets in clustering order: sort each event's jets by decreasing pT
+    # (lexsort is stable, so equal pT keep FastJet's order)
+    jet_event = np.repeat(np.arange(n_events), jet_counts)
+    order = np.lexsort((-np.hypot(raw["px"], raw["py"]), jet_event))
+    flat = {k: v[order] for k, v in raw.items()}
+    cons_off = offsets_of(cons_counts)
+    sorted_counts = cons_counts[order]
+    sorted_off = offsets_of(sorted_counts)
+    take = np.repeat(cons_off[:-1][order] - sorted_off[:-1], sorted_counts) + np.arange(sorted_off[-1])
+    columns = {**_kinematics(flat["px"], flat["py"], flat["pz"], flat["E"]), **flat}
+    return FlatJets(columns, offsets_of(jet_counts), cons[take], sorted_off)
+
+
 def cluster(
     cands: ak.Array, *, radius: float, min_pt: float
 ) -> tuple[ak.Array, ak.Array]:
-    """Anti-kT jets of each event, sorted by decreasing pT.
+    """Anti-kT jets of each event, sorted by decreasing pT (awkward in and out; see
+    :func:`cluster_flat` for the flat form the generator uses).
 
     Args:
         cands: ``events * var * {px, py, pz, E}`` (GeV).
@@ -88,17 +169,13 @@ def cluster(
         ``events * var(jets) * var * int64``, the local index into ``cands`` of each
         constituent, in the same jet order.
     """
-    fastjet = _fastjet()
-    seq = fastjet.ClusterSequence(
-        _p4(cands.px, cands.py, cands.pz, cands.E), fastjet.JetDefinition(fastjet.antikt_algorithm, radius)
-    )
-    jets = seq.inclusive_jets(min_pt=min_pt)
-    index = seq.constituent_index(min_pt=min_pt)
-    order = ak.argsort(np.hypot(jets.px, jets.py), axis=1, ascending=False)
-    jets, index = jets[order], ak.values_astype(index[order], np.int64)
-    flat = {k: np.asarray(ak.flatten(jets[k]), dtype=np.float64) for k in ("px", "py", "pz", "E")}
-    cols = {**_kinematics(flat["px"], flat["py"], flat["pz"], flat["E"]), **flat}
-    return ak.unflatten(ak.zip(cols, depth_limit=1), ak.num(jets)), index
+    counts = np.asarray(ak.num(cands), dtype=np.int64)
+    cols = [np.asarray(ak.flatten(cands[c]), dtype=np.float64) for c in ("px", "py", "pz", "E")]
+    res = cluster_flat(*cols, offsets_of(counts), radius=radius, min_pt=min_pt)
+    jet_counts = np.diff(res.offsets)
+    jets = ak.unflatten(ak.zip(res.columns, depth_limit=1), jet_counts)
+    index = ak.unflatten(ak.unflatten(res.constituents, np.diff(res.constituent_offsets)), jet_counts)
+    return jets, index
 
 
 def gather(items: ak.Array, index: ak.Array) -> ak.Array:
@@ -144,21 +221,32 @@ def _dist2(ri: float, fi: float, rj: float, fj: float) -> float:
 
 
 @numba.njit(cache=True)
-def _softdrop_one(px, py, pz, e, zcut, beta, r0):
+def _recluster(px, py, pz, e, kt, nmax):
+    """Pairwise reclustering of one jet's constituents into a single tree (E-scheme,
+    rapidity-φ distance, no beam distance).
+
+    ``kt`` False: Cambridge/Aachen, d_ij = ΔR²_ij; True: exclusive kT, d_ij = min(kt²_i, kt²_j)
+    ΔR²_ij (its minimum is always at a particle and its geometric nearest neighbour). Returns the
+    tree (four-vectors of every node, children ``child1/child2``, -1 for particles; the root is
+    node 2n - 2) and, for N <= ``nmax``, the four-vectors of the N pseudojets left
+    (``snap[N, k]``), i.e. the exclusive N-jet axes.
+    """
     n = len(px)
-    if n == 0:
-        return 0.0
-    size = 2 * n - 1
-    npx, npy, npz, ne = np.empty(size), np.empty(size), np.empty(size), np.empty(size)
+    size = max(2 * n - 1, 1)
+    node_p = np.empty((size, 4))
     child1 = np.full(size, -1, np.int64)
     child2 = np.full(size, -1, np.int64)
-    rap, phi = np.empty(n), np.empty(n)
+    snap = np.zeros((nmax + 1, max(nmax, 1), 4))
+    if n == 0:
+        return node_p, child1, child2, snap
+    rap, phi, w = np.empty(n), np.empty(n), np.ones(n)
     slot_node = np.arange(n)
-    active = np.ones(n, np.bool_)
+    alive = np.arange(n)  # dense list of live slots: loops never visit merged ones
     for i in range(n):
-        npx[i], npy[i], npz[i], ne[i] = px[i], py[i], pz[i], e[i]
+        node_p[i, 0], node_p[i, 1], node_p[i, 2], node_p[i, 3] = px[i], py[i], pz[i], e[i]
         rap[i], phi[i] = _rap_phi(px[i], py[i], pz[i], e[i])
-    # nearest neighbour of every slot (C/A: distance is ΔR² only)
+        if kt:
+            w[i] = px[i] * px[i] + py[i] * py[i]
     nn = np.full(n, -1, np.int64)
     nnd = np.full(n, np.inf)
     for i in range(n):
@@ -169,39 +257,70 @@ def _softdrop_one(px, py, pz, e, zcut, beta, r0):
             if d < nnd[j]:
                 nnd[j], nn[j] = d, i
     next_node = n
-    for _ in range(n - 1):
-        i, best = -1, np.inf
-        for k in range(n):
-            if active[k] and nnd[k] < best:
-                best, i = nnd[k], k
+    count = n
+    while True:
+        if count <= nmax:
+            for q in range(count):
+                a = slot_node[alive[q]]
+                for c in range(4):
+                    snap[count, q, c] = node_p[a, c]
+        if count == 1:
+            break
+        qi, best = -1, np.inf
+        for q in range(count):
+            m = alive[q]
+            d = nnd[m]
+            if kt:
+                d *= min(w[m], w[nn[m]])
+            if d < best:
+                best, qi = d, q
+        i = alive[qi]
         j = nn[i]
         a, b = slot_node[i], slot_node[j]
         node = next_node
         next_node += 1
-        npx[node], npy[node] = npx[a] + npx[b], npy[a] + npy[b]
-        npz[node], ne[node] = npz[a] + npz[b], ne[a] + ne[b]
+        for c in range(4):
+            node_p[node, c] = node_p[a, c] + node_p[b, c]
         child1[node], child2[node] = a, b
         slot_node[i] = node
-        active[j] = False
-        rap[i], phi[i] = _rap_phi(npx[node], npy[node], npz[node], ne[node])
+        for q in range(count):
+            if alive[q] == j:
+                alive[q] = alive[count - 1]
+                break
+        count -= 1
+        rap[i], phi[i] = _rap_phi(node_p[node, 0], node_p[node, 1], node_p[node, 2], node_p[node, 3])
+        if kt:
+            w[i] = node_p[node, 0] ** 2 + node_p[node, 1] ** 2
         nnd[i], nn[i] = np.inf, -1
-        for k in range(n):
-            if not active[k] or k == i:
+        for q in range(count):
+            k = alive[q]
+            if k == i:
                 continue
             d = _dist2(rap[i], phi[i], rap[k], phi[k])
             if d < nnd[i]:
                 nnd[i], nn[i] = d, k
-            if nn[k] == i or nn[k] == j:  # its neighbour changed: rescan
+            if nn[k] == i or nn[k] == j:
                 nnd[k], nn[k] = np.inf, -1
-                for m in range(n):
-                    if active[m] and m != k:
+                for r in range(count):
+                    m = alive[r]
+                    if m != k:
                         dm = _dist2(rap[k], phi[k], rap[m], phi[m])
                         if dm < nnd[k]:
                             nnd[k], nn[k] = dm, m
             elif d < nnd[k]:
                 nnd[k], nn[k] = d, i
+    return node_p, child1, child2, snap
+
+
+@numba.njit(cache=True)
+def _softdrop_one(px, py, pz, e, zcut, beta, r0):
+    n = len(px)
+    if n == 0:
+        return 0.0
+    node_p, child1, child2, _ = _recluster(px, py, pz, e, False, 0)
+    npx, npy, npz, ne = node_p[:, 0], node_p[:, 1], node_p[:, 2], node_p[:, 3]
     # decluster from the root, following the harder branch until the soft-drop condition holds
-    node = next_node - 1
+    node = 2 * n - 2
     while child1[node] >= 0:
         a, b = child1[node], child2[node]
         pta = np.hypot(npx[a], npy[a])
@@ -244,81 +363,7 @@ def softdrop_mass(
     Returns:
         float64 groomed masses, one per jet (event-major order).
     """
-    per_jet = ak.flatten(constituents, axis=1)
-    counts = np.asarray(ak.num(per_jet, axis=1), dtype=np.int64)
-    offsets = np.concatenate([[0], np.cumsum(counts)])
-    flat = ak.flatten(per_jet, axis=1)
-    cols = [np.ascontiguousarray(np.asarray(flat[c], dtype=np.float64)) for c in ("px", "py", "pz", "E")]
-    return _softdrop_all(*cols, offsets, float(zcut), float(beta), float(r0))
-
-
-@numba.njit(cache=True)
-def _kt_snapshots(px, py, pz, e, nmax):
-    """Exclusive kT (E-scheme, R = 1000 so that no particle merges with the beam): the
-    four-vectors of the ``N`` remaining pseudojets for N = nmax ... 1, in one clustering."""
-    n = len(px)
-    snap = np.zeros((nmax + 1, nmax, 4))
-    if n == 0:
-        return snap
-    vpx, vpy, vpz, ve = px.copy(), py.copy(), pz.copy(), e.copy()
-    rap, phi, kt2 = np.empty(n), np.empty(n), np.empty(n)
-    active = np.ones(n, np.bool_)
-    for i in range(n):
-        rap[i], phi[i] = _rap_phi(px[i], py[i], pz[i], e[i])
-        kt2[i] = px[i] ** 2 + py[i] ** 2
-    nn = np.full(n, -1, np.int64)
-    nnd = np.full(n, np.inf)  # geometric ΔR² to the nearest neighbour
-    for i in range(n):
-        for j in range(i + 1, n):
-            d = _dist2(rap[i], phi[i], rap[j], phi[j])
-            if d < nnd[i]:
-                nnd[i], nn[i] = d, j
-            if d < nnd[j]:
-                nnd[j], nn[j] = d, i
-    remaining = n
-    while True:
-        if remaining <= nmax:
-            k = 0
-            for m in range(n):
-                if active[m]:
-                    snap[remaining, k, 0], snap[remaining, k, 1] = vpx[m], vpy[m]
-                    snap[remaining, k, 2], snap[remaining, k, 3] = vpz[m], ve[m]
-                    k += 1
-        if remaining == 1:
-            break
-        # d_ij = min(kt_i², kt_j²) ΔR_ij²: its minimum is at some i and its geometric neighbour
-        i, best = -1, np.inf
-        for m in range(n):
-            if active[m]:
-                d = min(kt2[m], kt2[nn[m]]) * nnd[m]
-                if d < best:
-                    best, i = d, m
-        j = nn[i]
-        vpx[i] += vpx[j]
-        vpy[i] += vpy[j]
-        vpz[i] += vpz[j]
-        ve[i] += ve[j]
-        active[j] = False
-        remaining -= 1
-        rap[i], phi[i] = _rap_phi(vpx[i], vpy[i], vpz[i], ve[i])
-        kt2[i] = vpx[i] ** 2 + vpy[i] ** 2
-        nnd[i], nn[i] = np.inf, -1
-        for k in range(n):
-            if not active[k] or k == i:
-                continue
-            d = _dist2(rap[i], phi[i], rap[k], phi[k])
-            if d < nnd[i]:
-                nnd[i], nn[i] = d, k
-            if nn[k] == i or nn[k] == j:
-                nnd[k], nn[k] = np.inf, -1
-                for m in range(n):
-                    if active[m] and m != k:
-                        dm = _dist2(rap[k], phi[k], rap[m], phi[m])
-                        if dm < nnd[k]:
-                            nnd[k], nn[k] = dm, m
-            elif d < nnd[k]:
-                nnd[k], nn[k] = d, i
-    return snap
+    return _softdrop_all(*_per_jet_columns(constituents), float(zcut), float(beta), float(r0))
 
 
 @numba.njit(cache=True)
@@ -332,7 +377,7 @@ def _nsubjettiness_one(px, py, pz, e, nmax, r0, n_attempts, accuracy):
         rap[i], phi[i] = _rap_phi(px[i], py[i], pz[i], e[i])
         pt[i] = np.hypot(px[i], py[i])
     norm = pt.sum() * r0
-    snap = _kt_snapshots(px, py, pz, e, nmax)
+    _, _, _, snap = _recluster(px, py, pz, e, True, nmax)
     precision = 1e-4  # fastjet-contrib's regulator of 1/ΔR (checked: tau1 agrees to 1e-12)
     for nax in range(1, nmax + 1):
         if n <= nax:  # every particle is its own axis
@@ -411,46 +456,75 @@ def nsubjettiness(constituents: ak.Array, *, nmax: int = 4, r0: float = 0.8) -> 
     Returns:
         ``n_jets x nmax`` float64 array (event-major jet order).
     """
+    return _nsubjettiness_all(*_per_jet_columns(constituents), int(nmax), float(r0), 1000, 1e-4)
+
+
+def _per_jet_columns(constituents: ak.Array) -> tuple[np.ndarray, ...]:
+    """``events * jets * constituents * {px, py, pz, E}`` -> flat px, py, pz, E, jet offsets."""
     per_jet = ak.flatten(constituents, axis=1)
-    counts = np.asarray(ak.num(per_jet, axis=1), dtype=np.int64)
-    offsets = np.concatenate([[0], np.cumsum(counts)])
+    offsets = offsets_of(np.asarray(ak.num(per_jet, axis=1), dtype=np.int64))
     flat = ak.flatten(per_jet, axis=1)
     cols = [np.ascontiguousarray(np.asarray(flat[c], dtype=np.float64)) for c in ("px", "py", "pz", "E")]
-    return _nsubjettiness_all(*cols, offsets, int(nmax), float(r0), 1000, 1e-4)
+    return (*cols, offsets)
 
 
 def substructure(
     constituents: ak.Array, *, r0: float = 0.8, backend: Literal["numba", "fastjet"] = "numba"
 ) -> dict[str, np.ndarray]:
-    """Soft-drop mass and N-subjettiness τ1..τ4 of every jet (see the module docstring).
+    """Soft-drop mass and N-subjettiness τ1..τ4 of every jet (see :func:`substructure_flat`).
 
     Args:
         constituents: ``events * var(jets) * var * {px, py, pz, E}``.
+        r0: jet radius used by soft drop and the N-subjettiness normalisation.
+        backend: ``"numba"`` or ``"fastjet"``.
+
+    Returns:
+        Flat float32 columns (one entry per jet, event-major order): ``msoftdrop``, ``tau1``,
+        ``tau2``, ``tau3``, ``tau4``.
+    """
+    return substructure_flat(*_per_jet_columns(constituents), r0=r0, backend=backend)
+
+
+def substructure_flat(
+    px: np.ndarray,
+    py: np.ndarray,
+    pz: np.ndarray,
+    e: np.ndarray,
+    offsets: np.ndarray,
+    *,
+    r0: float = 0.8,
+    backend: Literal["numba", "fastjet"] = "numba",
+) -> dict[str, np.ndarray]:
+    """Soft-drop mass and N-subjettiness τ1..τ4 of every jet (see the module docstring).
+
+    Args:
+        px, py, pz, e: flat constituent four-momenta (float64), jets one after the other.
+        offsets: ``n_jets + 1`` constituent offsets.
         r0: jet radius used by soft drop and the N-subjettiness normalisation.
         backend: ``"numba"`` (default, this module's kernels) or ``"fastjet"`` (fastjet-contrib
             SoftDrop and Nsubjettiness through the python ``fastjet`` package, ~10x slower);
             both give the same numbers to 1e-9.
 
     Returns:
-        Flat float32 columns (one entry per jet, event-major order): ``msoftdrop``, ``tau1``,
-        ``tau2``, ``tau3``, ``tau4``.
+        Flat float32 columns (one entry per jet): ``msoftdrop``, ``tau1``, ``tau2``, ``tau3``,
+        ``tau4``.
     """
     if backend not in ("numba", "fastjet"):
         raise ValueError(f"backend must be 'numba' or 'fastjet', got {backend!r}")
-    n_jets = int(ak.sum(ak.num(constituents, axis=1)))
+    n_jets = len(offsets) - 1
     if n_jets == 0:
         empty = np.zeros(0, dtype=np.float32)
         return {k: empty for k in ("msoftdrop", "tau1", "tau2", "tau3", "tau4")}
+    cols = [np.ascontiguousarray(c, dtype=np.float64) for c in (px, py, pz, e)]
+    offsets = np.asarray(offsets, dtype=np.int64)
     if backend == "numba":
-        taus = nsubjettiness(constituents, nmax=4, r0=r0)
-        msd = softdrop_mass(constituents, zcut=0.1, beta=0.0, r0=r0)
+        taus = _nsubjettiness_all(*cols, offsets, 4, float(r0), 1000, 1e-4)
+        msd = _softdrop_all(*cols, offsets, 0.1, 0.0, float(r0))
     else:
         fastjet = _fastjet()
-        per_jet = ak.flatten(constituents, axis=1)
         # one sequence per jet; C/A with a huge R puts all constituents in one tree
         seq = fastjet.ClusterSequence(
-            _p4(per_jet.px, per_jet.py, per_jet.pz, per_jet.E),
-            fastjet.JetDefinition(fastjet.cambridge_algorithm, 1000.0),
+            _p4_layout(*cols, offsets), fastjet.JetDefinition(fastjet.cambridge_algorithm, 1000.0)
         )
         groomed = seq.exclusive_jets_softdrop_grooming(
             njets=1, beta=0.0, symmetry_cut=0.1, symmetry_measure="scalar_z", R0=r0

@@ -45,7 +45,9 @@ __all__ = [
     "INVISIBLE_IDS",
     "DetectorConfig",
     "is_invisible",
+    "offsets_of",
     "simulate",
+    "unflatten",
 ]
 
 INVISIBLE_IDS = (12, 14, 16, 51, 52, 53)
@@ -186,6 +188,23 @@ def simulate(
     return pf, pf_counts
 
 
+def offsets_of(counts: np.ndarray) -> np.ndarray:
+    """``n`` counts -> ``n + 1`` int64 offsets (0, c0, c0 + c1, ...)."""
+    out = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(counts, out=out[1:])
+    return out
+
+
 def unflatten(columns: dict[str, np.ndarray], counts: np.ndarray) -> ak.Array:
-    """Flat columns + per-event counts -> ``events * var * record`` awkward array."""
-    return ak.unflatten(ak.zip(columns, depth_limit=1), counts)
+    """Flat columns + per-event counts -> ``events * var * record`` awkward array.
+
+    Built from the layout (one ListOffsetArray over a RecordArray of the given buffers): no
+    broadcasting, no copy beyond making each column contiguous.
+    """
+    offsets = offsets_of(np.asarray(counts, dtype=np.int64))
+    content = ak.contents.RecordArray(
+        [ak.contents.NumpyArray(np.ascontiguousarray(c)) for c in columns.values()],
+        list(columns),
+        length=int(offsets[-1]),
+    )
+    return ak.Array(ak.contents.ListOffsetArray(ak.index.Index64(offsets), content))

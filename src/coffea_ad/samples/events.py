@@ -26,8 +26,8 @@ import numba
 import numpy as np
 
 from coffea_ad._optional import require
-from coffea_ad.samples.clustering import cluster, gather, substructure
-from coffea_ad.samples.detector import DetectorConfig, is_invisible, simulate, unflatten
+from coffea_ad.samples.clustering import cluster_flat, substructure_flat
+from coffea_ad.samples.detector import DetectorConfig, is_invisible, offsets_of, simulate, unflatten
 from coffea_ad.samples.processes import get_process, pythia_commands
 
 __all__ = ["EventMaker"]
@@ -60,7 +60,8 @@ class EventMaker:
         if not self.pythia.init():
             raise RuntimeError(f"Pythia failed to initialise process {process!r} with {settings}")
         self.rng = np.random.default_rng(seed)
-        self._charge: dict[int, int] = {}
+        self._charge_keys = np.zeros(0, dtype=np.int32)
+        self._charge_values = np.zeros(0, dtype=np.int32)
 
     # ------------------------------------------------------------------ bookkeeping
     def cross_section_pb(self) -> tuple[float, float]:
@@ -71,12 +72,20 @@ class EventMaker:
         return info.sigmaGen() * 1e9 * factor, info.sigmaErr() * 1e9 * factor  # mb -> pb
 
     def _charges(self, ids: np.ndarray) -> np.ndarray:
-        uniq, inverse = np.unique(ids, return_inverse=True)
-        pdata = self.pythia.particleData
-        for pid in uniq.tolist():
-            if pid not in self._charge:
-                self._charge[pid] = round(pdata.charge(pid))
-        return np.array([self._charge[p] for p in uniq.tolist()], dtype=np.int32)[inverse]
+        # charge by pdgId from Pythia's particle data, cached in a sorted table: a chunk has
+        # ~10^5 particles of a few dozen species
+        keys, values = self._charge_keys, self._charge_values
+        pos = np.minimum(np.searchsorted(keys, ids), max(len(keys) - 1, 0))
+        known = keys[pos] == ids if len(keys) else np.zeros(len(ids), dtype=bool)
+        if not known.all():
+            pdata = self.pythia.particleData
+            new = np.unique(ids[~known])
+            keys = np.concatenate([keys, new])
+            values = np.concatenate([values, [round(pdata.charge(int(pid))) for pid in new.tolist()]])
+            order = np.argsort(keys)
+            self._charge_keys, self._charge_values = keys[order], values[order].astype(np.int32)
+            return self._charges(ids)
+        return values[pos]
 
     def _next(self, n: int) -> ak.Array:
         parts = []
@@ -103,29 +112,29 @@ class EventMaker:
         """
         batch = self._next(n)
         prt = batch.prt
-        final = prt[prt.status > 0]
-        counts = np.asarray(ak.num(final))
-        ids = np.asarray(ak.flatten(final.id), dtype=np.int32)
-        mom = final.p
-        px, py, pz = (np.asarray(ak.flatten(mom[c]), dtype=np.float64) for c in ("px", "py", "pz"))
-        vtx = final.vProd
-        vertex = np.stack(
-            [np.asarray(ak.fill_none(ak.flatten(vtx[c]), 0.0), dtype=np.float64) for c in ("px", "py", "pz")],
-            axis=1,
-        )
+        n_all = np.asarray(ak.num(prt), dtype=np.int64)
+        record = {
+            "id": _flat(prt.id), "status": _flat(prt.status), "mother1": _flat(prt.mother1),
+            "m": _flat(prt.m), **{c: _flat(prt.p[c]) for c in ("px", "py", "pz")},
+        }
+        event_all = np.repeat(np.arange(n), n_all)
+        final = record["status"] > 0
+        counts = np.bincount(event_all[final], minlength=n)
+        ids = record["id"][final].astype(np.int32)
+        px, py, pz = (np.asarray(record[c][final], dtype=np.float64) for c in ("px", "py", "pz"))
+        vertex = _vertex(prt, final)
         charge = self._charges(ids)
 
-        pf_cols, pf_counts = simulate(
-            ids, charge, px, py, pz, vertex, counts, config=self.detector, rng=self.rng
-        )
-        pf = unflatten(pf_cols, pf_counts)
+        pf, pf_counts = simulate(ids, charge, px, py, pz, vertex, counts, config=self.detector, rng=self.rng)
+        pf_offsets = offsets_of(pf_counts)
+        pf_event = np.repeat(np.arange(n), pf_counts)
 
         # truth: invisible momentum and the hard process
         invis = is_invisible(ids)
         event_of = np.repeat(np.arange(n), counts)
         gx = np.bincount(event_of[invis], weights=px[invis], minlength=n)
         gy = np.bincount(event_of[invis], weights=py[invis], minlength=n)
-        genpart = self._genpart(prt)
+        genpart, gen_counts = _genpart(record, n_all, event_all)
 
         chunk: dict[str, Any] = {
             "run": np.full(n, run, dtype=np.uint32),
@@ -133,128 +142,169 @@ class EventMaker:
             "event": np.arange(first_event, first_event + n, dtype=np.uint64),
             "genWeight": np.asarray(batch.info.weights[:, 0], dtype=np.float32),
         }
-        fat, fat_cands = self._jets(pf, genpart, radius=0.8, min_pt=float(self.settings["fatjet_min_pt"]), fat=True)
-        jet, jet_cands = self._jets(pf, genpart, radius=0.4, min_pt=float(self.settings["jet_min_pt"]), fat=False)
-        chunk["FatJet"], chunk["FatJetPFCands"] = fat, fat_cands
-        chunk["Jet"], chunk["JetPFCands"] = jet, jet_cands
-        chunk["PFCands"] = pf[["pt", "eta", "phi", "mass", "pdgId", "charge", "d0", "dz"]]
-        chunk["Electron"] = self._leptons(pf, 11, _ELECTRON_PT_MIN)
-        chunk["Muon"] = self._leptons(pf, 13, _MUON_PT_MIN)
-        mx = -np.asarray(ak.sum(pf.px, axis=1), dtype=np.float64)
-        my = -np.asarray(ak.sum(pf.py, axis=1), dtype=np.float64)
+        truth = (genpart, gen_counts)
+        for name, radius, key, fat in (("FatJet", 0.8, "fatjet_min_pt", True), ("Jet", 0.4, "jet_min_pt", False)):
+            jets, links = self._jets(pf, pf_offsets, truth, radius=radius, min_pt=float(self.settings[key]), fat=fat)
+            chunk[name], chunk[f"{name}PFCands"] = jets, links
+        chunk["PFCands"] = unflatten(
+            {k: pf[k] for k in ("pt", "eta", "phi", "mass", "pdgId", "charge", "d0", "dz")}, pf_counts
+        )
+        chunk["Electron"] = _leptons(pf, pf_offsets, pf_event, 11, _ELECTRON_PT_MIN)
+        chunk["Muon"] = _leptons(pf, pf_offsets, pf_event, 13, _MUON_PT_MIN)
+        mx = -np.bincount(pf_event, weights=pf["px"], minlength=n)
+        my = -np.bincount(pf_event, weights=pf["py"], minlength=n)
         chunk["MET_pt"] = np.hypot(mx, my).astype(np.float32)
         chunk["MET_phi"] = np.arctan2(my, mx).astype(np.float32)
-        chunk["MET_sumEt"] = np.asarray(ak.sum(pf.pt, axis=1), dtype=np.float32)
+        chunk["MET_sumEt"] = np.bincount(pf_event, weights=pf["pt"], minlength=n).astype(np.float32)
         chunk["GenMET_pt"] = np.hypot(gx, gy).astype(np.float32)
         chunk["GenMET_phi"] = np.arctan2(gy, gx).astype(np.float32)
-        chunk["GenPart"] = genpart
+        chunk["GenPart"] = unflatten(genpart, gen_counts)
         return chunk
 
-    def _genpart(self, prt: ak.Array) -> ak.Array:
-        astat = np.abs(prt.status)
-        keep = (astat >= 22) & (astat <= 29)
-        n_all = np.asarray(ak.num(prt))
-        starts = np.cumsum(n_all) - n_all
-        flat_keep = np.asarray(ak.flatten(keep))
-        # position of each kept particle inside its event's GenPart list, -1 if not kept
-        kept_rank = np.full(len(flat_keep), -1, dtype=np.int64)
-        kept_counts = np.asarray(ak.sum(keep, axis=1))
-        kept_starts = np.cumsum(kept_counts) - kept_counts
-        global_kept = np.flatnonzero(flat_keep)
-        event_of = np.repeat(np.arange(len(n_all)), kept_counts)
-        # rank within kept = running count of kept particles before it in the same event
-        kept_rank[global_kept] = np.arange(len(global_kept)) - kept_starts[event_of]
-        # NanoAOD convention: the mother is the nearest *kept* ancestor. Shower recoil copies
-        # (e.g. of a top before it decays) sit between a resonance and its decay products, so
-        # climb the mother1 chain, all kept particles at once, until a kept one or the beams.
-        mother1 = np.asarray(ak.flatten(prt.mother1), dtype=np.int64)
-        event_start = starts[event_of]
-        local = mother1[global_kept]
-        for _ in range(64):  # chains are a few copies long; 64 bounds pathological records
-            pending = (local > 0) & (kept_rank[np.maximum(local, 0) + event_start] < 0)
-            if not pending.any():
-                break
-            local = np.where(pending, mother1[np.maximum(local, 0) + event_start], local)
-        mother_idx = np.where(local > 0, kept_rank[np.maximum(local, 0) + event_start], -1)
-        sel = prt[keep]
-        p = sel.p
-        px, py, pz = (np.asarray(ak.flatten(p[c]), dtype=np.float64) for c in ("px", "py", "pz"))
-        pt = np.hypot(px, py)
-        eta = np.arcsinh(np.divide(pz, pt, out=np.zeros_like(pz), where=pt > 0))
-        cols = {
-            "pt": pt.astype(np.float32),
-            "eta": eta.astype(np.float32),
-            "phi": np.arctan2(py, px).astype(np.float32),
-            "mass": np.asarray(ak.flatten(sel.m), dtype=np.float32),
-            "pdgId": np.asarray(ak.flatten(sel.id), dtype=np.int32),
-            "status": np.asarray(ak.flatten(sel.status), dtype=np.int32),
-            "genPartIdxMother": mother_idx.astype(np.int32),
-        }
-        return unflatten(cols, kept_counts)
-
-    def _match(self, jets: ak.Array, genpart: ak.Array, ids: tuple[int, ...]) -> ak.Array:
-        if not ids:
-            return ak.values_astype(ak.zeros_like(jets.pt), bool)
-        targets = genpart[_isin(genpart.pdgId, ids)]
-        pairs = ak.cartesian([jets[["eta", "phi"]], targets[["eta", "phi"]]], nested=True)
-        dphi = (pairs["0"].phi - pairs["1"].phi + np.pi) % (2 * np.pi) - np.pi
-        dr2 = (pairs["0"].eta - pairs["1"].eta) ** 2 + dphi**2
-        return ak.any(dr2 < _MATCH_DR**2, axis=2)
-
     def _jets(
-        self, pf: ak.Array, genpart: ak.Array, *, radius: float, min_pt: float, fat: bool
+        self,
+        pf: dict[str, np.ndarray],
+        pf_offsets: np.ndarray,
+        truth: tuple[dict[str, np.ndarray], np.ndarray],
+        *,
+        radius: float,
+        min_pt: float,
+        fat: bool,
     ) -> tuple[ak.Array, ak.Array]:
-        jets, index = cluster(pf[["px", "py", "pz", "E"]], radius=radius, min_pt=min_pt)
-        ncons = ak.num(index, axis=2)
-        cols = {
-            "pt": jets.pt, "eta": jets.eta, "phi": jets.phi, "mass": jets.mass,
-        }
-        out = {k: ak.values_astype(v, np.float32) for k, v in cols.items()}
+        p4 = [pf[c] for c in ("px", "py", "pz", "E")]
+        jets = cluster_flat(*p4, pf_offsets, radius=radius, min_pt=min_pt)
+        jet_counts = np.diff(jets.offsets)
+        cons_counts = np.diff(jets.constituent_offsets)
+        jet_event = np.repeat(np.arange(len(jet_counts)), jet_counts)
+        # constituent -> position in the chunk's flat PF candidates
+        glob = jets.constituents + np.repeat(pf_offsets[:-1][jet_event], cons_counts)
+        out = {k: jets.columns[k].astype(np.float32) for k in ("pt", "eta", "phi", "mass")}
         if fat:
-            sub = substructure(
-                gather(pf[["px", "py", "pz", "E"]], index), r0=radius,
+            out.update(substructure_flat(
+                *(c[glob] for c in p4), jets.constituent_offsets, r0=radius,
                 backend=self.settings.get("substructure", "numba"),
-            )
-            nj = ak.num(jets)
-            for k, v in sub.items():
-                out[k] = ak.unflatten(v, nj)
-        out["nConstituents"] = ak.values_astype(ncons, np.int32)
+            ))
+        out["nConstituents"] = cons_counts.astype(np.int32)
         if fat:
-            out["isDark"] = self._match(jets, genpart, self.spec.dark_ids)
-            out["isResonance"] = self._match(jets, genpart, self.spec.resonance_ids)
-        jet_rec = ak.zip(out, depth_limit=2)
+            for branch, ids in (("isDark", self.spec.dark_ids), ("isResonance", self.spec.resonance_ids)):
+                out[branch] = _match(jets.columns["eta"], jets.columns["phi"], jet_event, truth, ids)
         # <Jet>PFCands: one entry per (jet, constituent), grouped jet by jet as PFNano does
-        jet_idx = ak.values_astype(ak.local_index(index, axis=1) * ak.ones_like(index), np.int32)
-        cand_idx = ak.values_astype(index, np.int32)
-        cand_pt = gather(pf.pt, index)
-        links = ak.zip(
-            {
-                "pt": ak.flatten(cand_pt, axis=2),
-                "jetIdx": ak.flatten(jet_idx, axis=2),
-                "pFCandsIdx": ak.flatten(cand_idx, axis=2),
-            },
-            depth_limit=2,
-        )
-        return jet_rec, links
+        local_jet = np.arange(len(jet_event)) - jets.offsets[:-1][jet_event]
+        links = {
+            "pt": pf["pt"][glob],
+            "jetIdx": np.repeat(local_jet, cons_counts).astype(np.int32),
+            "pFCandsIdx": jets.constituents.astype(np.int32),
+        }
+        link_counts = np.bincount(jet_event, weights=cons_counts, minlength=len(jet_counts)).astype(np.int64)
+        return unflatten(out, jet_counts), unflatten(links, link_counts)
 
-    def _leptons(self, pf: ak.Array, abs_id: int, pt_min: float) -> ak.Array:
-        is_lep = (abs(pf.pdgId) == abs_id) & (pf.pt > pt_min)
-        lep = pf[is_lep]
-        counts = np.asarray(ak.num(pf), dtype=np.int64)
-        offsets = np.concatenate([[0], np.cumsum(counts)])
-        flat_lep = np.flatnonzero(np.asarray(ak.flatten(is_lep)))
-        cols = [np.asarray(ak.flatten(pf[c]), dtype=np.float64) for c in ("eta", "phi", "pt")]
-        iso = _relative_isolation(flat_lep, np.searchsorted(offsets, flat_lep, side="right") - 1,
-                                  *cols, offsets, _ISO_DR**2)
-        return ak.zip(
-            {
-                "pt": lep.pt, "eta": lep.eta, "phi": lep.phi, "mass": lep.mass,
-                "charge": lep.charge, "pdgId": lep.pdgId,
-                "dxy": lep.d0, "dz": lep.dz,
-                "pfRelIso03_all": ak.unflatten(iso.astype(np.float32), ak.num(lep)),
-            },
-            depth_limit=2,
-        )
+
+def _flat(array: ak.Array) -> np.ndarray:
+    return np.asarray(ak.flatten(array, axis=None))
+
+
+def _vertex(prt: ak.Array, select: np.ndarray) -> np.ndarray:
+    """Production vertices (x, y, z) [mm] of the selected particles, 0 where Pythia has none."""
+    flat = ak.flatten(prt.vProd, axis=1).layout  # option[record]: vProd is absent at the origin
+    if isinstance(flat, ak.contents.IndexedOptionArray) and flat.content.is_record:
+        # straight from the buffers: ak.fill_none on the whole record costs ~3x more
+        index = np.asarray(flat.index)[select]
+        present = index >= 0
+        index = np.where(present, index, 0)
+        cols = [np.asarray(flat.content.content(c).data, dtype=np.float64) for c in ("px", "py", "pz")]
+        return np.stack([np.where(present, c[index], 0.0) for c in cols], axis=1)
+    return np.stack(
+        [_flat(ak.fill_none(prt.vProd[c], 0.0))[select] for c in ("px", "py", "pz")], axis=1
+    )
+
+
+def _genpart(
+    record: dict[str, np.ndarray], n_all: np.ndarray, event_all: np.ndarray
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """NanoAOD GenPart columns (hard process, see the module docstring) and counts per event."""
+    astat = np.abs(record["status"])
+    keep = (astat >= 22) & (astat <= 29)
+    starts = offsets_of(n_all)[:-1]
+    kept_counts = np.bincount(event_all[keep], minlength=len(n_all))
+    kept_starts = offsets_of(kept_counts)[:-1]
+    global_kept = np.flatnonzero(keep)
+    event_of = event_all[global_kept]
+    # position of each kept particle inside its event's GenPart list, -1 if not kept
+    kept_rank = np.full(len(keep), -1, dtype=np.int64)
+    kept_rank[global_kept] = np.arange(len(global_kept)) - kept_starts[event_of]
+    # NanoAOD convention: the mother is the nearest *kept* ancestor. Shower recoil copies
+    # (e.g. of a top before it decays) sit between a resonance and its decay products, so
+    # climb the mother1 chain, all kept particles at once, until a kept one or the beams.
+    mother1 = record["mother1"].astype(np.int64)
+    event_start = starts[event_of]
+    local = mother1[global_kept]
+    for _ in range(64):  # chains are a few copies long; 64 bounds pathological records
+        pending = (local > 0) & (kept_rank[np.maximum(local, 0) + event_start] < 0)
+        if not pending.any():
+            break
+        local = np.where(pending, mother1[np.maximum(local, 0) + event_start], local)
+    mother_idx = np.where(local > 0, kept_rank[np.maximum(local, 0) + event_start], -1)
+    px, py, pz = (np.asarray(record[c][keep], dtype=np.float64) for c in ("px", "py", "pz"))
+    pt = np.hypot(px, py)
+    eta = np.arcsinh(np.divide(pz, pt, out=np.zeros_like(pz), where=pt > 0))
+    cols = {
+        "pt": pt.astype(np.float32),
+        "eta": eta.astype(np.float32),
+        "phi": np.arctan2(py, px).astype(np.float32),
+        "mass": record["m"][keep].astype(np.float32),
+        "pdgId": record["id"][keep].astype(np.int32),
+        "status": record["status"][keep].astype(np.int32),
+        "genPartIdxMother": mother_idx.astype(np.int32),
+    }
+    return cols, kept_counts
+
+
+def _match(
+    eta: np.ndarray,
+    phi: np.ndarray,
+    jet_event: np.ndarray,
+    truth: tuple[dict[str, np.ndarray], np.ndarray],
+    ids: tuple[int, ...],
+) -> np.ndarray:
+    """True for jets within ΔR < 0.8 of a GenPart whose |pdgId| is in ``ids``."""
+    genpart, counts = truth
+    if not ids:
+        return np.zeros(len(eta), dtype=bool)
+    is_target = np.isin(np.abs(genpart["pdgId"]), ids)
+    gen_event = np.repeat(np.arange(len(counts)), counts)
+    target_offsets = offsets_of(np.bincount(gen_event[is_target], minlength=len(counts)))
+    return _match_kernel(
+        eta, phi, jet_event, genpart["eta"][is_target], genpart["phi"][is_target],
+        target_offsets, _MATCH_DR**2,
+    )
+
+
+@numba.njit(cache=True)
+def _match_kernel(eta, phi, jet_event, t_eta, t_phi, t_offsets, dr2max):
+    out = np.zeros(len(eta), np.bool_)
+    for j in range(len(eta)):
+        ev = jet_event[j]
+        for t in range(t_offsets[ev], t_offsets[ev + 1]):
+            dphi = (phi[j] - t_phi[t] + np.pi) % (2 * np.pi) - np.pi
+            if (eta[j] - t_eta[t]) ** 2 + dphi**2 < dr2max:
+                out[j] = True
+                break
+    return out
+
+
+def _leptons(
+    pf: dict[str, np.ndarray], offsets: np.ndarray, pf_event: np.ndarray, abs_id: int, pt_min: float
+) -> ak.Array:
+    is_lep = (np.abs(pf["pdgId"]) == abs_id) & (pf["pt"] > pt_min)
+    flat_lep = np.flatnonzero(is_lep)
+    cols = [np.asarray(pf[c], dtype=np.float64) for c in ("eta", "phi", "pt")]
+    iso = _relative_isolation(flat_lep, pf_event[flat_lep], *cols, offsets, _ISO_DR**2)
+    out = {k: pf[src][is_lep] for k, src in (
+        ("pt", "pt"), ("eta", "eta"), ("phi", "phi"), ("mass", "mass"), ("charge", "charge"),
+        ("pdgId", "pdgId"), ("dxy", "d0"), ("dz", "dz"),
+    )}
+    out["pfRelIso03_all"] = iso.astype(np.float32)
+    return unflatten(out, np.bincount(pf_event[is_lep], minlength=len(offsets) - 1))
 
 
 @numba.njit(cache=True)
@@ -276,11 +326,3 @@ def _relative_isolation(lep_index, lep_event, eta, phi, pt, offsets, dr2max):
                 total += pt[j]
         out[k] = total / pt[i]
     return out
-
-
-def _isin(values: ak.Array, ids: tuple[int, ...]) -> ak.Array:
-    absval = abs(values)
-    mask = absval == ids[0]
-    for pid in ids[1:]:
-        mask = mask | (absval == pid)
-    return mask

@@ -24,6 +24,7 @@ import contextlib
 import hashlib
 import json
 import os
+import warnings
 import zlib
 from collections.abc import Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -250,6 +251,13 @@ def generate_fileset(
     from tqdm.auto import tqdm
 
     total = sum(t.events for t in tasks)
+    if jobs > len(tasks):
+        # files are the unit of parallelism (so that content never depends on jobs)
+        warnings.warn(
+            f"jobs={jobs} but only {len(tasks)} file(s) to generate: at most {len(tasks)} worker(s) "
+            "will be busy; lower events_per_file (--events-per-file) to use more",
+            stacklevel=2,
+        )
     with tqdm(total=total, disable=not progress, unit="ev", desc="generate") as bar:
         if jobs <= 1 or len(tasks) == 1:
             for task in tasks:
