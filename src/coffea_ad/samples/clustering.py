@@ -388,19 +388,17 @@ def _nsubjettiness_one(px, py, pz, e, nmax, r0, n_attempts, accuracy):
         # one-pass minimisation (beta = 1): assign each particle to its nearest axis, move each
         # axis to the pT/ΔR-weighted mean (rapidity, φ) of its particles, until the axes move
         # by less than ``accuracy`` on average (a Weiszfeld step towards the geometric median)
-        assign = np.empty(n, np.int64)
+        srap, sphi, sw = np.empty(nax), np.empty(nax), np.empty(nax)
         for _ in range(n_attempts):
+            srap[:], sphi[:], sw[:] = 0.0, 0.0, 0.0
             for i in range(n):
-                best, kbest = np.inf, -1
-                for k in range(nax):
-                    d = _dist2(arap[k], aphi[k], rap[i], phi[i])
+                # nearest axis, then its pT/ΔR-weighted sums (the axes move only after the pass)
+                best, k = np.inf, -1
+                for kk in range(nax):
+                    d = _dist2(arap[kk], aphi[kk], rap[i], phi[i])
                     if d < best:
-                        best, kbest = d, k
-                assign[i] = kbest
-            srap, sphi, sw = np.zeros(nax), np.zeros(nax), np.zeros(nax)
-            for i in range(n):
-                k = assign[i]
-                w = pt[i] / np.sqrt(precision**2 + _dist2(arap[k], aphi[k], rap[i], phi[i]))
+                        best, k = d, kk
+                w = pt[i] / np.sqrt(precision**2 + best)
                 srap[k] += w * rap[i]
                 dphi = phi[i] - aphi[k]
                 p_i = phi[i]
