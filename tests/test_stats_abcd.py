@@ -139,3 +139,22 @@ def test_empty_d_region_gives_nan_not_an_exception() -> None:
     assert cl.ndf == 1  # the undefined bin is left out of the chi2
     with pytest.raises(ValueError, match="expected x_cut= and y_cut="):
         abcd_predict(np.zeros(3), np.zeros(3), x_cut=1.0)
+
+
+def test_pull_of_an_empty_signal_region_uses_the_expected_variance() -> None:
+    # unweighted: B = 8, C = 2, D = 4 -> predicted 4 with relative error sqrt(1/8 + 1/2 + 1/4);
+    # A is empty: its measured sqrt(sum w^2) is 0, the variance expected under the prediction
+    # is 4 (Poisson), so the pull is -4 / sqrt(4 + sigma_pred^2), not -4 / sigma_pred
+    c = ABCDCounts(0.0, 8.0, 2.0, 4.0, 0.0, 8.0, 2.0, 4.0, mass_edges=None)
+    p = abcd_predict(c)
+    sigma_pred = 4 * np.sqrt(1 / 8 + 1 / 2 + 1 / 4)
+    assert p.predicted_err == pytest.approx(sigma_pred)
+    assert p.pull == pytest.approx(-4 / np.sqrt(4 + sigma_pred**2))
+    # weighted events of weight 0.5 (sum w^2 / sum w = 0.5): the expected variance halves
+    cw = ABCDCounts(0.0, 4.0, 1.0, 2.0, 0.0, 2.0, 0.5, 1.0, mass_edges=None)
+    pw = abcd_predict(cw)
+    sigma_w = 2 * np.sqrt(2 / 16 + 0.5 / 1 + 1 / 4)
+    assert pw.pull == pytest.approx(-2 / np.sqrt(2 * 0.5 + sigma_w**2))
+    # a non-empty A keeps its measured variance
+    c1 = ABCDCounts(1.0, 8.0, 2.0, 4.0, 1.0, 8.0, 2.0, 4.0, mass_edges=None)
+    assert abcd_predict(c1).pull == pytest.approx(-3 / np.sqrt(1 + sigma_pred**2))

@@ -103,9 +103,21 @@ class ABCDPrediction:
         """(observed - predicted) / sqrt(err_obs^2 + err_pred^2); NaN where undefined.
 
         A and (B, C, D) are disjoint event sets, so their uncertainties add in quadrature.
+        Where A is empty its measured sqrt(sum w^2) is 0, which would overstate the pull of a
+        downward fluctuation; there the observation's variance is the one expected if the
+        prediction were true, predicted x w_mean, with w_mean = sum w^2 / sum w of the control
+        regions B, C, D of that bin (the weighted-Poisson variance; 1 x predicted for
+        unweighted events).
         """
-        den = np.sqrt(self.observed_err**2 + self.predicted_err**2)
+        c = self.counts
+        obs_var = np.asarray(self.observed_err, dtype=np.float64) ** 2
         with np.errstate(divide="ignore", invalid="ignore"):
+            control_w = np.asarray(c.b, dtype=np.float64) + c.c + c.d
+            w_mean = np.where(control_w > 0, (np.asarray(c.var_b, dtype=np.float64) + c.var_c + c.var_d)
+                              / control_w, np.nan)
+            empty = (self.observed == 0) & (obs_var == 0) & (self.predicted > 0)
+            obs_var = np.where(empty, self.predicted * w_mean, obs_var)
+            den = np.sqrt(obs_var + self.predicted_err**2)
             return np.where(den > 0, (self.observed - self.predicted) / den, np.nan)
 
 
