@@ -92,6 +92,35 @@ def test_named_roles_and_errors(svj_run, tmp_path):
     assert "histograms.coffea" in empty.stderr
 
 
+def test_abcd_histogram_report_with_region_a_below_the_deta_cut(svj_run, tmp_path):
+    """``--histogram abcd`` (no category axis) with A = score >= cut and |Δη_jj| < 1.5: the
+    integrated observed/predicted on the page equals B C / D summed here from the saved
+    histogram's bins."""
+    from coffea.util import load
+
+    h = load(svj_run / "histograms.coffea")["hists"]["abcd"][
+        {"systematic": "nominal", "dataset": "qcd", "mt": sum}]
+    edges = h.axes["score"].edges
+    # ABCD cuts must be bin edges: the edge nearest the median qcd score
+    per_bin = h[{"deta_jj": sum}].values(flow=True)
+    frac = np.cumsum(per_bin)[:-1] / per_bin.sum()  # fraction below each edge
+    x_cut = float(edges[np.argmin(np.abs(frac - 0.5))])
+    out = tmp_path / "abcd"
+    _cli("report", str(svj_run), "--histogram", "abcd", "--background", "qcd", "--no-plots",
+         "--abcd-x-cut", repr(x_cut), "--abcd-y-axis", "deta_jj", "--abcd-y-cut", "1.5",
+         "--abcd-y-pass", "below", "-o", str(out))
+    text = (out / "report.md").read_text()
+    v = h.values(flow=True)  # score x deta_jj, flow bins included
+    sx = np.concatenate([[-np.inf], edges]) >= x_cut  # bin lower edges
+    sy = np.concatenate([[-np.inf], h.axes["deta_jj"].edges]) < 1.5
+    a, b, c, d = (v[np.ix_(mx, my)].sum() for mx, my in ((sx, sy), (sx, ~sy), (~sx, sy), (~sx, ~sy)))
+    assert min(a, b, c, d) > 0
+    line = next(x for x in text.splitlines() if x.startswith(f"A: score ≥ {x_cut:g} and deta_jj < 1.5"))
+    ratio = float(line.split("observed/predicted = ")[1].split(" ± ")[0])
+    assert ratio == pytest.approx(a / (b * c / d), abs=6e-4)
+    assert "| dataset | all events |" in text
+
+
 def test_bumphunt_report_has_mjj_fit(small_fileset, tiny_ae_onnx, tmp_path):
     fileset = tmp_path / "fileset.json"
     fileset.write_text(json.dumps(small_fileset))

@@ -26,13 +26,15 @@ __all__ = ["dataset_roles", "event_histograms", "report", "sr_classifier"]
 _MASS_AXES = ("mt", "mjj")
 
 
-def event_histograms(hists: Mapping[str, Any]) -> list[str]:
+def event_histograms(hists: Mapping[str, Any], *, need_category: bool = True) -> list[str]:
     """Names of the histograms :func:`coffea_ad.stats.write_report` can read: axes
-    ``dataset``, ``category``, ``score`` and a mass (``mt`` or ``mjj``); ``"events"`` first."""
+    ``dataset``, ``score``, a mass (``mt`` or ``mjj``) and, unless ``need_category`` is False,
+    ``category`` (the ones reported by default); ``"events"`` first."""
+    needed = {"dataset", "score"} | ({"category"} if need_category else set())
     names = []
     for name, h in hists.items():
         axes = set(h.axes.name) if hasattr(h, "axes") else set()
-        if {"dataset", "category", "score"} <= axes and axes & set(_MASS_AXES):
+        if needed <= axes and axes & set(_MASS_AXES):
             names.append(name)
     return sorted(names, key=lambda n: (n != "events", n))
 
@@ -241,6 +243,10 @@ def _cutflow_lines(cutflow: Mapping[str, Mapping[str, Any]]) -> list[str]:
 @click.option("--abcd-x-cut", type=float, default=None, help="Score cut of the ABCD regions.")
 @click.option("--abcd-y-axis", default=None, help="Axis of the second ABCD variable.")
 @click.option("--abcd-y-cut", type=float, default=None, help="Cut on the second variable.")
+@click.option("--abcd-y-pass", type=click.Choice(["above", "below"]), default="above",
+              show_default=True,
+              help="Side of the cut in region A (below for the svj |Δη_jj| < 1.5: "
+                   "--histogram abcd --abcd-y-axis deta_jj --abcd-y-cut 1.5 --abcd-y-pass below).")
 @click.option("--sqrt-s", type=float, default=13600.0, show_default=True,
               help="Centre-of-mass energy of the dijet function (GeV).")
 @click.option("--title", default=None, help="Page title (default: from the run).")
@@ -249,7 +255,7 @@ def _cutflow_lines(cutflow: Mapping[str, Mapping[str, Any]]) -> list[str]:
               help="Report folder (default: OUT/report).")
 def report(run_dir: str, backgrounds: tuple[str, ...], signals: tuple[str, ...],
            names: tuple[str, ...], systematic: str, abcd_x_cut: float | None,
-           abcd_y_axis: str | None, abcd_y_cut: float | None, sqrt_s: float,
+           abcd_y_axis: str | None, abcd_y_cut: float | None, abcd_y_pass: str, sqrt_s: float,
            title: str | None, plots: bool, out: str | None) -> None:
     """Statistics and plots of a run: writes OUT/report/report.md (with PNGs) from
     OUT/histograms.coffea and OUT/run.json."""
@@ -266,11 +272,12 @@ def report(run_dir: str, backgrounds: tuple[str, ...], signals: tuple[str, ...],
     hists = result.get("hists", {})
     info = json.loads((run / "run.json").read_text()) if (run / "run.json").is_file() else {}
     available = event_histograms(hists)
+    readable = event_histograms(hists, need_category=False)
     chosen = list(names) or available
     for name in chosen:
-        if name not in available:
+        if name not in readable:
             raise click.UsageError(f"histogram {name!r} is not an event histogram of this run; "
-                                   f"event histograms: {available}")
+                                   f"event histograms: {readable}")
     if not chosen:
         raise click.ClickException(f"no event histogram (axes dataset, category, score and mt "
                                    f"or mjj) in {src}; histograms: {sorted(hists)}")
@@ -294,6 +301,7 @@ def report(run_dir: str, backgrounds: tuple[str, ...], signals: tuple[str, ...],
         path, _ = write_report(
             h, where, backgrounds=bkg, signals=sig, systematic=systematic,
             abcd_x_cut=abcd_x_cut, abcd_y_axis=abcd_y_axis, abcd_y_cut=abcd_y_cut,
+            abcd_y_pass=abcd_y_pass,
             sqrt_s=sqrt_s, title=page_title if i == 0 else f"{page_title}: {name}",
             plots=plots)
         pages.append((name, path))

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -104,6 +104,7 @@ def write_report(
     abcd_x_cut: float | None = None,
     abcd_y_axis: str | None = None,
     abcd_y_cut: float | None = None,
+    abcd_y_pass: Literal["above", "below"] = "above",
     sqrt_s: float = 13000.0,
     title: str = "coffea-ad report",
     plots: bool = True,
@@ -111,8 +112,9 @@ def write_report(
     """Write ``out_dir/report.md`` (and its PNG plots) from an event histogram.
 
     Args:
-        h: ``hist.Hist`` with axes ``dataset``, ``category``, ``score``, the mass, and
-            optionally ``systematic`` and ``abcd_y_axis``.
+        h: ``hist.Hist`` with axes ``dataset``, ``score``, the mass, and optionally
+            ``category``, ``systematic`` and ``abcd_y_axis`` (e.g. the ``svj`` processor's
+            ``hists["abcd"]``, which has no category axis: the yields are then per dataset).
         out_dir: folder for the page and the plots (created).
         backgrounds: datasets summed into the background.
         signals: signal datasets, each compared with the background.
@@ -121,6 +123,8 @@ def write_report(
         abcd_x_cut: score cut of the ABCD regions (a bin edge of the score axis).
         abcd_y_axis: the second ABCD variable's axis; no ABCD section without it.
         abcd_y_cut: cut on the second variable (a bin edge).
+        abcd_y_pass: which side of ``abcd_y_cut`` is the signal-like side of region A
+            (``"below"`` for the SVJ |Δη_jj| < 1.5).
         sqrt_s: centre-of-mass energy for the dijet function (GeV).
         title: page title.
         plots: also draw the plots (needs matplotlib and mplhep).
@@ -133,7 +137,7 @@ def write_report(
     from coffea_ad.errors import UnknownNameError
 
     names = [ax.name for ax in h.axes]
-    for needed in ("dataset", "category", "score"):
+    for needed in ("dataset", "score"):
         if needed not in names:
             raise UnknownNameError("histogram axis", needed, names)
     if mass_axis is None:
@@ -162,19 +166,21 @@ def write_report(
         return total
 
     bkg = summed(backgrounds)
-    cats = list(h.axes["category"])
+    has_categories = "category" in names
+    cats = list(h.axes["category"]) if has_categories else ["all"]
     other = [n for n in bkg.axes.name if n not in ("score", mass_axis, "category")]
     if abcd_y_axis is None and other:
         bkg = bkg[dict.fromkeys(other, sum)]
 
     # --- yields
-    lines += ["## Yields", "", "| dataset | " + " | ".join(f"category {c}" for c in cats) + " |",
+    header = " | ".join(f"category {c}" for c in cats) if has_categories else "all events"
+    lines += ["## Yields", "", f"| dataset | {header} |",
               "|---" * (len(cats) + 1) + "|"]
     for d in [*backgrounds, *signals]:
         hd = h[{"dataset": hist.loc(d)}]
         row = {}
         for c in cats:
-            v = hd[{"category": hist.loc(c)}].sum(flow=True)
+            v = (hd[{"category": hist.loc(c)}] if has_categories else hd).sum(flow=True)
             row[str(c)] = (float(v.value), float(np.sqrt(v.variance)))
         numbers.yields[d] = row
         cells = " | ".join(f"{v:.4g} ± {e:.2g}" for v, e in row.values())
@@ -190,8 +196,8 @@ def write_report(
     curves = {}
     if signals:
         lines += ["## Score performance (signal vs summed background)", "",
-                  "| signal | AUC | max SIC | TPR, FPR at max SIC | σ_max | best cut "
-                  "| sensitive |",
+                  ("| signal | AUC | max SIC | TPR, FPR at max SIC | σ_max | best cut "
+                  "| sensitive |"),
                   "|---|---|---|---|---|---|---|"]
     for sname in signals:
         hs = h[{"dataset": hist.loc(sname)}]
@@ -216,8 +222,8 @@ def write_report(
             f"{'yes' if scan.sensitive else 'no'} |"
         )
     if signals:
-        lines += ["", "σ = |(B + S) − B| / √B at score ≥ cut, all categories and masses; "
-                  "max SIC where the background keeps ≥ 25 effective MC events.", ""]
+        lines += ["", ("σ = |(B + S) − B| / √B at score ≥ cut, all categories and masses; "
+                  "max SIC where the background keeps ≥ 25 effective MC events."), ""]
 
     figures: list[tuple[str, str]] = []
     if plots:
@@ -235,7 +241,7 @@ def write_report(
             hs_all = h[{n: sum for n in h.axes.name if n not in ("dataset", "score")}]
             plot_score_distributions(hs_all, out / "scores.png")
             figures.append(("Score distributions", "scores.png"))
-            if "systematic" in names and systematic == "nominal":
+            if has_categories and "systematic" in names and systematic == "nominal":
                 # this plot takes the full histogram and selects "nominal" itself
                 keep = ("dataset", "systematic", "category", "score", mass_axis)
                 h_plot = h_in[{n: sum for n in h_in.axes.name if n not in keep}]
@@ -251,7 +257,7 @@ def write_report(
             raise ValueError(msg)
         hb = bkg[{n: sum for n in bkg.axes.name if n not in ("score", abcd_y_axis, mass_axis)}]
         cl = abcd_closure(hb, x_cut=abcd_x_cut, y_cut=abcd_y_cut, x_axis="score",
-                          y_axis=abcd_y_axis, mass_axis=mass_axis)
+                          y_axis=abcd_y_axis, mass_axis=mass_axis, y_pass=abcd_y_pass)
         integ = cl.integrated
         ratio_err = float(
             np.sqrt(integ.observed_err**2 + integ.predicted_err**2) / integ.predicted
@@ -261,9 +267,10 @@ def write_report(
                         "integrated_ratio": float(integ.ratio),
                         "integrated_ratio_err": ratio_err}
         lines += ["## ABCD closure (background)", "",
-                  f"score ≥ {abcd_x_cut:g} and {abcd_y_axis} ≥ {abcd_y_cut:g}: "
+                  (f"A: score ≥ {abcd_x_cut:g} and {abcd_y_axis} "
+                  f"{'≥' if abcd_y_pass == 'above' else '<'} {abcd_y_cut:g}: "
                   f"χ²/ndf = {cl.chi2:.2f}/{cl.ndf} (p = {cl.p_value:.3g}); integrated "
-                  f"observed/predicted = {float(integ.ratio):.3f} ± {ratio_err:.3f}",
+                  f"observed/predicted = {float(integ.ratio):.3f} ± {ratio_err:.3f}"),
                   ""]
         if plots:
             from coffea_ad.plotting.stats import plot_abcd_closure
@@ -271,8 +278,8 @@ def write_report(
             plot_abcd_closure(cl, out / "abcd_closure.png")
             figures.append(("ABCD closure", "abcd_closure.png"))
 
-    # --- bump hunt
-    if mass_axis == "mjj":
+    # --- bump hunt (per category: a histogram without categories gets none)
+    if mass_axis == "mjj" and has_categories:
         lines += ["## Bump hunt per category", "",
                   "| category | bkg fit χ²/ndf | signal | μ (injected 1) | Z_local |",
                   "|---|---|---|---|---|"]
@@ -317,9 +324,9 @@ def write_report(
                     plot_bumphunt(res, out / png)
                     figures.append((f"Bump hunt, category {c}, {sname} injected", png))
             numbers.bumphunt[str(c)] = entry
-        lines += ["", "Background + signal histograms fitted with the signal histogram as the "
+        lines += ["", ("Background + signal histograms fitted with the signal histogram as the "
                   "template; μ = 1 is the injected strength. Weighted MC is fitted as if "
-                  "Poisson.", ""]
+                  "Poisson."), ""]
 
     if figures:
         lines += ["## Plots", ""]
