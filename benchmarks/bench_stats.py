@@ -23,14 +23,14 @@ import time
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from coffea_ad.stats import (  # noqa: E402
+from coffea_ad.stats import (
     distance_correlation,
     fit_signal_plus_background,
     gaussian_signal,
 )
-from coffea_ad.stats.bumphunt import _shape_integrals  # noqa: E402
+from coffea_ad.stats.bumphunt import _shape_integrals
 
 
 def _dcor_pairs(x: np.ndarray, y: np.ndarray) -> float:

@@ -8,13 +8,13 @@ import pytest
 pytest.importorskip("matplotlib")
 pytest.importorskip("mplhep")
 
-from coffea_ad.plotting.stats import (  # noqa: E402
+from coffea_ad.plotting.stats import (
     plot_abcd_closure,
     plot_bumphunt,
     plot_qr_thresholds,
     plot_roc_sic,
 )
-from coffea_ad.stats import (  # noqa: E402
+from coffea_ad.stats import (
     abcd_closure,
     fit_signal_plus_background,
     gaussian_signal,

@@ -22,7 +22,7 @@ from typing import Any
 import hist
 import numpy as np
 
-__all__ = ["DemoConfig", "OUTPUT_FILES", "jet_auc_from_histogram", "run_demo", "threshold_at_efficiency"]
+__all__ = ["OUTPUT_FILES", "DemoConfig", "jet_auc_from_histogram", "run_demo", "threshold_at_efficiency"]
 
 #: Files the demo writes under ``--out`` (README lists them too).
 OUTPUT_FILES: tuple[str, ...] = (

@@ -70,9 +70,8 @@ def run(processor_name: str, fileset: str, model: str, executor: str, scheduler:
     run.json (entries held and processed per file, versions, model sha256, providers)."""
     import warnings
 
-    from coffea.util import save
-
     from coffea.nanoevents import NanoAODSchema, PFNanoAODSchema, TreeMakerSchema
+    from coffea.util import save
 
     from coffea_ad.execution import (
         RUN_INFO_KEY,

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
-from coffea_ad.plotting.distributions import plot_mass_by_category, plot_roc, plot_score_distributions
-from coffea_ad.plotting.stats import plot_abcd_closure, plot_bumphunt, plot_qr_thresholds, plot_roc_sic
+from coffea_ad.plotting.distributions import (
+    plot_mass_by_category,
+    plot_roc,
+    plot_score_distributions,
+)
+from coffea_ad.plotting.stats import (
+    plot_abcd_closure,
+    plot_bumphunt,
+    plot_qr_thresholds,
+    plot_roc_sic,
+)
 
 __all__ = [
     "plot_abcd_closure",

@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+
 # scipy.special, not scipy.stats: the latter takes seconds to import for two functions
 from scipy import special as _special
 
