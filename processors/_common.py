@@ -16,7 +16,11 @@ from coffea_ad.errors import MissingBranchError
 
 __all__ = [
     "MET_NAMES",
+    "count_histogram",
     "event_weights",
+    "finish_lazy_bookkeeping",
+    "lazy_bookkeeping",
+    "lazy_twin",
     "leading_pair",
     "met_collection",
     "register_dataset",
@@ -151,3 +155,69 @@ def chunk_output(
         "sumw": {dataset: float(event_weights(events).sum())},
         "provider": {provider: n_all},
     }
+
+
+# ----------------------------------------------------------------------------- dask-awkward
+def lazy_twin(h: Any) -> Any:
+    """An empty ``hist.dask.Hist`` with the axes and storage of the eager histogram ``h``: the
+    lazy path fills the same binning as the Runner path."""
+    import hist.dask
+
+    return hist.dask.Hist(*h.axes, storage=h.storage_type())
+
+
+def count_histogram(name: str) -> Any:
+    """A lazy counter: ``name`` (string category) x one unit bin, weighted. dask-awkward
+    2025.3 cannot build scalar reductions on awkward 2.14, so counts and sums of weights are
+    one-bin histograms, turned into numbers by :func:`finish_lazy_bookkeeping`."""
+    import hist
+    import hist.dask
+
+    return hist.dask.Hist(hist.axis.StrCategory([], growth=True, name=name),
+                          hist.axis.Regular(1, 0.0, 2.0, name="one"), storage=hist.storage.Weight())
+
+
+def lazy_bookkeeping(*, dataset: str, steps: Sequence[tuple[str, Any]], weights: Any,
+                     ) -> dict[str, Any]:
+    """The cutflow and raw sum of weights of the lazy path, as count histograms.
+
+    Args:
+        dataset: the dataset name.
+        steps: ``(name, ones)`` in cutflow order, ``ones`` a dask-awkward array of 1s with
+            one entry per event passing the step (the first step: all events).
+        weights: raw generator weights of all events (dask-awkward).
+
+    Returns:
+        ``{"_lazy": {dataset: {...}}}``, merged into the processor's output and replaced by
+        ``cutflow``/``entries``/``sumw``/``provider`` in ``postprocess``.
+    """
+    import dask_awkward as dak
+
+    cutflow = count_histogram("step")
+    for name, ones in steps:
+        cutflow.fill(step=name, one=ones)
+    totals = count_histogram("dataset")
+    totals.fill(dataset=dataset, one=dak.ones_like(weights), weight=weights)
+    return {"_lazy": {dataset: {"cutflow": cutflow, "steps": [n for n, _ in steps],
+                                "totals": totals}}}
+
+
+def finish_lazy_bookkeeping(output: dict[str, Any], *, provider: str) -> dict[str, Any]:
+    """Replace the computed count histograms of :func:`lazy_bookkeeping` by the bookkeeping
+    the Runner path returns (``cutflow``, ``entries``, ``sumw``, ``provider``); outputs of
+    the Runner path pass unchanged."""
+    lazy = output.pop("_lazy", None)
+    if not lazy:
+        return output
+    for key in ("cutflow", "entries", "sumw", "provider"):
+        output.setdefault(key, {})
+    for dataset, parts in lazy.items():
+        cutflow = parts["cutflow"]
+        output["cutflow"][dataset] = {
+            step: round(cutflow[{"step": step, "one": sum}].value) for step in parts["steps"]
+        }
+        n_all = output["cutflow"][dataset][parts["steps"][0]]
+        output["entries"][dataset] = n_all
+        output["sumw"][dataset] = float(parts["totals"][{"dataset": dataset, "one": sum}].value)
+        output["provider"][provider] = output["provider"].get(provider, 0) + n_all
+    return output

@@ -25,9 +25,13 @@ from coffea_ad.errors import UnknownNameError
 from coffea_ad.features import transverse_mass
 from coffea_ad.histos import jet_score_histogram, score_mass_histogram
 from coffea_ad.inference import OnnxScorer
+from coffea_ad.inference._layout import is_dask_awkward
 from coffea_ad.processors._common import (
     chunk_output,
     event_weights,
+    finish_lazy_bookkeeping,
+    lazy_bookkeeping,
+    lazy_twin,
     leading_pair,
     met_collection,
     require_fields,
@@ -156,9 +160,11 @@ class SVJProcessor(processor.ProcessorABC):
         self.lumi_fb = None if lumi_fb is None else float(lumi_fb)
 
     def process(self, events: ak.Array) -> dict[str, Any]:
-        dataset = events.metadata["dataset"]
         require_fields(events, {self.jets: ("pt", "eta", "phi", "mass"),
                                 "MET|PFMET|PuppiMET": ("pt", "phi")}, processor="svj")
+        if is_dask_awkward(events):
+            return self._process_lazy(events)
+        dataset = events.metadata["dataset"]
         n_all = len(events)
         weights = event_weights(events, lumi_fb=self.lumi_fb)
 
@@ -210,5 +216,62 @@ class SVJProcessor(processor.ProcessorABC):
         return chunk_output(hists, dataset=dataset, events=events, cutflow=cutflow,
                             provider=self.scorer.provider, systematic=self.systematic)
 
+    def _process_lazy(self, events: Any) -> dict[str, Any]:
+        """:meth:`process` on dask-awkward events (the ``apply_to_fileset`` path): the same
+        selection and histograms, built lazily (``hist.dask``); counts become numbers in
+        :meth:`postprocess`. Tested bin for bin against the Runner path."""
+        import dask_awkward as dak
+
+        dataset = events.metadata["dataset"]
+        raw_w = (dak.values_astype(events.genWeight, np.float64) if "genWeight" in events.fields
+                 else dak.ones_like(events.event, dtype=np.float64))
+        weights = raw_w
+        if self.lumi_fb is not None:
+            meta = events.metadata
+            weights = raw_w * (float(meta["xsec"]) * 1000.0 * self.lumi_fb / float(meta["sumw"]))
+        jets = events[self.jets]
+        scores = self.scorer.score_events(events)
+        good = (jets.pt > self.min_pt) & (abs(jets.eta) < self.max_eta)
+        passing = jets[good]
+        two_jets = dak.num(passing, axis=1) >= 2
+        lead = passing[two_jets][:, :2]
+        lead_scores = scores[good][two_jets][:, :2]
+        met = met_collection(events)[two_jets]
+        mt = transverse_mass(lead[:, 0], lead[:, 1], met)
+        w = weights[two_jets]
+        ones = dak.ones_like(raw_w)
+        steps = [("all", ones),
+                 (f">=2 {self.jets} (pt>{self.min_pt:g}, |eta|<{self.max_eta:g})", ones[two_jets])]
+        ones_pair = ones[two_jets]
+        deta = abs(dak.values_astype(lead[:, 0].eta, np.float64)
+                   - dak.values_astype(lead[:, 1].eta, np.float64))
+        met_pt = dak.values_astype(met.pt, np.float64)
+        positive = mt > 0
+        ratio = dak.where(positive, met_pt / dak.where(positive, mt, 1.0), 0.0)
+        keep = mt >= self.min_mt
+        if self.max_deta is not None:
+            steps.append((f"|deta_j1j2|<{self.max_deta:g}", ones_pair[deta < self.max_deta]))
+            keep = keep & (deta < self.max_deta)
+        steps.append((f"mT>={self.min_mt:g}", ones_pair[keep]))
+        if self.min_met_over_mt is not None:
+            keep = keep & (ratio > self.min_met_over_mt)
+            steps.append((f"MET/mT>{self.min_met_over_mt:g}", ones_pair[keep]))
+        sel_scores = lead_scores[keep]
+        mt_k, w_k = mt[keep], w[keep]
+        ntag = dak.sum(sel_scores > self.tag_threshold, axis=1)
+        max_score = dak.max(sel_scores, axis=1)
+        h_events = lazy_twin(score_mass_histogram())
+        h_events.fill(dataset=dataset, systematic=self.systematic, category=ntag,
+                      score=max_score, mt=mt_k, weight=w_k)
+        second = {"deta_jj": deta, "met_over_mt": ratio}[self.abcd_variable][keep]
+        h_abcd = lazy_twin(abcd_histogram(self.abcd_variable))
+        h_abcd.fill(dataset=dataset, systematic=self.systematic, score=max_score,
+                    **{self.abcd_variable: second}, mt=mt_k, weight=w_k)
+        h_jets = lazy_twin(jet_score_histogram())
+        h_jets.fill(dataset=dataset, score=dak.flatten(sel_scores),
+                    weight=dak.flatten(dak.broadcast_arrays(w_k, sel_scores)[0]))
+        return {"hists": {"events": h_events, "abcd": h_abcd, "jets": h_jets},
+                **lazy_bookkeeping(dataset=dataset, steps=steps, weights=raw_w)}
+
     def postprocess(self, accumulator: dict[str, Any]) -> dict[str, Any]:
-        return accumulator
+        return finish_lazy_bookkeeping(accumulator, provider=self.scorer.provider)

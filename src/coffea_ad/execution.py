@@ -771,6 +771,9 @@ def apply_processor(
     with dask.config.set({"awkward.optimization.which": ["columns"]}):
         (computed,) = dask.compute(outputs, scheduler=client)
     output = accumulate([computed[ds] for ds in sorted(computed)])
+    if isinstance(output, MutableMapping):
+        # as the Runner does: the processor turns what it computed lazily into its output
+        output = processor_instance.postprocess(output)
     for rec in files:
         rec["entries_processed"] = sum(b - a for a, b in rec["steps"]) if rec["error"] is None \
             else 0
