@@ -50,6 +50,20 @@ def test_unknown_processor_is_named(tmp_path):
     assert "svj" in res.stderr
 
 
+def test_missing_or_unknown_processor_setting_names_the_settings(tmp_path):
+    fileset = tmp_path / "f.json"
+    fileset.write_text("{}")
+    model = Path(__file__).resolve().parents[1] / "models" / "svj_dense_ae.onnx"
+    res = _cli("run", "svj", "--fileset", str(fileset), "--model", str(model), "-o", str(tmp_path))
+    assert res.returncode == 2
+    assert "required --set keys: ['tag_threshold']" in res.stderr
+    assert "max_deta" in res.stderr  # the optional ones are listed too
+    res = _cli("run", "svj", "--fileset", str(fileset), "--model", str(model), "-o", str(tmp_path),
+               "--set", "tag_threshold=0.3", "--set", "tag_treshold=0.2")
+    assert res.returncode == 2
+    assert "tag_treshold" in res.stderr
+
+
 @pytest.mark.parametrize("pair", ["a", "=1"])
 def test_parse_settings_rejects_bad_pairs(pair):
     import click

@@ -84,7 +84,20 @@ def run(processor_name: str, fileset: str, model: str, executor: str, scheduler:
     from coffea_ad.processors import get_processor
 
     cls = get_processor(processor_name)
-    proc = cls(model, **parse_settings(settings))
+    overrides = parse_settings(settings)
+    try:
+        proc = cls(model, **overrides)
+    except TypeError as err:  # a missing or unknown setting: name the processor's settings
+        import inspect
+
+        params = [p for p in inspect.signature(cls).parameters.values()
+                  if p.kind is p.KEYWORD_ONLY]
+        needed = [p.name for p in params if p.default is p.empty]
+        optional = [p.name for p in params if p.default is not p.empty]
+        raise click.UsageError(
+            f"processor {processor_name!r}: {err}; required --set keys: {needed or 'none'}; "
+            f"optional: {optional}"
+        ) from err
     task_res = _resources(resources, "--resources")
     worker_res = _resources(worker_resources, "--worker-resources")
     outdir = Path(out)
