@@ -28,9 +28,13 @@ from coffea_ad.errors import UnknownNameError
 from coffea_ad.features import dijet_mass
 from coffea_ad.histos import jet_score_histogram, score_mass_histogram
 from coffea_ad.inference import OnnxScorer
+from coffea_ad.inference._layout import is_dask_awkward
 from coffea_ad.processors._common import (
     chunk_output,
     event_weights,
+    finish_lazy_bookkeeping,
+    lazy_bookkeeping,
+    lazy_twin,
     leading_pair,
     require_fields,
 )
@@ -169,8 +173,10 @@ class BumpHuntProcessor(processor.ProcessorABC):
             else "all (no thresholds)")
 
     def process(self, events: ak.Array) -> dict[str, Any]:
-        dataset = events.metadata["dataset"]
         require_fields(events, {self.jets: ("pt", "eta", "phi", "mass")}, processor="bumphunt")
+        if is_dask_awkward(events):
+            return self._process_lazy(events)
+        dataset = events.metadata["dataset"]
         n_all = len(events)
         weights = event_weights(events, lumi_fb=self.lumi_fb)
 
@@ -205,5 +211,60 @@ class BumpHuntProcessor(processor.ProcessorABC):
         return chunk_output(hists, dataset=dataset, events=events, cutflow=cutflow,
                             provider=self.scorer.provider, systematic=self.systematic)
 
+    def _lazy_categories(self, score: ak.Array, mjj: ak.Array) -> ak.Array:
+        """:meth:`_categories` of one partition (numpy in, numpy out)."""
+        if ak.backend(score, mjj) == "typetracer":  # dask-awkward tracing which columns are read
+            ak.typetracer.touch_data(score)
+            ak.typetracer.touch_data(mjj)
+            return ak.Array(ak.Array(np.zeros(0, np.int64)).layout.to_typetracer(forget_length=True))
+        return ak.Array(self._categories(ak.to_numpy(score).astype(np.float64),
+                                         ak.to_numpy(mjj).astype(np.float64)).astype(np.int64))
+
+    def _process_lazy(self, events: Any) -> dict[str, Any]:
+        """:meth:`process` on dask-awkward events (the ``apply_to_fileset`` path): the same
+        selection, categories and histograms, built lazily; counts become numbers in
+        :meth:`postprocess`. Tested bin for bin against the Runner path."""
+        import dask_awkward as dak
+
+        dataset = events.metadata["dataset"]
+        raw_w = (dak.values_astype(events.genWeight, np.float64) if "genWeight" in events.fields
+                 else dak.ones_like(events.event, dtype=np.float64))
+        weights = raw_w
+        if self.lumi_fb is not None:
+            meta = events.metadata
+            weights = raw_w * (float(meta["xsec"]) * 1000.0 * self.lumi_fb / float(meta["sumw"]))
+        jets = events[self.jets]
+        scores = self.scorer.score_events(events)
+        good = (jets.pt > self.min_pt) & (abs(jets.eta) < self.max_eta)
+        passing = jets[good]
+        has_pair = dak.num(passing, axis=1) >= 2
+        lead = passing[has_pair][:, :2]
+        lead_scores = scores[good][has_pair][:, :2]
+        s1 = dak.values_astype(lead_scores[:, 0], np.float64)
+        s2 = dak.values_astype(lead_scores[:, 1], np.float64)
+        score = _COMBINE[self.combine](s1, s2)
+        mjj = dijet_mass(lead[:, 0], lead[:, 1])
+        deta = abs(dak.values_astype(lead[:, 0].eta, np.float64)
+                   - dak.values_astype(lead[:, 1].eta, np.float64))
+        w = weights[has_pair]
+        # the thresholds (correctionlib or a QR network) run on each partition's numpy arrays
+        meta = ak.Array(ak.Array(np.zeros(0, np.int64)).layout.to_typetracer(forget_length=True))
+        category = dak.map_partitions(self._lazy_categories, score, mjj, meta=meta,
+                                      label="qr-categories")
+        sideband = deta > self.sideband_deta
+        hists = {"events": lazy_twin(self._histogram()), "sideband": lazy_twin(self._histogram())}
+        for name, sel in (("events", ~sideband), ("sideband", sideband)):
+            hists[name].fill(dataset=dataset, systematic=self.systematic,
+                             category=category[sel], score=score[sel], mjj=mjj[sel],
+                             weight=w[sel])
+        hists["jets"] = lazy_twin(jet_score_histogram(score_label="jet score"))
+        for s in (s1, s2):
+            hists["jets"].fill(dataset=dataset, score=s, weight=w)
+        ones = dak.ones_like(raw_w)
+        steps = [("all", ones),
+                 (f">=2 {self.jets} (pt>{self.min_pt:g}, |eta|<{self.max_eta:g})", ones[has_pair]),
+                 (f"search region |deta_jj|<={self.sideband_deta:g}", ones[has_pair][~sideband])]
+        return {"hists": hists, **lazy_bookkeeping(dataset=dataset, steps=steps, weights=raw_w)}
+
     def postprocess(self, accumulator: dict[str, Any]) -> dict[str, Any]:
-        return accumulator
+        return finish_lazy_bookkeeping(accumulator, provider=self.scorer.provider)
