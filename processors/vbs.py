@@ -24,9 +24,13 @@ from coffea_ad.errors import ModelContractError
 from coffea_ad.features import vbs_variables
 from coffea_ad.histos import score_mass_histogram
 from coffea_ad.inference import OnnxScorer
+from coffea_ad.inference._layout import is_dask_awkward
 from coffea_ad.processors._common import (
     chunk_output,
     event_weights,
+    finish_lazy_bookkeeping,
+    lazy_bookkeeping,
+    lazy_twin,
     require_fields,
 )
 
@@ -134,65 +138,120 @@ class VBSProcessor(processor.ProcessorABC):
         charge = ak.concatenate([events[n].charge for n in present], axis=1)
         return charge[ak.argsort(pt, axis=1, ascending=False)]
 
-    def process(self, events: ak.Array) -> dict[str, Any]:
-        dataset = events.metadata["dataset"]
+    def _step_masks(self, events: ak.Array) -> ak.Array:
+        """The preselection, step by step, as ``events * {step0, step1, ...}`` booleans (pure
+        awkward: runs on eager events, on each dask-awkward partition and on typetracers)."""
+        v = vbs_variables(events, jets=self.jets, leptons=self.leptons)
+
+        def f64(field: str) -> ak.Array:
+            return ak.values_astype(v[field], np.float64)
+
+        charges = ak.fill_none(ak.pad_none(self._lepton_charges(events), 2, axis=1), 0)
+        jet_eta = ak.fill_none(ak.pad_none(events[self.jets].eta, 2, axis=1), np.inf)
+        masks = [
+            v.n_leptons >= 2,
+            (f64("lep1_pt") > self.min_lep1_pt) & (f64("lep2_pt") > self.min_lep2_pt)
+            & (abs(f64("lep1_eta")) < self.max_lep_eta) & (abs(f64("lep2_eta")) < self.max_lep_eta),
+        ]
+        if self.same_sign:
+            masks.append(charges[:, 0] * charges[:, 1] > 0)
+        masks += [
+            v.n_jets >= 2,
+            (f64("jet1_pt") > self.min_jet_pt) & (f64("jet2_pt") > self.min_jet_pt)
+            & (abs(jet_eta[:, 0]) < self.max_jet_eta) & (abs(jet_eta[:, 1]) < self.max_jet_eta),
+            f64("mjj") > self.min_mjj,
+            f64("deta_jj") > self.min_deta_jj,
+        ]
+        return ak.zip({f"step{k}": m for k, m in enumerate(masks)})
+
+    def _step_names(self) -> list[str]:
+        names = [">=2 leptons",
+                 f"lepton pt>{self.min_lep1_pt:g},{self.min_lep2_pt:g} |eta|<{self.max_lep_eta:g}"]
+        if self.same_sign:
+            names.append("same-sign leptons")
+        return [*names, ">=2 jets", f"jet pt>{self.min_jet_pt:g} |eta|<{self.max_jet_eta:g}",
+                f"mjj>{self.min_mjj:g}", f"|deta_jj|>{self.min_deta_jj:g}"]
+
+    def _require(self, events: Any) -> None:
         needs: dict[str, Sequence[str]] = {self.jets: ("pt", "eta", "phi", "mass"),
                                           "MET|PFMET|PuppiMET": ("pt", "phi")}
         present = [n for n in self.leptons if n in events.fields]
         for name in present or ["|".join(self.leptons)]:
             needs[name] = ("pt", "eta", "phi", "mass", "charge")
         require_fields(events, needs, processor="vbs")
+
+    def _scorers(self, fields: Sequence[str]) -> list[tuple[str, OnnxScorer]]:
+        out = []
+        for label in self.labels:
+            scorer = self.scorer_for(label)
+            missing = [f for f in scorer.contract.features if f not in fields]
+            if missing:
+                msg = (f"model {scorer.contract.name!r} needs features {missing} that "
+                       f"vbs_variables does not make; it makes {list(fields)}")
+                raise ModelContractError(msg)
+            out.append(("events" if not label else f"events_{label}", scorer))
+        return out
+
+    def process(self, events: ak.Array) -> dict[str, Any]:
+        self._require(events)
+        if is_dask_awkward(events):
+            return self._process_lazy(events)
+        dataset = events.metadata["dataset"]
         n_all = len(events)
         weights = event_weights(events, lumi_fb=self.lumi_fb)
         v = vbs_variables(events, jets=self.jets, leptons=self.leptons)
-
-        def np_(field: str) -> np.ndarray:
-            return ak.to_numpy(v[field]).astype(np.float64)
-
-        charges = ak.fill_none(ak.pad_none(self._lepton_charges(events), 2, axis=1), 0)
-        jet_eta = ak.fill_none(ak.pad_none(events[self.jets].eta, 2, axis=1), np.inf)
-        steps: list[tuple[str, np.ndarray]] = [
-            (">=2 leptons", ak.to_numpy(v.n_leptons) >= 2),
-            (f"lepton pt>{self.min_lep1_pt:g},{self.min_lep2_pt:g} |eta|<{self.max_lep_eta:g}",
-             (np_("lep1_pt") > self.min_lep1_pt) & (np_("lep2_pt") > self.min_lep2_pt)
-             & (np.abs(np_("lep1_eta")) < self.max_lep_eta)
-             & (np.abs(np_("lep2_eta")) < self.max_lep_eta)),
-        ]
-        if self.same_sign:
-            steps.append(("same-sign leptons",
-                          ak.to_numpy(charges[:, 0] * charges[:, 1]) > 0))
-        steps += [
-            (">=2 jets", ak.to_numpy(v.n_jets) >= 2),
-            (f"jet pt>{self.min_jet_pt:g} |eta|<{self.max_jet_eta:g}",
-             (np_("jet1_pt") > self.min_jet_pt) & (np_("jet2_pt") > self.min_jet_pt)
-             & (np.abs(ak.to_numpy(jet_eta[:, 0])) < self.max_jet_eta)
-             & (np.abs(ak.to_numpy(jet_eta[:, 1])) < self.max_jet_eta)),
-            (f"mjj>{self.min_mjj:g}", np_("mjj") > self.min_mjj),
-            (f"|deta_jj|>{self.min_deta_jj:g}", np_("deta_jj") > self.min_deta_jj),
-        ]
+        masks = self._step_masks(events)
         keep = np.ones(n_all, dtype=bool)
         cutflow = {"all": n_all}
-        for name, passed in steps:
-            keep &= passed
+        for k, name in enumerate(self._step_names()):
+            keep &= ak.to_numpy(masks[f"step{k}"])
             cutflow[name] = int(keep.sum())
 
         selected = v[keep]
-        w, mjj = weights[keep], np_("mjj")[keep]
+        w = weights[keep]
+        mjj = ak.to_numpy(selected.mjj).astype(np.float64)
         hists = {}
-        for label in self.labels:
-            scorer = self.scorer_for(label)
-            missing = [f for f in scorer.contract.features if f not in selected.fields]
-            if missing:
-                msg = (f"model {scorer.contract.name!r} needs features {missing} that "
-                       f"vbs_variables does not make; it makes {selected.fields}")
-                raise ModelContractError(msg)
+        for key, scorer in self._scorers(selected.fields):
             score = ak.to_numpy(scorer(selected[scorer.contract.features])).astype(np.float64)
             h = self._histogram(scorer)
             h.fill(dataset=dataset, systematic=self.systematic, category=np.zeros(len(w), int),
                    score=score, mjj=mjj, weight=w)
-            hists["events" if not label else f"events_{label}"] = h
+            hists[key] = h
         return chunk_output(hists, dataset=dataset, events=events, cutflow=cutflow,
                             provider=self.scorer.provider, systematic=self.systematic)
 
+    def _process_lazy(self, events: Any) -> dict[str, Any]:
+        """:meth:`process` on dask-awkward events (the ``apply_to_fileset`` path): the same
+        selection (:meth:`_step_masks` mapped over the partitions) and histograms, built
+        lazily; counts become numbers in :meth:`postprocess`."""
+        import dask_awkward as dak
+
+        dataset = events.metadata["dataset"]
+        raw_w = (dak.values_astype(events.genWeight, np.float64) if "genWeight" in events.fields
+                 else dak.ones_like(events.event, dtype=np.float64))
+        weights = raw_w
+        if self.lumi_fb is not None:
+            meta = events.metadata
+            weights = raw_w * (float(meta["xsec"]) * 1000.0 * self.lumi_fb / float(meta["sumw"]))
+        v = vbs_variables(events, jets=self.jets, leptons=self.leptons)
+        masks = dak.map_partitions(self._step_masks, events, label="vbs-selection")
+        ones = dak.ones_like(raw_w)
+        steps = [("all", ones)]
+        keep = None
+        for k, name in enumerate(self._step_names()):
+            keep = masks[f"step{k}"] if keep is None else keep & masks[f"step{k}"]
+            steps.append((name, ones[keep]))
+        selected = v[keep]
+        w = weights[keep]
+        mjj = dak.values_astype(selected.mjj, np.float64)
+        hists = {}
+        for key, scorer in self._scorers(selected.fields):
+            score = dak.values_astype(scorer(selected[scorer.contract.features]), np.float64)
+            h = lazy_twin(self._histogram(scorer))
+            h.fill(dataset=dataset, systematic=self.systematic,
+                   category=dak.zeros_like(w, dtype=np.int64), score=score, mjj=mjj, weight=w)
+            hists[key] = h
+        return {"hists": hists, **lazy_bookkeeping(dataset=dataset, steps=steps, weights=raw_w)}
+
     def postprocess(self, accumulator: dict[str, Any]) -> dict[str, Any]:
-        return accumulator
+        return finish_lazy_bookkeeping(accumulator, provider=self.scorer.provider)

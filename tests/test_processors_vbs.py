@@ -212,3 +212,26 @@ def test_models_from_cli_string(vbs_models):
     assert len(processor_fingerprint(proc)["models"]) == 2
     with pytest.raises(ValueError, match="identifiers"):
         VBSProcessor(vae_path, models={"vae+dnn": dnn_path})
+
+
+def test_dask_awkward_path_equals_the_runner(vbs_fileset, vbs_models):
+    """apply_to_fileset on a 2-worker LocalCluster: the selection mapped over partitions, both
+    models' histograms and the cutflow equal the Runner's."""
+    pytest.importorskip("dask_awkward")
+    vae_path, dnn_path = vbs_models
+    options = dict(models={"dnn": dnn_path}, lumi_fb=LUMI, **CUTS)
+    eager = run_processor(vbs_fileset, VBSProcessor(vae_path, **options), executor="iterative",
+                          chunksize=100)
+    lazy = run_processor(vbs_fileset, VBSProcessor(vae_path, **options), executor="dask-awkward",
+                         chunksize=100, workers=2)
+    assert sorted(lazy["hists"]) == sorted(eager["hists"]) == ["events", "events_dnn"]
+    for name, h in eager["hists"].items():
+        for ds in vbs_fileset:
+            va = h[{"dataset": ds}].view(flow=True)
+            vb = lazy["hists"][name][{"dataset": ds}].view(flow=True)
+            np.testing.assert_allclose(vb["value"], va["value"], rtol=1e-9, atol=1e-15,
+                                       err_msg=f"{name} {ds}")
+            np.testing.assert_allclose(vb["variance"], va["variance"], rtol=1e-9, atol=1e-24)
+    assert lazy["cutflow"] == eager["cutflow"]
+    assert any(steps[list(steps)[-1]] > 0 for steps in eager["cutflow"].values())
+    assert lazy["entries"] == eager["entries"]
