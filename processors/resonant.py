@@ -29,6 +29,7 @@ from coffea_ad.errors import ModelContractError
 from coffea_ad.features import dijet_mass, jet_features
 from coffea_ad.histos import score_mass_histogram
 from coffea_ad.inference import OnnxScorer
+from coffea_ad.inference._layout import is_dask_awkward
 from coffea_ad.processors._common import (
     chunk_output,
     event_weights,
@@ -180,6 +181,12 @@ class ResonantProcessor(processor.ProcessorABC):
         )
 
     def process(self, events: ak.Array) -> dict[str, Any]:
+        if is_dask_awkward(events):
+            msg = ("the resonant processor runs on chunks (executors iterative, futures, dask): "
+                   "its cVAE background template is sampled with a random stream seeded per "
+                   "chunk (file, entry range), which dask-awkward partitions do not expose, and "
+                   "it returns per-event arrays; use --executor dask for a Dask cluster")
+            raise NotImplementedError(msg)
         dataset = events.metadata["dataset"]
         require_fields(events, {self.jets: ("pt", "eta", "phi", "mass")}, processor="resonant")
         n_all = len(events)

@@ -173,3 +173,17 @@ def test_refusals(cms_data, cvae_model, tiny_ae_onnx):
         err = err.__cause__ or err.__context__
     assert err is not None, f"expected a MissingBranchError, got {info.value!r}"
     assert "JetsAK8" in str(err)
+
+
+def test_dask_awkward_path_is_refused_with_the_reason(cms_data, cvae_model):
+    """The cVAE template is sampled per chunk: on dask-awkward events the processor says why it
+    cannot run there and what to use instead (no half-computed output)."""
+    pytest.importorskip("dask_awkward")
+    from coffea.nanoevents import NanoEventsFactory, PFNanoAODSchema
+
+    model, _ = cvae_model
+    events = NanoEventsFactory.from_root({str(cms_data / "pfnano.root"): "Events"},
+                                         schemaclass=PFNanoAODSchema, mode="dask",
+                                         metadata={"dataset": "pfnano"}).events()
+    with pytest.raises(NotImplementedError, match="seeded per chunk.*--executor dask"):
+        ResonantProcessor(model, min_pt=MIN_PT).process(events)
