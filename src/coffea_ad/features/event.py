@@ -19,7 +19,19 @@ __all__ = ["dijet_mass", "event_variables", "transverse_mass", "vbs_variables"]
 
 
 def _f64(array: Any) -> Any:
+    """float64 values; a flat eager column without missing values becomes a numpy array, so
+    the arithmetic on it runs as plain numpy ufuncs (~100x faster per operation than
+    awkward's broadcasting of arrays that carry NanoEvents behaviours)."""
+    if isinstance(array, ak.Array) and array.ndim == 1 and ak.backend(array) == "cpu":
+        try:
+            return np.asarray(ak.to_numpy(array, allow_missing=False), dtype=np.float64)
+        except ValueError:  # missing values: keep them as awkward options
+            pass
     return ak.values_astype(array, np.float64)
+
+
+def _as_awkward(x: Any) -> Any:
+    return ak.Array(x) if isinstance(x, np.ndarray) else x
 
 
 def _p4(obj: Any) -> tuple[Any, Any, Any, Any]:
@@ -40,7 +52,7 @@ def dijet_mass(jet1: ak.Array, jet2: ak.Array) -> ak.Array:
     e1, x1, y1, z1 = _p4(jet1)
     e2, x2, y2, z2 = _p4(jet2)
     e, px, py, pz = e1 + e2, x1 + x2, y1 + y2, z1 + z2
-    return np.sqrt(np.maximum(e * e - px * px - py * py - pz * pz, 0.0))
+    return _as_awkward(np.sqrt(np.maximum(e * e - px * px - py * py - pz * pz, 0.0)))
 
 
 def transverse_mass(jet1: ak.Array, jet2: ak.Array, met: ak.Array) -> ak.Array:
@@ -72,7 +84,7 @@ def _transverse_mass(jet1: ak.Array, jet2: ak.Array, met: ak.Array) -> ak.Array:
     met_pt, met_phi = _f64(met["pt"]), _f64(met["phi"])
     metx, mety = met_pt * np.cos(met_phi), met_pt * np.sin(met_phi)
     mt2 = mjj2 + 2.0 * (np.sqrt(mjj2 + pt2) * met_pt - (px * metx + py * mety))
-    return np.sqrt(np.maximum(mt2, 0.0))
+    return _as_awkward(np.sqrt(np.maximum(mt2, 0.0)))
 
 
 def _met_name(events: Any) -> str:
