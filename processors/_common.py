@@ -16,15 +16,18 @@ from coffea_ad.errors import MissingBranchError
 
 __all__ = [
     "MET_NAMES",
+    "chunk_output",
     "count_histogram",
     "event_weights",
-    "finish_lazy_bookkeeping",
+    "finish_output",
     "lazy_bookkeeping",
     "lazy_twin",
     "leading_pair",
+    "merge_dataset_histograms",
     "met_collection",
     "register_dataset",
     "require_fields",
+    "stack_datasets",
 ]
 
 #: MET collections in order of preference (NanoAOD v15 renamed MET to PFMET).
@@ -145,16 +148,64 @@ def chunk_output(
     """The accumulator every processor returns for one chunk: histograms (with ``dataset``
     registered even when nothing passed), the cutflow, the entries read, the raw sum of
     generator weights (whatever luminosity scaling the histograms carry) and the ONNX
-    execution provider that scored the chunk."""
+    execution provider that scored the chunk.
+
+    The histograms travel keyed by dataset (``hists_by_dataset``) and are stacked into one
+    histogram per name by :func:`finish_output` (the processors' ``postprocess``): adding a
+    chunk's histogram to the running sum of its own dataset is an element-wise sum, whereas
+    adding it to a histogram that holds every dataset makes boost-histogram rebuild the
+    whole (growing) category axis at each chunk. Measured on the svj ``abcd`` histogram
+    (393k bins per dataset) with 8 datasets, that rebuild cost ~90 ms per chunk.
+    """
     register_dataset(hists, dataset, systematic=systematic)
     n_all = len(events)
     return {
-        "hists": hists,
+        "hists_by_dataset": {dataset: hists},
         "cutflow": {dataset: cutflow},
         "entries": {dataset: n_all},
         "sumw": {dataset: float(event_weights(events).sum())},
         "provider": {provider: n_all},
     }
+
+
+def stack_datasets(parts: Sequence[tuple[str, Any]]) -> Any:
+    """One histogram over the ``dataset`` axis from per-dataset histograms (each with that
+    dataset as its only ``dataset`` bin), datasets in the given order."""
+    import hist
+
+    first = parts[0][1]
+    axes = list(first.axes)
+    i = [ax.name for ax in axes].index("dataset")
+    others = [ax for k, ax in enumerate(axes) if k != i]
+    if any([ax for k, ax in enumerate(h.axes) if k != i] != others for _, h in parts[1:]):
+        # the other growing axes differ between datasets: let hist align them (slow, rare)
+        total = parts[0][1].copy()
+        for _, h in parts[1:]:
+            total = total + h
+        return total
+    names = [ds for ds, _ in parts]
+    axes[i] = hist.axis.StrCategory(names, growth=True, name="dataset", label=axes[i].label)
+    out = hist.Hist(*axes, storage=first.storage_type())
+    view = out.view(flow=True)
+    head = (slice(None),) * i
+    for j, (ds, h) in enumerate(parts):
+        view[(*head, j)] = h.view(flow=True)[(*head, list(h.axes["dataset"]).index(ds))]
+    return out
+
+
+def merge_dataset_histograms(output: dict[str, Any]) -> dict[str, Any]:
+    """``hists_by_dataset`` ({dataset: {name: hist}}) -> ``hists`` ({name: hist over all
+    datasets, sorted by name}); outputs without it pass unchanged."""
+    by_dataset = output.pop("hists_by_dataset", None)
+    if not by_dataset:
+        return output
+    hists = output.setdefault("hists", {})
+    names = list(dict.fromkeys(n for per in by_dataset.values() for n in per))
+    for name in names:
+        parts = [(ds, by_dataset[ds][name]) for ds in sorted(by_dataset) if name in by_dataset[ds]]
+        stacked = stack_datasets(parts)
+        hists[name] = stacked if name not in hists else hists[name] + stacked
+    return output
 
 
 # ----------------------------------------------------------------------------- dask-awkward
@@ -202,10 +253,12 @@ def lazy_bookkeeping(*, dataset: str, steps: Sequence[tuple[str, Any]], weights:
                                 "totals": totals}}}
 
 
-def finish_lazy_bookkeeping(output: dict[str, Any], *, provider: str) -> dict[str, Any]:
-    """Replace the computed count histograms of :func:`lazy_bookkeeping` by the bookkeeping
-    the Runner path returns (``cutflow``, ``entries``, ``sumw``, ``provider``); outputs of
-    the Runner path pass unchanged."""
+def finish_output(output: dict[str, Any], *, provider: str) -> dict[str, Any]:
+    """The processors' ``postprocess``: per-dataset histograms stacked
+    (:func:`merge_dataset_histograms`), and on the dask-awkward path the computed count
+    histograms of :func:`lazy_bookkeeping` replaced by the bookkeeping the Runner path
+    returns (``cutflow``, ``entries``, ``sumw``, ``provider``)."""
+    merge_dataset_histograms(output)
     lazy = output.pop("_lazy", None)
     if not lazy:
         return output

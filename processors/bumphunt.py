@@ -32,7 +32,7 @@ from coffea_ad.inference._layout import is_dask_awkward
 from coffea_ad.processors._common import (
     chunk_output,
     event_weights,
-    finish_lazy_bookkeeping,
+    finish_output,
     lazy_bookkeeping,
     lazy_twin,
     leading_pair,
@@ -182,15 +182,15 @@ class BumpHuntProcessor(processor.ProcessorABC):
 
         jets = events[self.jets]
         scores = self.scorer.score_events(events)  # events * jets, aligned with jets
-        good = (jets.pt > self.min_pt) & (abs(jets.eta) < self.max_eta)
+        good = (jets["pt"] > self.min_pt) & (abs(jets["eta"]) < self.max_eta)
         has_pair, lead = leading_pair(jets, good)
         lead_scores = scores[good][has_pair][:, :2]
         s1 = ak.to_numpy(lead_scores[:, 0]).astype(np.float64)
         s2 = ak.to_numpy(lead_scores[:, 1]).astype(np.float64)
         score = _COMBINE[self.combine](s1, s2)
         mjj = ak.to_numpy(dijet_mass(lead[:, 0], lead[:, 1]))
-        deta = np.abs(ak.to_numpy(lead[:, 0].eta).astype(np.float64)
-                      - ak.to_numpy(lead[:, 1].eta).astype(np.float64))
+        deta = np.abs(ak.to_numpy(lead[:, 0]["eta"]).astype(np.float64)
+                      - ak.to_numpy(lead[:, 1]["eta"]).astype(np.float64))
         w = weights[has_pair]
         category = self._categories(score, mjj)
         sideband = deta > self.sideband_deta
@@ -235,7 +235,7 @@ class BumpHuntProcessor(processor.ProcessorABC):
             weights = raw_w * (float(meta["xsec"]) * 1000.0 * self.lumi_fb / float(meta["sumw"]))
         jets = events[self.jets]
         scores = self.scorer.score_events(events)
-        good = (jets.pt > self.min_pt) & (abs(jets.eta) < self.max_eta)
+        good = (jets["pt"] > self.min_pt) & (abs(jets["eta"]) < self.max_eta)
         passing = jets[good]
         has_pair = dak.num(passing, axis=1) >= 2
         lead = passing[has_pair][:, :2]
@@ -244,8 +244,8 @@ class BumpHuntProcessor(processor.ProcessorABC):
         s2 = dak.values_astype(lead_scores[:, 1], np.float64)
         score = _COMBINE[self.combine](s1, s2)
         mjj = dijet_mass(lead[:, 0], lead[:, 1])
-        deta = abs(dak.values_astype(lead[:, 0].eta, np.float64)
-                   - dak.values_astype(lead[:, 1].eta, np.float64))
+        deta = abs(dak.values_astype(lead[:, 0]["eta"], np.float64)
+                   - dak.values_astype(lead[:, 1]["eta"], np.float64))
         w = weights[has_pair]
         # the thresholds (correctionlib or a QR network) run on each partition's numpy arrays
         meta = ak.Array(ak.Array(np.zeros(0, np.int64)).layout.to_typetracer(forget_length=True))
@@ -267,4 +267,4 @@ class BumpHuntProcessor(processor.ProcessorABC):
         return {"hists": hists, **lazy_bookkeeping(dataset=dataset, steps=steps, weights=raw_w)}
 
     def postprocess(self, accumulator: dict[str, Any]) -> dict[str, Any]:
-        return finish_lazy_bookkeeping(accumulator, provider=self.scorer.provider)
+        return finish_output(accumulator, provider=self.scorer.provider)

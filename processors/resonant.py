@@ -33,6 +33,7 @@ from coffea_ad.inference._layout import is_dask_awkward
 from coffea_ad.processors._common import (
     chunk_output,
     event_weights,
+    finish_output,
     require_fields,
 )
 
@@ -260,4 +261,4 @@ class ResonantProcessor(processor.ProcessorABC):
         return out
 
     def postprocess(self, accumulator: dict[str, Any]) -> dict[str, Any]:
-        return accumulator
+        return finish_output(accumulator, provider=self.scorer.provider)

@@ -29,7 +29,7 @@ from coffea_ad.inference._layout import is_dask_awkward
 from coffea_ad.processors._common import (
     chunk_output,
     event_weights,
-    finish_lazy_bookkeeping,
+    finish_output,
     lazy_bookkeeping,
     lazy_twin,
     leading_pair,
@@ -170,7 +170,7 @@ class SVJProcessor(processor.ProcessorABC):
 
         jets = events[self.jets]
         scores = self.scorer.score_events(events)  # events * jets, aligned with jets
-        good = (jets.pt > self.min_pt) & (abs(jets.eta) < self.max_eta)
+        good = (jets["pt"] > self.min_pt) & (abs(jets["eta"]) < self.max_eta)
         two_jets, lead = leading_pair(jets, good)
         lead_scores = scores[good][two_jets][:, :2]
         met = met_collection(events)[two_jets]
@@ -183,9 +183,9 @@ class SVJProcessor(processor.ProcessorABC):
         }
         keep = np.ones(len(mt), dtype=bool)
         # float64: |Δη| of float32 η would put events on the other side of a bin edge
-        deta = np.abs(ak.to_numpy(lead[:, 0].eta).astype(np.float64)
-                      - ak.to_numpy(lead[:, 1].eta).astype(np.float64))
-        met_pt = ak.to_numpy(met.pt).astype(np.float64)
+        deta = np.abs(ak.to_numpy(lead[:, 0]["eta"]).astype(np.float64)
+                      - ak.to_numpy(lead[:, 1]["eta"]).astype(np.float64))
+        met_pt = ak.to_numpy(met["pt"]).astype(np.float64)
         # m_T = 0 only for massless back-to-back jets without MET: R_T = 0 there
         ratio = np.divide(met_pt, mt, out=np.zeros_like(mt), where=mt > 0)
         if self.max_deta is not None:
@@ -231,7 +231,7 @@ class SVJProcessor(processor.ProcessorABC):
             weights = raw_w * (float(meta["xsec"]) * 1000.0 * self.lumi_fb / float(meta["sumw"]))
         jets = events[self.jets]
         scores = self.scorer.score_events(events)
-        good = (jets.pt > self.min_pt) & (abs(jets.eta) < self.max_eta)
+        good = (jets["pt"] > self.min_pt) & (abs(jets["eta"]) < self.max_eta)
         passing = jets[good]
         two_jets = dak.num(passing, axis=1) >= 2
         lead = passing[two_jets][:, :2]
@@ -243,9 +243,9 @@ class SVJProcessor(processor.ProcessorABC):
         steps = [("all", ones),
                  (f">=2 {self.jets} (pt>{self.min_pt:g}, |eta|<{self.max_eta:g})", ones[two_jets])]
         ones_pair = ones[two_jets]
-        deta = abs(dak.values_astype(lead[:, 0].eta, np.float64)
-                   - dak.values_astype(lead[:, 1].eta, np.float64))
-        met_pt = dak.values_astype(met.pt, np.float64)
+        deta = abs(dak.values_astype(lead[:, 0]["eta"], np.float64)
+                   - dak.values_astype(lead[:, 1]["eta"], np.float64))
+        met_pt = dak.values_astype(met["pt"], np.float64)
         positive = mt > 0
         ratio = dak.where(positive, met_pt / dak.where(positive, mt, 1.0), 0.0)
         keep = mt >= self.min_mt
@@ -274,4 +274,4 @@ class SVJProcessor(processor.ProcessorABC):
                 **lazy_bookkeeping(dataset=dataset, steps=steps, weights=raw_w)}
 
     def postprocess(self, accumulator: dict[str, Any]) -> dict[str, Any]:
-        return finish_lazy_bookkeeping(accumulator, provider=self.scorer.provider)
+        return finish_output(accumulator, provider=self.scorer.provider)

@@ -28,7 +28,7 @@ from coffea_ad.inference._layout import is_dask_awkward
 from coffea_ad.processors._common import (
     chunk_output,
     event_weights,
-    finish_lazy_bookkeeping,
+    finish_output,
     lazy_bookkeeping,
     lazy_twin,
     require_fields,
@@ -254,4 +254,4 @@ class VBSProcessor(processor.ProcessorABC):
         return {"hists": hists, **lazy_bookkeeping(dataset=dataset, steps=steps, weights=raw_w)}
 
     def postprocess(self, accumulator: dict[str, Any]) -> dict[str, Any]:
-        return finish_lazy_bookkeeping(accumulator, provider=self.scorer.provider)
+        return finish_output(accumulator, provider=self.scorer.provider)
