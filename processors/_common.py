@@ -13,6 +13,7 @@ import awkward as ak
 import numpy as np
 
 from coffea_ad.errors import MissingBranchError
+from coffea_ad.inference._layout import is_dask_awkward
 
 __all__ = [
     "MET_NAMES",
@@ -21,8 +22,10 @@ __all__ = [
     "event_weights",
     "finish_output",
     "lazy_bookkeeping",
+    "lazy_event_weights",
     "lazy_twin",
     "leading_pair",
+    "lumi_scale",
     "merge_dataset_histograms",
     "met_collection",
     "register_dataset",
@@ -91,14 +94,26 @@ def event_weights(events: Any, *, lumi_fb: float | None = None) -> np.ndarray:
     n = len(events)
     w = (ak.to_numpy(events.genWeight).astype(np.float64) if "genWeight" in events.fields
          else np.ones(n))
-    if lumi_fb is None:
-        return w
-    meta = events.metadata
-    if "xsec" not in meta or "sumw" not in meta:
+    return w if lumi_fb is None else w * lumi_scale(events.metadata, lumi_fb)
+
+
+def lazy_event_weights(events: Any, *, lumi_fb: float | None = None) -> tuple[Any, Any]:
+    """:func:`event_weights` of dask-awkward events: ``(raw generator weights, weights)``."""
+    import dask_awkward as dak
+
+    raw = (dak.values_astype(events.genWeight, np.float64) if "genWeight" in events.fields
+           else dak.ones_like(events.event, dtype=np.float64))
+    return raw, (raw if lumi_fb is None else raw * lumi_scale(events.metadata, lumi_fb))
+
+
+def lumi_scale(metadata: Mapping[str, Any], lumi_fb: float) -> float:
+    """``xsec * 1000 * lumi_fb / sumw`` from the dataset metadata (see :func:`event_weights`)."""
+    if "xsec" not in metadata or "sumw" not in metadata:
         msg = (f"lumi_fb={lumi_fb} needs dataset metadata 'xsec' (pb) and 'sumw'; dataset "
-               f"{meta.get('dataset', '?')!r} has {sorted(k for k in meta if k != 'dataset')}")
+               f"{metadata.get('dataset', '?')!r} has "
+               f"{sorted(k for k in metadata if k != 'dataset')}")
         raise KeyError(msg)
-    return w * float(meta["xsec"]) * 1000.0 * float(lumi_fb) / float(meta["sumw"])
+    return float(metadata["xsec"]) * 1000.0 * float(lumi_fb) / float(metadata["sumw"])
 
 
 def leading_pair(jets: Any, mask: Any) -> tuple[np.ndarray, Any]:
@@ -113,7 +128,12 @@ def leading_pair(jets: Any, mask: Any) -> tuple[np.ndarray, Any]:
         selected events' two leading passing jets.
     """
     good = jets[mask]
-    has_pair = ak.to_numpy(ak.num(good, axis=1) >= 2)
+    if is_dask_awkward(good):  # the lazy path: a dask-awkward mask
+        import dask_awkward as dak
+
+        has_pair = dak.num(good, axis=1) >= 2
+    else:
+        has_pair = ak.to_numpy(ak.num(good, axis=1) >= 2)
     return has_pair, good[has_pair][:, :2]
 
 

@@ -31,6 +31,7 @@ from coffea_ad.processors._common import (
     event_weights,
     finish_output,
     lazy_bookkeeping,
+    lazy_event_weights,
     lazy_twin,
     leading_pair,
     met_collection,
@@ -223,18 +224,11 @@ class SVJProcessor(processor.ProcessorABC):
         import dask_awkward as dak
 
         dataset = events.metadata["dataset"]
-        raw_w = (dak.values_astype(events.genWeight, np.float64) if "genWeight" in events.fields
-                 else dak.ones_like(events.event, dtype=np.float64))
-        weights = raw_w
-        if self.lumi_fb is not None:
-            meta = events.metadata
-            weights = raw_w * (float(meta["xsec"]) * 1000.0 * self.lumi_fb / float(meta["sumw"]))
+        raw_w, weights = lazy_event_weights(events, lumi_fb=self.lumi_fb)
         jets = events[self.jets]
         scores = self.scorer.score_events(events)
         good = (jets["pt"] > self.min_pt) & (abs(jets["eta"]) < self.max_eta)
-        passing = jets[good]
-        two_jets = dak.num(passing, axis=1) >= 2
-        lead = passing[two_jets][:, :2]
+        two_jets, lead = leading_pair(jets, good)
         lead_scores = scores[good][two_jets][:, :2]
         met = met_collection(events)[two_jets]
         mt = transverse_mass(lead[:, 0], lead[:, 1], met)

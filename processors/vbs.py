@@ -30,6 +30,7 @@ from coffea_ad.processors._common import (
     event_weights,
     finish_output,
     lazy_bookkeeping,
+    lazy_event_weights,
     lazy_twin,
     require_fields,
 )
@@ -227,12 +228,7 @@ class VBSProcessor(processor.ProcessorABC):
         import dask_awkward as dak
 
         dataset = events.metadata["dataset"]
-        raw_w = (dak.values_astype(events.genWeight, np.float64) if "genWeight" in events.fields
-                 else dak.ones_like(events.event, dtype=np.float64))
-        weights = raw_w
-        if self.lumi_fb is not None:
-            meta = events.metadata
-            weights = raw_w * (float(meta["xsec"]) * 1000.0 * self.lumi_fb / float(meta["sumw"]))
+        raw_w, weights = lazy_event_weights(events, lumi_fb=self.lumi_fb)
         v = vbs_variables(events, jets=self.jets, leptons=self.leptons)
         masks = dak.map_partitions(self._step_masks, events, label="vbs-selection")
         ones = dak.ones_like(raw_w)
