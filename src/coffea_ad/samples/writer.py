@@ -16,7 +16,7 @@ import contextlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import awkward as ak
 import numpy as np
@@ -83,7 +83,7 @@ class EventsWriter:
         self._file.close()
         self._file = None
 
-    def __enter__(self) -> EventsWriter:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
