@@ -10,6 +10,7 @@ fileset) with ``--jobs 1`` and ``--jobs 2`` on the same request (4 files), alter
 
     python benchmarks/bench_generate.py --process qcd --events 5000 --repeats 3
     python benchmarks/bench_generate.py --process qcd --set mpi=true --events 1000 --skip-jobs
+    python benchmarks/bench_generate.py --process all --events 2000 --skip-jobs   # every process
 
 Rates are given both per wall-clock second and per CPU second of this process
 (``time.process_time``): on a shared machine the CPU-time ratio is the robust one, the --jobs
@@ -76,36 +77,25 @@ def cli_seconds(process: str, overrides: list[str], events: int, seed: int, jobs
     return time.perf_counter() - start
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--process", default="qcd")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="process setting, as for coffea-ad generate (repeatable)")
-    parser.add_argument("--events", type=int, default=5000, help="events per measurement")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--jobs-events", type=int, default=8000,
-                        help="events of the --jobs 1 vs 2 comparison (4 files)")
-    parser.add_argument("--skip-jobs", action="store_true", help="skip the --jobs scaling part")
-    args = parser.parse_args()
-
+def measure_rates(process: str, overrides: list[str], args: argparse.Namespace) -> tuple[float, float]:
+    """Print the interleaved bare/full rounds of one process; return the median wall and CPU ratios."""
     from coffea_ad.cli import parse_settings
     from coffea_ad.samples.processes import resolve_settings
 
-    settings = resolve_settings(args.process, parse_settings(tuple(args.overrides)))
+    settings = resolve_settings(process, parse_settings(tuple(overrides)))
     bare, full = [], []
-    label = " ".join([args.process, *args.overrides])
-    print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+    label = " ".join([process, *overrides])
+    print(f"\n== {label} (load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores)")
     with tempfile.TemporaryDirectory() as tmp:
         # once per process: imports, numba kernels loaded from their cache, FastJet banner
-        full_rate(args.process, settings, 20, args.seed, Path(tmp))
+        full_rate(process, settings, 20, args.seed, Path(tmp))
         for r in range(args.repeats):
             seed = args.seed + r
-            bare.append(bare_rate(args.process, settings, args.events, seed))
-            full.append(full_rate(args.process, settings, args.events, seed, Path(tmp)))
+            bare.append(bare_rate(process, settings, args.events, seed))
+            full.append(full_rate(process, settings, args.events, seed, Path(tmp)))
             print(f"round {r}: bare Pythia {bare[-1][0]:7.1f} ev/s ({bare[-1][1]:7.1f} per CPU s)   "
                   f"full generator {full[-1][0]:7.1f} ev/s ({full[-1][1]:7.1f} per CPU s)")
-    print(f"\n{label}, {args.events} events x {args.repeats} rounds, medians, one process")
+    print(f"{label}, {args.events} events x {args.repeats} rounds, medians, one process")
     print("                     wall ev/s   CPU ev/s   CPU ms/event")
     for name, rates in (("bare Pythia", bare), ("full generator", full)):
         wall, cpu = (statistics.median(r[i] for r in rates) for i in (0, 1))
@@ -114,14 +104,47 @@ def main() -> None:
     cpu_ratio = statistics.median(f[1] / b[1] for f, b in zip(full, bare, strict=True))
     print(f"  ratio full/bare : {wall_ratio:9.2f}  {cpu_ratio:9.2f}   (target >= 0.75; median of per-round ratios)")
     print(f"load average after: {os.getloadavg()[0]:.2f}")
+    return wall_ratio, cpu_ratio
+
+
+def main() -> None:
+    from coffea_ad.samples import PROCESSES
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--process", default="qcd",
+                        help="process, comma-separated processes, or 'all' (the --jobs part uses the first)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="process setting, as for coffea-ad generate (repeatable; one process only)")
+    parser.add_argument("--events", type=int, default=5000, help="events per measurement")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--jobs-events", type=int, default=8000,
+                        help="events of the --jobs 1 vs 2 comparison (4 files)")
+    parser.add_argument("--skip-jobs", action="store_true", help="skip the --jobs scaling part")
+    args = parser.parse_args()
+    processes = list(PROCESSES) if args.process == "all" else args.process.split(",")
+    unknown = [p for p in processes if p not in PROCESSES]
+    if unknown:
+        parser.error(f"unknown process(es) {unknown}; valid: {', '.join(PROCESSES)} or 'all'")
+    if args.overrides and len(processes) > 1:
+        parser.error("--set applies to one process; give a single --process with it")
+
+    ratios = {p: measure_rates(p, args.overrides, args) for p in processes}
+    if len(processes) > 1:
+        print(f"\nsummary, {args.events} events x {args.repeats} rounds: full generator / bare Pythia"
+              " (median of per-round ratios; target >= 0.75)")
+        print("  process            wall    CPU")
+        for p, (wall, cpu) in ratios.items():
+            print(f"  {p:<16} {wall:6.2f} {cpu:6.2f}")
 
     if args.skip_jobs:
         return
+    process, label = processes[0], " ".join([processes[0], *args.overrides])
     seconds: dict[int, list[float]] = {1: [], 2: []}
     for r in range(args.repeats):
         for jobs in (1, 2) if r % 2 == 0 else (2, 1):
             with tempfile.TemporaryDirectory() as tmp:
-                seconds[jobs].append(cli_seconds(args.process, args.overrides, args.jobs_events,
+                seconds[jobs].append(cli_seconds(process, args.overrides, args.jobs_events,
                                                  args.seed, jobs, Path(tmp)))
     t1, t2 = statistics.median(seconds[1]), statistics.median(seconds[2])
     print(f"\ncoffea-ad generate {label} --events {args.jobs_events} (4 files), fresh process each,"
