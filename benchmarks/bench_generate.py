@@ -1,8 +1,9 @@
 """Events/s of bare Pythia vs the full generator (detector + FastJet + writing), and --jobs scaling.
 
 Bare Pythia and the full generator run the same Pythia commands (same process, settings and
-seed) side by side in one process, interleaved over ``--repeats`` rounds; medians are printed
-with their ratio (target: full >= 0.75x bare). The full generator writes one file of
+seed) side by side in one process, interleaved chunk by chunk (see :func:`interleaved_rates`), for
+``--repeats`` rounds of different seeds; medians are printed with their ratio (target: full >=
+0.75x bare) and the full generator's CPU time by stage. The full generator writes one file of
 ``--events`` events (default 5000, the generator's default file size: the per-file cost of
 creating the ROOT tree is then counted as a user pays it). Then ``coffea-ad generate`` is run
 end to end as a user runs it (a fresh process: imports, worker start, Pythia init, files,
@@ -28,40 +29,70 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Self
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
-def bare_rate(process: str, settings: dict, events: int, seed: int) -> tuple[float, float]:
+class _Clock:
+    """Wall and CPU seconds accumulated over the intervals it times."""
+
+    def __init__(self) -> None:
+        self.wall = self.cpu = 0.0
+
+    def __enter__(self) -> Self:
+        self._w, self._c = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall += time.perf_counter() - self._w
+        self.cpu += time.process_time() - self._c
+
+
+def interleaved_rates(
+    process: str, settings: dict, events: int, seed: int, folder: Path
+) -> tuple[tuple[float, float], tuple[float, float], dict[str, float]]:
+    """Bare Pythia and the full generator on the same seed, interleaved chunk by chunk.
+
+    Both instances are initialised first (not timed); then each chunk of events is generated
+    by bare Pythia (``Pythia.next`` only) and by the full generator (``EventMaker.make`` and
+    ``EventsWriter.write``, one file of ``events`` events, its closing included), one after
+    the other, so that both see the same machine conditions (on a shared machine the speed of
+    a core drifts by ±10 % over tens of seconds; measuring one side after the other would put
+    that drift into the ratio). Returns (wall, CPU) events/s of each and the full generator's
+    CPU ms/event by stage.
+    """
     import pythia8mc
 
+    from coffea_ad.samples.events import EventMaker
+    from coffea_ad.samples.generate import _CHUNK
     from coffea_ad.samples.processes import pythia_commands
+    from coffea_ad.samples.writer import EventsWriter
 
     pythia = pythia8mc.Pythia("", False)
     for cmd in pythia_commands(process, settings, seed=seed):
         pythia.readString(cmd)
     pythia.init()
-    start, cpu = time.perf_counter(), time.process_time()
+    maker = EventMaker(process, settings, seed=seed)
+    bare, full, writing = _Clock(), _Clock(), _Clock()
+    writer = EventsWriter(folder / "bench.root")
     done = 0
     while done < events:
-        done += bool(pythia.next())
-    return events / (time.perf_counter() - start), events / (time.process_time() - cpu)
-
-
-def full_rate(process: str, settings: dict, events: int, seed: int, folder: Path) -> tuple[float, float]:
-    from coffea_ad.samples.events import EventMaker
-    from coffea_ad.samples.generate import _CHUNK
-    from coffea_ad.samples.writer import EventsWriter
-
-    maker = EventMaker(process, settings, seed=seed)
-    start, cpu = time.perf_counter(), time.process_time()
-    with EventsWriter(folder / "bench.root") as writer:
-        done = 0
-        while done < events:
-            n = min(_CHUNK, events - done)
-            writer.write(maker.make(n, first_event=done + 1))
-            done += n
-    return events / (time.perf_counter() - start), events / (time.process_time() - cpu)
+        n = min(_CHUNK, events - done)
+        with bare:
+            k = 0
+            while k < n:
+                k += bool(pythia.next())
+        with full:
+            chunk = maker.make(n, first_event=done + 1)
+            with writing:
+                writer.write(chunk)
+        done += n
+    with full, writing:
+        writer.close()  # baskets flushed, tree metadata written
+    stages = {**maker.timings, "writing": writing.cpu}
+    return ((events / bare.wall, events / bare.cpu), (events / full.wall, events / full.cpu),
+            {k: 1e3 * v / events for k, v in stages.items()})
 
 
 def cli_seconds(process: str, overrides: list[str], events: int, seed: int, jobs: int, folder: Path) -> float:
@@ -86,20 +117,25 @@ def measure_rates(process: str, overrides: list[str], args: argparse.Namespace) 
     bare, full = [], []
     label = " ".join([process, *overrides])
     print(f"\n== {label} (load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores)")
+    stage_runs = []
     with tempfile.TemporaryDirectory() as tmp:
         # once per process: imports, numba kernels loaded from their cache, FastJet banner
-        full_rate(process, settings, 20, args.seed, Path(tmp))
+        interleaved_rates(process, settings, 20, args.seed, Path(tmp))
         for r in range(args.repeats):
-            seed = args.seed + r
-            bare.append(bare_rate(process, settings, args.events, seed))
-            full.append(full_rate(process, settings, args.events, seed, Path(tmp)))
-            print(f"round {r}: bare Pythia {bare[-1][0]:7.1f} ev/s ({bare[-1][1]:7.1f} per CPU s)   "
-                  f"full generator {full[-1][0]:7.1f} ev/s ({full[-1][1]:7.1f} per CPU s)")
+            b, f, stages = interleaved_rates(process, settings, args.events, args.seed + r, Path(tmp))
+            bare.append(b)
+            full.append(f)
+            stage_runs.append(stages)
+            print(f"round {r}: bare Pythia {b[0]:7.1f} ev/s ({b[1]:7.1f} per CPU s)   "
+                  f"full generator {f[0]:7.1f} ev/s ({f[1]:7.1f} per CPU s)")
     print(f"{label}, {args.events} events x {args.repeats} rounds, medians, one process")
     print("                     wall ev/s   CPU ev/s   CPU ms/event")
     for name, rates in (("bare Pythia", bare), ("full generator", full)):
         wall, cpu = (statistics.median(r[i] for r in rates) for i in (0, 1))
         print(f"  {name:<16}: {wall:9.1f}  {cpu:9.1f}  {1e3 / cpu:9.3f}")
+    stages = {k: statistics.median(run.get(k, 0.0) for run in stage_runs) for k in stage_runs[0]}
+    print("  full generator CPU ms/event by stage (medians): "
+          + ", ".join(f"{k} {v:.3f}" for k, v in stages.items()))
     wall_ratio = statistics.median(f[0] / b[0] for f, b in zip(full, bare, strict=True))
     cpu_ratio = statistics.median(f[1] / b[1] for f, b in zip(full, bare, strict=True))
     print(f"  ratio full/bare : {wall_ratio:9.2f}  {cpu_ratio:9.2f}   (target >= 0.75; median of per-round ratios)")

@@ -60,9 +60,9 @@ def bench_dcor(repeats: int, max_ref_gib: float) -> None:
     for n in (1_000, 4_000, 10_000, 100_000, 1_000_000):
         x = rng.normal(size=n)
         y = 0.3 * x**2 + rng.normal(size=n)
-        t_ours, d_ours = _median_time(lambda: distance_correlation(x, y), repeats)
+        t_ours, d_ours = _median_time(lambda x=x, y=y: distance_correlation(x, y), repeats)
         if 3 * n * n * 8 / 2**30 <= max_ref_gib:
-            t_ref, d_ref = _median_time(lambda: _dcor_pairs(x, y), repeats)
+            t_ref, d_ref = _median_time(lambda x=x, y=y: _dcor_pairs(x, y), repeats)
             print(f"{n:>9} {t_ours:>9.4f} {t_ref:>9.4f} {t_ref / t_ours:>8.1f} "
                   f"{abs(d_ours - d_ref):>9.1e}")
         else:

@@ -23,7 +23,7 @@ def filled():
     h.fill(dataset="qcd", systematic="nominal", category=cats, score=score, mt=mt, weight=w)
     h.fill(dataset="svj", systematic="nominal", category=cats[:100], score=score[:100],
            mt=mt[:100], weight=2 * w[:100])
-    return h, dict(cats=cats, score=score, mt=mt, w=w)
+    return h, {"cats": cats, "score": score, "mt": mt, "w": w}
 
 
 def test_score_mass_histogram_axes_and_weights(filled):
@@ -40,7 +40,7 @@ def test_score_mass_histogram_axes_and_weights(filled):
 
 
 def test_write_root_round_trip(filled, tmp_path):
-    h, d = filled
+    h, _ = filled
     path = write_root({"events": h}, tmp_path / "h.root")
     with uproot.open(path) as f:
         th2 = f["events/qcd/nominal/cat2"]

@@ -77,7 +77,7 @@ def test_generated_categories_and_selection(small_fileset, tiny_ae_onnx):
     out = run_processor(small_fileset, proc, executor="iterative", chunksize=150)
     for name, entry in small_fileset.items():
         path = next(iter(entry["files"]))
-        sel, mt, w = _reference(path)
+        sel, _, w = _reference(path)
         assert out["entries"][name] == len(sel)
         h = out["hists"]["events"][{"dataset": name, "systematic": "nominal"}]
         assert h.sum(flow=True).value == pytest.approx(w.sum(), rel=1e-9)

@@ -254,7 +254,7 @@ def test_dask_awkward_path_equals_the_runner(small_fileset, tiny_ae_onnx, thresh
     evaluated per partition: every histogram bin and the cutflow equal the Runner's."""
     pytest.importorskip("dask_awkward")
     path, _ = thresholds_json
-    options = dict(model=str(tiny_ae_onnx), thresholds=str(path))
+    options = {"model": str(tiny_ae_onnx), "thresholds": str(path)}
     eager = run_processor(small_fileset, BumpHuntProcessor(**options), executor="iterative",
                           chunksize=150)
     lazy = run_processor(small_fileset, BumpHuntProcessor(**options), executor="dask-awkward",
@@ -269,7 +269,8 @@ def test_dask_awkward_path_equals_the_runner(small_fileset, tiny_ae_onnx, thresh
     # all three QR categories are populated, so the categories were really compared
     per_cat = eager["hists"]["events"][{"dataset": "qcd", "score": sum, "mjj": sum,
                                         "systematic": sum}].values()
-    assert np.all(per_cat > 0) and len(per_cat) == 3
+    assert len(per_cat) == 3
+    assert np.all(per_cat > 0)
     assert lazy["cutflow"] == eager["cutflow"]
     assert lazy["entries"] == eager["entries"]
     assert lazy["sumw"] == pytest.approx(eager["sumw"], rel=1e-12)

@@ -185,5 +185,5 @@ def test_dask_awkward_path_is_refused_with_the_reason(cms_data, cvae_model):
     events = NanoEventsFactory.from_root({str(cms_data / "pfnano.root"): "Events"},
                                          schemaclass=PFNanoAODSchema, mode="dask",
                                          metadata={"dataset": "pfnano"}).events()
-    with pytest.raises(NotImplementedError, match="seeded per chunk.*--executor dask"):
+    with pytest.raises(NotImplementedError, match=r"seeded per chunk.*--executor dask"):
         ResonantProcessor(model, min_pt=MIN_PT).process(events)

@@ -20,8 +20,8 @@ MODEL = Path(__file__).resolve().parents[1] / "models" / "svj_dense_ae.onnx"
 
 @pytest.fixture(scope="module")
 def both_paths(small_fileset):
-    options = dict(model=str(MODEL), tag_threshold=0.3, max_deta=1.5, min_met_over_mt=0.05,
-                   min_mt=500.0)
+    options = {"model": str(MODEL), "tag_threshold": 0.3, "max_deta": 1.5, "min_met_over_mt": 0.05,
+               "min_mt": 500.0}
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Missing cross-reference")
         warnings.filterwarnings("ignore", message=".*plain dict fileset")
@@ -50,12 +50,14 @@ def test_lazy_bookkeeping_equals_the_runner(both_paths, small_fileset):
     eager, lazy = both_paths
     assert lazy["cutflow"] == eager["cutflow"]
     steps = list(eager["cutflow"]["svj"])
-    assert steps[0] == "all" and len(steps) == 5  # all, 2 jets, Δη, m_T, MET/m_T
+    assert steps[0] == "all"
+    assert len(steps) == 5  # all, 2 jets, Δη, m_T, MET/m_T
     n = {ds: entry["metadata"]["nevents"] for ds, entry in small_fileset.items()}
     assert lazy["entries"] == eager["entries"] == n
     for ds in n:
         assert lazy["sumw"][ds] == pytest.approx(eager["sumw"][ds], rel=1e-12)
     assert lazy["provider"] == eager["provider"] == {"CPUExecutionProvider": sum(n.values())}
     info = lazy["run_info"]
-    assert info["complete"] and info["entries_processed"] == sum(n.values())
+    assert info["complete"]
+    assert info["entries_processed"] == sum(n.values())
     assert info["executor"]["name"] == "dask-awkward"

@@ -268,3 +268,25 @@ def test_vertex_read_from_buffers_equals_fill_none():
     np.testing.assert_array_equal(got, ref)
     # tt̄ has displaced decays (B hadrons): some vertices are away from the origin, some at it
     assert 0.05 < np.mean(np.any(got != 0, axis=1)) < 0.95
+
+
+def test_event_maker_stage_timings_add_up_to_the_cpu_time_of_make():
+    """``EventMaker.timings`` splits the CPU time of ``make`` into stages that sum to it, and
+    each stage accumulates over chunks (the benchmark prints them per event)."""
+    pytest.importorskip("pythia8mc")
+    import time
+
+    from coffea_ad.samples.events import EventMaker
+    from coffea_ad.samples.processes import resolve_settings
+
+    maker = EventMaker("qcd", resolve_settings("qcd", {"pthat_min": 300.0}), seed=4)
+    maker.make(5, first_event=1)  # kernels loaded, banner printed: not part of the check
+    maker.timings.clear()
+    start = time.process_time()
+    for i in range(3):
+        maker.make(20, first_event=1 + 20 * i)
+    spent = time.process_time() - start
+    assert set(maker.timings) == {"pythia", "detector", "clustering", "substructure", "other"}
+    assert all(v > 0 for v in maker.timings.values())
+    assert sum(maker.timings.values()) == pytest.approx(spent, rel=0.02, abs=2e-3)
+    assert maker.timings["pythia"] > maker.timings["detector"]  # 60 hard-QCD events vs numpy

@@ -178,7 +178,7 @@ def _inspect_file(item: tuple[str, str, str], timeout: int | None = 60) -> dict[
         with uproot.open({filename: None}, timeout=timeout) as file:
             tree = file[treename]
             info = {"entries": int(tree.num_entries), "uuid": file.file.fUUID, "error": None}
-    except Exception as err:  # every failure is reported per file, not raised here
+    except Exception as err:  # noqa: BLE001 -- every failure is reported per file, not raised here
         return {"entries": None, "uuid": b"", "error": _describe(err)}  # never cached
     if len(_METADATA_CACHE) >= _METADATA_CACHE_SIZE:
         _METADATA_CACHE.clear()
@@ -427,7 +427,7 @@ class ChunkCheckpointer(CheckpointerABC):
         try:
             with self.fs.open(path, "rb", compression="lz4") as fin:
                 output = cloudpickle.load(fin)
-        except Exception:  # an unreadable checkpoint is recomputed, not trusted
+        except Exception:  # noqa: BLE001 -- an unreadable checkpoint is recomputed, not trusted
             return None
         # re-tag the chunk records so run_info counts chunks resumed from checkpoints
         chunks = output.get("out", {}).get("chunks", {})

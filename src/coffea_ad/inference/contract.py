@@ -84,13 +84,12 @@ class InputSpec:
     def validate(self) -> None:
         if not self.features and self.shape:
             raise ModelContractError(f"input {self.name!r}: no feature names given")
-        if self.shape and self.features and self.shape[-1] != len(self.features):
-            # masks/adjacencies have their own last axis and list one pseudo-feature
-            if len(self.features) != 1:
-                raise ModelContractError(
-                    f"input {self.name!r}: last axis of shape {self.shape} is {self.shape[-1]}, "
-                    f"but {len(self.features)} feature names are listed: {self.features}"
-                )
+        # masks/adjacencies have their own last axis and list one pseudo-feature
+        if self.shape and len(self.features) > 1 and self.shape[-1] != len(self.features):
+            raise ModelContractError(
+                f"input {self.name!r}: last axis of shape {self.shape} is {self.shape[-1]}, "
+                f"but {len(self.features)} feature names are listed: {self.features}"
+            )
         if self.scaling == "external":
             for what, values in (("centre", self.centre), ("scale", self.scale)):
                 if values is None or len(values) != len(self.features):

@@ -89,7 +89,7 @@ def plot_mass_by_category(
     axes = np.atleast_1d(axes)
     hep = require("mplhep")
     names = list(datasets) if datasets is not None else list(h.axes["dataset"])
-    for ax, cat in zip(axes, cats):
+    for ax, cat in zip(axes, cats, strict=True):
         for name in names:
             sub = h[{"dataset": hist.loc(name), "systematic": hist.loc("nominal"),
                      "category": hist.loc(cat), "score": sum}]

@@ -18,7 +18,10 @@ Truth written for validation (not present in real data, named so that no one mis
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections import defaultdict
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import awkward as ak
@@ -44,6 +47,12 @@ class EventMaker:
         process: a key of :data:`coffea_ad.samples.PROCESSES`.
         settings: resolved settings (:func:`coffea_ad.samples.processes.resolve_settings`).
         seed: Pythia seed (1 ... 900 000 000); the detector smearing is seeded from it too.
+
+    Attributes:
+        timings: CPU seconds (``time.process_time``) spent in each stage of :meth:`make` so far:
+            ``pythia`` (event generation and the record's conversion), ``detector``,
+            ``clustering`` (FastJet), ``substructure`` (soft drop, τ1..τ4), ``other`` (truth,
+            leptons, MET, building the columns). Writing is the writer's.
     """
 
     def __init__(self, process: str, settings: Mapping[str, Any], *, seed: int):
@@ -62,6 +71,18 @@ class EventMaker:
         self.rng = np.random.default_rng(seed)
         self._charge_keys = np.zeros(0, dtype=np.int32)
         self._charge_values = np.zeros(0, dtype=np.int32)
+        self.timings: dict[str, float] = defaultdict(float)
+
+    def _staged(self) -> float:
+        return sum(self.timings[k] for k in ("detector", "clustering", "substructure"))
+
+    @contextmanager
+    def _stage(self, name: str) -> Iterator[None]:
+        start = time.process_time()
+        try:
+            yield
+        finally:
+            self.timings[name] += time.process_time() - start
 
     # ------------------------------------------------------------------ bookkeeping
     def cross_section_pb(self) -> tuple[float, float]:
@@ -110,7 +131,9 @@ class EventMaker:
         Returns:
             Collection name -> ``n * var * record`` and scalar branch name -> numpy array.
         """
-        batch = self._next(n)
+        with self._stage("pythia"):
+            batch = self._next(n)
+        start, staged = time.process_time(), self._staged()
         prt = batch.prt
         n_all = np.asarray(ak.num(prt), dtype=np.int64)
         record = {
@@ -125,7 +148,8 @@ class EventMaker:
         vertex = _vertex(prt, final)
         charge = self._charges(ids)
 
-        pf, pf_counts = simulate(ids, charge, px, py, pz, vertex, counts, config=self.detector, rng=self.rng)
+        with self._stage("detector"):
+            pf, pf_counts = simulate(ids, charge, px, py, pz, vertex, counts, config=self.detector, rng=self.rng)
         pf_offsets = offsets_of(pf_counts)
         pf_event = np.repeat(np.arange(n), pf_counts)
 
@@ -159,6 +183,7 @@ class EventMaker:
         chunk["GenMET_pt"] = np.hypot(gx, gy).astype(np.float32)
         chunk["GenMET_phi"] = np.arctan2(gy, gx).astype(np.float32)
         chunk["GenPart"] = unflatten(genpart, gen_counts)
+        self.timings["other"] += time.process_time() - start - (self._staged() - staged)
         return chunk
 
     def _jets(
@@ -172,7 +197,8 @@ class EventMaker:
         fat: bool,
     ) -> tuple[ak.Array, ak.Array]:
         p4 = [pf[c] for c in ("px", "py", "pz", "E")]
-        jets = cluster_flat(*p4, pf_offsets, radius=radius, min_pt=min_pt)
+        with self._stage("clustering"):
+            jets = cluster_flat(*p4, pf_offsets, radius=radius, min_pt=min_pt)
         jet_counts = np.diff(jets.offsets)
         cons_counts = np.diff(jets.constituent_offsets)
         jet_event = np.repeat(np.arange(len(jet_counts)), jet_counts)
@@ -180,10 +206,11 @@ class EventMaker:
         glob = jets.constituents + np.repeat(pf_offsets[:-1][jet_event], cons_counts)
         out = {k: jets.columns[k].astype(np.float32) for k in ("pt", "eta", "phi", "mass")}
         if fat:
-            out.update(substructure_flat(
-                *(c[glob] for c in p4), jets.constituent_offsets, r0=radius,
-                backend=self.settings.get("substructure", "numba"),
-            ))
+            with self._stage("substructure"):
+                out.update(substructure_flat(
+                    *(c[glob] for c in p4), jets.constituent_offsets, r0=radius,
+                    backend=self.settings.get("substructure", "numba"),
+                ))
         out["nConstituents"] = cons_counts.astype(np.int32)
         if fat:
             for branch, ids in (("isDark", self.spec.dark_ids), ("isResonance", self.spec.resonance_ids)):
