@@ -206,7 +206,9 @@ def test_numba_soft_drop_and_nsubjettiness_equal_fastjet_contrib(small_fileset):
     )
     ref = np.asarray(seq.exclusive_jets_softdrop_grooming(njets=1, beta=0.0, symmetry_cut=0.1, R0=0.8).msoftdrop)
     assert len(ours) == len(ref) > 150
-    np.testing.assert_allclose(ours, ref, rtol=1e-9, atol=1e-9)
+    # atol: a groomed jet of one massless candidate has m² ~ -1e-10 from rounding, which FastJet
+    # returns as m = -sqrt(|m²|) (~ -1e-5 GeV) and we clip to 0
+    np.testing.assert_allclose(ours, ref, rtol=1e-9, atol=1e-4)
     # grooming removes constituents: m(subset) <= m(jet) for physical four-vectors
     tot = {c: np.asarray(ak.flatten(ak.sum(cons[c], axis=2))) for c in ("px", "py", "pz", "E")}
     mass = np.sqrt(np.maximum(tot["E"] ** 2 - tot["px"] ** 2 - tot["py"] ** 2 - tot["pz"] ** 2, 0))

@@ -567,7 +567,9 @@ def substructure_flat(
         groomed = seq.exclusive_jets_softdrop_grooming(
             njets=1, beta=0.0, symmetry_cut=0.1, symmetry_measure="scalar_z", R0=r0
         )
-        msd = np.asarray(groomed.msoftdrop, dtype=np.float64)
+        # FastJet returns m = -sqrt(|m²|) when rounding makes m² < 0 (a groomed jet of one
+        # massless candidate): clipped to 0, as the numba kernel does
+        msd = np.maximum(np.asarray(groomed.msoftdrop, dtype=np.float64), 0.0)
         taus = seq.njettiness(
             measure_definition="NormalizedMeasure", axes_definition="OnePass_KT_Axes",
             njets=[1, 2, 3, 4], beta=1.0, R0=r0,

@@ -2,7 +2,7 @@
 
 It is deliberately a parametrised toy of CMS particle flow, not a simulation: enough realism that
 jets, leptons and missing momentum behave like reconstructed ones (and that semivisible jets show
-MET aligned with a jet), fully columnar (numpy over all particles of a chunk at once).
+MET aligned with a jet), one compiled pass (numba) over all particles of a chunk.
 
 Response (all numbers are fields of :class:`DetectorConfig` and can be overridden with
 ``--set detector.<field>=value``):
@@ -39,6 +39,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import awkward as ak
+import numba
 import numpy as np
 
 __all__ = [
@@ -109,82 +110,97 @@ def simulate(
         clustering) in the input order with rejected particles removed, and the number of
         candidates per event.
     """
-    pt_true = np.hypot(px, py)
-    safe = pt_true > 0
-    eta = np.where(safe, np.arcsinh(np.divide(pz, pt_true, out=np.zeros_like(pz), where=safe)), 0.0)
-    phi = np.arctan2(py, px)
-    absid = np.abs(pdg_id)
-    abseta = np.abs(eta)
-
-    visible = ~is_invisible(pdg_id) & safe & (abseta < config.calo_eta_max)
-    charged = charge != 0
-    in_tracker = abseta < config.tracker_eta_max
-    is_mu = absid == 13
-    is_e = absid == 11
-    track = visible & charged & in_tracker & (pt_true > config.track_pt_min)
-    muon = track & is_mu & (abseta < config.muon_eta_max)
-    track &= ~is_mu | muon  # a muon outside the muon system is not identified: dropped below
-    electron = track & is_e
-    chad = track & ~is_e & ~is_mu
-    # charged particles the tracker misses still deposit their energy in the calorimeters
-    calo_only = visible & ~track & ~is_mu
-    photon = calo_only & ((absid == 22) | is_e)
-    nhad = calo_only & ~photon
-
-    n = len(pdg_id)
-    p_true = np.sqrt(pt_true**2 + pz**2)
-    sigma = np.zeros(n)
-    trk = chad | muon | electron
-    sigma[trk] = np.hypot(config.track_res_a, config.track_res_b * pt_true[trk])
-    em = photon | electron  # electrons: ECAL measurement dominates at these energies
-    sigma[em] = np.hypot(config.em_res_stochastic / np.sqrt(np.maximum(p_true[em], 1e-3)), config.em_res_constant)
-    sigma[nhad] = np.hypot(config.had_res_stochastic / np.sqrt(np.maximum(p_true[nhad], 1e-3)), config.had_res_constant)
-    scale = np.maximum(1.0 + sigma * rng.standard_normal(n), 0.0)
-    pt = pt_true * scale
-
-    keep = (chad | muon | electron) | (photon & (pt > config.photon_pt_min)) | (
-        nhad & (pt > config.neutral_hadron_pt_min)
+    c = config
+    return _response(
+        np.asarray(pdg_id, dtype=np.int64), np.asarray(charge, dtype=np.int64),
+        *(np.asarray(v, dtype=np.float64) for v in (px, py, pz)),
+        *(np.asarray(vertex[:, k], dtype=np.float64) for k in range(3)), np.asarray(counts, dtype=np.int64), rng,
+        c.calo_eta_max, c.tracker_eta_max, c.muon_eta_max, c.track_pt_min, c.photon_pt_min,
+        c.neutral_hadron_pt_min, c.track_res_a, c.track_res_b, c.em_res_stochastic, c.em_res_constant,
+        c.had_res_stochastic, c.had_res_constant, c.ip_res_a, c.ip_res_b,
     )
 
-    out_id = np.zeros(n, dtype=np.int32)
-    sgn = np.sign(charge).astype(np.int32)
-    out_id[chad] = 211 * sgn[chad]
-    out_id[electron | muon] = pdg_id[electron | muon]
-    out_id[photon] = 22
-    out_id[nhad] = 130
-    out_charge = np.where(trk, sgn, 0).astype(np.int32)
-    mass = np.zeros(n)
-    mass[chad], mass[electron], mass[muon] = _M_PION, _M_ELECTRON, _M_MUON
 
-    # impact parameters from the true production point, mm -> cm
-    x, y, z = vertex[:, 0] / 10.0, vertex[:, 1] / 10.0, vertex[:, 2] / 10.0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        d0 = (-x * py + y * px) / pt_true
-        dz = z - (x * px + y * py) / pt_true * pz / pt_true
-        ip_sigma = np.hypot(config.ip_res_a, config.ip_res_b / pt_true)
-    d0 = np.where(trk, d0 + ip_sigma * rng.standard_normal(n), 0.0)
-    dz = np.where(trk, dz + ip_sigma * rng.standard_normal(n), 0.0)
+_CHAD, _ELECTRON, _MUON, _PHOTON, _NHAD = 0, 1, 2, 3, 4
 
-    event_of = np.repeat(np.arange(len(counts)), counts)
-    pf_counts = np.bincount(event_of[keep], minlength=len(counts))
-    pt_k, eta_k, phi_k, m_k = pt[keep], eta[keep], phi[keep], mass[keep]
-    pxk, pyk = pt_k * np.cos(phi_k), pt_k * np.sin(phi_k)
-    pzk = pt_k * np.sinh(eta_k)
-    ek = np.sqrt(pxk**2 + pyk**2 + pzk**2 + m_k**2)
-    pf = {
-        "pt": pt_k.astype(np.float32),
-        "eta": eta_k.astype(np.float32),
-        "phi": phi_k.astype(np.float32),
-        "mass": m_k.astype(np.float32),
-        "pdgId": out_id[keep],
-        "charge": out_charge[keep],
-        "d0": d0[keep].astype(np.float32),
-        "dz": dz[keep].astype(np.float32),
-        "px": pxk,
-        "py": pyk,
-        "pz": pzk,
-        "E": ek,
-    }
+
+@numba.njit(cache=True)
+def _response_kernel(
+    pdg_id, charge, px, py, pz, vx, vy, vz, counts, rng,
+    calo_eta_max, tracker_eta_max, muon_eta_max, track_pt_min, photon_pt_min, nhad_pt_min,
+    track_res_a, track_res_b, em_s, em_c, had_s, had_c, ip_a, ip_b,
+):
+    # one pass over the particles in input order; normals are drawn only for visible
+    # candidates (the scale), then for tracks (d0, dz), from the caller's seeded generator
+    n = len(pdg_id)
+    f32 = np.empty((6, n), np.float32)  # pt, eta, phi, mass, d0, dz
+    f64 = np.empty((4, n), np.float64)  # px, py, pz, E
+    i32 = np.empty((2, n), np.int32)  # pdgId, charge
+    pf_counts = np.zeros(len(counts), np.int64)
+    i = k = 0
+    for ev in range(len(counts)):
+        for _ in range(counts[ev]):
+            pt_true = np.sqrt(px[i] * px[i] + py[i] * py[i])
+            a = abs(pdg_id[i])
+            q = charge[i]
+            i += 1
+            if not pt_true > 0 or a in (12, 14, 16, 51, 52, 53) or 4_900_000 <= a < 5_000_000:
+                continue
+            j = i - 1
+            eta = np.arcsinh(pz[j] / pt_true)
+            abseta = abs(eta)
+            if not abseta < calo_eta_max:
+                continue
+            track = q != 0 and abseta < tracker_eta_max and pt_true > track_pt_min
+            if a == 13:
+                if not (track and abseta < muon_eta_max):
+                    continue  # not identified outside the muon system, and no calorimeter deposit
+                kind = _MUON
+            elif track:
+                kind = _ELECTRON if a == 11 else _CHAD
+            else:
+                kind = _PHOTON if a == 22 or a == 11 else _NHAD
+            p_true = np.sqrt(pt_true * pt_true + pz[j] * pz[j])
+            if kind == _ELECTRON or kind == _PHOTON:  # electrons: the ECAL measurement dominates
+                sigma = np.hypot(em_s / np.sqrt(max(p_true, 1e-3)), em_c)
+            elif kind == _NHAD:
+                sigma = np.hypot(had_s / np.sqrt(max(p_true, 1e-3)), had_c)
+            else:
+                sigma = np.hypot(track_res_a, track_res_b * pt_true)
+            pt = pt_true * max(1.0 + sigma * rng.standard_normal(), 0.0)
+            if (kind == _PHOTON and not pt > photon_pt_min) or (kind == _NHAD and not pt > nhad_pt_min):
+                continue
+            mass = 0.0
+            sign = 1 if q > 0 else -1
+            if kind == _CHAD:
+                pid, mass = 211 * sign, _M_PION
+            elif kind == _ELECTRON or kind == _MUON:
+                pid, mass = pdg_id[j], (_M_ELECTRON if kind == _ELECTRON else _M_MUON)
+            else:
+                pid, sign = (22 if kind == _PHOTON else 130), 0
+            d0 = dz = 0.0
+            if kind <= _MUON:  # tracks: impact parameters from the production point, mm -> cm
+                x, y, z = vx[j] / 10.0, vy[j] / 10.0, vz[j] / 10.0
+                ip_sigma = np.hypot(ip_a, ip_b / pt_true)
+                d0 = (-x * py[j] + y * px[j]) / pt_true + ip_sigma * rng.standard_normal()
+                dz = z - (x * px[j] + y * py[j]) / pt_true * pz[j] / pt_true + ip_sigma * rng.standard_normal()
+            phi = np.arctan2(py[j], px[j])
+            scale = pt / pt_true  # direction kept
+            cx, cy, cz = px[j] * scale, py[j] * scale, pz[j] * scale
+            f32[0, k], f32[1, k], f32[2, k], f32[3, k], f32[4, k], f32[5, k] = pt, eta, phi, mass, d0, dz
+            f64[0, k], f64[1, k], f64[2, k] = cx, cy, cz
+            f64[3, k] = np.sqrt(cx * cx + cy * cy + cz * cz + mass * mass)
+            i32[0, k], i32[1, k] = pid, sign
+            pf_counts[ev] += 1
+            k += 1
+    return f32[:, :k], f64[:, :k], i32[:, :k], pf_counts
+
+
+def _response(*args):
+    f32, f64, i32, pf_counts = _response_kernel(*args)
+    pf = dict(zip(("pt", "eta", "phi", "mass", "d0", "dz"), f32, strict=True))
+    pf.update(zip(("px", "py", "pz", "E"), f64, strict=True))
+    pf.update(zip(("pdgId", "charge"), i32, strict=True))
     return pf, pf_counts
 
 

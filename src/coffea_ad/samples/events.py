@@ -239,10 +239,9 @@ def _vertex(prt: ak.Array, select: np.ndarray) -> np.ndarray:
         present = index >= 0
         index = np.where(present, index, 0)
         cols = [np.asarray(flat.content.content(c).data, dtype=np.float64) for c in ("px", "py", "pz")]
-        return np.stack([np.where(present, c[index], 0.0) for c in cols], axis=1)
-    return np.stack(
-        [_flat(ak.fill_none(prt.vProd[c], 0.0))[select] for c in ("px", "py", "pz")], axis=1
-    )
+        # stacked as 3 rows (one memcpy each) and returned as the n * 3 view of them
+        return np.stack([np.where(present, c[index], 0.0) for c in cols]).T
+    return np.stack([_flat(ak.fill_none(prt.vProd[c], 0.0))[select] for c in ("px", "py", "pz")]).T
 
 
 def _genpart(
@@ -256,21 +255,7 @@ def _genpart(
     kept_starts = offsets_of(kept_counts)[:-1]
     global_kept = np.flatnonzero(keep)
     event_of = event_all[global_kept]
-    # position of each kept particle inside its event's GenPart list, -1 if not kept
-    kept_rank = np.full(len(keep), -1, dtype=np.int64)
-    kept_rank[global_kept] = np.arange(len(global_kept)) - kept_starts[event_of]
-    # NanoAOD convention: the mother is the nearest *kept* ancestor. Shower recoil copies
-    # (e.g. of a top before it decays) sit between a resonance and its decay products, so
-    # climb the mother1 chain, all kept particles at once, until a kept one or the beams.
-    mother1 = record["mother1"].astype(np.int64)
-    event_start = starts[event_of]
-    local = mother1[global_kept]
-    for _ in range(64):  # chains are a few copies long; 64 bounds pathological records
-        pending = (local > 0) & (kept_rank[np.maximum(local, 0) + event_start] < 0)
-        if not pending.any():
-            break
-        local = np.where(pending, mother1[np.maximum(local, 0) + event_start], local)
-    mother_idx = np.where(local > 0, kept_rank[np.maximum(local, 0) + event_start], -1)
+    mother_idx = _nearest_kept_mother(global_kept, event_of, starts, kept_starts, keep, record["mother1"])
     px, py, pz = (np.asarray(record[c][keep], dtype=np.float64) for c in ("px", "py", "pz"))
     pt = np.hypot(px, py)
     eta = np.arcsinh(np.divide(pz, pt, out=np.zeros_like(pz), where=pt > 0))
@@ -284,6 +269,25 @@ def _genpart(
         "genPartIdxMother": mother_idx.astype(np.int32),
     }
     return cols, kept_counts
+
+
+@numba.njit(cache=True)
+def _nearest_kept_mother(global_kept, event_of, starts, kept_starts, keep, mother1):
+    # NanoAOD convention: the mother is the nearest *kept* ancestor. Shower recoil copies (e.g.
+    # of a top before it decays) sit between a resonance and its decay products, so climb the
+    # mother1 chain until a kept particle (its rank in the event's GenPart list) or the beams (-1)
+    out = np.full(len(global_kept), -1, np.int32)
+    for k in range(len(global_kept)):
+        start = starts[event_of[k]]
+        local = mother1[global_kept[k]]
+        for _ in range(64):  # chains are a few copies long; 64 bounds pathological records
+            if local <= 0:
+                break
+            if keep[start + local]:
+                out[k] = np.searchsorted(global_kept, start + local) - kept_starts[event_of[k]]
+                break
+            local = mother1[start + local]
+    return out
 
 
 def _match(
