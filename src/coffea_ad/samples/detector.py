@@ -161,7 +161,7 @@ def _response_kernel(
             else:
                 kind = _PHOTON if a == 22 or a == 11 else _NHAD
             p_true = np.sqrt(pt_true * pt_true + pz[j] * pz[j])
-            if kind == _ELECTRON or kind == _PHOTON:  # electrons: the ECAL measurement dominates
+            if kind in (_ELECTRON, _PHOTON):  # electrons: the ECAL measurement dominates
                 sigma = np.hypot(em_s / np.sqrt(max(p_true, 1e-3)), em_c)
             elif kind == _NHAD:
                 sigma = np.hypot(had_s / np.sqrt(max(p_true, 1e-3)), had_c)
@@ -174,7 +174,7 @@ def _response_kernel(
             sign = 1 if q > 0 else -1
             if kind == _CHAD:
                 pid, mass = 211 * sign, _M_PION
-            elif kind == _ELECTRON or kind == _MUON:
+            elif kind in (_ELECTRON, _MUON):
                 pid, mass = pdg_id[j], (_M_ELECTRON if kind == _ELECTRON else _M_MUON)
             else:
                 pid, sign = (22 if kind == _PHOTON else 130), 0
