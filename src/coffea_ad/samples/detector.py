@@ -54,6 +54,8 @@ __all__ = [
 INVISIBLE_IDS = (12, 14, 16, 51, 52, 53)
 """|pdgId| of stable particles the detector does not see (plus all |pdgId| in 4.9e6-5e6)."""
 
+_DARK_MIN, _DARK_MAX = 4_900_000, 5_000_000  # Hidden Valley |pdgId| range: all invisible when stable
+
 _M_PION, _M_ELECTRON, _M_MUON = 0.13957, 0.000511, 0.10566
 
 
@@ -80,7 +82,7 @@ class DetectorConfig:
 def is_invisible(pdg_id: np.ndarray) -> np.ndarray:
     """True for neutrinos and stable dark-sector particles (``n * int -> n * bool``)."""
     a = np.abs(pdg_id)
-    return np.isin(a, INVISIBLE_IDS) | ((a >= 4_900_000) & (a < 5_000_000))
+    return np.isin(a, INVISIBLE_IDS) | ((a >= _DARK_MIN) & (a < _DARK_MAX))
 
 
 def simulate(
@@ -111,7 +113,7 @@ def simulate(
         candidates per event.
     """
     c = config
-    return _response(
+    f32, f64, i32, pf_counts = _response_kernel(
         np.asarray(pdg_id, dtype=np.int64), np.asarray(charge, dtype=np.int64),
         *(np.asarray(v, dtype=np.float64) for v in (px, py, pz)),
         *(np.asarray(vertex[:, k], dtype=np.float64) for k in range(3)), np.asarray(counts, dtype=np.int64), rng,
@@ -119,6 +121,10 @@ def simulate(
         c.neutral_hadron_pt_min, c.track_res_a, c.track_res_b, c.em_res_stochastic, c.em_res_constant,
         c.had_res_stochastic, c.had_res_constant, c.ip_res_a, c.ip_res_b,
     )
+    pf = dict(zip(("pt", "eta", "phi", "mass", "d0", "dz"), f32, strict=True))
+    pf.update(zip(("px", "py", "pz", "E"), f64, strict=True))
+    pf.update(zip(("pdgId", "charge"), i32, strict=True))
+    return pf, pf_counts
 
 
 _CHAD, _ELECTRON, _MUON, _PHOTON, _NHAD = 0, 1, 2, 3, 4
@@ -137,16 +143,15 @@ def _response_kernel(
     f64 = np.empty((4, n), np.float64)  # px, py, pz, E
     i32 = np.empty((2, n), np.int32)  # pdgId, charge
     pf_counts = np.zeros(len(counts), np.int64)
-    i = k = 0
+    k = start = 0
     for ev in range(len(counts)):
-        for _ in range(counts[ev]):
-            pt_true = np.sqrt(px[i] * px[i] + py[i] * py[i])
-            a = abs(pdg_id[i])
-            q = charge[i]
-            i += 1
-            if not pt_true > 0 or a in (12, 14, 16, 51, 52, 53) or 4_900_000 <= a < 5_000_000:
+        stop = start + counts[ev]
+        for j in range(start, stop):
+            pt_true = np.sqrt(px[j] * px[j] + py[j] * py[j])
+            a = abs(pdg_id[j])
+            q = charge[j]
+            if not pt_true > 0 or a in INVISIBLE_IDS or _DARK_MIN <= a < _DARK_MAX:
                 continue
-            j = i - 1
             eta = np.arcsinh(pz[j] / pt_true)
             abseta = abs(eta)
             if not abseta < calo_eta_max:
@@ -193,15 +198,8 @@ def _response_kernel(
             i32[0, k], i32[1, k] = pid, sign
             pf_counts[ev] += 1
             k += 1
+        start = stop
     return f32[:, :k], f64[:, :k], i32[:, :k], pf_counts
-
-
-def _response(*args):
-    f32, f64, i32, pf_counts = _response_kernel(*args)
-    pf = dict(zip(("pt", "eta", "phi", "mass", "d0", "dz"), f32, strict=True))
-    pf.update(zip(("px", "py", "pz", "E"), f64, strict=True))
-    pf.update(zip(("pdgId", "charge"), i32, strict=True))
-    return pf, pf_counts
 
 
 def offsets_of(counts: np.ndarray) -> np.ndarray:

@@ -266,7 +266,7 @@ def _genpart(
         "mass": record["m"][keep].astype(np.float32),
         "pdgId": record["id"][keep].astype(np.int32),
         "status": record["status"][keep].astype(np.int32),
-        "genPartIdxMother": mother_idx.astype(np.int32),
+        "genPartIdxMother": mother_idx,  # int32 from the kernel
     }
     return cols, kept_counts
 
