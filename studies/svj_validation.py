@@ -1,0 +1,217 @@
+"""SVJ tagger validation: separation beyond kinematics across the signal grid, and the ABCD
+closure on independent background-only QCD.
+
+    python studies/svj_validation.py --data /work/data/svj --out OUT \\
+        --model models/svj_cflow_s0.onnx --model models/svj_cflow_s1.onnx ...
+
+``--data`` is a ``coffea-ad generate`` folder with the datasets (see ``SAMPLES`` below for the
+commands): ``qcd_train`` (the models' training QCD, used here only for the BDT ceiling),
+``qcd_test`` (independent p̂_T-flattened QCD: AUCs and the working point), ``qcd_phys``
+(independent unflattened QCD: the ABCD closure, unweighted) and ``svj_M_R`` for the grid.
+Several ``--model`` files (seeds of one recipe) give mean ± standard deviation.
+
+Per grid point and per jet (the two leading preselected AK8 jets): raw AUC, AUC in jet-p_T
+bins, AUC with QCD reweighted to the signal's jet-p_T spectrum, and the same for a supervised
+gradient-boosted classifier on the model's substructure inputs (the ceiling; trained on
+``qcd_train`` against half of the signal events, evaluated on ``qcd_test`` and the other
+half). The ABCD closure uses the event score of the SVJ processor (the larger of the two jets'
+scores) with the jet working point at 10 % mistag on ``qcd_test``, per m_T bin, with |Δη_jj|
+(signal-like below 1.3) and with R_T = MET/m_T (signal-like above 0.15) as second variable, with
+and without the preselection MET/m_T > 0.25 (|Δη_jj| only; R_T is the cut variable there).
+Prints the tables and writes ``OUT/svj_validation.json`` and ``OUT/svj_validation.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import svj_tables
+
+from coffea_ad.stats.abcd import abcd_closure
+from coffea_ad.stats.kinematics import binned_auc, reweighted_auc
+from coffea_ad.stats.roc import auc
+
+GRID = [(m, r) for m in (1500, 3000, 4500) for r in (0.15, 0.3, 0.6)]
+PT_REWEIGHT_EDGES = np.arange(200.0, 3001.0, 50.0)
+PT_BINS = np.array([200.0, 400.0, 600.0, 800.0, 1000.0, 1300.0, 1700.0, 2500.0])
+MT_EDGES = np.array([600.0, 800.0, 1000.0, 1200.0, 1400.0, 1600.0, 1900.0, 2300.0, 3000.0])
+MISTAG = 0.10
+SAMPLES = {
+    "qcd_train": "coffea-ad generate qcd -n 60000 -s 1401 --dataset qcd_train "
+                 "--set flatten_pthat=4.5 --set pthat_min=300 --jobs 2 -o DATA",
+    "qcd_test": "coffea-ad generate qcd -n 60000 -s 1402 --dataset qcd_test "
+                "--set flatten_pthat=4.5 --set pthat_min=300 --jobs 2 -o DATA",
+    "qcd_phys": "coffea-ad generate qcd -n 60000 -s 1403 --dataset qcd_phys "
+                "--set pthat_min=300 --jobs 2 -o DATA",
+    "svj_M_R": "coffea-ad generate svj -n 8000 -s $((1410 + M/100)) --dataset svj_M_R "
+               "--set mzprime=M --set rinv=R --jobs 2 -o DATA",
+}
+
+
+class OnnxJetModel:
+    """A shipped jet-level model run on the cached feature tables (the contract's features,
+    computed by the library's ``jet_features`` like the scorer does)."""
+
+    def __init__(self, path: Path) -> None:
+        import onnxruntime as ort
+
+        self.path = path
+        self.contract = json.loads(path.with_suffix(".json").read_text())
+        self.features = self.contract["inputs"][0]["features"]
+        self.input = self.contract["inputs"][0]["name"]
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1
+        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.output = self.contract["score"]
+
+    def jet_scores(self, table: dict[str, np.ndarray]) -> np.ndarray:
+        """``[2n]`` scores: leading jets then subleading jets."""
+        x, _ = svj_tables.jets(table, self.features)
+        return self.session.run([self.output], {self.input: x.astype(np.float32)})[0].ravel()
+
+
+def jet_weights(table: dict[str, np.ndarray]) -> np.ndarray:
+    return np.concatenate([table["weight"]] * 2)
+
+
+def jet_pt(table: dict[str, np.ndarray]) -> np.ndarray:
+    return svj_tables.jets(table, ["pt"])[0][:, 0].astype(np.float64)
+
+
+def point_metrics(sb, wb, ptb, ss, pts) -> dict[str, float | list]:
+    r, cov = reweighted_auc(sb, ss, ptb, pts, PT_REWEIGHT_EDGES, weights_bkg=wb)
+    b = binned_auc(sb, ss, ptb, pts, PT_BINS, weights_bkg=wb, min_events=50)
+    return {"auc": auc(sb, ss, weights_bkg=wb), "auc_ptrw": r, "coverage": cov,
+            "auc_pt_bins": [None if np.isnan(v) else round(float(v), 4) for v in b.auc]}
+
+
+def bdt_ceiling(features, train, test, signal, seed: int = 0) -> dict[str, float]:
+    """Supervised classifier QCD vs signal on ``features``: trained on ``qcd_train`` and the
+    even signal events, scored on ``qcd_test`` and the odd ones (split by event)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    xtr, _ = svj_tables.jets(train, features)
+    xs, ev = svj_tables.jets(signal, features)
+    even = ev % 2 == 0
+    # the training QCD is p̂_T-flattened: no weights, so the classifier cannot lean on the
+    # p_T spectrum through the weights (it sees no p_T input either)
+    x = np.concatenate([xtr, xs[even]])
+    y = np.r_[np.zeros(len(xtr)), np.ones(even.sum())]
+    w = np.r_[np.ones(len(xtr)), np.full(even.sum(), len(xtr) / even.sum())]
+    clf = HistGradientBoostingClassifier(max_iter=300, random_state=seed).fit(x, y, sample_weight=w)
+    xb, _ = svj_tables.jets(test, features)
+    sb = clf.predict_proba(xb)[:, 1]
+    ss = clf.predict_proba(xs[~even])[:, 1]
+    return point_metrics(sb, jet_weights(test), jet_pt(test), ss, jet_pt(signal)[~even])
+
+
+def closure(scores_j: np.ndarray, table: dict[str, np.ndarray], threshold: float, *,
+            second: str, min_rt: float | None) -> dict:
+    n = len(table["mt"])
+    event_score = np.maximum(scores_j[:n], scores_j[n:])
+    keep = np.ones(n, bool) if min_rt is None else table["rt"] > min_rt
+    y, y_cut, y_pass = ((table["deta"], 1.3, "below") if second == "deta_jj"
+                        else (table["rt"], 0.15, "above"))
+    c = abcd_closure(event_score[keep], y[keep], x_cut=threshold, y_cut=y_cut, y_pass=y_pass,
+                     weights=table["weight"][keep], mass=table["mt"][keep], mass_edges=MT_EDGES)
+    p = c.prediction
+    return {"second": second, "min_rt": min_rt, "chi2": c.chi2, "ndf": c.ndf,
+            "p_value": c.p_value,
+            "observed": np.atleast_1d(p.observed).tolist(),
+            "predicted": np.atleast_1d(p.predicted).tolist(),
+            "predicted_err": np.atleast_1d(p.predicted_err).tolist(),
+            "pull": [None if not np.isfinite(v) else round(float(v), 3)
+                     for v in np.atleast_1d(c.pull)]}
+
+
+def weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> float:
+    order = np.argsort(values)
+    cw = np.cumsum(weights[order])
+    return float(values[order][np.searchsorted(cw, q * cw[-1])])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, required=True)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--model", type=Path, action="append", required=True,
+                    help="ONNX model with its contract (repeat for seeds of one recipe)")
+    ap.add_argument("--no-bdt", action="store_true", help="skip the supervised ceiling")
+    args = ap.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    train = svj_tables.load(args.data, "qcd_train")
+    test = svj_tables.load(args.data, "qcd_test")
+    phys = svj_tables.load(args.data, "qcd_phys")
+    models = [OnnxJetModel(p) for p in args.model]
+    inputs = [f for f in models[0].features if f not in ("log_pt", "pt", "eta", "phi")]
+    wb, ptb = jet_weights(test), jet_pt(test)
+    test_scores = [m.jet_scores(test) for m in models]
+
+    print(f"models: {[str(p) for p in args.model]}")
+    print("input correlation with jet p_T in qcd_test (Pearson, physical weights):")
+    x, _ = svj_tables.jets(test, inputs)
+    for i, name in enumerate(inputs):
+        r = np.cov(x[:, i], ptb, aweights=wb)
+        print(f"  {name:15s} {r[0, 1] / np.sqrt(r[0, 0] * r[1, 1]):+.3f}")
+
+    rows, result = [], {"models": [str(p) for p in args.model], "grid": {}, "closure": []}
+    header = (f"| (m_Z', r_inv) | raw AUC | p_T-rw AUC (mean ± sd, {len(models)} models) | "
+              f"AUC in jet-p_T bins {PT_BINS.astype(int).tolist()} | BDT raw | BDT p_T-rw |")
+    rows += [header, "|---|---|---|---|---|---|"]
+    for m, r in GRID:
+        name = f"svj_{m}_{r}"
+        sig = svj_tables.load(args.data, name)
+        pts = jet_pt(sig)
+        per_model = [point_metrics(sb, wb, ptb, mdl.jet_scores(sig), pts)
+                     for sb, mdl in zip(test_scores, models, strict=True)]
+        raw = np.array([p["auc"] for p in per_model])
+        rw = np.array([p["auc_ptrw"] for p in per_model])
+        bins = np.array([[np.nan if v is None else v for v in p["auc_pt_bins"]]
+                         for p in per_model])
+        bdt = None if args.no_bdt else bdt_ceiling(inputs, train, test, sig)
+        result["grid"][name] = {"models": per_model, "bdt": bdt,
+                                "auc_ptrw_mean": float(rw.mean()),
+                                "auc_ptrw_sd": float(rw.std(ddof=1)) if len(rw) > 1 else 0.0}
+        bins_txt = " ".join("—" if np.isnan(v) else f"{v:.2f}" for v in np.nanmean(bins, 0)) \
+            if np.isfinite(bins).any() else "—"
+        rows.append(f"| ({m}, {r}) | {raw.mean():.3f} | {rw.mean():.3f} ± "
+                    f"{rw.std(ddof=1) if len(rw) > 1 else 0:.3f} | {bins_txt} | "
+                    + (f"{bdt['auc']:.3f} | {bdt['auc_ptrw']:.3f} |" if bdt else "— | — |"))
+        print(rows[-1], flush=True)
+
+    # closure: first model (the shipped one), working point on qcd_test jets
+    thr = weighted_quantile(test_scores[0], wb, 1.0 - MISTAG)
+    phys_scores = models[0].jet_scores(phys)
+    rows += ["", (f"ABCD closure on qcd_phys ({len(phys['mt'])} preselected events), "
+             f"jet threshold {thr:.4g} (10 % mistag on qcd_test), model {args.model[0].name}, "
+             f"m_T bins {MT_EDGES.astype(int).tolist()}:"), "",
+             "| second variable | MET/m_T > 0.25 | χ²/ndf | p-value | pulls per m_T bin |",
+             "|---|---|---|---|---|"]
+    for second, min_rt in (("deta_jj", None), ("deta_jj", 0.25), ("met_over_mt", None)):
+        c = closure(phys_scores, phys, thr, second=second, min_rt=min_rt)
+        result["closure"].append(c)
+        pulls = " ".join("—" if v is None else f"{v:+.2f}" for v in c["pull"])
+        rows.append(f"| {second} | {'yes' if min_rt else 'no'} | {c['chi2']:.1f}/{c['ndf']} | "
+                    f"{c['p_value']:.3f} | {pulls} |")
+        print(rows[-1], flush=True)
+    result["threshold"] = thr
+    result["samples"] = SAMPLES
+    text = "\n".join(rows) + "\n"
+    for path, content in ((args.out / "svj_validation.md", text),
+                          (args.out / "svj_validation.json", json.dumps(result, indent=1))):
+        tmp = path.with_name("." + path.name + ".tmp")
+        tmp.write_text(content)
+        tmp.rename(path)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
