@@ -92,6 +92,7 @@ def jet_features(
     *,
     jets: str = "FatJet",
     nonfinite: Literal["raise", "zero"] = "raise",
+    puppi: bool = True,
 ) -> ak.Array:
     """Compute the named per-jet features (see :data:`JET_FEATURES` for their definitions).
 
@@ -105,6 +106,9 @@ def jet_features(
             msoftdrop, tau1..3``): ``"raise"`` :class:`~coffea_ad.errors.NonFiniteInputError`
             (default), or ``"zero"`` to write 0. Constituent-level features never produce
             NaN/inf: bad constituents are ignored and degenerate jets get the defined values.
+        puppi: constituent features use PUPPI-weighted candidates when the file carries
+            ``PFCands_puppiWeight`` (see :func:`~coffea_ad.features.jet_constituents`);
+            ``False`` uses the raw candidates.
 
     Returns:
         ``events * jets * {name: float32, ...}`` aligned with ``events[jets]``.
@@ -121,7 +125,7 @@ def jet_features(
     if nonfinite not in ("raise", "zero"):
         raise ValueError(f"nonfinite must be 'raise' or 'zero', got {nonfinite!r}")
     return dispatch(_jet_features, events, label="jet-features", names=tuple(names), jets=jets,
-                    nonfinite=nonfinite)
+                    nonfinite=nonfinite, puppi=puppi)
 
 
 def _branch(collection: Any, name: str, jets: str, feature: str) -> Any:
@@ -152,7 +156,7 @@ def _check_finite(values: Any, name: str, jets: str, nonfinite: str) -> Any:
 
 
 def _jet_features(events: ak.Array, *, names: tuple[str, ...], jets: str,
-                  nonfinite: str) -> ak.Array:
+                  nonfinite: str, puppi: bool = True) -> ak.Array:
     first_present(events, (jets,), where="events", needed_for="jet features")
     collection = events[jets]
     wanted = set(names)
@@ -171,7 +175,11 @@ def _jet_features(events: ak.Array, *, names: tuple[str, ...], jets: str,
 
     ecf_names = [n for n in names if JET_FEATURES[n].source == "ecf"]
     if wanted & _CONSTITUENT_FEATURES or ecf_names:
-        constituents = jet_constituents(events, jets=jets)
+        # the ECFs use the rapidity (candidate mass); the η–φ shapes do not: carrying only
+        # what is used keeps the PUPPI scaling from reading the mass branch for nothing
+        cand_fields = ("pt", "eta", "phi", "mass") if ecf_names or "efp1" in wanted else (
+            "pt", "eta", "phi")
+        constituents = jet_constituents(events, jets=jets, puppi=puppi, fields=cand_fields)
         if "n_constituents" in wanted:
             columns["n_constituents"] = ak.num(constituents, axis=2)
         shape_names = wanted & {"ptd", "axis_major", "axis_minor", "girth", "lha"}
@@ -204,6 +212,7 @@ def jet_table(
     *,
     jets: str = "FatJet",
     nonfinite: Literal["raise", "zero"] = "raise",
+    puppi: bool = True,
 ) -> ak.Array:
     """One row per jet: event keys, jet index and the named features (all by default).
 
@@ -212,6 +221,7 @@ def jet_table(
         names: feature names (default: every name in :data:`JET_FEATURES`).
         jets: jet collection.
         nonfinite: as in :func:`jet_features`.
+        puppi: as in :func:`jet_features`.
 
     Returns:
         ``n_jets * {run, luminosityBlock, event, jet_index, <features>}``: the keys as in the
@@ -219,7 +229,7 @@ def jet_table(
         features float32.
     """
     names = list(JET_FEATURES) if names is None else list(names)
-    feats = jet_features(events, names, jets=jets, nonfinite=nonfinite)
+    feats = jet_features(events, names, jets=jets, nonfinite=nonfinite, puppi=puppi)
     index = ak.local_index(feats, axis=1)
     out: dict[str, Any] = {}
     for key in ("run", "luminosityBlock", "event"):

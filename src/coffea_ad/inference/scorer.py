@@ -109,6 +109,9 @@ class OnnxScorer:
             naming the features and counts before any row is scored; ``"flag"``: such rows
             get :data:`FLAG_VALUE` in every output, are counted in :attr:`stats`, and
             :meth:`outputs` adds the boolean mask :data:`NONFINITE_MASK`.
+        puppi: when features are computed from events (:meth:`score_events`), constituents
+            are PUPPI-weighted if the file carries ``PFCands_puppiWeight`` (CMS AK8 jets are
+            PUPPI jets); ``False`` uses the raw candidates.
 
     Raises:
         ModelFileError: the model file is missing, truncated or not ONNX.
@@ -125,6 +128,7 @@ class OnnxScorer:
         intra_op_threads: int | None = None,
         graph_optimization: GraphOptimization = "all",
         nonfinite: NonFinitePolicy = "raise",
+        puppi: bool = True,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, found {batch_size}")
@@ -141,6 +145,7 @@ class OnnxScorer:
         self.intra_op_threads = intra_op_threads
         self.graph_optimization: GraphOptimization = graph_optimization
         self.nonfinite: NonFinitePolicy = nonfinite
+        self.puppi = bool(puppi)
         graph_signature(self.model_path)  # a missing/corrupt file is the first thing to report
         self.contract = ModelContract.read(sidecar_path(self.model_path))
         # Refuse a contract that disagrees with the graph now, on the client, before any
@@ -264,7 +269,7 @@ class OnnxScorer:
         jets_name = self.contract.jets or "FatJet"
         jets = events[jets_name]
         values, mask = particle_list(
-            jet_constituents(events, jets=jets_name), jets, n=spec.pad_length,
+            jet_constituents(events, jets=jets_name, puppi=self.puppi), jets, n=spec.pad_length,
             features=spec.features, pad_value=spec.pad_value,
         )
         feeds: dict[str, Any] = {spec.name: values}
@@ -297,7 +302,8 @@ class OnnxScorer:
                     "OnnxScorer.score_events needs coffea_ad.features.jet_features, "
                     f"which cannot be imported: {err}"
                 ) from err
-            return jet_features(events, self.contract.features, jets=self.contract.jets)
+            return jet_features(events, self.contract.features, jets=self.contract.jets,
+                                puppi=self.puppi)
         features = self.contract.features
         available = list(events.fields)
         if all(f in available for f in features):
