@@ -6,6 +6,7 @@ independent reference (the CMSSW-computed jet branches, or the same events in an
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 
@@ -137,3 +138,40 @@ def test_rntuple_run_gives_the_ttree_histograms(rntuple_file, pfnano_file):
         got = outs["rntuple"]["hists"][name]
         assert want.sum(flow=True).value > 0
         np.testing.assert_array_equal(got.values(flow=True), want.values(flow=True), name)
+
+
+# --------------------------------------------------------------- workers without shared disk
+def _score_on_worker(scorer, features):
+    return os.getpid(), scorer(features)
+
+
+def test_workers_without_the_model_file_score_from_the_carried_bytes(pfnano_file, tmp_path):
+    """The scorer is built, then its model file and sidecar are deleted, as on a cluster whose
+    workers do not see the submitter's disk: worker processes still score, with the same values."""
+    distributed = pytest.importorskip("distributed")
+    from coffea_ad.features import jet_features
+    from coffea_ad.inference import OnnxScorer
+    from coffea_ad.inference.contract import sidecar_path
+
+    shipped = Path(__file__).resolve().parents[1] / "models" / "svj_dense_ae.onnx"
+    model = tmp_path / "private" / "model.onnx"
+    model.parent.mkdir()
+    model.write_bytes(shipped.read_bytes())
+    sidecar_path(model).write_bytes(sidecar_path(shipped).read_bytes())
+    scorer = OnnxScorer(model)
+    events = load_events(pfnano_file)
+    feats = ak.flatten(jet_features(events, scorer.contract.features), axis=1)
+    x = np.stack([ak.to_numpy(feats[f]) for f in scorer.contract.features], axis=1)
+    want = OnnxScorer(shipped)(x)
+    model.unlink()
+    sidecar_path(model).unlink()
+    model.parent.rmdir()
+    assert not model.parent.exists()
+
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        pid, got = client.submit(_score_on_worker, scorer, x).result()
+    assert pid != os.getpid()
+    assert len(got) == 24
+    np.testing.assert_array_equal(got, want)

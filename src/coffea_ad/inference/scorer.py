@@ -15,6 +15,7 @@ differences that matter at scale:
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 import warnings
@@ -45,7 +46,6 @@ from coffea_ad.inference.checks import (
     check_graph_against_contract,
     check_session_against_contract,
     graph_signature,
-    output_dtype,
     session_output_dtype,
 )
 from coffea_ad.inference.contract import InputSpec, ModelContract, sidecar_path
@@ -146,11 +146,17 @@ class OnnxScorer:
         self.graph_optimization: GraphOptimization = graph_optimization
         self.nonfinite: NonFinitePolicy = nonfinite
         self.puppi = bool(puppi)
-        graph_signature(self.model_path)  # a missing/corrupt file is the first thing to report
+        signature = graph_signature(self.model_path)  # a missing/corrupt file comes first
         self.contract = ModelContract.read(sidecar_path(self.model_path))
         # Refuse a contract that disagrees with the graph now, on the client, before any
         # event is read; the session's own inputs are checked again where it is created.
         check_graph_against_contract(self.model_path, self.contract)
+        # The model travels with the scorer: the bytes (and the contract) are pickled, the
+        # session is rebuilt from them on each worker, so workers need no shared disk and
+        # score exactly the model that was checked here, whatever happens to the file later.
+        self._model_bytes = self.model_path.read_bytes()
+        self.model_sha256 = hashlib.sha256(self._model_bytes).hexdigest()
+        self._output_dtypes = {name: dt for name, (dt, _) in signature["outputs"].items()}
         self._centre, self._inv_scale = {}, {}
         for spec in self.contract.inputs:
             if spec.scaling == "external":
@@ -190,6 +196,8 @@ class OnnxScorer:
             self._generation = _session.generation()
             self._session = _session.get_session(
                 self.model_path,
+                model_bytes=self._model_bytes,
+                sha256=self.model_sha256,
                 providers=self.providers,
                 intra_op_threads=self.intra_op_threads,
                 graph_optimization=self.graph_optimization,
@@ -524,7 +532,9 @@ class OnnxScorer:
                 ak.typetracer.touch_data(col)
                 if template is None:
                     template = col if spec.pad_length is None else ak.num(col, axis=-1)
-        out_specs = {o.name: (o.shape, output_dtype(self.model_path, o.name)) for o in self.contract.outputs}
+        # dtypes read on the client at construction: workers may not see the model file
+        out_specs = {o.name: (o.shape, self._output_dtypes.get(o.name) or np.dtype("float32"))
+                     for o in self.contract.outputs}
         if self.nonfinite == "flag":
             out_specs[NONFINITE_MASK] = ([], np.dtype(bool))
         wanted = [only] if only is not None else list(out_specs)
