@@ -175,3 +175,63 @@ def test_workers_without_the_model_file_score_from_the_carried_bytes(pfnano_file
     assert pid != os.getpid()
     assert len(got) == 24
     np.testing.assert_array_equal(got, want)
+
+
+# ------------------------------------------------------------------ coffea ml_tools wrapper
+def test_onnx_wrapper_is_a_coffea_wrapper_and_scores_like_the_scorer(pfnano_file, tmp_path):
+    """Written as coffea's docs write a torch_wrapper subclass: prepare_awkward turns events
+    into the numpy-convertible model input; called on awkward, dask-awkward and numpy."""
+    import pickle
+
+    from coffea.ml_tools import numpy_call_wrapper
+
+    from coffea_ad.errors import ModelContractError
+    from coffea_ad.features import jet_features
+    from coffea_ad.inference import OnnxScorer, onnx_wrapper
+
+    shipped = Path(__file__).resolve().parents[1] / "models" / "svj_dense_ae.onnx"
+    names = OnnxScorer(shipped).contract.features
+
+    class JetAE(onnx_wrapper):
+        def prepare_awkward(self, events):
+            lib = self.get_awkward_lib(events)
+            feats = lib.flatten(jet_features(events, names), axis=1)
+            return (lib.concatenate([feats[n][:, np.newaxis] for n in names], axis=1),), {}
+
+    wrapper = JetAE(shipped)
+    assert isinstance(wrapper, numpy_call_wrapper)
+    events = load_events(pfnano_file)
+    want = ak.to_numpy(ak.flatten(OnnxScorer(shipped).score_events(events)))
+    assert len(want) == 24
+    np.testing.assert_array_equal(ak.to_numpy(wrapper(events)), want)
+
+    # dask-awkward: coffea's own _call_dask path, the wrapper pickled into the graph
+    from coffea.nanoevents import NanoEventsFactory, PFNanoAODSchema
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        lazy = NanoEventsFactory.from_root({str(pfnano_file): "Events"},
+                                           schemaclass=PFNanoAODSchema, mode="dask").events()
+        got = wrapper(lazy).compute(scheduler="sync")
+    np.testing.assert_array_equal(ak.to_numpy(got), want)
+
+    # numpy: the contract is checked before the model runs
+    x = np.stack([ak.to_numpy(ak.flatten(jet_features(events, names)[n])) for n in names], 1)
+    np.testing.assert_array_equal(wrapper(x), want)
+    with pytest.raises(ModelContractError, match="expects rows of shape"):
+        wrapper(x[:, :3])
+    # the default prepare_awkward: one record array of the contract's features
+    flat = ak.flatten(jet_features(events, names), axis=1)
+    np.testing.assert_array_equal(ak.to_numpy(onnx_wrapper(shipped)(flat)), want)
+
+    # pickled without a session, usable where the model file is gone
+    wrapper.scorer.session  # noqa: B018 -- a session exists here and must not travel
+    copy = tmp_path / "m.onnx"
+    copy.write_bytes(shipped.read_bytes())
+    (tmp_path / "m.json").write_bytes(shipped.with_suffix(".json").read_bytes())
+    moved = onnx_wrapper(copy)
+    blob = pickle.dumps(moved)
+    copy.unlink()
+    clone = pickle.loads(blob)
+    assert clone.scorer._session is None
+    np.testing.assert_array_equal(clone(x), want)
