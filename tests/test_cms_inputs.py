@@ -235,3 +235,33 @@ def test_onnx_wrapper_is_a_coffea_wrapper_and_scores_like_the_scorer(pfnano_file
     clone = pickle.loads(blob)
     assert clone.scorer._session is None
     np.testing.assert_array_equal(clone(x), want)
+
+
+# ------------------------------------------------------------------ working points as JSON
+def test_working_points_round_trip_through_correctionlib(tmp_path):
+    import pickle
+
+    import correctionlib
+
+    from coffea_ad.errors import UnknownNameError
+    from coffea_ad.inference import read_working_point, working_point_path, write_working_point
+
+    model = tmp_path / "ae.onnx"
+    path = write_working_point(model, 0.42, description="QCD eff 1%")
+    assert path == working_point_path(model) == tmp_path / "ae_wp.json"
+    write_working_point(model, [0.3, 0.5], pt_edges=[200.0, 400.0, 800.0], name="binned")
+    pt = np.array([100.0, 250.0, 399.9, 400.0, 600.0, 5000.0])
+    # read back with correctionlib itself, independently of read_working_point
+    cset = correctionlib.CorrectionSet.from_file(str(path))
+    assert cset["tag"].evaluate(600.0) == 0.42  # the first one was kept when adding
+    np.testing.assert_array_equal(cset["binned"].evaluate(pt), [0.3, 0.3, 0.3, 0.5, 0.5, 0.5])
+    np.testing.assert_array_equal(read_working_point(model).threshold(pt), np.full(6, 0.42))
+    binned = pickle.loads(pickle.dumps(read_working_point(path, name="binned")))
+    np.testing.assert_array_equal(binned.threshold(pt.reshape(2, 3)),
+                                  [[0.3, 0.3, 0.3], [0.5, 0.5, 0.5]])
+    with pytest.raises(UnknownNameError, match=r"'tight'.*binned, tag"):
+        read_working_point(path, name="tight")
+    with pytest.raises(ValueError, match="increasing pt_edges of length"):
+        write_working_point(model, [0.3, 0.5], pt_edges=[200.0, 400.0], name="bad")
+    with pytest.raises(FileNotFoundError, match=r"other_wp\.json does not exist"):
+        read_working_point(tmp_path / "other.onnx")

@@ -26,6 +26,12 @@ from coffea_ad.inference.scorer import (
     add_scores,
 )
 from coffea_ad.inference.session import release_sessions, session_creations
+from coffea_ad.inference.working_point import (
+    WorkingPoint,
+    read_working_point,
+    working_point_path,
+    write_working_point,
+)
 
 __all__ = [
     "CONTRACT_VERSION",
@@ -38,16 +44,20 @@ __all__ = [
     "OnnxWrapper",
     "OutputSpec",
     "ScorerStats",
+    "WorkingPoint",
     "add_scores",
     "available_providers",
     "file_sha256",
     "graph_signature",
     "onnx_wrapper",
+    "read_working_point",
     "release_sessions",
     "select_providers",
     "session_creations",
     "sidecar_path",
+    "working_point_path",
     "write_score_friend",
+    "write_working_point",
 ]
 
 
