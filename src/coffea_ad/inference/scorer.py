@@ -112,6 +112,9 @@ class OnnxScorer:
         puppi: when features are computed from events (:meth:`score_events`), constituents
             are PUPPI-weighted if the file carries ``PFCands_puppiWeight`` (CMS AK8 jets are
             PUPPI jets); ``False`` uses the raw candidates.
+        jets: jet collection to read for a jet-level model (default: the contract's
+            ``jets``); another collection must be one the contract's ``sources`` lists (e.g.
+            ``"JetsAK8"`` for TreeMaker), whose feature sources are then used.
 
     Raises:
         ModelFileError: the model file is missing, truncated or not ONNX.
@@ -129,6 +132,7 @@ class OnnxScorer:
         graph_optimization: GraphOptimization = "all",
         nonfinite: NonFinitePolicy = "raise",
         puppi: bool = True,
+        jets: str | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, found {batch_size}")
@@ -157,6 +161,13 @@ class OnnxScorer:
         self._model_bytes = self.model_path.read_bytes()
         self.model_sha256 = hashlib.sha256(self._model_bytes).hexdigest()
         self._output_dtypes = {name: dt for name, (dt, _) in signature["outputs"].items()}
+        self.jets = jets or self.contract.jets
+        if jets is not None and jets != self.contract.jets and jets not in self.contract.sources:
+            raise ModelContractError(
+                f"model {self.contract.name!r} was made for jets {self.contract.jets!r}; its "
+                f"contract declares feature sources for {sorted(self.contract.sources)}, not "
+                f"for {jets!r}"
+            )
         self._centre, self._inv_scale = {}, {}
         for spec in self.contract.inputs:
             if spec.scaling == "external":
@@ -274,7 +285,7 @@ class OnnxScorer:
                 f"{self.contract.level!r}. Compute the inputs and call the scorer on them"
             )
         spec = self._particle_specs()[0]
-        jets_name = self.contract.jets or "FatJet"
+        jets_name = self.jets or "FatJet"
         jets = events[jets_name]
         values, mask = particle_list(
             jet_constituents(events, jets=jets_name, puppi=self.puppi), jets, n=spec.pad_length,
@@ -310,8 +321,8 @@ class OnnxScorer:
                     "OnnxScorer.score_events needs coffea_ad.features.jet_features, "
                     f"which cannot be imported: {err}"
                 ) from err
-            return jet_features(events, self.contract.features, jets=self.contract.jets,
-                                puppi=self.puppi)
+            return jet_features(events, self.contract.features, jets=self.jets,
+                                puppi=self.puppi, sources=self.contract.sources.get(self.jets))
         features = self.contract.features
         available = list(events.fields)
         if all(f in available for f in features):
@@ -624,7 +635,7 @@ def add_scores(
     name = name or scorer.contract.name
     scores = scorer.score_events(events)
     if scorer.contract.level == "jet":
-        events[scorer.contract.jets, name] = scores
+        events[scorer.jets, name] = scores
     else:
         events[name] = scores
     return events
