@@ -1,0 +1,264 @@
+"""The bad inputs of docs/bad-inputs.md: each row has a test here named ``test_<row>_...``.
+
+A test reproduces what a careful user did (through the real console script where the finding
+was about the CLI) and asserts what must happen now: the input and earlier outputs are intact
+(compared by sha256), the error is one line naming what and where, or the bad rows are counted
+against a count made independently from the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+import pytest
+from conftest import TINY_AE_FEATURES
+
+from coffea_ad.inference import ModelContract, OnnxScorer
+
+ort = pytest.importorskip("onnxruntime")
+uproot = pytest.importorskip("uproot")
+onnx = pytest.importorskip("onnx")
+
+
+def _cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    exe = str(Path(sys.executable).with_name("coffea-ad"))
+    return subprocess.run([exe, *args], capture_output=True, text=True, timeout=timeout,
+                          check=False)
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _one_line_error(res: subprocess.CompletedProcess, *needles: str, code: int = 1) -> None:
+    """Exit ``code``, no traceback, the message on one line holding every needle."""
+    assert res.returncode == code, (res.returncode, res.stdout, res.stderr)
+    assert "Traceback" not in res.stderr, res.stderr
+    lines = [line for line in res.stderr.splitlines() if line.startswith("Error")]
+    assert len(lines) == 1, res.stderr
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+
+
+def _events(path: Path, mode: str = "virtual"):
+    from coffea.nanoevents import NanoEventsFactory, PFNanoAODSchema
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"coffea\.nanoevents")
+        return NanoEventsFactory.from_root({str(path): "Events"}, schemaclass=PFNanoAODSchema,
+                                           mode=mode).events()
+
+
+def _sqrt_eta_model(path: Path) -> Path:
+    """A jet model whose score is sqrt(eta): NaN for every jet with eta < 0 (built with
+    onnx.helper, no training), with the tiny AE's feature list."""
+    from onnx import TensorProto, helper
+
+    from coffea_ad.inference import InputSpec, OutputSpec
+
+    idx = helper.make_tensor("idx", TensorProto.INT64, [], [0])
+    graph = helper.make_graph(
+        [helper.make_node("Gather", ["features", "idx"], ["eta"], axis=1),
+         helper.make_node("Sqrt", ["eta"], ["score"])],
+        "sqrt_eta",
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["n", 6])],
+        [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["n"])],
+        initializer=[idx],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    ModelContract(
+        name="sqrt_eta", kind="autoencoder", level="jet", jets="FatJet", opset=17,
+        inputs=[InputSpec("features", list(TINY_AE_FEATURES), [6], scaling="in_graph")],
+        outputs=[OutputSpec("score", "score")], score="score",
+    ).write(path)
+    return path
+
+
+# ----------------------------------------------------------------------------- models of each kind
+@pytest.fixture(scope="module")
+def kind_models(tiny_ae_onnx, tmp_path_factory) -> dict[str, Path]:
+    """One tiny model per feature path: jet features, constituent list (particle VAE), graph
+    (GAE), event variables; exported with the library's own export."""
+    torch = pytest.importorskip("torch")
+    from coffea_ad.inference import InputSpec, OutputSpec
+    from coffea_ad.nn.export import export_onnx
+    from coffea_ad.nn.graph_ae import GraphAutoencoder
+    from coffea_ad.nn.particle_vae import ParticleVAE
+
+    folder = tmp_path_factory.mktemp("kinds")
+    n_part = 8
+    feats = ["deta", "dphi", "log_pt"]
+    models: dict[str, Path] = {"jet": tiny_ae_onnx}
+    example = {"particles": np.zeros((3, n_part, 3), np.float32),
+               "mask": np.ones((3, n_part), np.float32)}
+    torch.manual_seed(1)
+    for kind, module, outputs in (
+        ("particle_vae", ParticleVAE(3, n_part, n_out=6, hidden=8, latent=2),
+         [OutputSpec("score", "score"), OutputSpec("chamfer", "chamfer"),
+          OutputSpec("reconstruction", "reco", [6, 3]), OutputSpec("latent_mean", "mu", [2])]),
+        ("graph_ae", GraphAutoencoder(3, n_part, r_c=0.4, hidden=(8,), latent=2),
+         [OutputSpec("loss", "score"), OutputSpec("reconstruction", "reco", [n_part, 3])]),
+    ):
+        contract = ModelContract(
+            name=kind, kind=kind, level="jet", jets="FatJet", opset=17,
+            inputs=[InputSpec("particles", feats, [n_part, 3], scaling="in_graph",
+                              pad_length=n_part, pad_value=0.0),
+                    InputSpec("mask", ["mask"], [n_part], pad_length=n_part, pad_value=0.0)],
+            outputs=outputs, score=outputs[0].name)
+        models[kind] = export_onnx(module, example, folder / f"{kind}.onnx",
+                                   output_names=module.output_names, contract=contract)
+    event = folder / "event_ae.onnx"
+    event.write_bytes(tiny_ae_onnx.read_bytes())
+    data = ModelContract.read(tiny_ae_onnx).to_dict()
+    data.update(name="event_ae", level="event", jets="FatJet")
+    data["inputs"][0].update(features=["mjj", "deta_jj", "dphi_jj", "mt", "met", "dphi_min"],
+                             centre=[1500.0, 1.0, 2.0, 1500.0, 200.0, 1.0],
+                             scale=[500.0, 1.0, 1.0, 500.0, 100.0, 1.0])
+    ModelContract.from_dict(data).write(event)
+    models["event"] = event
+    return models
+
+
+@pytest.mark.parametrize("kind", ["jet", "particle_vae", "graph_ae", "event"])
+def test_S1_score_cli_uses_the_scorer_feature_path_for_every_model_kind(kind, kind_models,
+                                                                         pfnano_file, tmp_path):
+    """`coffea-ad score` with a constituent model failed with "unknown jet feature 'deta'"."""
+    model = kind_models[kind]
+    out = tmp_path / "friend.root"
+    res = _cli("score", str(pfnano_file), "--model", str(model), "-o", str(out), "--name", "s",
+               "--step-size", "4", "--threads", "1")
+    assert res.returncode == 0, res.stderr
+    events = _events(pfnano_file, "eager")
+    scorer = OnnxScorer(model, intra_op_threads=1)
+    with uproot.open(out) as f:
+        branch = "FatJet_s" if kind != "event" else "s"
+        got = f["Events"][branch].array()
+    if kind in ("particle_vae", "graph_ae"):
+        # independent of the scorer's plumbing: ONNX Runtime on the particle lists
+        from coffea_ad.features import jet_constituents, particle_list
+
+        values, mask = particle_list(jet_constituents(events, jets="FatJet"), events.FatJet,
+                                     n=8, features=["deta", "dphi", "log_pt"])
+        ref_flat = ort.InferenceSession(str(model)).run(
+            [scorer.contract.score], {"particles": np.asarray(values, np.float32),
+                                      "mask": np.asarray(mask, np.float32)})[0]
+        assert ak.num(got).tolist() == ak.num(events.FatJet).tolist()
+        assert len(ref_flat) == 24  # jets of pfnano.root
+        np.testing.assert_allclose(ak.flatten(got).to_numpy(), ref_flat, rtol=1e-5, atol=1e-6)
+    ref = scorer.score_events(events)
+    np.testing.assert_allclose(ak.to_numpy(ak.flatten(got, axis=None)),
+                               ak.to_numpy(ak.flatten(ref, axis=None)), rtol=1e-5, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- outputs kept
+def test_O1_score_output_equal_to_input_is_refused(tiny_ae_onnx, pfnano_file, tmp_path):
+    """`score X.root -o X.root` emptied and deleted the input."""
+    copy = tmp_path / "in.root"
+    copy.write_bytes(pfnano_file.read_bytes())
+    before = _sha(copy)
+    for spelling in (copy, tmp_path / "." / "in.root"):
+        res = _cli("score", str(copy), "--model", str(tiny_ae_onnx), "-o", str(spelling))
+        _one_line_error(res, "InputOverwriteError", "is the input file")
+    link = tmp_path / "link.root"
+    link.symlink_to(copy)
+    res = _cli("score", str(copy), "--model", str(tiny_ae_onnx), "-o", str(link),
+               "--overwrite")
+    _one_line_error(res, "InputOverwriteError")
+    assert _sha(copy) == before
+
+
+def test_O2_score_keeps_an_existing_output_unless_overwrite(tiny_ae_onnx, pfnano_file,
+                                                            tmp_path):
+    out = tmp_path / "friend.root"
+    assert _cli("score", str(pfnano_file), "--model", str(tiny_ae_onnx), "-o", str(out),
+                "--threads", "1").returncode == 0
+    good = _sha(out)
+    res = _cli("score", str(pfnano_file), "--model", str(tiny_ae_onnx), "-o", str(out))
+    _one_line_error(res, "OutputExistsError", str(out), "--overwrite")
+    assert _sha(out) == good
+    res = _cli("score", str(pfnano_file), "--model", str(tiny_ae_onnx), "-o", str(out),
+               "--overwrite", "--name", "renamed", "--threads", "1")
+    assert res.returncode == 0, res.stderr
+    with uproot.open(out) as f:
+        assert "FatJet_renamed" in f["Events"].keys()
+
+
+def test_O3_failed_score_leaves_the_previous_friend_intact(tiny_ae_onnx, pfnano_file, tmp_path):
+    """A failure mid-way used to delete the earlier good friend file."""
+    out = tmp_path / "friend.root"
+    assert _cli("score", str(pfnano_file), "--model", str(tiny_ae_onnx), "-o", str(out),
+                "--threads", "1").returncode == 0
+    good = _sha(out)
+    nan_model = _sqrt_eta_model(tmp_path / "sqrt_eta.onnx")  # fails: NaN scores, "raise"
+    res = _cli("score", str(pfnano_file), "--model", str(nan_model), "-o", str(out),
+               "--overwrite", "--step-size", "2")
+    _one_line_error(res, "NonFiniteScoreError")
+    assert _sha(out) == good
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["friend.root", "sqrt_eta.json",
+                                                          "sqrt_eta.onnx"]  # no temporaries
+
+
+def test_O4_features_output_equal_to_input_is_refused(pfnano_file, tmp_path):
+    """`features X.root -o X.root` replaced the ROOT input with parquet, exit 0."""
+    copy = tmp_path / "in.root"
+    copy.write_bytes(pfnano_file.read_bytes())
+    before = _sha(copy)
+    res = _cli("features", str(copy), "-o", str(copy), "--overwrite")
+    _one_line_error(res, "is the input file")
+    assert _sha(copy) == before
+
+
+def test_O5_features_keeps_an_existing_output_unless_overwrite(pfnano_file, tmp_path):
+    out = tmp_path / "t.parquet"
+    out.write_bytes(b"earlier table")
+    res = _cli("features", str(pfnano_file), "-o", str(out), "--features", "eta,phi")
+    _one_line_error(res, "already exists", "--overwrite")
+    assert out.read_bytes() == b"earlier table"
+    res = _cli("features", str(pfnano_file), "-o", str(out), "--features", "eta,phi",
+               "--overwrite")
+    assert res.returncode == 0, res.stderr
+    table = ak.from_parquet(out)
+    assert len(table) == 24
+    assert [p.name for p in tmp_path.iterdir()] == ["t.parquet"]
+
+
+# ----------------------------------------------------------------------------- non-finite scores
+def test_N1_nan_scores_raise_by_default_and_are_counted_under_flag(pfnano_file, tmp_path):
+    """A model giving NaN for some jets ran silently; NaN jets counted as untagged."""
+    model = _sqrt_eta_model(tmp_path / "sqrt_eta.onnx")
+    eta = ak.flatten(_events(pfnano_file, "eager").FatJet.eta).to_numpy()
+    n_negative = int((eta < 0).sum())  # the jets sqrt(eta) makes NaN, counted from the file
+    assert 0 < n_negative < len(eta)
+
+    res = _cli("score", str(pfnano_file), "--model", str(model), "-o", str(tmp_path / "a.root"))
+    _one_line_error(res, "NonFiniteScoreError", "'score'", "--nonfinite flag")
+    assert not (tmp_path / "a.root").exists()
+
+    out = tmp_path / "b.root"
+    res = _cli("score", str(pfnano_file), "--model", str(model), "-o", str(out),
+               "--nonfinite", "flag", "--step-size", "3")
+    assert res.returncode == 0, res.stderr
+    assert f"{n_negative} rows flagged non-finite" in res.stdout
+    with uproot.open(out) as f:
+        scores = ak.flatten(f["Events"]["FatJet_sqrt_eta"].array()).to_numpy()
+        flags = ak.flatten(f["Events"]["FatJet_sqrt_eta_nonfinite"].array()).to_numpy()
+        info = json.loads(str(f["coffea_ad_scores"]))
+    np.testing.assert_array_equal(flags, eta < 0)
+    np.testing.assert_array_equal(scores[eta < 0], -1.0)
+    np.testing.assert_allclose(scores[eta >= 0], np.sqrt(eta[eta >= 0]), rtol=1e-6)
+    assert info["nonfinite_rows"] == n_negative
+
+    # the library counts them too, on the scorer's stats
+    scorer = OnnxScorer(model, nonfinite="flag")
+    scorer.score_events(_events(pfnano_file))
+    assert scorer.stats.nonfinite_scores == n_negative
+    assert scorer.stats.nonfinite_rows == 0  # the inputs were finite
