@@ -273,3 +273,101 @@ def test_N1_nan_scores_raise_by_default_and_are_counted_under_flag(pfnano_file, 
     scorer.score_events(_events(pfnano_file))
     assert scorer.stats.nonfinite_scores == n_negative
     assert scorer.stats.nonfinite_rows == 0  # the inputs were finite
+
+
+# ----------------------------------------------------------------------------- generate
+@pytest.mark.parametrize("content, what", [
+    ("{not json", "cannot be read"),
+    ('["a.root"]', "a JSON list"),
+    ('{"qcd": {"metadata": {}}}', "without a 'files' mapping"),
+])
+def test_G1_malformed_fileset_json_is_an_error_not_rewritten(content, what, tmp_path):
+    """`generate` rewrote a malformed fileset.json, dropping every other dataset, exit 0."""
+    out = tmp_path / "samples"
+    out.mkdir()
+    (out / "fileset.json").write_text(content)
+    res = _cli("generate", "qcd", "-n", "10", "-s", "1", "-o", str(out), "--no-progress")
+    _one_line_error(res, "InvalidOutputError", str(out / "fileset.json"), what)
+    assert (out / "fileset.json").read_text() == content
+    assert sorted(p.name for p in out.iterdir()) == ["fileset.json"]  # nothing generated
+
+
+def test_G2_second_generate_into_a_busy_folder_is_refused(tmp_path):
+    """Two runs at once left a ROOT file without provenance while fileset.json listed it:
+    the folder lock lets one run write, the other is told who holds it."""
+    import os
+
+    from coffea_ad.samples.generate import LOCK_NAME, folder_lock
+
+    out = tmp_path / "samples"
+    with folder_lock(out):  # what the first run holds for its whole generation
+        assert (out / LOCK_NAME).read_text() == str(os.getpid())
+        res = _cli("generate", "qcd", "-n", "10", "-s", "1", "-o", str(out), "--no-progress",
+                   real=True)  # another process, as a second user's run would be
+        _one_line_error(res, "FolderBusyError", f"pid {os.getpid()}", str(out))
+    assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME]
+    with folder_lock(out):  # released: the next run gets it
+        pass
+
+
+def test_G3_negative_seed_is_a_usage_error(tmp_path):
+    res = _cli("generate", "qcd", "-n", "10", "-s", "-3", "-o", str(tmp_path / "s"))
+    assert res.returncode == 2
+    assert "Traceback" not in res.stderr
+    assert "-3 is not in the range x>=0" in res.stderr
+    from coffea_ad.samples import generate
+
+    with pytest.raises(ValueError, match="seed must be an integer >= 0, found -3"):
+        generate("qcd", events=10, seed=-3, out=tmp_path / "s")
+    assert not (tmp_path / "s").exists()
+
+
+# ----------------------------------------------------------------------------- train, inspect, --set
+def test_T1_train_errors_are_one_line(tmp_path, tiny_ae_onnx):
+    fileset = tmp_path / "fs.json"
+    fileset.write_text("{}")
+    res = _cli("train", "nosuch", "--fileset", str(fileset), "--out", str(tmp_path / "m"))
+    _one_line_error(res, "UnknownNameError", "'nosuch'", "dense_ae")
+    res = _cli("train", "dense_ae", "--fileset", str(fileset), "--out", str(tmp_path / "m"),
+               "--set", "epochz=3")
+    _one_line_error(res, "'epochz'", "epochs")
+    # an existing model is kept unless --overwrite
+    model = tmp_path / "old.onnx"
+    model.write_bytes(tiny_ae_onnx.read_bytes())
+    res = _cli("train", "dense_ae", "--fileset", str(fileset), "--out", str(tmp_path / "old"))
+    _one_line_error(res, "OutputExistsError", str(model))
+    assert model.read_bytes() == tiny_ae_onnx.read_bytes()
+
+
+def test_T2_debug_shows_the_traceback(tmp_path):
+    fileset = tmp_path / "fs.json"
+    fileset.write_text("{}")
+    res = _cli("--debug", "train", "nosuch", "--fileset", str(fileset), "--out",
+               str(tmp_path / "m"), real=True)
+    assert res.returncode == 1
+    assert "Traceback" in res.stderr
+    assert "UnknownNameError" in res.stderr
+
+
+def test_I1_inspect_refuses_an_unknown_feature_name(tiny_ae_onnx, tmp_path):
+    """`inspect` accepted a contract with a feature that `run` rejected on its first chunk."""
+    path = tmp_path / "m.onnx"
+    path.write_bytes(tiny_ae_onnx.read_bytes())
+    data = ModelContract.read(tiny_ae_onnx).to_dict()
+    data["inputs"][0]["features"] = [*TINY_AE_FEATURES[:5], "axis_minr"]
+    ModelContract.from_dict(data).write(path)
+    res = _cli("inspect", str(path))
+    _one_line_error(res, "ModelContractError", "'axis_minr'", "axis_minor")
+    assert _cli("inspect", str(tiny_ae_onnx)).returncode == 0
+
+
+@pytest.mark.parametrize("value", ["nan", "NaN", "inf", "-inf"])
+def test_R1_non_finite_threshold_is_a_usage_error(value):
+    """`--set tag_threshold=nan` ran and tagged nothing, exit 0."""
+    import click
+
+    from coffea_ad.cli import parse_settings
+
+    with pytest.raises(click.BadParameter, match=f"tag_threshold={value}: expected a finite"):
+        parse_settings((f"tag_threshold={value}",))
+    assert parse_settings(("tag_threshold=0.25", "n=3")) == {"tag_threshold": 0.25, "n": 3}

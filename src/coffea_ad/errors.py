@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 __all__ = [
     "CoffeaADError",
+    "FolderBusyError",
     "InputOverwriteError",
     "InvalidOutputError",
     "MissingBranchError",
@@ -96,3 +97,7 @@ class InputOverwriteError(CoffeaADError, ValueError):
 
 class InvalidOutputError(CoffeaADError, ValueError):
     """An existing output (fileset, run directory) is malformed or inconsistent."""
+
+
+class FolderBusyError(CoffeaADError, BlockingIOError):
+    """Another coffea-ad process holds the lock of an output folder."""

@@ -7,6 +7,7 @@ extras (torch, Pythia, ...) and each verb only pays for what it imports.
 from __future__ import annotations
 
 import importlib
+import math
 import os
 
 import click
@@ -81,7 +82,13 @@ def parse_settings(pairs: tuple[str, ...]) -> dict[str, object]:
         if "=" not in pair:
             raise click.BadParameter(f"expected key=value, got {pair!r}", param_hint="--set")
         key, value = pair.split("=", 1)
-        out[key.strip()] = _parse_value(value.strip())
+        parsed = _parse_value(value.strip())
+        # NaN compares false with everything: a NaN cut silently selects nothing (or all)
+        if isinstance(parsed, float) and (math.isnan(parsed) or (
+                math.isinf(parsed) and "threshold" in key)):
+            raise click.BadParameter(
+                f"{key.strip()}={value.strip()}: expected a finite number", param_hint="--set")
+        out[key.strip()] = parsed
     return out
 
 

@@ -106,8 +106,10 @@ def describe_model(model: Path) -> dict[str, Any]:
         graph_signature,
         select_providers,
     )
+    from coffea_ad.inference.checks import check_feature_names
 
     scorer = OnnxScorer(model)  # validates file and contract; creates no session
+    check_feature_names(scorer.contract)  # what `run` would refuse on its first chunk
     path = scorer.model_path
     st = path.stat()
     sig = graph_signature(path)
