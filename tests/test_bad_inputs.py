@@ -279,7 +279,7 @@ def test_N1_nan_scores_raise_by_default_and_are_counted_under_flag(pfnano_file, 
 @pytest.mark.parametrize("content, what", [
     ("{not json", "cannot be read"),
     ('["a.root"]', "a JSON list"),
-    ('{"qcd": {"metadata": {}}}', "without a 'files' mapping"),
+    ('{"qcd": {"metadata": {}}}', "has no 'files' mapping or list"),
 ])
 def test_G1_malformed_fileset_json_is_an_error_not_rewritten(content, what, tmp_path):
     """`generate` rewrote a malformed fileset.json, dropping every other dataset, exit 0."""
@@ -287,7 +287,7 @@ def test_G1_malformed_fileset_json_is_an_error_not_rewritten(content, what, tmp_
     out.mkdir()
     (out / "fileset.json").write_text(content)
     res = _cli("generate", "qcd", "-n", "10", "-s", "1", "-o", str(out), "--no-progress")
-    _one_line_error(res, "InvalidOutputError", str(out / "fileset.json"), what)
+    _one_line_error(res, "FilesetError", str(out / "fileset.json"), what, "not overwritten")
     assert (out / "fileset.json").read_text() == content
     assert sorted(p.name for p in out.iterdir()) == ["fileset.json"]  # nothing generated
 

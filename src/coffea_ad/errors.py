@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 __all__ = [
     "CoffeaADError",
+    "FilesetError",
     "FolderBusyError",
     "InputOverwriteError",
     "InvalidOutputError",
@@ -101,3 +102,7 @@ class InvalidOutputError(CoffeaADError, ValueError):
 
 class FolderBusyError(CoffeaADError, BlockingIOError):
     """Another coffea-ad process holds the lock of an output folder."""
+
+
+class FilesetError(CoffeaADError, ValueError):
+    """A fileset JSON is malformed (not JSON, not ``{dataset: {"files": ...}}``)."""

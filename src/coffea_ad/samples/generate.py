@@ -37,7 +37,8 @@ from typing import Any
 import numpy as np
 
 from coffea_ad.atomic import atomic_write_text
-from coffea_ad.errors import FolderBusyError, InvalidOutputError, UnknownNameError
+from coffea_ad.errors import FilesetError, FolderBusyError, UnknownNameError
+from coffea_ad.fileset import read_fileset as _read_fileset
 from coffea_ad.samples.processes import get_process, resolve_settings
 
 __all__ = [
@@ -228,32 +229,13 @@ def read_fileset(path: Path) -> dict[str, Any]:
     """The fileset already in ``path`` (``{}`` if there is none).
 
     Raises:
-        InvalidOutputError: the file is not JSON, or not ``{dataset: {"files": ...}}``; it is
-            never silently replaced (it may list other datasets).
+        FilesetError: the file is not JSON, or not ``{dataset: {"files": ...}}``; it is never
+            silently replaced (it may list other datasets).
     """
-    if not path.exists():
-        return {}
-    expected = 'expected a JSON object {dataset: {"files": {...}, "metadata": {...}}}'
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise InvalidOutputError(
-            f"existing fileset {path} cannot be read ({err}); {expected}. Fix or move it: it is "
-            "not overwritten"
-        ) from err
-    bad = None
-    if not isinstance(data, dict):
-        bad = f"a JSON {type(data).__name__}"
-    else:
-        bad = next((f"dataset {k!r} without a 'files' mapping" for k, v in data.items()
-                    if not isinstance(v, dict) or not isinstance(v.get("files"), (dict, list))),
-                   None)
-    if bad is not None:
-        raise InvalidOutputError(
-            f"existing fileset {path} holds {bad}; {expected}. Fix or move it: it is not "
-            "overwritten"
-        )
-    return data
+        return _read_fileset(path, missing_ok=True)
+    except FilesetError as err:
+        raise FilesetError(f"existing {err}. Fix or move it: it is not overwritten") from None
 
 
 def _plan(
@@ -321,7 +303,7 @@ def generate_fileset(
 
     Raises:
         UnknownNameError: unknown process, setting or request key.
-        InvalidOutputError: ``out/fileset.json`` exists but is malformed (nothing generated).
+        FilesetError: ``out/fileset.json`` exists but is malformed (nothing generated).
         FolderBusyError: another generation holds ``out``'s lock.
     """
     out = Path(out)
