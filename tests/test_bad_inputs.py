@@ -38,7 +38,11 @@ def _cli(*args: str, real: bool = False) -> subprocess.CompletedProcess:
 
     from coffea_ad.cli import main
 
-    res = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    with warnings.catch_warnings():
+        # a user's interpreter shows warnings; the suite's "error" filter would turn coffea's
+        # schema warnings into failures that the console script never has
+        warnings.simplefilter("ignore")
+        res = CliRunner().invoke(main, list(args), catch_exceptions=False)
     return subprocess.CompletedProcess(args, res.exit_code, res.stdout, res.stderr)
 
 
@@ -199,7 +203,7 @@ def test_O2_score_keeps_an_existing_output_unless_overwrite(tiny_ae_onnx, pfnano
                "--overwrite", "--name", "renamed", "--threads", "1")
     assert res.returncode == 0, res.stderr
     with uproot.open(out) as f:
-        assert "FatJet_renamed" in f["Events"].keys()
+        assert "FatJet_renamed" in f["Events"]
 
 
 def test_O3_failed_score_leaves_the_previous_friend_intact(tiny_ae_onnx, pfnano_file, tmp_path):
@@ -276,7 +280,7 @@ def test_N1_nan_scores_raise_by_default_and_are_counted_under_flag(pfnano_file, 
 
 
 # ----------------------------------------------------------------------------- generate
-@pytest.mark.parametrize("content, what", [
+@pytest.mark.parametrize(("content", "what"), [
     ("{not json", "cannot be read"),
     ('["a.root"]', "a JSON list"),
     ('{"qcd": {"metadata": {}}}', "has no 'files' mapping or list"),
@@ -371,3 +375,204 @@ def test_R1_non_finite_threshold_is_a_usage_error(value):
     with pytest.raises(click.BadParameter, match=f"tag_threshold={value}: expected a finite"):
         parse_settings((f"tag_threshold={value}",))
     assert parse_settings(("tag_threshold=0.25", "n=3")) == {"tag_threshold": 0.25, "n": 3}
+
+
+# ----------------------------------------------------------------------------- coffea-ad run
+SVJ_MODEL = Path(__file__).resolve().parents[1] / "models" / "svj_dense_ae.onnx"
+
+
+def _corrupt_copy(src: Path, dst: Path) -> Path:
+    """``src`` with the first FatJet_pt basket's key overwritten: the file opens (10 entries)
+    but reading that branch raises uproot's DeserializationError, an unreadable chunk."""
+    data = bytearray(src.read_bytes())
+    with uproot.open(src) as f:
+        seek = int(f["Events"]["FatJet_pt"].member("fBasketSeek")[0])
+    data[seek:seek + 16] = b"\xff" * 16
+    dst.write_bytes(bytes(data))
+    with uproot.open(dst) as f:
+        assert f["Events"].num_entries == 10
+    return dst
+
+
+def _fileset(tmp_path: Path, files: dict[str, list[Path]], name: str = "fs.json") -> Path:
+    path = tmp_path / name
+    path.write_text(json.dumps({ds: {"files": {str(f): "Events" for f in fs}}
+                                for ds, fs in files.items()}))
+    return path
+
+
+def _run(fileset: Path, out: Path, *extra: str, real: bool = False):
+    return _cli("run", "svj", "--fileset", str(fileset), "--model", str(SVJ_MODEL),
+                "--executor", "iterative", "--no-progress", "--set", "tag_threshold=0.5",
+                "-o", str(out), *extra, real=real)
+
+
+@pytest.mark.parametrize(("option", "value", "expected"), [
+    ("--chunksize", "-5", "-5 is not in the range x>=1"),
+    ("--chunksize", "0", "0 is not in the range x>=1"),
+    ("--maxchunks", "0", "0 is not in the range x>=1"),
+    ("--threads", "0", "0 is not in the range x>=1"),
+    ("--workers", "-3", "-3 is not in the range x>=1"),
+    ("--workers", "0", "0 is not in the range x>=1"),
+    ("--retries", "-1", "-1 is not in the range x>=0"),
+])
+def test_R1_out_of_range_options_are_usage_errors(option, value, expected, pfnano_file,
+                                                  tmp_path):
+    """`--chunksize -5`, `--threads 0`, `--workers -3` were accepted; `--workers 0` with dask
+    waited forever."""
+    fs = _fileset(tmp_path, {"pf": [pfnano_file]})
+    res = _cli("run", "svj", "--fileset", str(fs), "--model", str(SVJ_MODEL), "-o",
+               str(tmp_path / "out"), "--set", "tag_threshold=0.5", option, value)
+    assert res.returncode == 2, res.stderr
+    assert expected in res.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["--resources", "GPU=1"], "--resources GPU=1: no worker of the new LocalCluster has it"),
+    (["--resources", "GPU=2", "--worker-resources", "GPU=1"], "expected --worker-resources GPU=2"),
+    (["--executor", "dask-awkward", "--checkpoint", "CK"], ("--checkpoint is not supported by "
+     "--executor dask-awkward")),
+    (["--executor", "dask-awkward", "--maxchunks", "1"], "--maxchunks is not supported"),
+    (["--executor", "dask-awkward", "--retries", "1"], "--retries is not supported"),
+    (["--executor", "dask-awkward", "--resources", "GPU=1", "--worker-resources", "GPU=1"],
+     "--resources is not supported"),
+    (["--executor", "iterative", "--resources", "GPU=1"], ("--resources applies to --executor "
+     "dask")),
+    (["--scheduler", "tcp://127.0.0.1:1"], ("cannot reach the Dask scheduler at "
+     "tcp://127.0.0.1:1 within 5 s")),
+    (["--scheduler", "tcp://127.0.0.1:1", "--worker-resources", "GPU=1"],
+     "--worker-resources configures a new LocalCluster"),
+    (["--set", "tag_threshold=nan"], "tag_threshold=nan: expected a finite number"),
+])
+def test_R2_impossible_option_combinations_are_refused_at_once(args, expected, pfnano_file,
+                                                               tmp_path):
+    """`--resources GPU=1` on a LocalCluster without worker resources waited forever, an
+    unreachable scheduler hung or ended in a traceback, dask-awkward ignored --checkpoint,
+    --maxchunks, --retries and --resources without a word."""
+    import time
+
+    fs = _fileset(tmp_path, {"pf": [pfnano_file]})
+    t0 = time.perf_counter()
+    res = _cli("run", "svj", "--fileset", str(fs), "--model", str(SVJ_MODEL), "-o",
+               str(tmp_path / "out"), "--set", "tag_threshold=0.5", *args)
+    assert time.perf_counter() - t0 < 20  # never a hang (the scheduler probe waits 5 s)
+    assert res.returncode == 2, res.stderr
+    assert expected in " ".join(res.stderr.split()), res.stderr
+    assert "Traceback" not in res.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("content", "expected"), [
+    ("{oops", "cannot be read"),
+    ('["a.root", "b.root"]', "holds a JSON list"),
+    ('{"pf": {"metadata": {"xsec": 1}}}', "dataset 'pf' has no 'files' mapping or list"),
+])
+def test_R3_malformed_fileset_is_a_usage_error(content, expected, tmp_path):
+    fs = tmp_path / "fs.json"
+    fs.write_text(content)
+    res = _cli("run", "svj", "--fileset", str(fs), "--model", str(SVJ_MODEL), "-o",
+               str(tmp_path / "out"), "--set", "tag_threshold=0.5")
+    assert res.returncode == 2
+    assert expected in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_R4_unknown_processor_is_a_usage_error(pfnano_file, tmp_path):
+    fs = _fileset(tmp_path, {"pf": [pfnano_file]})
+    res = _cli("run", "svjj", "--fileset", str(fs), "--model", str(SVJ_MODEL), "-o",
+               str(tmp_path / "out"))
+    assert res.returncode == 2
+    assert "unknown processor 'svjj'" in res.stderr
+    assert "svj" in res.stderr
+
+
+def test_R5_run_directory_is_one_set_kept_unless_overwrite(pfnano_file, tmp_path):
+    """`run -o DIR` silently overwrote an earlier run; a failed run replaced only run.json and
+    `report` read the mix."""
+    from coffea_ad.errors import InvalidOutputError
+    from coffea_ad.rundir import read_run_dir
+
+    fs = _fileset(tmp_path, {"pf": [pfnano_file]})
+    out = tmp_path / "out"
+    res = _run(fs, out)
+    assert res.returncode == 0, res.stderr
+    info = json.loads((out / "run.json").read_text())
+    assert info["status"] == "complete"
+    assert set(info["outputs"]) == {"histograms.json", "histograms.root", "cutflow.json",
+                                    "histograms.coffea"}
+    for name, digest in info["outputs"].items():  # the hashes are those of the files beside
+        assert _sha(out / name) == digest
+    before = {p.name: _sha(p) for p in out.iterdir()}
+
+    res = _run(fs, out)  # a second run into the same folder
+    assert res.returncode == 2
+    assert "already exists" in res.stderr
+    assert "--overwrite" in res.stderr
+    assert {p.name: _sha(p) for p in out.iterdir()} == before
+
+    # the set reads back without unpickling, equal to the pickled output
+    from coffea.util import load
+
+    result, back = read_run_dir(out)
+    pickled = load(out / "histograms.coffea")
+    for name, h in pickled["hists"].items():
+        assert result["hists"][name] == h, name
+    assert result["cutflow"] == pickled["cutflow"]
+    assert back["entries_processed"] == 10
+
+    # a file of another run put beside the others: refused, naming it
+    other = tmp_path / "other"
+    assert _run(fs, other, "--set", "tag_threshold=0.1").returncode == 0
+    (out / "cutflow.json").write_bytes((other / "cutflow.json").read_bytes())
+    if _sha(out / "cutflow.json") != before["cutflow.json"]:
+        with pytest.raises(InvalidOutputError, match=r"cutflow.json differs from the file"):
+            read_run_dir(out)
+    (out / "histograms.json").write_bytes((other / "histograms.json").read_bytes())
+    with pytest.raises(InvalidOutputError, match=r"histograms.json differs from the file"):
+        read_run_dir(out)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporaries
+
+
+def test_R6_unreadable_chunk_fails_with_one_line_and_a_run_record(pfnano_file, tmp_path):
+    """A chunk-read error without --skip-bad-files printed 160-550 lines and no run.json."""
+    from coffea_ad.errors import InvalidOutputError
+    from coffea_ad.rundir import read_run_dir
+
+    bad = _corrupt_copy(pfnano_file, tmp_path / "corrupt.root")
+    fs = _fileset(tmp_path, {"pf": [pfnano_file, bad]})
+    out = tmp_path / "out"
+    res = _run(fs, out, real=True)
+    assert res.returncode == 1
+    assert "Traceback" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) <= 4, res.stderr
+    assert "corrupt.root" in res.stderr
+    record = json.loads((out / "run.json").read_text())
+    assert record["status"] == "failed"
+    assert "corrupt.root" in record["error"]
+    assert sorted(p.name for p in out.iterdir()) == ["run.json"]
+    with pytest.raises(InvalidOutputError, match="records a failed run"):
+        read_run_dir(out)
+
+    # with --skip-bad-files the chunk is skipped and the shortfall recorded
+    res = _run(fs, tmp_path / "skip", "--skip-bad-files")
+    assert res.returncode == 0, res.stderr
+    info = json.loads((tmp_path / "skip" / "run.json").read_text())
+    assert info["entries"] == 20
+    assert info["entries_processed"] == 10
+    assert not info["complete"]
+
+
+def test_R7_one_file_under_three_paths_is_counted_once(pfnano_file, tmp_path):
+    """The same file listed under three paths was counted three times as complete."""
+    link = tmp_path / "link.root"
+    link.symlink_to(pfnano_file)
+    dotted = pfnano_file.parent / ".." / pfnano_file.parent.name / pfnano_file.name
+    fs = _fileset(tmp_path, {"pf": [pfnano_file, link, dotted]})
+    res = _run(fs, tmp_path / "out")
+    assert res.returncode == 0, res.stderr
+    assert res.stderr.count("is the same file as") == 2
+    info = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert info["entries"] == info["entries_processed"] == 10  # pfnano.root holds 10
+    assert len(info["files"]) == 1
+    assert len(info["duplicate_files_dropped"]) == 2
