@@ -17,8 +17,7 @@ __all__ = ["RECIPES", "load_recipe", "train"]
 def _recipes() -> list[str]:
     import coffea_ad.training as pkg
 
-    return sorted(m.name for m in pkgutil.iter_modules(pkg.__path__)
-                  if not m.name.startswith("_") and not m.name.startswith("validate"))
+    return sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_"))
 
 
 RECIPES = _recipes()
