@@ -35,11 +35,13 @@ __all__ = ["inspect", "score"]
 @click.option("--nonfinite", type=click.Choice(["raise", "flag"]), default="raise", show_default=True,
               help="NaN/inf inputs or model outputs: fail, or write the sentinel -1 and a "
                    "<name>_nonfinite branch (the count is printed).")
+@click.option("--puppi/--no-puppi", default=True, show_default=True,
+              help="Weight constituents by PFCands_puppiWeight when the file has it.")
 @click.option("--all-outputs", is_flag=True, help="Also write the model's other per-row scalar outputs.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUTPUT (never the input).")
 def score(input_file: Path, model: Path, output: Path, tree: str, name: str | None, step_size: int,
           batch_size: int, providers: tuple[str, ...], threads: int | None, nonfinite: str,
-          all_outputs: bool, overwrite: bool) -> None:
+          puppi: bool, all_outputs: bool, overwrite: bool) -> None:
     """Score INPUT.root with an ONNX model into a friend tree aligned by run/lumi/event."""
     from coffea_ad.atomic import refuse_existing, refuse_same_file
     from coffea_ad.inference.friend import write_score_friend
@@ -51,7 +53,7 @@ def score(input_file: Path, model: Path, output: Path, tree: str, name: str | No
         summary = write_score_friend(
             input_file, model, output, tree=tree, name=name, step_size=step_size,
             all_outputs=all_outputs, providers=list(providers) or None, batch_size=batch_size,
-            intra_op_threads=threads, nonfinite=nonfinite, overwrite=overwrite,
+            intra_op_threads=threads, nonfinite=nonfinite, puppi=puppi, overwrite=overwrite,
         )
     click.echo(
         f"wrote {summary.output}:{tree}: {summary.entries} entries, {summary.rows} rows scored, "
