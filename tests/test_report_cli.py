@@ -196,3 +196,23 @@ def test_resonant_report(small_fileset, tmp_path):
     for name in ("mass_j1", "tau21_j2", "tau32_j1"):
         assert (rep / f"template_{name}.png").stat().st_size > 1000
     assert (rep / "sr_classifier_roc_sic.png").is_file()
+
+
+def test_training_datasets_are_not_background_unless_asked(tmp_path):
+    import click
+
+    from coffea_ad.cli.report import dataset_roles, training_datasets
+
+    (tmp_path / "m.json").write_text(json.dumps({"training": {"datasets": ["qcd_train"]}}))
+    trained = training_datasets([str(tmp_path / "m.onnx"), str(tmp_path / "absent.onnx")])
+    assert trained == ["qcd_train"]
+    datasets = ["qcd_train", "qcd", "svj"]
+    meta = {"svj": {"metadata": {"is_signal": True}}}
+    assert dataset_roles(datasets, meta, exclude=trained) == (["qcd"], ["svj"])
+    assert dataset_roles(datasets, meta) == (["qcd_train", "qcd"], ["svj"])
+    assert dataset_roles(datasets, meta, signals=["svj"], exclude=trained) == (["qcd"], ["svj"])
+    # named explicitly: the user asked for it
+    assert dataset_roles(datasets, meta, backgrounds=["qcd_train"], exclude=trained)[0] == [
+        "qcd_train"]
+    with pytest.raises(click.UsageError, match=r"training datasets left out: \['qcd_train'\]"):
+        dataset_roles(["qcd_train", "svj"], meta, exclude=trained)

@@ -45,12 +45,15 @@ def dataset_roles(
     *,
     backgrounds: Sequence[str] = (),
     signals: Sequence[str] = (),
+    exclude: Sequence[str] = (),
 ) -> tuple[list[str], list[str]]:
     """(backgrounds, signals) among ``datasets``.
 
     Named roles win; otherwise a dataset is a signal when its fileset metadata says
     ``is_signal`` (as :func:`coffea_ad.samples.generate_fileset` writes it) and a background
-    otherwise.
+    otherwise. Datasets in ``exclude`` (a model's training datasets, see
+    :func:`training_datasets`) are never a background unless named in ``backgrounds``: a model
+    scores its own training events better than new ones, which would bias every number.
 
     Raises:
         click.UsageError: a named dataset is not in the histograms, or no background is left.
@@ -61,15 +64,34 @@ def dataset_roles(
                                    f"{sorted(datasets)}")
     if backgrounds or signals:
         sig = list(signals)
-        bkg = list(backgrounds) or [d for d in datasets if d not in sig]
+        bkg = list(backgrounds) or [d for d in datasets if d not in sig and d not in exclude]
     else:
         meta = {d: ((fileset or {}).get(d) or {}).get("metadata") or {} for d in datasets}
         sig = [d for d in datasets if meta[d].get("is_signal")]
-        bkg = [d for d in datasets if d not in sig]
+        bkg = [d for d in datasets if d not in sig and d not in exclude]
     if not bkg:
-        raise click.UsageError(f"no background dataset among {sorted(datasets)}: name them "
-                               "with --background")
+        left_out = sorted(set(exclude) & set(datasets))
+        raise click.UsageError(f"no background dataset among {sorted(datasets)}"
+                               + (f" (training datasets left out: {left_out})" if left_out
+                                  else "") + ": name them with --background")
     return bkg, sig
+
+
+def training_datasets(models: Sequence[str]) -> list[str]:
+    """The datasets the run's models were trained on, from their contracts
+    (``training.datasets`` of the sidecar JSON next to each ONNX file; a model without a
+    readable contract names none)."""
+    names: list[str] = []
+    for model in models:
+        path = Path(model).with_suffix(".json")
+        try:
+            contract = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        for name in (contract.get("training") or {}).get("datasets") or []:
+            if name not in names:
+                names.append(str(name))
+    return names
 
 
 def _template_plots(hists: Mapping[str, Any], out: Path, *, region: int = 1) -> list[str]:
@@ -237,6 +259,9 @@ def _cutflow_lines(cutflow: Mapping[str, Mapping[str, Any]]) -> list[str]:
               help="Background dataset (repeatable; default: datasets not flagged is_signal).")
 @click.option("--signal", "-s", "signals", multiple=True, metavar="DATASET",
               help="Signal dataset (repeatable; default: datasets flagged is_signal).")
+@click.option("--include-training", is_flag=True, default=False,
+              help="Count the datasets the run's models were trained on (named in their "
+                   "contracts) as background too; by default they are left out.")
 @click.option("--histogram", "names", multiple=True, metavar="NAME",
               help="Event histogram to report (repeatable; default: all of them).")
 @click.option("--systematic", default="nominal", show_default=True)
@@ -254,7 +279,7 @@ def _cutflow_lines(cutflow: Mapping[str, Mapping[str, Any]]) -> list[str]:
 @click.option("--out", "-o", "out", type=click.Path(file_okay=False), default=None,
               help="Report folder (default: OUT/report).")
 def report(run_dir: str, backgrounds: tuple[str, ...], signals: tuple[str, ...],
-           names: tuple[str, ...], systematic: str, abcd_x_cut: float | None,
+           include_training: bool, names: tuple[str, ...], systematic: str, abcd_x_cut: float | None,
            abcd_y_axis: str | None, abcd_y_cut: float | None, abcd_y_pass: str, sqrt_s: float,
            title: str | None, plots: bool, out: str | None) -> None:
     """Statistics and plots of a run: writes OUT/report/report.md (with PNGs) from
@@ -271,6 +296,7 @@ def report(run_dir: str, backgrounds: tuple[str, ...], signals: tuple[str, ...],
     result = load(src)
     hists = result.get("hists", {})
     info = json.loads((run / "run.json").read_text()) if (run / "run.json").is_file() else {}
+    trained_on = [] if include_training else training_datasets(list(info.get("models") or {}))
     available = event_histograms(hists)
     readable = event_histograms(hists, need_category=False)
     chosen = list(names) or available
@@ -296,7 +322,7 @@ def report(run_dir: str, backgrounds: tuple[str, ...], signals: tuple[str, ...],
                 warnings.filterwarnings("ignore", message="List indexing selection")
                 h = h[{"category": [1]}]
         bkg, sig = dataset_roles(list(h.axes["dataset"]), info.get("fileset"),
-                                 backgrounds=backgrounds, signals=signals)
+                                 backgrounds=backgrounds, signals=signals, exclude=trained_on)
         where = outdir if i == 0 else outdir / name
         path, _ = write_report(
             h, where, backgrounds=bkg, signals=sig, systematic=systematic,
@@ -336,6 +362,9 @@ def report(run_dir: str, backgrounds: tuple[str, ...], signals: tuple[str, ...],
                    f"{info.get('entries', '?')} (complete: {info.get('complete', '?')})")]
         lines += [f"- model `{Path(p).name}`: sha256 `{h}`"
                   for p, h in (info.get("models") or {}).items()]
+        if trained_on:
+            lines.append(f"- left out of the background as the models' training datasets "
+                         f"(--include-training keeps them): {', '.join(trained_on)}")
         lines.append("")
     main.write_text("\n".join(lines))
     click.echo(f"wrote {main} ({len(pages)} histogram page(s))")
