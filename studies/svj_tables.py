@@ -48,8 +48,19 @@ def event_table(events) -> dict[str, np.ndarray]:
     return out
 
 
-def load(data: Path, dataset: str, cache: Path | None = None) -> dict[str, np.ndarray]:
-    """The dataset's event table (cached as ``cache/DATASET.npz``)."""
+def dataset_files(data: Path, dataset: str) -> list[str]:
+    """The dataset's files from ``fileset.json``, else the complete files of ``DATA/DATASET``
+    (those with their provenance JSON, which the generator writes last)."""
+    fs = json.loads((data / "fileset.json").read_text()) if (data / "fileset.json").exists() else {}
+    if dataset in fs:
+        return sorted(fs[dataset]["files"])
+    return sorted(str(p) for p in (data / dataset).glob("*.root") if p.with_suffix(".json").exists())
+
+
+def load(data: Path, dataset: str, cache: Path | None = None,
+         max_files: int | None = None) -> dict[str, np.ndarray]:
+    """The dataset's event table (cached as ``cache/DATASET.npz``; ``max_files`` reads only
+    the first files when it is made)."""
     from coffea.nanoevents import NanoEventsFactory, PFNanoAODSchema
 
     cache = cache or data / "cache"
@@ -57,9 +68,12 @@ def load(data: Path, dataset: str, cache: Path | None = None) -> dict[str, np.nd
     if path.exists():
         with np.load(path) as z:
             return {k: z[k] for k in z.files}
-    fs = json.loads((data / "fileset.json").read_text())
+    files = dataset_files(data, dataset)[:max_files]
+    if not files:
+        raise FileNotFoundError(f"dataset {dataset!r}: no files in {data}/fileset.json or "
+                                f"{data / dataset}")
     parts = []
-    for file in sorted(fs[dataset]["files"]):
+    for file in files:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             ev = NanoEventsFactory.from_root({file: "Events"}, schemaclass=PFNanoAODSchema,

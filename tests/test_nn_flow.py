@@ -24,7 +24,7 @@ def _flow(log: bool, scale: float = 1.0):
 def _score(m, x, c):
     feats = torch.tensor(np.stack([np.full_like(x, c), x], 1), dtype=torch.float32)
     with torch.no_grad():
-        return m(feats)[0].numpy().astype(np.float64)
+        return m(feats)[1].numpy().astype(np.float64)
 
 
 @pytest.mark.parametrize("c", [-1.0, 0.7])
@@ -46,6 +46,19 @@ def test_scale_and_log_transform_enter_as_documented():
     assert np.isfinite(_score(m, np.array([0.0, -1.0]), 0.3)).all()
 
 
+def test_score_is_the_per_dimension_inverse_density_relative_to_the_median():
+    torch.manual_seed(0)
+    m = ConditionalFlow(1, 3, log_inputs=[False] * 3, centre=np.zeros(4), scale=np.ones(4),
+                        transforms=2, hidden=(8,)).eval()
+    x = torch.randn(101, 4)
+    ref = m.set_reference(x)
+    with torch.no_grad():
+        score, nll = m(x)
+    assert ref == pytest.approx(float(np.median(nll.numpy())), abs=1e-5)
+    np.testing.assert_allclose(score.numpy(), np.exp((nll.numpy() - ref) / 3), rtol=1e-5)
+    assert float(torch.median(score)) == pytest.approx(1.0, abs=1e-5)
+
+
 def test_transform_inputs_matches_the_graph():
     x = np.array([[0.5, 3.0], [2.0, 0.0]])
     out = ConditionalFlow.transform_inputs(x, [False, True])
@@ -61,6 +74,8 @@ def test_onnx_export_matches_torch(tmp_path):
                         scale=np.ones(4), transforms=2, hidden=(16,))
     rng = np.random.default_rng(0)
     x = np.abs(rng.normal(size=(16, 4))).astype(np.float32) + 0.1
-    path = export_onnx(m, {"features": x}, tmp_path / "f.onnx", output_names=["score"])
+    m.set_reference(x)
+    path = export_onnx(m, {"features": x}, tmp_path / "f.onnx", output_names=["score", "nll"])
     diff = verify_onnx(m, path, {"features": np.abs(rng.normal(size=(37, 4))).astype(np.float32)})
     assert diff["score"] < 1e-4
+    assert diff["nll"] < 1e-4

@@ -79,6 +79,8 @@ def build_and_fit(x_train: np.ndarray, x_val: np.ndarray, cfg: Mapping[str, Any]
     history = fit(model, [x_train], [x_val], epochs=cfg["epochs"], batch_size=cfg["batch_size"],
                   lr=cfg["lr"], patience=cfg["patience"], lr_patience=cfg["lr_patience"],
                   seed=cfg["seed"], threads=cfg["threads"])
+    model.eval()
+    model.set_reference(x_train)
     return model, history
 
 
@@ -158,8 +160,11 @@ def export(model, history, cfg: Mapping[str, Any], *, out, fileset, train_ds: Se
         name="svj_flow", kind="density", level="jet", jets=cfg["jets"],
         inputs=[InputSpec(name="features", features=names, shape=[len(names)],
                           scaling="in_graph")],
-        outputs=[OutputSpec("score", "score: -log p(substructure | log p_T) of QCD jets "
-                            "(higher = more anomalous at the jet's p_T)", [])],
+        outputs=[OutputSpec("score", "score: exp((nll - nll_ref) / n_inputs), the inverse QCD "
+                            "density per input dimension relative to the median training jet "
+                            "(1 = typical QCD; higher = more anomalous at the jet's p_T)", []),
+                 OutputSpec("nll", "-log p(standardized substructure | log p_T) under the QCD "
+                            "flow (same ordering as score)", [])],
         score="score", opset=DEFAULT_OPSET,
         description=(f"p_T-conditioned masked autoregressive flow ({cfg['transforms']} "
                      f"transforms, hidden {tuple(cfg['hidden'])}) on {len(cfg['inputs'])} "

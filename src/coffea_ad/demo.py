@@ -1,13 +1,15 @@
 """The embedded default job: generate, train, score on Dask, histogram, plot, summarize.
 
-1. Pythia8 + FastJet samples in PFNano format: QCD dijets to train on (``qcd_train``), QCD and
-   a semivisible-jet Z' to evaluate on (``qcd``, ``svj``).
-2. Jet substructure from the PF constituents (:mod:`coffea_ad.features`), a dense
-   autoencoder trained on ``qcd_train`` and exported to ONNX with its contract
-   (``training/dense_ae.py``).
-3. The tag threshold: the AE loss that tags 10% of the leading jets of ``qcd_train``.
+1. Pythia8 + FastJet samples in PFNano format: QCD dijets to train on (``qcd_train``), an
+   independent QCD sample to set the working point on (``qcd_calib``), QCD and a
+   semivisible-jet Z' to evaluate on (``qcd``, ``svj``).
+2. Jet substructure from the PF constituents (:mod:`coffea_ad.features`), the p_T-conditioned
+   flow of the shipped SVJ model (score -log p(substructure | log p_T), no φ, no η) trained
+   on ``qcd_train`` and exported to ONNX with its contract (``training/svj_flow.py``).
+3. The tag threshold: the score that tags 10% of the leading jets of ``qcd_calib`` (never
+   the training events, which a model scores as more typical than new ones).
 4. The ``svj`` processor over ``qcd`` and ``svj`` on a Dask LocalCluster, every AK8 jet scored
-   with ONNX Runtime; histograms AE loss × m_T × number of tagged jets × dataset.
+   with ONNX Runtime; histograms score × m_T × number of tagged jets × dataset.
 5. Outputs: hist (coffea format) and ROOT histograms, PNG plots, ``summary.json``.
 """
 
@@ -27,9 +29,9 @@ __all__ = ["OUTPUT_FILES", "DemoConfig", "jet_auc_from_histogram", "run_demo", "
 #: Files the demo writes under ``--out`` (README lists them too).
 OUTPUT_FILES: tuple[str, ...] = (
     "samples/fileset.json",
-    "models/dense_ae.onnx",
-    "models/dense_ae.json",
-    "models/dense_ae.md",
+    "models/svj_flow.onnx",
+    "models/svj_flow.json",
+    "models/svj_flow.md",
     "histograms.coffea",
     "histograms.root",
     "plots/loss.png",
@@ -99,7 +101,7 @@ def run_demo(out: str | Path, config: DemoConfig | None = None, *, echo: Any = p
     from coffea_ad.plotting import plot_mass_by_category, plot_roc, plot_score_distributions
     from coffea_ad.processors.svj import SVJProcessor
     from coffea_ad.samples import generate_fileset
-    from coffea_ad.training import dense_ae
+    from coffea_ad.training import svj_flow
 
     cfg = config or DemoConfig()
     out = Path(out)
@@ -112,6 +114,7 @@ def run_demo(out: str | Path, config: DemoConfig | None = None, *, echo: Any = p
     fileset = generate_fileset(
         {
             "qcd_train": {**qcd, "events": cfg.train_events},
+            "qcd_calib": {**qcd, "events": cfg.bkg_events},
             "qcd": {**qcd, "events": cfg.bkg_events},
             "svj": {"process": "svj", "events": cfg.sig_events,
                     "settings": {"mzprime": cfg.mzprime, "rinv": cfg.rinv}},
@@ -123,24 +126,26 @@ def run_demo(out: str | Path, config: DemoConfig | None = None, *, echo: Any = p
     )
     timings["generate_s"] = time.perf_counter() - t0
 
-    echo("[2/5] training the dense autoencoder on qcd_train and exporting it to ONNX")
+    echo("[2/5] training the p_T-conditioned flow on qcd_train and exporting it to ONNX")
     t = time.perf_counter()
-    train_cfg = dict(dense_ae.CONFIG)
-    train_cfg.update(epochs=cfg.epochs, seed=cfg.seed, train_datasets=["qcd_train"])
-    metrics = dense_ae.run(train_cfg, {"qcd_train": fileset["qcd_train"], "svj": fileset["svj"]},
-                           out / "models" / "dense_ae")
-    model = out / "models" / "dense_ae.onnx"
+    train_cfg = dict(svj_flow.CONFIG)
+    train_cfg.update(epochs=cfg.epochs, seed=cfg.seed, train_datasets=["qcd_train"],
+                     eval_datasets=["svj"])
+    metrics = svj_flow.run(train_cfg, {"qcd_train": fileset["qcd_train"], "svj": fileset["svj"]},
+                           out / "models" / "svj_flow")
+    model = out / "models" / "svj_flow.onnx"
     timings["train_s"] = time.perf_counter() - t
 
     echo(f"[3/5] starting a Dask LocalCluster with {cfg.workers} workers")
     t = time.perf_counter()
     with dask_client(workers=cfg.workers) as client:
-        calib = run_processor({"qcd_train": fileset["qcd_train"]},
+        calib = run_processor({"qcd_calib": fileset["qcd_calib"]},
                               SVJProcessor(model, tag_threshold=np.inf), client=client,
                               chunksize=cfg.chunksize)
-        threshold = threshold_at_efficiency(calib["hists"]["jets"][{"dataset": "qcd_train"}],
+        threshold = threshold_at_efficiency(calib["hists"]["jets"][{"dataset": "qcd_calib"}],
                                             cfg.mistag_rate)
-        echo(f"      tag threshold (AE loss at {cfg.mistag_rate:.0%} QCD mistag): {threshold:.4g}")
+        echo(f"      tag threshold (score at {cfg.mistag_rate:.0%} mistag of qcd_calib): "
+             f"{threshold:.4g}")
         echo("[4/5] scoring every AK8 jet with ONNX Runtime and filling histograms")
         result = run_processor({k: fileset[k] for k in ("qcd", "svj")},
                                SVJProcessor(model, tag_threshold=threshold), client=client,
@@ -153,7 +158,7 @@ def run_demo(out: str | Path, config: DemoConfig | None = None, *, echo: Any = p
     write_root(hists, out / "histograms.root")
     fpr, tpr, auc_binned = jet_auc_from_histogram(hists["jets"], "qcd", "svj")
     plot_score_distributions(hists["jets"], out / "plots" / "loss.png")
-    plot_roc({"AE, svj vs qcd (leading jets)": (fpr, tpr, auc_binned)}, out / "plots" / "roc.png")
+    plot_roc({"flow, svj vs qcd (leading jets)": (fpr, tpr, auc_binned)}, out / "plots" / "roc.png")
     plot_mass_by_category(hists["events"], out / "plots" / "mt_categories.png")
 
     categories = {
@@ -167,6 +172,7 @@ def run_demo(out: str | Path, config: DemoConfig | None = None, *, echo: Any = p
         "auc_jets_leading2": auc_binned,
         "auc_test_training": metrics.get("auc", {}),
         "tag_threshold": threshold,
+        "calibration_dataset": "qcd_calib",
         "mistag_rate": cfg.mistag_rate,
         "events_per_category": categories,
         "cutflow": result["cutflow"],
@@ -178,9 +184,9 @@ def run_demo(out: str | Path, config: DemoConfig | None = None, *, echo: Any = p
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
     echo("")
-    echo(f"AE jet-level AUC, svj vs qcd (two leading AK8 jets): {auc_binned:.3f}")
+    echo(f"jet-level AUC, svj vs qcd (two leading AK8 jets): {auc_binned:.3f}")
     for name, value in (metrics.get("auc") or {}).items():
-        echo(f"AE AUC on held-out jets of the training split, {name} vs qcd_train: {value:.3f}")
+        echo(f"AUC on held-out jets of the training split, {name} vs qcd_train: {value:.3f}")
     for ds, cats in categories.items():
         echo(f"{ds}: weighted events per tag category {cats}")
     echo(f"wall time {timings['total_s']:.0f} s; outputs in {out}")

@@ -25,7 +25,7 @@ def _options(func):  # one click option per DemoConfig field, defaults from the 
               help="Output folder.")
 @_options
 def demo(out: str, **sizes: object) -> None:
-    """Generate QCD and semivisible-jet samples, train a dense autoencoder, export it to ONNX,
+    """Generate QCD and semivisible-jet samples, train the p_T-conditioned flow, export it to ONNX,
     score every AK8 jet on a Dask LocalCluster, and write histograms, plots and a summary."""
     # Generated files carry the PFNano collections the demo needs, not every cross-referenced
     # one PFNanoAODSchema knows (GenJetSVs, SubGenJetAK8...): its per-file warning about them

@@ -11,6 +11,12 @@ from ``zuko`` with the context fed to every autoregressive network. The module t
 feature row ``[conditions..., inputs...]`` (the contract's feature order), applies ``log`` to
 the inputs named positive (widths, counts, correlator ratios, which are near log-normal) and
 standardizes inside the graph, so the exported ONNX file is self-contained.
+
+Outputs: ``nll`` = -log p(z | c), the density of the standardized (log-transformed) inputs z;
+and ``score`` = exp((nll - nll_ref) / n_inputs) = (p(z | c) / p_ref)^(-1/n_inputs), the
+inverse density per input dimension relative to the typical (median) training jet. The
+score orders jets exactly as ``nll`` does (same ROC), but is positive and of order 1 for QCD,
+which is what the processors' log-spaced score axes (1e-3 ... 1e2) expect of a loss.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ LOG_FLOOR = 1e-4
 
 
 class ConditionalFlow(nn.Module):
-    """``forward(features) -> (score,)`` with ``score = -log p(x | c)`` per row.
+    """``forward(features) -> (score, nll)`` per row (see the module docstring).
 
     Args:
         n_conditions: the first ``n_conditions`` columns of ``features`` are the context c.
@@ -41,13 +47,15 @@ class ConditionalFlow(nn.Module):
             conditions: ``[n_inputs + n_conditions]`` each (see :meth:`preprocess`).
         transforms: number of autoregressive transforms.
         hidden: hidden widths of each transform's network.
+        nll_ref: the reference of ``score`` (set it after training with
+            :meth:`set_reference`).
     """
 
-    output_names = ("score",)
+    output_names = ("score", "nll")
 
     def __init__(self, n_conditions: int, n_inputs: int, *, log_inputs: Sequence[bool],
                  centre: Sequence[float], scale: Sequence[float], transforms: int = 4,
-                 hidden: Sequence[int] = (64, 64)) -> None:
+                 hidden: Sequence[int] = (64, 64), nll_ref: float = 0.0) -> None:
         super().__init__()
         zuko = require("zuko", purpose="the conditional flow")
         if len(log_inputs) != n_inputs:
@@ -61,6 +69,7 @@ class ConditionalFlow(nn.Module):
         self.register_buffer("log_mask", torch.tensor(list(log_inputs), dtype=torch.bool))
         self.register_buffer("centre", torch.as_tensor(np.asarray(centre, np.float32)))
         self.register_buffer("scale", torch.as_tensor(np.asarray(scale, np.float32)))
+        self.register_buffer("nll_ref", torch.tensor(float(nll_ref)))
         self.flow = zuko.flows.MAF(features=n_inputs, context=n_conditions,
                                    transforms=transforms, hidden_features=tuple(hidden))
 
@@ -80,10 +89,23 @@ class ConditionalFlow(nn.Module):
         z = (torch.cat([x, c], dim=1) - self.centre) / self.scale
         return z[:, : self.n_inputs], z[:, self.n_inputs:]
 
-    def forward(self, features):
+    def nll(self, features):
+        """``-log p(z | c)`` per row."""
         x, c = self.preprocess(features)
-        return (-self.flow(c).log_prob(x),)
+        return -self.flow(c).log_prob(x)
+
+    def forward(self, features):
+        nll = self.nll(features)
+        return torch.exp((nll - self.nll_ref) / self.n_inputs), nll
+
+    def set_reference(self, features) -> float:
+        """Set ``nll_ref`` to the median ``nll`` of ``features`` (e.g. the training jets), so
+        that the typical jet scores 1; returns it."""
+        with torch.no_grad():
+            ref = float(torch.median(self.nll(torch.as_tensor(np.asarray(features, np.float32)))))
+        self.nll_ref.fill_(ref)
+        return ref
 
     def training_loss(self, features):
         """Per-row negative log-likelihood that :func:`coffea_ad.nn.fit.fit` minimizes."""
-        return self.forward(features)[0]
+        return self.nll(features)
