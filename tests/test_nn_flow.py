@@ -57,6 +57,11 @@ def test_score_is_the_per_dimension_inverse_density_relative_to_the_median():
     assert ref == pytest.approx(float(np.median(nll.numpy())), abs=1e-5)
     np.testing.assert_allclose(score.numpy(), np.exp((nll.numpy() - ref) / 3), rtol=1e-5)
     assert float(torch.median(score)) == pytest.approx(1.0, abs=1e-5)
+    # a row far outside the training range: finite, clipped score
+    with torch.no_grad():
+        far, _ = m(torch.full((1, 4), 1e4))
+    assert torch.isfinite(far).all()
+    assert float(far) == pytest.approx(np.exp(80.0), rel=1e-4)
 
 
 def test_transform_inputs_matches_the_graph():

@@ -16,7 +16,8 @@ Outputs: ``nll`` = -log p(z | c), the density of the standardized (log-transform
 and ``score`` = exp((nll - nll_ref) / n_inputs) = (p(z | c) / p_ref)^(-1/n_inputs), the
 inverse density per input dimension relative to the typical (median) training jet. The
 score orders jets exactly as ``nll`` does (same ROC), but is positive and of order 1 for QCD,
-which is what the processors' log-spaced score axes (1e-3 ... 1e2) expect of a loss.
+which is what the processors' log-spaced score axes (1e-3 ... 1e2) expect of a loss; its
+exponent is clipped at 80 (float32 range).
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ __all__ = ["ConditionalFlow"]
 
 #: the lower clip before ``log``: defined values of degenerate jets are 0
 LOG_FLOOR = 1e-4
+#: the upper clip of the score's exponent: exp(80) ~ 5.5e34 stays below the float32 maximum
+MAX_EXPONENT = 80.0
 
 
 class ConditionalFlow(nn.Module):
@@ -96,7 +99,10 @@ class ConditionalFlow(nn.Module):
 
     def forward(self, features):
         nll = self.nll(features)
-        return torch.exp((nll - self.nll_ref) / self.n_inputs), nll
+        # clamped so that a jet far outside the training range (e.g. a soft, few-constituent
+        # jet the preselection drops anyway) gets a large finite score, not float32 inf
+        exponent = torch.clamp((nll - self.nll_ref) / self.n_inputs, max=MAX_EXPONENT)
+        return torch.exp(exponent), nll
 
     def set_reference(self, features) -> float:
         """Set ``nll_ref`` to the median ``nll`` of ``features`` (e.g. the training jets), so
