@@ -35,6 +35,8 @@ __all__ = ["ConditionalFlow"]
 
 #: the lower clip before ``log``: defined values of degenerate jets are 0
 LOG_FLOOR = 1e-4
+#: standardized inputs and conditions are clipped to [-Z_MAX, Z_MAX]
+Z_MAX = 10.0
 #: the upper clip of the score's exponent: exp(80) ~ 5.5e34 stays below the float32 maximum
 MAX_EXPONENT = 80.0
 
@@ -90,6 +92,10 @@ class ConditionalFlow(nn.Module):
         x = features[:, self.n_conditions:]
         x = torch.where(self.log_mask, torch.log(torch.clamp(x, min=LOG_FLOOR)), x)
         z = (torch.cat([x, c], dim=1) - self.centre) / self.scale
+        # heavy tails (D2 of jets with a tiny e2, ...) reach hundreds of standard deviations;
+        # clipping at ±Z_MAX keeps such jets maximally anomalous without letting a handful of
+        # them dominate the mean likelihood that training and early stopping follow
+        z = torch.clamp(z, -Z_MAX, Z_MAX)
         return z[:, : self.n_inputs], z[:, self.n_inputs:]
 
     def nll(self, features):
