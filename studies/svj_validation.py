@@ -97,6 +97,8 @@ def bdt_ceiling(features, train, test, signal, seed: int = 0) -> dict[str, float
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     xtr, _ = svj_tables.jets(train, features)
+    # 40k QCD jets and 100 boosting rounds: the ceiling to two decimals in a minute on 2 cores
+    xtr = xtr[np.random.default_rng(seed).permutation(len(xtr))[:40000]]
     xs, ev = svj_tables.jets(signal, features)
     even = ev % 2 == 0
     # the training QCD is p̂_T-flattened: no weights, so the classifier cannot lean on the
@@ -104,7 +106,7 @@ def bdt_ceiling(features, train, test, signal, seed: int = 0) -> dict[str, float
     x = np.concatenate([xtr, xs[even]])
     y = np.r_[np.zeros(len(xtr)), np.ones(even.sum())]
     w = np.r_[np.ones(len(xtr)), np.full(even.sum(), len(xtr) / even.sum())]
-    clf = HistGradientBoostingClassifier(max_iter=300, random_state=seed).fit(x, y, sample_weight=w)
+    clf = HistGradientBoostingClassifier(max_iter=100, random_state=seed).fit(x, y, sample_weight=w)
     xb, _ = svj_tables.jets(test, features)
     sb = clf.predict_proba(xb)[:, 1]
     ss = clf.predict_proba(xs[~even])[:, 1]
@@ -179,8 +181,8 @@ def main(argv: list[str] | None = None) -> int:
         result["grid"][name] = {"models": per_model, "bdt": bdt,
                                 "auc_ptrw_mean": float(rw.mean()),
                                 "auc_ptrw_sd": float(rw.std(ddof=1)) if len(rw) > 1 else 0.0}
-        bins_txt = " ".join("—" if np.isnan(v) else f"{v:.2f}" for v in np.nanmean(bins, 0)) \
-            if np.isfinite(bins).any() else "—"
+        bins_txt = " ".join("—" if np.isnan(bins[:, i]).all() else f"{np.nanmean(bins[:, i]):.2f}"
+                            for i in range(bins.shape[1]))
         rows.append(f"| ({m}, {r}) | {raw.mean():.3f} | {rw.mean():.3f} ± "
                     f"{rw.std(ddof=1) if len(rw) > 1 else 0:.3f} | {bins_txt} | "
                     + (f"{bdt['auc']:.3f} | {bdt['auc_ptrw']:.3f} |" if bdt else "— | — |"))
