@@ -97,6 +97,8 @@ def test_regenerated_training_events_give_the_recorded_feature_table(tmp_path):
     np.testing.assert_allclose(rows, np.array(check["rows"]), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.filterwarnings("ignore:Missing cross-reference index:RuntimeWarning")
+@pytest.mark.filterwarnings("ignore:Branch .* already exists:RuntimeWarning")
 def test_default_svj_model_scores_real_pfnano(pfnano_file):
     from coffea.nanoevents import NanoEventsFactory, PFNanoAODSchema
 
