@@ -1,6 +1,6 @@
 """Recipe: p_T-conditioned normalizing flow on AK8 jet substructure (semivisible-jet tagger).
 
-The score is ``-log p(x | log p_T)`` of QCD jets (:class:`coffea_ad.nn.flow.ConditionalFlow`):
+The score is ``-log p(x | log p_T)`` of QCD jets (:class:`coffea_ad.nn.jet_flow.SubstructureFlow`):
 how unusual a jet's substructure x is for a QCD jet of the same p_T. The inputs are
 scale-invariant substructure (ρ = ln(m_SD²/p_T²), p_TD, axes, girth, LHA, EFP1, C2, D2, τ21,
 τ32, multiplicity); no φ, no η, no mass or p_T except as the condition. Trained on background
@@ -67,16 +67,16 @@ def build_and_fit(x_train: np.ndarray, x_val: np.ndarray, cfg: Mapping[str, Any]
     import torch
 
     from coffea_ad.nn.fit import fit
-    from coffea_ad.nn.flow import ConditionalFlow
+    from coffea_ad.nn.jet_flow import SubstructureFlow
 
     n_c = len(cfg["conditions"])
     flags = [n in set(cfg["log_inputs"]) for n in cfg["inputs"]]
-    z = np.concatenate([ConditionalFlow.transform_inputs(x_train[:, n_c:], flags),
+    z = np.concatenate([SubstructureFlow.transform_inputs(x_train[:, n_c:], flags),
                         x_train[:, :n_c].astype(np.float64)], axis=1)
     centre, scale = z.mean(axis=0), z.std(axis=0)
     scale[scale == 0] = 1.0
     torch.manual_seed(cfg["seed"])
-    model = ConditionalFlow(n_c, len(cfg["inputs"]), log_inputs=flags, centre=centre,
+    model = SubstructureFlow(n_c, len(cfg["inputs"]), log_inputs=flags, centre=centre,
                             scale=scale, transforms=cfg["transforms"], hidden=cfg["hidden"])
     history = fit(model, [x_train], [x_val], epochs=cfg["epochs"], batch_size=cfg["batch_size"],
                   lr=cfg["lr"], patience=cfg["patience"], lr_patience=cfg["lr_patience"],

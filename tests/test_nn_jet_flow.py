@@ -1,4 +1,4 @@
-"""ConditionalFlow: its score is a normalized conditional density of the (log-)standardized
+"""SubstructureFlow: its score is a normalized conditional density of the (log-)standardized
 inputs, checked by numerical integration, and the ONNX export reproduces torch."""
 
 import numpy as np
@@ -7,12 +7,12 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("zuko")
 
-from coffea_ad.nn.flow import ConditionalFlow
+from coffea_ad.nn.jet_flow import SubstructureFlow
 
 
 def _flow(log: bool, scale: float = 1.0):
     torch.manual_seed(1)
-    m = ConditionalFlow(1, 1, log_inputs=[log], centre=[0.0, 0.0], scale=[scale, 1.0],
+    m = SubstructureFlow(1, 1, log_inputs=[log], centre=[0.0, 0.0], scale=[scale, 1.0],
                         transforms=2, hidden=(8,)).eval()
     # random weights, not the identity the zero-initialised last layers would give
     with torch.no_grad():
@@ -42,7 +42,7 @@ def test_scale_and_log_transform_enter_as_documented():
     # score = -log p(z), z = (log x - 20) / 2: p_x(x) = p(z) / (2 x), so in u = log x,
     # the integral of exp(-score) du is 2 (the density sits far above the 1e-4 floor)
     torch.manual_seed(1)
-    m = ConditionalFlow(1, 1, log_inputs=[True], centre=[20.0, 0.0], scale=[2.0, 1.0],
+    m = SubstructureFlow(1, 1, log_inputs=[True], centre=[20.0, 0.0], scale=[2.0, 1.0],
                         transforms=2, hidden=(8,)).eval()
     u = np.linspace(np.log(1e-4) + 1e-6, 50, 40001)
     assert np.trapezoid(np.exp(-_score(m, np.exp(u), 0.3)), u) == pytest.approx(2.0, abs=2e-3)
@@ -52,7 +52,7 @@ def test_scale_and_log_transform_enter_as_documented():
 
 def test_score_is_the_per_dimension_inverse_density_relative_to_the_median():
     torch.manual_seed(0)
-    m = ConditionalFlow(1, 3, log_inputs=[False] * 3, centre=np.zeros(4), scale=np.ones(4),
+    m = SubstructureFlow(1, 3, log_inputs=[False] * 3, centre=np.zeros(4), scale=np.ones(4),
                         transforms=2, hidden=(8,)).eval()
     x = torch.randn(101, 4)
     ref = m.set_reference(x)
@@ -71,7 +71,7 @@ def test_score_is_the_per_dimension_inverse_density_relative_to_the_median():
 
 def test_transform_inputs_matches_the_graph():
     x = np.array([[0.5, 3.0], [2.0, 0.0]])
-    out = ConditionalFlow.transform_inputs(x, [False, True])
+    out = SubstructureFlow.transform_inputs(x, [False, True])
     np.testing.assert_allclose(out, [[0.5, np.log(3.0)], [2.0, np.log(1e-4)]])
 
 
@@ -80,7 +80,7 @@ def test_onnx_export_matches_torch(tmp_path):
     from coffea_ad.nn.export import export_onnx, verify_onnx
 
     torch.manual_seed(0)
-    m = ConditionalFlow(1, 3, log_inputs=[True, False, True], centre=np.zeros(4),
+    m = SubstructureFlow(1, 3, log_inputs=[True, False, True], centre=np.zeros(4),
                         scale=np.ones(4), transforms=2, hidden=(16,))
     rng = np.random.default_rng(0)
     x = np.abs(rng.normal(size=(16, 4))).astype(np.float32) + 0.1

@@ -31,7 +31,7 @@ from coffea_ad._optional import require
 torch = require("torch", purpose="coffea_ad.nn")
 nn = torch.nn
 
-__all__ = ["ConditionalFlow"]
+__all__ = ["SubstructureFlow"]
 
 #: the lower clip before ``log``: defined values of degenerate jets are 0
 LOG_FLOOR = 1e-4
@@ -41,7 +41,7 @@ Z_MAX = 10.0
 MAX_EXPONENT = 80.0
 
 
-class ConditionalFlow(nn.Module):
+class SubstructureFlow(nn.Module):
     """``forward(features) -> (score, nll)`` per row (see the module docstring).
 
     Args:
@@ -64,11 +64,11 @@ class ConditionalFlow(nn.Module):
         super().__init__()
         zuko = require("zuko", purpose="the conditional flow")
         if len(log_inputs) != n_inputs:
-            raise ValueError(f"ConditionalFlow: expected {n_inputs} log_inputs flags, found "
+            raise ValueError(f"SubstructureFlow: expected {n_inputs} log_inputs flags, found "
                              f"{len(log_inputs)}")
         n = n_inputs + n_conditions
         if len(centre) != n or len(scale) != n:
-            raise ValueError(f"ConditionalFlow: expected centre and scale of length {n}, found "
+            raise ValueError(f"SubstructureFlow: expected centre and scale of length {n}, found "
                              f"{len(centre)} and {len(scale)}")
         self.n_conditions, self.n_inputs = n_conditions, n_inputs
         self.register_buffer("log_mask", torch.tensor(list(log_inputs), dtype=torch.bool))
