@@ -16,8 +16,7 @@ __all__ = ["features"]
 
 
 @click.command()
-@click.argument("input_file", metavar="INPUT.root",
-                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("input_file", metavar="INPUT.root")
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Parquet file to write (one row per jet).")
 @click.option("--jets", default="FatJet", show_default=True,
@@ -31,9 +30,10 @@ __all__ = ["features"]
               help="Weight constituents by PFCands_puppiWeight when the file has it.")
 @click.option("--list", "list_only", is_flag=True,
               help="Print the feature names and definitions, then exit.")
-def features(input_file: Path, output: Path, jets: str, names: str | None, tree: str,
+def features(input_file: str, output: Path, jets: str, names: str | None, tree: str,
              nonfinite: str, puppi: bool, list_only: bool) -> None:
-    """Write the per-jet feature table of INPUT.root (NanoAOD or PFNano) to a Parquet file."""
+    """Write the per-jet feature table of INPUT.root (NanoAOD or PFNano; a local path or a
+    root:// / https:// URL) to a Parquet file."""
     import awkward as ak
     from coffea.nanoevents import NanoEventsFactory, PFNanoAODSchema
 
@@ -44,6 +44,12 @@ def features(input_file: Path, output: Path, jets: str, names: str | None, tree:
         for name, spec in JET_FEATURES.items():
             click.echo(f"{name:16s} {spec.source:13s} {spec.description}")
         return
+    from coffea_ad.remote import input_location
+
+    try:
+        input_file = str(input_location(input_file))
+    except (FileNotFoundError, ModuleNotFoundError) as err:
+        raise click.ClickException(str(err)) from err
     wanted = list(JET_FEATURES) if names is None else [n.strip() for n in names.split(",")
                                                         if n.strip()]
     with warnings.catch_warnings():

@@ -16,7 +16,7 @@ __all__ = ["inspect", "score"]
 
 
 @click.command()
-@click.argument("input_file", metavar="INPUT.root", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("input_file", metavar="INPUT.root")
 @click.option("--model", "-m", "model", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="ONNX model (its sidecar NAME.json must sit next to it).")
 @click.option("--output", "-o", "output", required=True, type=click.Path(dir_okay=False, path_type=Path),
@@ -37,10 +37,11 @@ __all__ = ["inspect", "score"]
 @click.option("--puppi/--no-puppi", default=True, show_default=True,
               help="Weight constituents by PFCands_puppiWeight when the file has it.")
 @click.option("--all-outputs", is_flag=True, help="Also write the model's other per-row scalar outputs.")
-def score(input_file: Path, model: Path, output: Path, tree: str, name: str | None, step_size: int,
+def score(input_file: str, model: Path, output: Path, tree: str, name: str | None, step_size: int,
           batch_size: int, providers: tuple[str, ...], threads: int | None, nonfinite: str,
           puppi: bool, all_outputs: bool) -> None:
-    """Score INPUT.root with an ONNX model into a friend tree aligned by run/lumi/event."""
+    """Score INPUT.root (a local path or a root:// / https:// URL) with an ONNX model into a
+    friend tree aligned by run/lumi/event."""
     from coffea_ad.inference.friend import write_score_friend
 
     with _clean_errors():
@@ -131,5 +132,5 @@ def _clean_errors() -> Iterator[None]:
     """Our own errors already say what was expected and found: print them, not a traceback."""
     try:
         yield
-    except (CoffeaADError, ValueError) as err:
+    except (CoffeaADError, ValueError, FileNotFoundError, ModuleNotFoundError) as err:
         raise click.ClickException(f"{type(err).__name__}: {err}") from err

@@ -22,6 +22,7 @@ import numpy as np
 from coffea_ad.errors import MissingBranchError
 from coffea_ad.inference.contract import file_sha256
 from coffea_ad.inference.scorer import NONFINITE_MASK, OnnxScorer
+from coffea_ad.remote import input_location
 
 __all__ = ["ALIGNMENT_BRANCHES", "FriendSummary", "write_score_friend"]
 
@@ -71,7 +72,8 @@ def write_score_friend(
     processor using the same model would compute.
 
     Args:
-        input_path: NanoAOD/PFNano ROOT file; ``tree`` may be a TTree or an RNTuple (the
+        input_path: NanoAOD/PFNano ROOT file, local or a ``root://`` / ``https://`` URL
+            (:mod:`coffea_ad.remote`); ``tree`` may be a TTree or an RNTuple (the
             friend written is a TTree either way).
         model_path: ``.onnx`` model (sidecar next to it), or a ready :class:`OnnxScorer`.
         output_path: ROOT file to (re)create.
@@ -95,7 +97,7 @@ def write_score_friend(
     scorer = model_path if isinstance(model_path, OnnxScorer) else OnnxScorer(model_path, **scorer_kwargs)
     contract = scorer.contract
     name = name or contract.name
-    input_path, output_path = Path(input_path), Path(output_path)
+    input_path, output_path = input_location(input_path), Path(output_path)
     if step_size < 1:
         raise ValueError(f"step_size must be >= 1, found {step_size}")
 
