@@ -28,6 +28,12 @@ __all__ = ["ALIGNMENT_BRANCHES", "FriendSummary", "write_score_friend"]
 
 #: Branches copied from the input so the friend can be matched entry by entry.
 ALIGNMENT_BRANCHES: tuple[str, ...] = ("run", "luminosityBlock", "event")
+#: TreeMaker's names for the same three numbers.
+TREEMAKER_ALIGNMENT: tuple[str, ...] = ("RunNum", "LumiBlockNum", "EvtNum")
+
+#: ``schema`` names -> coffea NanoEvents schema class names.
+SCHEMAS = {"pfnano": "PFNanoAODSchema", "nanoaod": "NanoAODSchema",
+           "treemaker": "TreeMakerSchema", "scouting": "ScoutingNanoAODSchema"}
 
 #: Key of the JSON string (TObjString) describing how the scores were made.
 INFO_KEY = "coffea_ad_scores"
@@ -63,6 +69,7 @@ def write_score_friend(
     name: str | None = None,
     step_size: int = 100_000,
     all_outputs: bool = False,
+    schema: str = "pfnano",
     **scorer_kwargs: Any,
 ) -> FriendSummary:
     """Score every event of ``input_path`` and write the friend tree ``tree`` to ``output_path``.
@@ -81,6 +88,8 @@ def write_score_friend(
         name: score branch name; default the contract's ``name`` (branch ``FatJet_<name>``).
         step_size: entries per chunk.
         all_outputs: also write every other scalar-per-row output as ``{name}_{output}``.
+        schema: NanoEvents schema of the input, a key of :data:`SCHEMAS` (TreeMaker inputs
+            are aligned by ``RunNum, LumiBlockNum, EvtNum``, written under those names).
         **scorer_kwargs: passed to :class:`OnnxScorer` when ``model_path`` is a path.
 
     Returns:
@@ -91,7 +100,13 @@ def write_score_friend(
             branch the model's features need (a partly written output file is removed).
     """
     uproot = _uproot()
-    from coffea.nanoevents import NanoEventsFactory, PFNanoAODSchema
+    import coffea.nanoevents
+    from coffea.nanoevents import NanoEventsFactory
+
+    if schema not in SCHEMAS:
+        raise ValueError(f"schema must be one of {sorted(SCHEMAS)}, given {schema!r}")
+    schemaclass = getattr(coffea.nanoevents, SCHEMAS[schema])
+    alignment = TREEMAKER_ALIGNMENT if schema == "treemaker" else ALIGNMENT_BRANCHES
 
     start_time = time.perf_counter()
     scorer = model_path if isinstance(model_path, OnnxScorer) else OnnxScorer(model_path, **scorer_kwargs)
@@ -108,14 +123,14 @@ def write_score_friend(
         intree = infile[tree]
         entries = int(intree.num_entries)
         keys = list(intree.keys())
-        for branch in ALIGNMENT_BRANCHES:
+        for branch in alignment:
             if branch not in keys:
                 raise MissingBranchError(branch, keys, where=f"{input_path}:{tree}",
                                          needed_for="aligning the friend tree")
         # dtypes from a zero-entry read: the same call for a TTree and an RNTuple (whose
         # fields have no ``interpretation``)
         id_types = {b: v.dtype.newbyteorder("=") for b, v in intree.arrays(
-            list(ALIGNMENT_BRANCHES), entry_stop=0, library="np").items()}
+            list(alignment), entry_stop=0, library="np").items()}
 
         # which outputs become branches, with their dtypes
         extra = [] if not all_outputs else [
@@ -125,8 +140,8 @@ def write_score_friend(
         if scorer.nonfinite == "flag":
             fields[f"{name}_{NONFINITE_MASK}"] = np.dtype(bool)
 
-        branch_types: dict[str, Any] = {b: id_types[b] for b in ALIGNMENT_BRANCHES}
-        jets = contract.jets if contract.level == "jet" else None
+        branch_types: dict[str, Any] = {b: id_types[b] for b in alignment}
+        jets = scorer.jets if contract.level == "jet" else None
         if jets is not None:
             record = ", ".join(f"{f}: {_prim(dt)}" for f, dt in fields.items())
             branch_types[jets] = ak.types.from_datashape(f"var * {{{record}}}", highlevel=False)
@@ -144,14 +159,14 @@ def write_score_friend(
             outfile.mktree(tree, branch_types)
             for start in range(0, entries, step_size):
                 stop = min(start + step_size, entries)
-                ids = intree.arrays(list(ALIGNMENT_BRANCHES), entry_start=start,
+                ids = intree.arrays(list(alignment), entry_start=start,
                                     entry_stop=stop, library="np")
                 events = NanoEventsFactory.from_root(
-                    {str(input_path): tree}, schemaclass=PFNanoAODSchema, mode="virtual",
+                    {str(input_path): tree}, schemaclass=schemaclass, mode="virtual",
                     entry_start=start, entry_stop=stop,
                 ).events()
                 outs = scorer.outputs(scorer.features_from_events(events))
-                chunk: dict[str, Any] = {b: ids[b].astype(id_types[b]) for b in ALIGNMENT_BRANCHES}
+                chunk: dict[str, Any] = {b: ids[b].astype(id_types[b]) for b in alignment}
                 values = {name: outs[contract.score]}
                 values |= {f"{name}_{o}": outs[o] for o in extra}
                 if scorer.nonfinite == "flag":
@@ -177,6 +192,7 @@ def write_score_friend(
                 "nonfinite": scorer.nonfinite,
                 "input": str(input_path),
                 "tree": tree,
+                "schema": schema,
             })
     branches = tuple(f"{jets}_{f}" if jets else f for f in fields)
     return FriendSummary(output_path, entries, rows, branches, provider,
