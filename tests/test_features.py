@@ -262,6 +262,24 @@ def test_tau_ratios_and_counts_against_branches(pfnano_file, events, reference):
                                   [len(j["pt"]) for j in reference])
 
 
+
+def test_rho_and_log_pt_against_branches(pfnano_file, events):
+    tree = uproot.open(pfnano_file)["Events"]
+    pt = np.concatenate(tree["FatJet_pt"].array(library="np")).astype(np.float64)
+    msd = np.concatenate(tree["FatJet_msoftdrop"].array(library="np")).astype(np.float64)
+    feats = jet_features(events, ["rho", "log_pt"])
+    expected = [2 * math.log(max(m, 1.0) / p) for m, p in zip(msd, pt, strict=True)]
+    np.testing.assert_allclose(flat(feats["rho"]), expected, rtol=1e-6)
+    np.testing.assert_allclose(flat(feats["log_pt"]), np.log(pt), rtol=1e-6)
+
+
+def test_rho_of_a_failed_soft_drop_is_defined():
+    events = ak.Array([{"FatJet": [{"pt": 400.0, "msoftdrop": -1.0},
+                                   {"pt": 400.0, "msoftdrop": 40.0}]}])
+    rho = jet_features(events, ["rho"])["rho"].to_list()[0]
+    np.testing.assert_allclose(rho, [2 * math.log(1 / 400), 2 * math.log(0.1)], rtol=1e-6)
+
+
 # ----------------------------------------------------------------------- edge cases
 EDGE_JETS = [[
     {"pt": 300.0, "eta": 0.1, "phi": 0.2, "mass": 50.0, "tau1": 0.0, "tau2": 0.1},  # 0 cands

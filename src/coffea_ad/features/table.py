@@ -50,6 +50,11 @@ def _registry() -> dict[str, JetFeature]:
         JetFeature("phi", "jet", "jet azimuth (branch)"),
         JetFeature("mass", "jet", "jet mass (branch)"),
         JetFeature("msoftdrop", "jet", "soft-drop mass (branch; NanoAOD writes -1 if it failed)"),
+        JetFeature("log_pt", "jet", "ln(p_T / 1 GeV) of the pt branch (the kinematic condition "
+                   "of p_T-conditioned models); 0 if p_T <= 1 GeV"),
+        JetFeature("rho", "jet", "ρ = ln(m_SD² / p_T²) from the msoftdrop and pt branches, the "
+                   "scale-invariant jet mass (CMS N2DDT convention); m_SD below 1 GeV (or the "
+                   "failed-soft-drop -1) counts as 1 GeV"),
         JetFeature("ptd", "constituents", "sqrt(Σp_T²)/Σp_T, CMS-PAS-JME-13-002; 0 if no "
                    "constituents"),
         JetFeature("axis_major", "constituents", "sqrt of the larger eigenvalue of the p_T²-"
@@ -108,8 +113,8 @@ BRANCH_EQUIVALENTS: dict[str, dict[str, tuple[str, str]]] = {
         "n_constituents": ("branch:multiplicity", "all PF daughters, not PUPPI-weighted"),
     },
     "ScoutingFatJet": {  # Run-3 scouting NanoAOD
-        "mass": ("branch:mass", "AK8 jets of the HLT scouting PF candidates (PUPPI at HLT), "
-                 "no offline JEC: same definition, other reconstruction"),
+        "mass": ("branch:mass", ("AK8 jets of the HLT scouting PF candidates (PUPPI at HLT), "
+                 "no offline JEC: same definition, other reconstruction")),
         "msoftdrop": ("branch:msoftdrop", "as mass"),
         "tau21": ("branch:tau2/tau1", "as mass"),
         "tau32": ("branch:tau3/tau2", "as mass"),
@@ -234,6 +239,16 @@ def _jet_features(events: ak.Array, *, names: tuple[str, ...], jets: str,
 
     for name in wanted & set(_BRANCH_FEATURES):
         columns[name] = _branch(collection, name, jets, name)
+    if "log_pt" in wanted:
+        pt = ak.values_astype(_branch(collection, "pt", jets, "log_pt"), np.float64)
+        columns["log_pt"] = np.log(ak.where(pt > 1.0, pt, 1.0))
+    if "rho" in wanted:
+        pt = ak.values_astype(_branch(collection, "pt", jets, "rho"), np.float64)
+        msd = ak.values_astype(_branch(collection, "msoftdrop", jets, "rho"), np.float64)
+        # both clipped at 1 GeV so that a failed soft drop (-1) or a zero-p_T jet gives a
+        # finite, defined value instead of NaN/-inf
+        columns["rho"] = 2.0 * (np.log(ak.where(msd > 1.0, msd, 1.0))
+                                - np.log(ak.where(pt > 1.0, pt, 1.0)))
     if "tau21" in wanted:
         columns["tau21"] = _safe_ratio(_branch(collection, "tau2", jets, "tau21"),
                                        _branch(collection, "tau1", jets, "tau21"))
