@@ -334,3 +334,62 @@ def test_score_cli_on_branch_models_equals_onnxruntime_on_the_raw_branches(
                                rtol=1e-5, atol=1e-6)
     if kind == "treemaker":
         assert "EvtNum" in friend.fields
+
+
+# ------------------------------------------------------------------- filesets as users have
+def test_preprocess_fileset_gives_the_plain_fileset_histograms(cms_data, tmp_path):
+    """The JSON written from coffea.dataset_tools.preprocess (steps, uuid, num_entries per
+    file), the {path: tree} form and the list form fill the same histograms."""
+    import json
+
+    from coffea.dataset_tools import preprocess
+
+    from coffea_ad.execution import run_processor
+    from coffea_ad.processors.svj import SVJProcessor
+
+    # the branch model: nano_dy.root has no PF candidates
+    model = Path(__file__).resolve().parents[1] / "models" / "nano_fatjet_ae.onnx"
+    plain = {"dy": {"files": {str(cms_data / "nano_dy.root"): "Events"},
+                    "metadata": {"xsec": 6000.0}},
+             "pf": {"files": {str(cms_data / "pfnano.root"): "Events"}}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # coffea advertises its pydantic API for dict input
+        made, _ = preprocess(plain, step_size=7)
+    path = tmp_path / "preprocessed.json"
+    path.write_text(json.dumps(made))
+    entry = json.loads(path.read_text())["dy"]["files"][str(cms_data / "nano_dy.root")]
+    assert entry["num_entries"] == 40
+    assert entry["steps"][0] == [0, 7]
+    listed = {"dy": [str(cms_data / "nano_dy.root")], "pf": [str(cms_data / "pfnano.root")]}
+    outs = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # schema cross-references
+        for label, fs in (("plain", plain), ("preprocess", path), ("list", listed)):
+            proc = SVJProcessor(model, tag_threshold=0.3, min_pt=170.0)
+            outs[label] = run_processor(fs, proc, executor="iterative")
+    want = outs["plain"]["hists"]["events"]
+    assert want[{"dataset": "pf"}].sum(flow=True).value == 10
+    # DY has fewer than two AK8 jets per event: its histograms are empty, its cutflow is not
+    assert outs["plain"]["cutflow"]["dy"]["all"] == 40
+    for label in ("preprocess", "list"):
+        assert outs[label]["entries"] == outs["plain"]["entries"] == {"dy": 40, "pf": 10}
+        assert outs[label]["cutflow"] == outs["plain"]["cutflow"]
+        for name, h in outs["plain"]["hists"].items():
+            np.testing.assert_array_equal(outs[label]["hists"][name].values(flow=True),
+                                          h.values(flow=True), f"{label} {name}")
+
+
+def test_lumi_without_xsec_or_sumw_is_refused_before_any_file_is_opened(tmp_path):
+    from coffea_ad.errors import FilesetError
+    from coffea_ad.execution import run_processor
+    from coffea_ad.processors.svj import SVJProcessor
+
+    model = Path(__file__).resolve().parents[1] / "models" / "svj_dense_ae.onnx"
+    # files that do not exist: the error must be about normalisation, raised before opening
+    fileset = {"a": {"files": [str(tmp_path / "missing_a.root")],
+                     "metadata": {"xsec": 1.0, "sumw": 10.0}},
+               "b": {"files": [str(tmp_path / "missing_b.root")], "metadata": {"xsec": 2.0}},
+               "c": {"files": [str(tmp_path / "missing_c.root")]}}
+    proc = SVJProcessor(model, tag_threshold=0.3, lumi_fb=59.8)
+    with pytest.raises(FilesetError, match=r"dataset 'b' lacks sumw; 'c' lacks xsec, sumw"):
+        run_processor(fileset, proc, executor="iterative")

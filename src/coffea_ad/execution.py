@@ -40,6 +40,7 @@ from coffea.processor.checkpointer import CheckpointerABC
 from coffea.processor.executor import FileMeta, WorkItem
 
 from coffea_ad._optional import require
+from coffea_ad.fileset import check_normalisation, file_trees
 
 __all__ = [
     "RUN_INFO_KEY",
@@ -107,9 +108,8 @@ def _runner_fileset(fileset: Mapping[str, Any], treename: str = "Events") -> dic
         meta = dict(entry.get("metadata") or {}) if isinstance(entry, Mapping) else {}
         meta = {k: v for k, v in meta.items() if k not in _RESERVED}
         tree = entry.get("treename", treename) if isinstance(entry, Mapping) else treename
-        out[name] = {"files": {str(f): (t or tree) for f, t in files.items()}
-                     if isinstance(files, Mapping) else {str(f): tree for f in files},
-                     "metadata": meta}
+        # {path: tree}, [paths] and coffea.dataset_tools.preprocess output alike
+        out[name] = {"files": file_trees(files, tree), "metadata": meta}
     return out
 
 
@@ -618,6 +618,7 @@ def run_processor(
                                  treename=treename, schema=schema)
     t0 = time.perf_counter()
     fileset = _runner_fileset(load_fileset(fileset), treename)
+    check_normalisation(fileset, lumi_fb=getattr(processor_instance, "lumi_fb", None))
     plan = _plan(fileset, chunksize=chunksize, maxchunks=maxchunks,
                  align_clusters=align_clusters, executor=executor, client=client,
                  workers=workers)
@@ -738,6 +739,7 @@ def apply_processor(
                                    treename=treename, schema=schema)
     t0 = time.perf_counter()
     fs = _runner_fileset(load_fileset(fileset), treename)
+    check_normalisation(fs, lumi_fb=getattr(processor_instance, "lumi_fb", None))
     spec = {ds: {"files": {f: {"object_path": t} for f, t in e["files"].items()},
                  "metadata": e["metadata"] or None} for ds, e in fs.items()}
     # preprocess never raises on an unreadable file here: we collect and report them below.

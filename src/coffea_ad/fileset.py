@@ -16,7 +16,7 @@ from typing import Any
 
 from coffea_ad.errors import FilesetError
 
-__all__ = ["EXPECTED", "dedupe_files", "read_fileset"]
+__all__ = ["EXPECTED", "check_normalisation", "dedupe_files", "file_trees", "read_fileset"]
 
 EXPECTED = 'expected a JSON object {dataset: {"files": {path: tree} or [paths], "metadata": {...}}}'
 
@@ -93,3 +93,57 @@ def dedupe_files(fileset: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]
         out[name] = ({**entry, "files": new_files} if isinstance(entry, Mapping)
                      else new_files)
     return out, dropped
+
+
+#: Per-file keys of ``coffea.dataset_tools.preprocess`` output (besides ``object_path``);
+#: accepted and not needed here (coffea-ad plans its own chunks from ``chunksize``).
+PREPROCESS_FILE_KEYS = ("steps", "num_entries", "uuid", "num_selected_entries", "format",
+                        "lfn", "pfn")
+
+
+def file_trees(files: Mapping[str, Any] | list[Any], default_tree: str) -> dict[str, str]:
+    """``{path: tree}`` from any fileset ``files`` form coffea users have.
+
+    Accepted: ``{path: tree}``, ``{path: None}`` (default tree), ``[path, ...]``, and the
+    output of ``coffea.dataset_tools.preprocess``: ``{path: {"object_path": tree, "steps":
+    [...], "num_entries": n, "uuid": ...}}`` (``treename`` is taken like ``object_path``).
+
+    Raises:
+        FilesetError: a per-file entry of another type, or a mapping without a tree name.
+    """
+    if not isinstance(files, Mapping):
+        return {str(f): default_tree for f in files}
+    out: dict[str, str] = {}
+    for path, spec in files.items():
+        if spec is None or isinstance(spec, str):
+            out[str(path)] = spec or default_tree
+        elif isinstance(spec, Mapping):
+            tree = spec.get("object_path", spec.get("treename")) or default_tree
+            out[str(path)] = str(tree)
+        else:
+            raise FilesetError(
+                f"file {path}: expected a tree name or a preprocess entry "
+                f"{{'object_path': tree, 'steps': ..., ...}}, found {type(spec).__name__}")
+    return out
+
+
+def check_normalisation(fileset: Mapping[str, Any], *, lumi_fb: float | None) -> None:
+    """Refuse, before any file is opened, a ``lumi_fb`` run over datasets whose metadata
+    lacks ``xsec`` (pb) or ``sumw`` (the sum of generator weights the yields divide by).
+
+    Raises:
+        FilesetError: one line naming every such dataset and the keys it lacks.
+    """
+    if lumi_fb is None:
+        return
+    problems = []
+    for name, entry in fileset.items():
+        meta = (entry.get("metadata") or {}) if isinstance(entry, Mapping) else {}
+        missing = [k for k in ("xsec", "sumw") if k not in meta]
+        if missing:
+            problems.append(f"{name!r} lacks {', '.join(missing)}")
+    if problems:
+        raise FilesetError(
+            f"lumi_fb={lumi_fb:g} scales each dataset by xsec * 1000 * lumi_fb / sumw, but "
+            f"dataset {'; '.join(problems)}: add metadata xsec (pb) and sumw (sum of "
+            "genWeight over all generated events) to the fileset, or run without lumi_fb")
