@@ -393,3 +393,109 @@ def test_lumi_without_xsec_or_sumw_is_refused_before_any_file_is_opened(tmp_path
     proc = SVJProcessor(model, tag_threshold=0.3, lumi_fb=59.8)
     with pytest.raises(FilesetError, match=r"dataset 'b' lacks sumw; 'c' lacks xsec, sumw"):
         run_processor(fileset, proc, executor="iterative")
+
+
+# ------------------------------------------------------------- TreeMaker through the processor
+TM_VARIATIONS = {"jesUp": "JECup", "jesDown": "JECdown", "jerUp": "JERup", "jerDown": "JERdown"}
+
+
+def _treemaker_reference(path: Path):
+    """Nominal and varied m_T of the two leading AK8 jets + MET, by hand from the branches:
+    varied four-momenta from jecUnc / jerFactor*, jets taken in the order the file stores for
+    each variation ({V}_origIndex)."""
+    with uproot.open(path) as f:
+        a = f["PreSelection"].arrays(filter_name=["JetsAK8*", "MET", "METPhi", "MT_AK8"])
+    out = {}
+    for label in ("nominal", *TM_VARIATIONS):
+        mts = []
+        for e in range(len(a)):
+            pt = np.asarray(a["JetsAK8.fCoordinates.fPt"][e], np.float64)
+            eta = np.asarray(a["JetsAK8.fCoordinates.fEta"][e], np.float64)
+            phi = np.asarray(a["JetsAK8.fCoordinates.fPhi"][e], np.float64)
+            energy = np.asarray(a["JetsAK8.fCoordinates.fE"][e], np.float64)
+            orig = list(a["JetsAK8_origIndex"][e])
+            jer = np.asarray(a["JetsAK8_jerFactor"][e], np.float64)
+            if label == "nominal":
+                order, factor = list(range(len(pt))), np.ones(len(pt))
+            else:
+                v = TM_VARIATIONS[label]
+                order = [orig.index(o) for o in a[f"JetsAK8{v}_origIndex"][e] if o in orig]
+                if v.startswith("JEC"):
+                    sign = 1.0 if v.endswith("up") else -1.0
+                    jer_v = dict(zip(a[f"JetsAK8{v}_origIndex"][e],
+                                     np.asarray(a[f"JetsAK8{v}_jerFactor"][e], np.float64),
+                                     strict=True))
+                    factor = np.array([(1 + sign * a["JetsAK8_jecUnc"][e][i])
+                                       * jer_v[orig[i]] / jer[i] for i in range(len(pt))])
+                else:
+                    shifted = np.asarray(a[f"JetsAK8_jerFactor{v[3:].title()}"][e], np.float64)
+                    factor = shifted / jer
+            j = [i for i in order if pt[i] * factor[i] > 170 and abs(eta[i]) < 2.4][:2]
+            px = sum(pt[i] * factor[i] * np.cos(phi[i]) for i in j)
+            py = sum(pt[i] * factor[i] * np.sin(phi[i]) for i in j)
+            pz = sum(pt[i] * factor[i] * np.sinh(eta[i]) for i in j)
+            en = sum(energy[i] * factor[i] for i in j)
+            m2 = en**2 - px**2 - py**2 - pz**2
+            met, mphi = float(a["MET"][e]), float(a["METPhi"][e])
+            mt2 = m2 + 2 * (np.sqrt(m2 + px**2 + py**2) * met
+                            - (px * met * np.cos(mphi) + py * met * np.sin(mphi)))
+            mts.append(np.sqrt(max(mt2, 0.0)))
+        out[label] = np.array(mts)
+    return out, np.asarray(a["MT_AK8"], np.float64)
+
+
+def test_treemaker_variations_reproduce_the_stored_orders(cms_data):
+    """Our varied p_T orders each variation's jets exactly as TreeMaker stored them."""
+    from coffea.nanoevents import NanoEventsFactory, TreeMakerSchema
+
+    from coffea_ad.systematics import treemaker_jet_variations
+
+    path = cms_data / "treemaker.root"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        events = NanoEventsFactory.from_root({str(path): "PreSelection"},
+                                             schemaclass=TreeMakerSchema, mode="virtual").events()
+    variations = treemaker_jet_variations(events)
+    assert sorted(variations) == sorted(TM_VARIATIONS)
+    with uproot.open(path) as f:
+        stored = f["PreSelection"].arrays(filter_name=["JetsAK8*_origIndex"])
+    reordered = 0
+    for label, v in TM_VARIATIONS.items():
+        assert variations[label]["origIndex"].tolist() == stored[f"JetsAK8{v}_origIndex"].tolist()
+        reordered += sum(o != n for o, n in zip(stored[f"JetsAK8{v}_origIndex"].tolist(),
+                                                stored["JetsAK8_origIndex"].tolist(),
+                                                strict=True))
+    assert reordered > 0  # some variation swaps the leading jets on this file
+
+
+def test_svj_on_treemaker_mt_equals_mt_ak8_and_variations_move_it(cms_data):
+    """`coffea-ad run svj --schema treemaker`: m_T equals TreeMaker's MT_AK8 and each JEC/JER
+    variation fills the systematic axis with the m_T computed by hand for it."""
+    import hist
+    from coffea.nanoevents import TreeMakerSchema
+
+    from coffea_ad.execution import run_processor
+    from coffea_ad.processors.svj import SVJProcessor
+
+    model = Path(__file__).resolve().parents[1] / "models" / "svj_treemaker_ae.onnx"
+    proc = SVJProcessor(model, tag_threshold=0.3, min_pt=170.0, jets="JetsAK8",
+                        variations="treemaker")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        out = run_processor({"tm": {"files": {str(cms_data / "treemaker.root"): "PreSelection"}}},
+                            proc, executor="iterative", schema=TreeMakerSchema)
+    h = out["hists"]["events"][{"dataset": "tm", "category": sum, "score": sum}]
+    ref, mt_ak8 = _treemaker_reference(cms_data / "treemaker.root")
+    np.testing.assert_allclose(ref["nominal"], mt_ak8, rtol=1e-6)  # the hand formula is right
+    assert set(h.axes["systematic"]) == {"nominal", *TM_VARIATIONS}
+    for label, mts in ref.items():
+        want = hist.Hist(h.axes["mt"], storage=hist.storage.Weight()).fill(mt=mts)
+        np.testing.assert_array_equal(h[{"systematic": label}].values(flow=True),
+                                      want.values(flow=True), label)
+    # direction: every event's m_T goes up with JES up, down with JES down
+    assert np.all(ref["jesUp"] > ref["nominal"])
+    assert np.all(ref["jesDown"] < ref["nominal"])
+    centres = h.axes["mt"].centers
+    mean = {s: float((h[{"systematic": s}].values() * centres).sum()) for s in ref}
+    assert mean["jesUp"] >= mean["nominal"] >= mean["jesDown"]
+    assert mean["jesUp"] > mean["jesDown"]
