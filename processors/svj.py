@@ -101,7 +101,9 @@ class SVJProcessor(processor.ProcessorABC):
 
     Args:
         model: path of the ONNX model (its sidecar contract names the jet features).
-        tag_threshold: AE loss above which a jet counts as tagged.
+        tag_threshold: AE loss above which a jet counts as tagged; or ``"model"`` (the
+            correctionlib working point ``NAME_wp.json`` next to the model, constant or
+            binned in jet p_T) or the path of such a JSON.
         min_pt, max_eta: jet preselection (GeV, |η|) applied before taking the leading two.
         min_mt: events with m_T below it are dropped (GeV).
         max_deta: keep events with |Δη| of the two leading jets below it (1.5 in the CMS
@@ -116,6 +118,16 @@ class SVJProcessor(processor.ProcessorABC):
         abcd_variable: the second ABCD variable of ``hists["abcd"]`` (see below):
             ``"deta_jj"`` (|Δη| of the two leading jets, default) or ``"met_over_mt"``
             (R_T = MET/m_T).
+        jets: jet collection (default the model's); another one its contract declares
+            sources for, e.g. ``"JetsAK8"`` (TreeMaker) or ``"ScoutingFatJet"``.
+        met: MET collection with ``pt, phi`` (default ``MET``, ``PFMET``, ``PuppiMET``, or
+            TreeMaker's scalar ``MET``/``METPhi``), e.g. ``"ScoutingMET"``.
+        variations: fill the ``systematic`` axis with JES/JER up/down next to ``systematic``:
+            ``"treemaker"`` (the variations the ntuple stores) or the path of a correctionlib
+            JERC JSON (NanoAOD; :func:`coffea_ad.systematics.correctionlib_jet_variations`).
+            Jets are re-ordered, selection, m_T and scores recomputed for each; MET is kept
+            nominal (TreeMaker's METUp/METDown do not say which source each entry is).
+        gen_jets: generator-jet collection for the JER matching of ``variations`` (NanoAOD).
 
     Output (per chunk, summed by coffea): ``hists["events"]`` (dataset × systematic × category
     × score × m_T, filled once per selected event with the larger of the two leading-jet
@@ -158,6 +170,7 @@ class SVJProcessor(processor.ProcessorABC):
         scorer_options: dict[str, Any] | None = None,
         abcd_variable: AbcdVariable = "deta_jj",
         jets: str | None = None,
+        met: str | None = None,
         variations: str | None = None,
         gen_jets: str = "GenJetAK8",
     ) -> None:
@@ -179,6 +192,7 @@ class SVJProcessor(processor.ProcessorABC):
         # (the variations the ntuple stores) or a correctionlib JERC JSON (NanoAOD)
         self.variations = variations
         self.gen_jets = gen_jets
+        self.met = met  # None: MET, PFMET, PuppiMET (or TreeMaker's MET/METPhi)
         if variations not in (None, "treemaker") and not Path(variations).is_file():
             raise FileNotFoundError(f"variations: expected 'treemaker' or a correctionlib "
                                     f"JERC JSON file, {variations} does not exist")
@@ -192,7 +206,8 @@ class SVJProcessor(processor.ProcessorABC):
         self.lumi_fb = None if lumi_fb is None else float(lumi_fb)
 
     def process(self, events: ak.Array) -> dict[str, Any]:
-        met_needs = {} if "METPhi" in events.fields else {"MET|PFMET|PuppiMET": ("pt", "phi")}
+        met_needs = ({} if "METPhi" in events.fields and self.met is None else
+                     {self.met or "MET|PFMET|PuppiMET": ("pt", "phi")})
         require_fields(events, {self.jets: ("pt", "eta", "phi", "mass"), **met_needs},
                        processor="svj")
         if is_dask_awkward(events):
@@ -237,7 +252,7 @@ class SVJProcessor(processor.ProcessorABC):
         good = (jets["pt"] > self.min_pt) & (abs(jets["eta"]) < self.max_eta)
         two_jets, lead = leading_pair(jets, good)
         lead_scores = scores[good][two_jets][:, :2]
-        met = met_collection(events)[two_jets]
+        met = (events[self.met] if self.met else met_collection(events))[two_jets]
         mt = ak.to_numpy(transverse_mass(lead[:, 0], lead[:, 1], met))
         w = weights[two_jets]
 
