@@ -159,6 +159,10 @@ def test_workers_without_the_model_file_score_from_the_carried_bytes(pfnano_file
     model.write_bytes(shipped.read_bytes())
     sidecar_path(model).write_bytes(sidecar_path(shipped).read_bytes())
     scorer = OnnxScorer(model)
+    from coffea_ad.execution import run_processor
+    from coffea_ad.processors.svj import SVJProcessor
+
+    proc = SVJProcessor(model, tag_threshold=0.3, min_pt=170.0)
     events = load_events(pfnano_file)
     feats = ak.flatten(jet_features(events, scorer.contract.features), axis=1)
     x = np.stack([ak.to_numpy(feats[f]) for f in scorer.contract.features], axis=1)
@@ -172,7 +176,20 @@ def test_workers_without_the_model_file_score_from_the_carried_bytes(pfnano_file
                                   dashboard_address=None) as cluster, \
             distributed.Client(cluster) as client:
         pid, got = client.submit(_score_on_worker, scorer, x).result()
+        fileset = {"pf": {"files": {str(pfnano_file): "Events"}}}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # schema cross-references
+            remote = run_processor(fileset, proc, executor="dask", client=client,
+                                   progress=False)
+            local = run_processor(fileset, SVJProcessor(shipped, tag_threshold=0.3,
+                                                        min_pt=170.0), executor="iterative")
     assert pid != os.getpid()
+    h = local["hists"]["events"]
+    assert h.sum(flow=True).value == 10
+    np.testing.assert_array_equal(remote["hists"]["events"].values(flow=True),
+                                  h.values(flow=True))
+    # provenance names the digest of the bytes that ran, although the file is gone
+    assert set(remote["run_info"]["models"].values()) == {scorer.model_sha256}
     assert len(got) == 24
     np.testing.assert_array_equal(got, want)
 
