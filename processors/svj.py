@@ -300,6 +300,13 @@ class SVJProcessor(processor.ProcessorABC):
         :meth:`postprocess`. Tested bin for bin against the Runner path."""
         import dask_awkward as dak
 
+        unsupported = [name for name, value in (
+            ("variations", self.variations), ("met", self.met),
+            ("tag_threshold from a working point", self.working_point)) if value is not None]
+        if unsupported:
+            raise NotImplementedError(
+                f"svj processor on dask-awkward events: {', '.join(unsupported)} not "
+                "supported on this path; use --executor iterative, futures or dask")
         dataset = events.metadata["dataset"]
         raw_w, weights = lazy_event_weights(events, lumi_fb=self.lumi_fb)
         jets = events[self.jets]
