@@ -602,6 +602,32 @@ def test_run_cli_on_nanoaod_with_jerc_variations_and_a_working_point(cms_data, t
     assert jer["jerDown"] > 0
 
 
+def _scouting_mt(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(m_T of the two leading ScoutingFatJets (p_T > 170, |η| < 2.4) + ScoutingMET,
+    genWeight) of the events that have them."""
+    with uproot.open(path) as f:
+        a = f["Events"].arrays(["ScoutingFatJet_pt", "ScoutingFatJet_eta", "ScoutingFatJet_phi",
+                                "ScoutingFatJet_mass", "ScoutingMET_pt", "ScoutingMET_phi",
+                                "genWeight"])
+    mts, ws = [], []
+    for e in range(len(a)):
+        pt, eta, phi, m = (np.asarray(a[f"ScoutingFatJet_{k}"][e], np.float64)
+                           for k in ("pt", "eta", "phi", "mass"))
+        g = [i for i in range(len(pt)) if pt[i] > 170 and abs(eta[i]) < 2.4][:2]
+        if len(g) < 2:
+            continue
+        px, py, pz = pt[g] * np.cos(phi[g]), pt[g] * np.sin(phi[g]), pt[g] * np.sinh(eta[g])
+        en = np.sqrt(px**2 + py**2 + pz**2 + m[g] ** 2)
+        sx, sy, sz, se = px.sum(), py.sum(), pz.sum(), en.sum()
+        m2 = se**2 - sx**2 - sy**2 - sz**2
+        met, mphi = float(a.ScoutingMET_pt[e]), float(a.ScoutingMET_phi[e])
+        mts.append(np.sqrt(max(m2 + 2 * (np.sqrt(m2 + sx**2 + sy**2) * met
+                                         - (sx * met * np.cos(mphi) + sy * met * np.sin(mphi))),
+                               0.0)))
+        ws.append(float(a.genWeight[e]))
+    return np.array(mts), np.array(ws)
+
+
 def hist_index(h, value):
     import hist
 
@@ -635,3 +661,13 @@ def test_run_cli_on_scouting_and_treemaker_schemas(cms_data, tmp_path):
         res = load(next(out.rglob("*.coffea")))
         assert res["cutflow"]["d"]["all"] == n
         assert res["hists"]["events"].sum(flow=True).value > 0
+        if schema == "scouting":  # m_T from ScoutingFatJet + ScoutingMET, by hand
+            import hist
+
+            h = res["hists"]["events"][{"dataset": "d", "systematic": "nominal",
+                                        "category": sum, "score": sum}]
+            want = hist.Hist(h.axes["mt"], storage=hist.storage.Weight())
+            mt, w = _scouting_mt(cms_data / file)
+            assert len(mt) > 20
+            want.fill(mt=mt, weight=w)
+            np.testing.assert_allclose(h.values(flow=True), want.values(flow=True), rtol=1e-9)
