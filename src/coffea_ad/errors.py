@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 __all__ = [
     "CoffeaADError",
+    "FilesetError",
     "MissingBranchError",
     "ModelContractError",
     "ModelFileError",
@@ -30,6 +31,11 @@ def nearest_first(name: str, available: Iterable[str], limit: int = 12) -> list[
     close = difflib.get_close_matches(name, available, n=limit, cutoff=0.0)
     rest = [a for a in sorted(available) if a not in close]
     return (close + rest)[:limit]
+
+
+class FilesetError(CoffeaADError, ValueError):
+    """A fileset (coffea dataset format) that cannot be read: not JSON, or an entry of another
+    shape."""
 
 
 class MissingBranchError(CoffeaADError, KeyError):
