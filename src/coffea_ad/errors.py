@@ -16,6 +16,7 @@ __all__ = [
     "ModelContractError",
     "ModelFileError",
     "NonFiniteInputError",
+    "ReportInputError",
     "UnknownNameError",
     "nearest_first",
 ]
@@ -82,3 +83,15 @@ class ModelFileError(CoffeaADError, OSError):
 
 class NonFiniteInputError(CoffeaADError, ValueError):
     """NaN or inf in model inputs under the ``"raise"`` policy."""
+
+
+class ReportInputError(CoffeaADError, ValueError):
+    """A report asked for a histogram or dataset the run does not hold.
+
+    Attributes:
+        usage: True when the request (an option) is at fault, False when the run is.
+    """
+
+    def __init__(self, message: str, *, usage: bool = True) -> None:
+        super().__init__(message)
+        self.usage = usage
