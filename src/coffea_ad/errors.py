@@ -12,10 +12,15 @@ from collections.abc import Iterable
 __all__ = [
     "CoffeaADError",
     "FilesetError",
+    "FolderBusyError",
+    "InputOverwriteError",
+    "InvalidOutputError",
     "MissingBranchError",
     "ModelContractError",
     "ModelFileError",
     "NonFiniteInputError",
+    "NonFiniteScoreError",
+    "OutputExistsError",
     "ReportInputError",
     "UnknownNameError",
     "nearest_first",
@@ -32,11 +37,6 @@ def nearest_first(name: str, available: Iterable[str], limit: int = 12) -> list[
     close = difflib.get_close_matches(name, available, n=limit, cutoff=0.0)
     rest = [a for a in sorted(available) if a not in close]
     return (close + rest)[:limit]
-
-
-class FilesetError(CoffeaADError, ValueError):
-    """A fileset (coffea dataset format) that cannot be read: not JSON, or an entry of another
-    shape."""
 
 
 class MissingBranchError(CoffeaADError, KeyError):
@@ -83,6 +83,30 @@ class ModelFileError(CoffeaADError, OSError):
 
 class NonFiniteInputError(CoffeaADError, ValueError):
     """NaN or inf in model inputs under the ``"raise"`` policy."""
+
+
+class NonFiniteScoreError(CoffeaADError, ValueError):
+    """NaN or inf in a model's output under the ``"raise"`` policy."""
+
+
+class OutputExistsError(CoffeaADError, FileExistsError):
+    """An output path exists already and overwriting was not asked for."""
+
+
+class InputOverwriteError(CoffeaADError, ValueError):
+    """An output path names one of the inputs."""
+
+
+class InvalidOutputError(CoffeaADError, ValueError):
+    """An existing output (fileset, run directory) is malformed or inconsistent."""
+
+
+class FolderBusyError(CoffeaADError, BlockingIOError):
+    """Another coffea-ad process holds the lock of an output folder."""
+
+
+class FilesetError(CoffeaADError, ValueError):
+    """A fileset JSON is malformed (not JSON, not ``{dataset: {"files": ...}}``)."""
 
 
 class ReportInputError(CoffeaADError, ValueError):

@@ -16,7 +16,7 @@ is bad files the caller allowed to skip, which are reported (``run_info["skipped
 
 One module per concept:
 
-- :mod:`~coffea_ad.execution.fileset`: the one fileset reader (:func:`load_fileset`);
+- :mod:`coffea_ad.fileset` (shared with training): the one fileset reader (:func:`load_fileset`);
 - :mod:`~coffea_ad.execution.readers`: which errors come from reading input (skippable);
 - :mod:`~coffea_ad.execution.planning`: the metadata pass and the chunk plan;
 - :mod:`~coffea_ad.execution.provenance`: chunk records, their reconciliation with the plan,
@@ -30,7 +30,6 @@ One module per concept:
 
 from coffea_ad.execution.checkpoints import ChunkCheckpointer, processor_fingerprint
 from coffea_ad.execution.clients import dask_client
-from coffea_ad.execution.fileset import load_fileset
 from coffea_ad.execution.lazy import apply_processor
 from coffea_ad.execution.provenance import (
     RUN_INFO_KEY,
@@ -39,6 +38,7 @@ from coffea_ad.execution.provenance import (
 )
 from coffea_ad.execution.readers import is_reader_error
 from coffea_ad.execution.runner import Executor, RunOptions, run_processor
+from coffea_ad.fileset import load_fileset
 
 __all__ = [
     "RUN_INFO_KEY",

@@ -14,7 +14,6 @@ from coffea.nanoevents import PFNanoAODSchema
 
 from coffea_ad._optional import require
 from coffea_ad.execution.clients import dask_client
-from coffea_ad.execution.fileset import load_fileset, runner_metadata
 from coffea_ad.execution.planning import inspect_file
 from coffea_ad.execution.provenance import (
     RUN_INFO_KEY,
@@ -23,6 +22,7 @@ from coffea_ad.execution.provenance import (
     warn_skipped,
 )
 from coffea_ad.execution.readers import READER_ERRORS
+from coffea_ad.fileset import load_fileset, runner_metadata
 
 __all__ = ["apply_processor"]
 

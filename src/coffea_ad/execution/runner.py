@@ -17,7 +17,6 @@ from coffea.nanoevents import PFNanoAODSchema
 
 from coffea_ad.execution.checkpoints import checkpointer
 from coffea_ad.execution.clients import AnnotatedDaskExecutor, dask_client
-from coffea_ad.execution.fileset import load_fileset, runner_metadata
 from coffea_ad.execution.planning import plan
 from coffea_ad.execution.provenance import (
     RUN_INFO_KEY,
@@ -27,6 +26,7 @@ from coffea_ad.execution.provenance import (
     run_record,
     warn_skipped,
 )
+from coffea_ad.fileset import load_fileset, runner_metadata
 
 __all__ = ["Executor", "RunOptions", "run_processor"]
 

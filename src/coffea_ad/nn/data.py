@@ -19,7 +19,7 @@ import awkward as ak
 import numpy as np
 
 from coffea_ad.errors import UnknownNameError
-from coffea_ad.execution.fileset import load_fileset
+from coffea_ad.fileset import load_fileset
 from coffea_ad.inference.contract import file_sha256
 
 __all__ = [

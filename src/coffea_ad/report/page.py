@@ -28,6 +28,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from coffea_ad.atomic import atomic_write_text
 from coffea_ad.errors import UnknownNameError
 from coffea_ad.stats.abcd import abcd_closure
 from coffea_ad.stats.bumphunt import fit_dijet_background, fit_signal_plus_background
@@ -359,8 +360,5 @@ def write_report(
     if mass_axis == "mjj" and has_categories:  # a histogram without categories gets none
         _bumphunt_section(page, sqrt_s=sqrt_s)
     _figures_section(page)
-    path = out / "report.md"
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("\n".join(page.lines))
-    tmp.replace(path)
+    path = atomic_write_text(out / "report.md", "\n".join(page.lines))
     return path, page.numbers

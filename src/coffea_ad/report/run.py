@@ -14,6 +14,7 @@ from typing import Any, Literal
 import numpy as np
 
 from coffea_ad._optional import require
+from coffea_ad.atomic import atomic_write_text
 from coffea_ad.errors import ReportInputError
 from coffea_ad.report.classifier import sr_classifier
 from coffea_ad.report.page import write_report
@@ -251,7 +252,5 @@ def write_run_report(
         lines += [f"- model `{Path(p).name}`: sha256 `{h}`"
                   for p, h in (info.get("models") or {}).items()]
         lines.append("")
-    tmp = main.with_name(f".{main.name}.tmp")
-    tmp.write_text("\n".join(lines))
-    tmp.replace(main)
+    atomic_write_text(main, "\n".join(lines))
     return main, len(pages)
