@@ -175,3 +175,26 @@ def test_density_estimators_follow_the_requested_mjj(kind):
         assert s[:, 1].max() < 1.05
     a, b = model.sample(np.full(50, 3500.0), seed=7), model.sample(np.full(50, 3500.0), seed=7)
     np.testing.assert_array_equal(a, b)
+
+
+def test_event_normals_are_a_function_of_the_event_and_standard_normal():
+    from scipy import stats
+
+    from coffea_ad.inference.noise import event_normals, splitmix64
+
+    # SplitMix64 reference values (the generator seeded with 0 gives these first two outputs)
+    assert int(splitmix64(np.array([0], np.uint64))[0]) == 0xE220A8397B1DCDAF
+    assert int(splitmix64(np.array([0x9E3779B97F4A7C15], np.uint64))[0]) == 0x6E789E6AA1B965F4
+    run = np.ones(4000, np.uint32)
+    lumi = np.repeat(np.arange(1, 5, dtype=np.uint32), 1000)
+    event = np.arange(4000, dtype=np.uint64) + 1
+    z = event_normals(3, run, lumi, event, width=5, copies=2)
+    assert z.shape == (8000, 5)
+    # any sub-selection of events (another chunking) gets the same rows
+    pick = np.array([17, 3999, 2])
+    sub = event_normals(3, run[pick], lumi[pick], event[pick], width=5, copies=2)
+    np.testing.assert_array_equal(sub, z.reshape(4000, 2, 5)[pick].reshape(6, 5))
+    assert stats.kstest(z.ravel(), "norm").pvalue > 1e-3
+    assert abs(np.corrcoef(z[:, 0], z[:, 1])[0, 1]) < 0.03
+    # another seed, other numbers
+    assert not np.allclose(event_normals(4, run[:10], lumi[:10], event[:10], 5), z[:20:2])
