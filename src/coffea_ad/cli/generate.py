@@ -28,7 +28,8 @@ def _process_help() -> str:
 )
 @click.argument("process")
 @click.option("--events", "-n", type=click.IntRange(min=1), required=True, help="Number of events.")
-@click.option("--seed", "-s", type=int, required=True, help="Master seed (same seed, same files).")
+@click.option("--seed", "-s", type=click.IntRange(min=0), required=True,
+              help="Master seed, >= 0 (same seed, same files).")
 @click.option("--out", "-o", type=click.Path(file_okay=False), required=True, help="Output folder.")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True,
               help="Worker processes (files are generated in parallel).")

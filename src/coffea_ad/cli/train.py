@@ -17,8 +17,7 @@ __all__ = ["RECIPES", "load_recipe", "train"]
 def _recipes() -> list[str]:
     import coffea_ad.training as pkg
 
-    return sorted(m.name for m in pkgutil.iter_modules(pkg.__path__)
-                  if not m.name.startswith("_") and not m.name.startswith("validate"))
+    return sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_"))
 
 
 RECIPES = _recipes()
@@ -40,12 +39,19 @@ def load_recipe(name: str):
               help="Override a key of the recipe's CONFIG (repeatable).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False),
               help="Output base path: writes OUT.onnx, OUT.json, OUT.md, OUT_loss.png.")
-def train(recipe: str, fileset: str, settings: tuple[str, ...], out: str) -> None:
+@click.option("--overwrite", is_flag=True, help="Replace an existing OUT.onnx and its files.")
+def train(recipe: str, fileset: str, settings: tuple[str, ...], out: str, overwrite: bool) -> None:
     """Train model RECIPE on FILESET and export it to ONNX with its contract and card."""
+    from coffea_ad.atomic import refuse_existing, refuse_same_file
+    from coffea_ad.nn.export import model_paths
+
     module = load_recipe(recipe)
     config = parse_settings(settings)
     unknown = [k for k in config if k not in module.CONFIG]
     if unknown:  # refuse before reading any event
         raise UnknownNameError(f"{recipe} config key", unknown[0], module.CONFIG)
+    for path in model_paths(out).values():  # every file the recipe writes
+        refuse_same_file(path, [fileset], option="--out")
+    refuse_existing(model_paths(out)["onnx"], overwrite=overwrite)
     metrics = module.run(config, fileset, out)
     click.echo(json.dumps(metrics, indent=2, default=str))

@@ -10,6 +10,7 @@ import hist
 import numpy as np
 
 from coffea_ad._optional import require
+from coffea_ad.atomic import atomic_path
 
 __all__ = ["cms_figure", "plot_mass_by_category", "plot_roc", "plot_score_distributions"]
 
@@ -33,8 +34,8 @@ def _save(fig: Any, path: str | Path, *, label: str = "") -> Path:
     axes = fig.axes
     hep.cms.label(label, data=False, ax=axes[0], loc=0, com=13.6)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, bbox_inches="tight", dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, bbox_inches="tight", dpi=110)
     plt.close(fig)
     return path
 

@@ -16,6 +16,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from coffea_ad._optional import require
+from coffea_ad.atomic import atomic_path
 from coffea_ad.plotting.distributions import cms_figure
 from coffea_ad.stats.abcd import ABCDClosure
 from coffea_ad.stats.bumphunt import DijetFit, SignalFit
@@ -36,8 +37,8 @@ def _finish(fig: Any, path: str | Path | None, *, label: str, com: float,
             fontsize=20)
     if path is not None:
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, bbox_inches="tight", dpi=110)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, bbox_inches="tight", dpi=110)
     plt.close(fig)  # drop from pyplot's registry; the Figure object stays usable
     return fig
 
