@@ -53,7 +53,8 @@ def load(data: Path, dataset: str, tau32: bool, cache: Path) -> dict[str, np.nda
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
-def fit_estimator(kind: str, x: np.ndarray, m: np.ndarray, *, seed: int, epochs: int) -> object:
+def fit_estimator(kind: str, x: np.ndarray, m: np.ndarray, *, seed: int, epochs: int,
+                  batch: int) -> object:
     import torch
 
     from coffea_ad.nn.fit import fit
@@ -63,13 +64,12 @@ def fit_estimator(kind: str, x: np.ndarray, m: np.ndarray, *, seed: int, epochs:
     val = rng.random(len(x)) < 0.2
     torch.manual_seed(seed)
     if kind == "flow":
-        model = ConditionalFlow(x[~val], m[~val], transforms=4, hidden=(64, 64), bins=8)
-        lr, bs = 1e-3, 256
+        model = ConditionalFlow(x[~val], m[~val], transforms=3, hidden=(64, 64), bins=8)
     else:
         model = LatentCVAE(x[~val], m[~val], hidden=(64, 64), latent=4, beta=0.5)
-        lr, bs = 1e-3, 256
+    lr, bs = min(1e-3 * batch / 256, 2e-3), batch
     hist = fit(model, [x[~val], m[~val]], [x[val], m[val]], epochs=epochs, batch_size=bs, lr=lr,
-               patience=8, lr_patience=3, seed=seed, threads=2)
+               patience=5, lr_patience=2, seed=seed, threads=2, verbose=True)
     if kind == "cvae":
         model.calibrate_noise(x[~val], m[~val])
     print(f"  {kind}: {len(hist.train_loss)} epochs, best val loss {min(hist.val_loss):.4f}")
@@ -87,6 +87,7 @@ def main() -> None:
     ap.add_argument("--headline", type=float, default=0.006)
     ap.add_argument("--oversample", type=int, default=4)
     ap.add_argument("--epochs", type=int, default=60)
+    ap.add_argument("--batch", type=int, default=512)
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--ensemble", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
@@ -133,7 +134,8 @@ def main() -> None:
     models = {}
     for kind in args.estimators:
         t1 = time.perf_counter()
-        models[kind] = fit_estimator(kind, x_sb, m_sb, seed=args.seed, epochs=args.epochs)
+        models[kind] = fit_estimator(kind, x_sb, m_sb, seed=args.seed, epochs=args.epochs,
+                                     batch=args.batch)
         print(f"  {kind} fitted in {time.perf_counter() - t1:.0f} s")
 
     # sampler conditioning: template m_jj-dependence in the SB vs data
