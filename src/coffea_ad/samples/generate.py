@@ -235,7 +235,7 @@ def generate_fileset(
     Returns:
         The fileset of the requested datasets in coffea's dataset format:
         ``{dataset: {"files": {abs_path: "Events"}, "metadata": {...}}}``, with metadata
-        ``process``, ``is_signal``, ``settings`` (resolved), ``xsec`` (pb, Pythia's sigmaGen,
+        ``generator`` ("coffea-ad"), ``process``, ``is_signal``, ``settings`` (resolved), ``xsec`` (pb, Pythia's sigmaGen,
         averaged over files weighted by events), ``xsec_err``, ``sumw`` (sum of genWeight),
         ``sumw2``, ``nevents``, ``seed``, ``versions``. ``out/fileset.json`` gets these
         datasets merged into what it already holds.
@@ -282,6 +282,8 @@ def generate_fileset(
         fileset[dataset] = {
             "files": {t.path: "Events" for t in tasks if t.dataset == dataset},
             "metadata": {
+                # tells plots these are not CMS events (coffea_ad.plotting.labels)
+                "generator": "coffea-ad",
                 "process": process,
                 "is_signal": get_process(process).is_signal,
                 "settings": settings,
