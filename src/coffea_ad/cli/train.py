@@ -40,12 +40,23 @@ def load_recipe(name: str):
               help="Override a key of the recipe's CONFIG (repeatable).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False),
               help="Output base path: writes OUT.onnx, OUT.json, OUT.md, OUT_loss.png.")
-def train(recipe: str, fileset: str, settings: tuple[str, ...], out: str) -> None:
-    """Train model RECIPE on FILESET and export it to ONNX with its contract and card."""
+@click.option("--quiet", "-q", is_flag=True,
+              help="No per-epoch line (loss, validation loss, learning rate) on stderr.")
+def train(recipe: str, fileset: str, settings: tuple[str, ...], out: str, quiet: bool) -> None:
+    """Train model RECIPE on FILESET and export it to ONNX with its contract and card.
+
+    Prints one line per epoch on stderr (unless --quiet) and the metrics as JSON on stdout.
+    """
     module = load_recipe(recipe)
     config = parse_settings(settings)
     unknown = [k for k in config if k not in module.CONFIG]
     if unknown:  # refuse before reading any event
         raise UnknownNameError(f"{recipe} config key", unknown[0], module.CONFIG)
-    metrics = module.run(config, fileset, out)
+    if quiet:
+        metrics = module.run(config, fileset, out)
+    else:
+        from coffea_ad.nn.fit import report_epochs  # every recipe imports torch already
+
+        with report_epochs(lambda r: click.echo(r.line(), err=True)):
+            metrics = module.run(config, fileset, out)
     click.echo(json.dumps(metrics, indent=2, default=str))
