@@ -103,6 +103,7 @@ def run_demo(out: str | Path, config: DemoConfig | None = None, *, echo: Any = p
     from coffea_ad.plotting.labels import label_for_fileset
     from coffea_ad.processors.svj import SVJProcessor
     from coffea_ad.samples import generate_fileset
+    from coffea_ad.schemas import GeneratedPFNanoAODSchema
     from coffea_ad.training import dense_ae
 
     cfg = config or DemoConfig()
@@ -141,14 +142,15 @@ def run_demo(out: str | Path, config: DemoConfig | None = None, *, echo: Any = p
     with dask_client(workers=cfg.workers) as client:
         calib = run_processor({"qcd_train": fileset["qcd_train"]},
                               SVJProcessor(model, tag_threshold=np.inf), client=client,
-                              chunksize=cfg.chunksize)
+                              chunksize=cfg.chunksize, schema=GeneratedPFNanoAODSchema)
         threshold = threshold_at_efficiency(calib["hists"]["jets"][{"dataset": "qcd_train"}],
                                             cfg.mistag_rate)
         echo(f"      tag threshold (AE loss at {cfg.mistag_rate:.0%} QCD mistag): {threshold:.4g}")
         echo("[4/5] scoring every AK8 jet with ONNX Runtime and filling histograms")
         result = run_processor({k: fileset[k] for k in ("qcd", "svj")},
                                SVJProcessor(model, tag_threshold=threshold), client=client,
-                               chunksize=cfg.chunksize, progress=False)
+                               chunksize=cfg.chunksize, progress=False,
+                               schema=GeneratedPFNanoAODSchema)
     timings["process_s"] = time.perf_counter() - t
 
     echo("[5/5] writing histograms and plots")

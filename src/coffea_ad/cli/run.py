@@ -78,10 +78,12 @@ def run(processor_name: str, fileset: str, model: str, executor: str, scheduler:
         IncompleteRunError,
         SkippedFilesWarning,
         dask_client,
+        load_fileset,
         run_processor,
     )
     from coffea_ad.histos import write_root
     from coffea_ad.processors import get_processor
+    from coffea_ad.schemas import schema_for
 
     cls = get_processor(processor_name)
     overrides = parse_settings(settings)
@@ -106,8 +108,11 @@ def run(processor_name: str, fileset: str, model: str, executor: str, scheduler:
                "chunksize": chunksize, "maxchunks": maxchunks, "skipbadfiles": skip_bad_files,
                "progress": progress, "checkpoint_dir": checkpoint_dir,
                "resources": task_res or None, "retries": retries,
-               "schema": {"pfnano": PFNanoAODSchema, "nanoaod": NanoAODSchema,
-                          "treemaker": TreeMakerSchema}[schema]}
+               # generated samples: a schema that looks only for the cross-references the
+               # files carry (coffea's warned ~40 times per chunk about absent collections)
+               "schema": schema_for(load_fileset(fileset),
+                                    {"pfnano": PFNanoAODSchema, "nanoaod": NanoAODSchema,
+                                     "treemaker": TreeMakerSchema}[schema])}
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", SkippedFilesWarning)

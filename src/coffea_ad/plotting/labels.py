@@ -7,20 +7,18 @@ qualifier the user chooses (default "Private Work", the usual one for plots that
 been through CMS review), "Simulation" for CMS Monte Carlo, the integrated luminosity when
 the histograms are normalised to one, and the centre-of-mass energy.
 
-How a dataset's origin is known: :func:`coffea_ad.samples.generate_fileset` writes
-``generator: "coffea-ad"`` into each dataset's fileset metadata (older filesets are
-recognised by the ``process``/``settings``/``seed`` keys it has always written); anything
-else is a CMS file, data when its metadata says ``is_data`` (or ``isData``), simulation
-otherwise.
+How a dataset's origin is known: :func:`coffea_ad.origin.dataset_origin`, from its fileset
+metadata.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from coffea_ad._optional import require
+from coffea_ad.origin import Origin, dataset_origin
 
 __all__ = [
     "GENERATED_TEXT",
@@ -33,23 +31,11 @@ __all__ = [
     "label_for_fileset",
 ]
 
-Origin = Literal["generated", "cms_simulation", "cms_data"]
-
 #: What a plot of generated samples says in place of an experiment label.
 GENERATED_TEXT = "Pythia 8 + coffea-ad detector response"
 
 #: pp centre-of-mass energy (TeV) when neither the fileset nor the caller gives one (Run 3).
 DEFAULT_COM_TEV = 13.6
-
-
-def dataset_origin(metadata: Mapping[str, Any] | None) -> Origin:
-    """Where one dataset's events come from, by its fileset metadata (see the module doc)."""
-    meta = metadata or {}
-    if meta.get("generator") == "coffea-ad" or {"process", "settings", "seed"} <= set(meta):
-        return "generated"
-    if meta.get("is_data") or meta.get("isData"):
-        return "cms_data"
-    return "cms_simulation"
 
 
 @dataclass(frozen=True)
