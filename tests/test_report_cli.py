@@ -6,6 +6,7 @@ summed here, and the AUC recomputed from the score bins with the Mann-Whitney su
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -22,7 +23,9 @@ def _cli(*args: str, ok: bool = True) -> subprocess.CompletedProcess:
     proc = subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, timeout=600,
                           check=False,
                           env={"OMP_NUM_THREADS": "1", "PATH": str(SCRIPT.parent),
-                               "MPLBACKEND": "Agg", "HOME": str(Path.home())})
+                               "MPLBACKEND": "Agg", "HOME": str(Path.home()),
+                               # a checkout put first on the path must be the code tested
+                               **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"}})
     if ok:
         assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
@@ -34,10 +37,34 @@ def svj_run(small_fileset, tiny_ae_onnx, tmp_path_factory) -> Path:
     fileset = base / "fileset.json"
     fileset.write_text(json.dumps(small_fileset))
     out = base / "run"
-    _cli("run", "svj", "--fileset", str(fileset), "--model", str(tiny_ae_onnx),
-         "--executor", "iterative", "--no-progress", "--set", "tag_threshold=0.3",
-         "-o", str(out))
+    proc = _cli("run", "svj", "--fileset", str(fileset), "--model", str(tiny_ae_onnx),
+                "--executor", "iterative", "--no-progress", "--set", "tag_threshold=0.3",
+                "-o", str(out))
+    (base / "run.stderr").write_text(proc.stderr)
     return out
+
+
+def test_run_json_records_the_whole_configuration(svj_run, tiny_ae_onnx):
+    from coffea_ad.inference.contract import ModelContract, file_sha256, sidecar_path
+
+    info = json.loads((svj_run / "run.json").read_text())
+    conf = info["configuration"]
+    assert conf["command"][:2] == ["coffea-ad", "run"]
+    assert conf["processor"]["name"] == "svj"
+    settings = conf["processor"]["settings"]
+    assert settings["tag_threshold"] == 0.3  # set on the command line
+    assert settings["lumi_fb"] is None  # a default, recorded too
+    assert conf["processor"]["set_on_command_line"] == {"tag_threshold": 0.3}
+    assert conf["model"]["sha256"] == file_sha256(tiny_ae_onnx)
+    contract = ModelContract.read(sidecar_path(tiny_ae_onnx))
+    assert conf["model"]["contract"]["inputs"] == {i.name: i.features for i in contract.inputs}
+    assert conf["executor"]["executor"] == "iterative"
+    assert conf["executor"]["progress"] is False
+    assert conf["executor"]["schema"] == "GeneratedPFNanoAODSchema"
+    assert "coffea" in info["versions"]
+    # generated samples: no cross-reference warnings from the schema
+    stderr = (svj_run.parent / "run.stderr").read_text()
+    assert "cross-reference" not in stderr
 
 
 def _binned_auc(h_bkg: hist.Hist, h_sig: hist.Hist) -> float:

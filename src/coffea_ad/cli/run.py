@@ -25,6 +25,38 @@ def _resources(pairs: tuple[str, ...], option: str) -> dict[str, float]:
     return out
 
 
+def run_configuration(proc: object, *, processor_name: str, model: str,
+                      overrides: dict[str, object], options: dict[str, object]
+                      ) -> dict[str, object]:
+    """Everything that decided a run's numbers, for run.json: the command line, the
+    processor's settings (every plain attribute, so defaults too, e.g. ``tag_threshold``,
+    ``lumi_fb``, cuts), the model (path, sha256, contract summary) and the executor options
+    (package versions are run.json's ``versions``). ``coffea-ad report`` prints it at the
+    top of the page."""
+    import sys
+
+    from coffea_ad.execution import processor_fingerprint
+    from coffea_ad.inference.contract import ModelContract, file_sha256, sidecar_path
+
+    fingerprint = processor_fingerprint(proc)
+    contract: dict[str, object] = {}
+    if sidecar_path(model).is_file():
+        c = ModelContract.read(sidecar_path(model))
+        contract = {"name": c.name, "kind": c.kind, "level": c.level, "jets": c.jets,
+                    "score": c.score, "opset": c.opset,
+                    "inputs": {i.name: i.features for i in c.inputs},
+                    "outputs": {o.name: o.meaning for o in c.outputs},
+                    "metrics": c.metrics, "contract_version": c.contract_version}
+    return {
+        "command": ["coffea-ad", *sys.argv[1:]],
+        "processor": {"name": processor_name, "class": fingerprint["class"],
+                      "settings": fingerprint["params"], "set_on_command_line": overrides},
+        "model": {"path": str(Path(model).resolve()), "sha256": file_sha256(model),
+                  "contract": contract},
+        "executor": json.loads(json.dumps(options, default=str)),
+    }
+
+
 @click.command()
 @click.argument("processor_name", metavar="PROCESSOR")
 @click.option("--fileset", "-f", required=True, type=click.Path(exists=True, dir_okay=False),
@@ -129,6 +161,10 @@ def run(processor_name: str, fileset: str, model: str, executor: str, scheduler:
         if issubclass(warning.category, SkippedFilesWarning):
             click.echo(f"WARNING: {warning.message}", err=True)
     info = result.pop(RUN_INFO_KEY)
+    info["configuration"] = run_configuration(
+        proc, processor_name=processor_name, model=model, overrides=overrides,
+        options={**options, "schema": options["schema"].__name__, "scheduler": scheduler,
+                 "worker_resources": worker_res or None})
     save(result, outdir / "histograms.coffea")
     write_root(result["hists"], outdir / "histograms.root")
     # arrays (e.g. the resonant processor's signal-region rows) live in histograms.coffea only
