@@ -55,12 +55,18 @@ def wrap(dphi: float) -> float:
     return (dphi + math.pi) % (2 * math.pi) - math.pi
 
 
-def raw_jets(path: Path, *, links="FatJetPFCands", cands="PFCands", idx="pFCandsIdx"):
-    """Per-jet dicts of numpy constituent arrays, grouped with a plain loop over link rows."""
+def raw_jets(path: Path, *, links="FatJetPFCands", cands="PFCands", idx="pFCandsIdx",
+             puppi=True):
+    """Per-jet dicts of numpy constituent arrays, grouped with a plain loop over link rows;
+    ``pt`` and ``mass`` times the candidate's PUPPI weight when the file has one and ``puppi``
+    (the library's default)."""
     tree = uproot.open(path)["Events"]
     names = [f"{links}_jetIdx", f"{links}_{idx}", "nFatJet", "FatJet_eta", "FatJet_phi"] + [
         f"{cands}_{f}" for f in ("pt", "eta", "phi", "mass")
     ]
+    weighted = puppi and f"{cands}_puppiWeight" in tree
+    if weighted:
+        names.append(f"{cands}_puppiWeight")
     arr = tree.arrays(names, library="np")
     out = []
     for e in range(len(arr["nFatJet"])):
@@ -69,6 +75,11 @@ def raw_jets(path: Path, *, links="FatJetPFCands", cands="PFCands", idx="pFCands
             cand = [arr[f"{links}_{idx}"][e][r] for r in rows]
             jet = {f: np.asarray(arr[f"{cands}_{f}"][e][cand], dtype=np.float64)
                    for f in ("pt", "eta", "phi", "mass")}
+            if weighted:
+                # float32 product, as the library computes it from the float32 branches
+                w = arr[f"{cands}_puppiWeight"][e][cand]
+                for f in ("pt", "mass"):
+                    jet[f] = (arr[f"{cands}_{f}"][e][cand] * w).astype(np.float64)
             jet["jet_eta"] = float(arr["FatJet_eta"][e][j])
             jet["jet_phi"] = float(arr["FatJet_phi"][e][j])
             out.append(jet)
@@ -125,7 +136,17 @@ def test_constituents_match_link_table_loop(events, reference):
     for got, want in zip(per_jet, reference, strict=True):
         for field in ("pt", "eta", "phi", "mass"):
             np.testing.assert_array_equal(ak.to_numpy(got[field]), want[field])
-    assert set(cons.fields) == {"pt", "eta", "phi", "mass", "pdgId", "charge", "d0", "dz"}
+    assert set(cons.fields) == {"pt", "eta", "phi", "mass", "pdgId", "charge", "d0", "dz",
+                                "puppiWeight"}
+
+
+def test_constituents_without_puppi_are_the_raw_candidates(events, pfnano_file):
+    cons = ak.flatten(jet_constituents(events, jets="FatJet", puppi=False), axis=1)
+    reference = raw_jets(pfnano_file, puppi=False)
+    for got, want in zip(cons, reference, strict=True):
+        for field in ("pt", "eta", "phi", "mass"):
+            np.testing.assert_array_equal(ak.to_numpy(got[field]), want[field])
+    assert "puppiWeight" not in cons.fields
 
 
 def test_constituents_nanoaod_v15_singular_names(cms_data):
@@ -239,6 +260,24 @@ def test_tau_ratios_and_counts_against_branches(pfnano_file, events, reference):
     np.testing.assert_allclose(flat(feats["tau32"]), tau["tau3"] / tau["tau2"], rtol=1e-6)
     np.testing.assert_array_equal(flat(feats["n_constituents"]),
                                   [len(j["pt"]) for j in reference])
+
+
+
+def test_rho_and_log_pt_against_branches(pfnano_file, events):
+    tree = uproot.open(pfnano_file)["Events"]
+    pt = np.concatenate(tree["FatJet_pt"].array(library="np")).astype(np.float64)
+    msd = np.concatenate(tree["FatJet_msoftdrop"].array(library="np")).astype(np.float64)
+    feats = jet_features(events, ["rho", "log_pt"])
+    expected = [2 * math.log(max(m, 1.0) / p) for m, p in zip(msd, pt, strict=True)]
+    np.testing.assert_allclose(flat(feats["rho"]), expected, rtol=1e-6)
+    np.testing.assert_allclose(flat(feats["log_pt"]), np.log(pt), rtol=1e-6)
+
+
+def test_rho_of_a_failed_soft_drop_is_defined():
+    events = ak.Array([{"FatJet": [{"pt": 400.0, "msoftdrop": -1.0},
+                                   {"pt": 400.0, "msoftdrop": 40.0}]}])
+    rho = jet_features(events, ["rho"])["rho"].to_list()[0]
+    np.testing.assert_allclose(rho, [2 * math.log(1 / 400), 2 * math.log(0.1)], rtol=1e-6)
 
 
 # ----------------------------------------------------------------------- edge cases

@@ -83,13 +83,19 @@ def test_event_variables_and_mt_identical_in_dask_mode(both):
 
 def test_dask_reads_only_the_needed_branches(both):
     _, lazy = both
-    cands = {"PFCands_pt", "PFCands_eta", "PFCands_phi"}
+    # the PUPPI weight scales each constituent's pt (and mass): read with pt
+    cands = {"PFCands_pt", "PFCands_eta", "PFCands_phi", "PFCands_puppiWeight"}
     assert columns(jet_features(lazy, DEMO_FEATURES)) == LINKS | cands | {
         "FatJet_eta", "FatJet_phi", "FatJet_mass"}
     # ECFs use the rapidity, hence the candidate mass; nothing else of the ~20 PFCands branches
     assert columns(jet_features(lazy, ["c2_b1", "d2_b1"])) == LINKS | cands | {"PFCands_mass"}
     assert columns(jet_features(lazy, ["tau21"])) == {"nFatJet", "FatJet_tau1", "FatJet_tau2"}
-    assert columns(jet_constituents(lazy)["pt"]) == LINKS | {"PFCands_pt"}
+    # all fields by default: the PUPPI scaling of pt and mass reads both with the weight
+    assert columns(jet_constituents(lazy)["pt"]) == LINKS | {"PFCands_pt", "PFCands_mass",
+                                                             "PFCands_puppiWeight"}
+    assert columns(jet_constituents(lazy, fields=["pt"])["pt"]) == LINKS | {
+        "PFCands_pt", "PFCands_puppiWeight"}
+    assert columns(jet_constituents(lazy, puppi=False)["pt"]) == LINKS | {"PFCands_pt"}
     assert columns(event_variables(lazy)) == {"nFatJet", "FatJet_pt", "FatJet_eta",
                                               "FatJet_phi", "FatJet_mass", "MET_pt", "MET_phi"}
 

@@ -29,16 +29,22 @@ def events(pfnano_file):
 
 @pytest.fixture(scope="module")
 def raw(pfnano_file):
-    """Per-jet lists of constituent dicts from the raw branches (loop over link rows)."""
+    """Per-jet lists of constituent dicts from the raw branches (loop over link rows), pt and
+    mass times the PUPPI weight as the library does by default (float32 products); candidates
+    that PUPPI weights to zero carry no p_T and are not valid constituents."""
     arr = uproot.open(pfnano_file)["Events"].arrays(
         ["nFatJet", "FatJet_eta", "FatJet_phi", "FatJetPFCands_jetIdx",
-         "FatJetPFCands_pFCandsIdx"] + [f"PFCands_{f}" for f in FIELDS], library="np")
+         "FatJetPFCands_pFCandsIdx", "PFCands_puppiWeight"] + [f"PFCands_{f}" for f in FIELDS],
+        library="np")
+    for f in ("pt", "mass"):
+        arr[f"PFCands_{f}"] = arr[f"PFCands_{f}"] * arr["PFCands_puppiWeight"]
     jets = []
     for e in range(len(arr["nFatJet"])):
         for j in range(arr["nFatJet"][e]):
             cands = [{f: float(arr[f"PFCands_{f}"][e][c]) for f in FIELDS}
                      for jet, c in zip(arr["FatJetPFCands_jetIdx"][e],
-                                       arr["FatJetPFCands_pFCandsIdx"][e], strict=True) if jet == j]
+                                       arr["FatJetPFCands_pFCandsIdx"][e], strict=True)
+                     if jet == j and arr["PFCands_pt"][e][c] > 0]
             jets.append({"eta": float(arr["FatJet_eta"][e][j]),
                          "phi": float(arr["FatJet_phi"][e][j]), "cands": cands})
     return jets

@@ -298,8 +298,9 @@ def test_contract_that_disagrees_with_the_graph_is_refused(tiny_ae_onnx, tmp_pat
 
 
 def test_session_inputs_are_checked_again_where_the_session_is_made(tiny_ae_onnx, tmp_path):
-    """A model file swapped after the scorer was built (e.g. a different file at the same
-    path on a worker): the session's real inputs are compared with the contract."""
+    """The scorer carries the model bytes it checked: a file swapped at the same path later
+    (e.g. a different file on a worker) changes nothing; bytes that do not match the contract
+    (here put in by hand, as a damaged transfer would) are refused where the session is made."""
     path = tmp_path / "swapped.onnx"
     path.write_bytes(tiny_ae_onnx.read_bytes())
     ModelContract.read(tiny_ae_onnx).write(path)
@@ -308,10 +309,15 @@ def test_session_inputs_are_checked_again_where_the_session_is_made(tiny_ae_onnx
     torch.onnx.export(model, (torch.zeros(2, 6),), str(path), dynamo=False, opset_version=17,
                       input_names=["x"], output_names=["loss", "reconstruction"],
                       dynamic_axes={"x": {0: "n"}, "loss": {0: "n"}, "reconstruction": {0: "n"}})
+    x = raw_features(5)
+    np.testing.assert_array_equal(s(x), OnnxScorer(tiny_ae_onnx)(x))
+    bad = OnnxScorer(tiny_ae_onnx)
+    bad._model_bytes = path.read_bytes()
+    bad.model_sha256 = "swapped"
     with pytest.raises(ModelContractError,
-                       match=r"ONNX Runtime session of swapped.onnx.*has \['x'\]"):
-        s(raw_features(2))
-    assert s.stats.calls == 0
+                       match=r"ONNX Runtime session of tiny_ae.onnx.*has \['x'\]"):
+        bad(raw_features(2))
+    assert bad.stats.calls == 0
 
 
 def test_missing_truncated_or_corrupt_model_file(tiny_ae_onnx, tmp_path):

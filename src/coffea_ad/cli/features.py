@@ -27,10 +27,12 @@ __all__ = ["features"]
 @click.option("--tree", default="Events", show_default=True, help="TTree name.")
 @click.option("--nonfinite", type=click.Choice(["raise", "zero"]), default="raise",
               show_default=True, help="NaN/inf in jet branches: fail, or write 0.")
+@click.option("--puppi/--no-puppi", default=True, show_default=True,
+              help="Weight constituents by PFCands_puppiWeight when the file has it.")
 @click.option("--list", "list_only", is_flag=True,
               help="Print the feature names and definitions, then exit.")
 def features(input_file: Path, output: Path, jets: str, names: str | None, tree: str,
-             nonfinite: str, list_only: bool) -> None:
+             nonfinite: str, puppi: bool, list_only: bool) -> None:
     """Write the per-jet feature table of INPUT.root (NanoAOD or PFNano) to a Parquet file."""
     import awkward as ak
     from coffea.nanoevents import NanoEventsFactory, PFNanoAODSchema
@@ -52,7 +54,7 @@ def features(input_file: Path, output: Path, jets: str, names: str | None, tree:
                                              schemaclass=PFNanoAODSchema,
                                              mode="virtual").events()
     try:
-        table = jet_table(events, wanted, jets=jets, nonfinite=nonfinite)
+        table = jet_table(events, wanted, jets=jets, nonfinite=nonfinite, puppi=puppi)
     except CoffeaADError as err:
         hint = ""
         if names is None:

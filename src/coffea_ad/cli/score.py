@@ -34,10 +34,12 @@ __all__ = ["inspect", "score"]
               help="ONNX Runtime intra-op threads (default: all cores).")
 @click.option("--nonfinite", type=click.Choice(["raise", "flag"]), default="raise", show_default=True,
               help="NaN/inf inputs: fail, or write the sentinel -1 and a <name>_nonfinite branch.")
+@click.option("--puppi/--no-puppi", default=True, show_default=True,
+              help="Weight constituents by PFCands_puppiWeight when the file has it.")
 @click.option("--all-outputs", is_flag=True, help="Also write the model's other per-row scalar outputs.")
 def score(input_file: Path, model: Path, output: Path, tree: str, name: str | None, step_size: int,
           batch_size: int, providers: tuple[str, ...], threads: int | None, nonfinite: str,
-          all_outputs: bool) -> None:
+          puppi: bool, all_outputs: bool) -> None:
     """Score INPUT.root with an ONNX model into a friend tree aligned by run/lumi/event."""
     from coffea_ad.inference.friend import write_score_friend
 
@@ -45,7 +47,7 @@ def score(input_file: Path, model: Path, output: Path, tree: str, name: str | No
         summary = write_score_friend(
             input_file, model, output, tree=tree, name=name, step_size=step_size,
             all_outputs=all_outputs, providers=list(providers) or None, batch_size=batch_size,
-            intra_op_threads=threads, nonfinite=nonfinite,
+            intra_op_threads=threads, nonfinite=nonfinite, puppi=puppi,
         )
     click.echo(
         f"wrote {summary.output}:{tree}: {summary.entries} entries, {summary.rows} rows scored, "

@@ -27,10 +27,17 @@ from coffea_ad.features.substructure import (
     ptd,
     valid_constituents,
 )
-from coffea_ad.features.table import JET_FEATURES, JetFeature, jet_features, jet_table
+from coffea_ad.features.table import (
+    BRANCH_EQUIVALENTS,
+    JET_FEATURES,
+    JetFeature,
+    jet_features,
+    jet_table,
+)
 
 __all__ = [
     "BETAS",
+    "BRANCH_EQUIVALENTS",
     "CONSTITUENT_FIELDS",
     "GRAPH_NODE_FEATURES",
     "JET_FEATURES",

@@ -6,9 +6,22 @@ PFNano writes, per event, a link table ``{jets}PFCands`` (one row per jet–cand
 needs ``FatJet_nConstituents``, which older PFNano files (the real ``pfnano.root``) lack, so the
 grouping is done here from ``jetIdx`` alone: it does not assume the rows are sorted by jet and it
 keeps jets without any candidate (zero-length lists).
+
+CMS AK8 jets are PUPPI jets: each candidate enters the jet with its PUPPI weight, so
+``FatJet`` p_T and mass (before JEC) are the sums of ``puppiWeight * p4`` of the linked
+candidates, not of the raw candidates. When the candidate table carries ``puppiWeight``
+(PFNano's ``PFCands_puppiWeight``), :func:`jet_constituents` scales each constituent's ``pt`` and
+``mass`` by it by default (``puppi=False`` keeps the raw candidates): on the real
+``pfnano.root`` the weighted sums reproduce the raw FatJet p_T and mass to 0.1 %, the unweighted
+sums are up to 16 % heavier. NanoAOD v15's ``PFCand`` table has no weight branch (and files
+produced with already-weighted candidates carry none either): there, nothing is scaled.
+Candidates with weight 0 get ``pt = 0`` and are left out of every substructure sum by
+:func:`~coffea_ad.features.substructure.valid_constituents`.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import awkward as ak
 import numpy as np
@@ -16,14 +29,17 @@ import numpy as np
 from coffea_ad.errors import MissingBranchError
 from coffea_ad.features._columnar import dispatch, first_present, is_typetracer
 
-__all__ = ["CONSTITUENT_FIELDS", "jet_constituents"]
+__all__ = ["CONSTITUENT_FIELDS", "PUPPI_WEIGHT", "jet_constituents"]
 
 #: Candidate fields copied into the constituent records, when the candidate table has them.
 CONSTITUENT_FIELDS: tuple[str, ...] = ("pt", "eta", "phi", "mass", "pdgId", "charge", "d0", "dz")
 _REQUIRED = ("pt", "eta", "phi")
+#: Candidate field holding the PUPPI weight (PFNano ``PFCands_puppiWeight``).
+PUPPI_WEIGHT = "puppiWeight"
 
 
-def jet_constituents(events: ak.Array, *, jets: str = "FatJet") -> ak.Array:
+def jet_constituents(events: ak.Array, *, jets: str = "FatJet", puppi: bool = True,
+                     fields: Sequence[str] | None = None) -> ak.Array:
     """Group the PF candidates of each jet: ``events * jets * constituents`` records.
 
     Args:
@@ -31,6 +47,10 @@ def jet_constituents(events: ak.Array, *, jets: str = "FatJet") -> ak.Array:
             from ``NanoEventsFactory.from_root(..., mode="dask")``) with the collections
             ``{jets}``, ``{jets}PFCands`` (or ``{jets}PFCand``) and ``PFCands`` (or ``PFCand``).
         jets: name of the jet collection (``"FatJet"``, ``"Jet"``, ...).
+        puppi: scale ``pt`` and ``mass`` of each constituent by the candidate's
+            ``puppiWeight`` when the candidate table has that field (the weight is also kept
+            as the field ``puppiWeight``); ``False`` gives the raw candidates. Without the
+            field this option changes nothing.
 
     Returns:
         ``events * jets * var * {pt, eta, phi, mass, pdgId, charge, d0, dz}`` (the fields the
@@ -43,10 +63,14 @@ def jet_constituents(events: ak.Array, *, jets: str = "FatJet") -> ak.Array:
         MissingBranchError: the link table, the candidate table or one of ``pt, eta, phi`` of
             the candidates is missing; the message lists what the events have.
     """
-    return dispatch(_jet_constituents, events, label="jet-constituents", jets=jets)
+    wanted = CONSTITUENT_FIELDS if fields is None else tuple(
+        dict.fromkeys((*_REQUIRED, *fields)))
+    return dispatch(_jet_constituents, events, label="jet-constituents", jets=jets, puppi=puppi,
+                    wanted=wanted)
 
 
-def _jet_constituents(events: ak.Array, *, jets: str) -> ak.Array:
+def _jet_constituents(events: ak.Array, *, jets: str, puppi: bool = True,
+                      wanted: tuple[str, ...] = CONSTITUENT_FIELDS) -> ak.Array:
     needed = f"the constituents of {jets}"
     first_present(events, (jets,), where="events", needed_for=needed)
     link_name = first_present(
@@ -68,7 +92,10 @@ def _jet_constituents(events: ak.Array, *, jets: str) -> ak.Array:
 
     jet_idx = links["jetIdx"]
     cand_idx = links[idx_name]
-    fields = [f for f in CONSTITUENT_FIELDS if f in cands.fields]
+    fields = [f for f in wanted if f in cands.fields]
+    if puppi and PUPPI_WEIGHT in cands.fields:
+        cands = _puppi_weighted(cands, fields)
+        fields.append(PUPPI_WEIGHT)
     if not is_typetracer(jet_idx):
         return _group_eager(events[jets]["pt"], cands, jet_idx, cand_idx, fields)
     jet_local = ak.local_index(events[jets]["pt"], axis=1)
@@ -92,6 +119,18 @@ def _jet_constituents(events: ak.Array, *, jets: str) -> ak.Array:
     # which event a zero-count jet at an event boundary belongs
     per_jet = ak.unflatten(ak.flatten(linked, axis=1), ak.flatten(counts, axis=1))
     return ak.unflatten(per_jet, ak.num(jet_local, axis=1))
+
+
+def _puppi_weighted(cands: ak.Array, fields: list[str]) -> ak.Array:
+    """The candidate records with ``pt`` and ``mass`` scaled by the PUPPI weight (the
+    four-momentum times w: η and φ unchanged)."""
+    weight = cands[PUPPI_WEIGHT]
+    out = {f: cands[f] for f in fields}
+    out["pt"] = cands["pt"] * weight
+    if "mass" in out:
+        out["mass"] = cands["mass"] * weight
+    out[PUPPI_WEIGHT] = weight
+    return ak.zip(out, depth_limit=2)
 
 
 def _group_eager(jet_pt: ak.Array, cands: ak.Array, jet_idx: ak.Array, cand_idx: ak.Array,

@@ -9,7 +9,7 @@ jet with the event keys, for inspection and for ``coffea-ad features``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -22,7 +22,7 @@ from coffea_ad.features.constituents import jet_constituents
 from coffea_ad.features.ecf import BETAS, _energy_correlators, beta_label
 from coffea_ad.features.substructure import moments
 
-__all__ = ["JET_FEATURES", "JetFeature", "jet_features", "jet_table"]
+__all__ = ["BRANCH_EQUIVALENTS", "JET_FEATURES", "JetFeature", "jet_features", "jet_table"]
 
 Source = Literal["jet", "constituents", "ecf"]
 
@@ -50,6 +50,11 @@ def _registry() -> dict[str, JetFeature]:
         JetFeature("phi", "jet", "jet azimuth (branch)"),
         JetFeature("mass", "jet", "jet mass (branch)"),
         JetFeature("msoftdrop", "jet", "soft-drop mass (branch; NanoAOD writes -1 if it failed)"),
+        JetFeature("log_pt", "jet", "ln(p_T / 1 GeV) of the pt branch (the kinematic condition "
+                   "of p_T-conditioned models); 0 if p_T <= 1 GeV"),
+        JetFeature("rho", "jet", "ρ = ln(m_SD² / p_T²) from the msoftdrop and pt branches, the "
+                   "scale-invariant jet mass (CMS N2DDT convention); m_SD below 1 GeV (or the "
+                   "failed-soft-drop -1) counts as 1 GeV"),
         JetFeature("ptd", "constituents", "sqrt(Σp_T²)/Σp_T, CMS-PAS-JME-13-002; 0 if no "
                    "constituents"),
         JetFeature("axis_major", "constituents", "sqrt of the larger eigenvalue of the p_T²-"
@@ -81,6 +86,40 @@ def _registry() -> dict[str, JetFeature]:
 #: Every per-jet feature :func:`jet_features` can compute, by name, in a stable order.
 JET_FEATURES: dict[str, JetFeature] = _registry()
 
+#: Branch equivalents of features, per jet collection of the CMS formats: ``{collection:
+#: {feature: (source, definitional difference)}}``, where ``source`` is ``"branch:FIELD"`` or
+#: ``"branch:NUM/DEN"`` (a ratio, 0 where ``DEN <= 0``). A model contract names the source of
+#: each feature per collection (``ModelContract.sources``); these are the ones the shipped
+#: branch models use, and the differences a user should know before mixing sources.
+BRANCH_EQUIVALENTS: dict[str, dict[str, tuple[str, str]]] = {
+    "JetsAK8": {  # TreeMaker (CMSSW-computed)
+        "pt": ("branch:pt", "same (JEC and JER applied)"),
+        "eta": ("branch:eta", "same"),
+        "phi": ("branch:phi", "same"),
+        "mass": ("branch:mass", "from the stored (p_T, η, φ, E) vector; same as NanoAOD mass"),
+        "msoftdrop": ("branch:softDropMass", ("CMSSW soft drop (z_cut 0.1, β 0) on PUPPI "
+                      "constituents, like NanoAOD msoftdrop")),
+        "ptd": ("branch:ptD", ("CMSSW p_TD sums only candidates passing track-quality cuts "
+                "(charged from the PV, neutrals above a p_T floor); ours sums every valid "
+                "constituent")),
+        "axis_major": ("branch:axismajor", ("CMSSW uses the same candidate cuts as its p_TD "
+                       "and the p_T²-weighted η–φ moments about the jet axis")),
+        "axis_minor": ("branch:axisminor", "as axis_major"),
+        "girth": ("branch:girth", ("CMSSW: Σ p_T ΔR / p_T(jet) over all daughters; ours "
+                  "divides by Σ p_T of the constituents (equal for a PUPPI jet up to JEC)")),
+        "tau21": ("branch:NsubjettinessTau2/NsubjettinessTau1", ("same N-subjettiness (β=1, "
+                  "one-pass kT axes)")),
+        "tau32": ("branch:NsubjettinessTau3/NsubjettinessTau2", "as tau21"),
+        "n_constituents": ("branch:multiplicity", "all PF daughters, not PUPPI-weighted"),
+    },
+    "FatJet": {  # NanoAOD
+        "tau21": ("branch:tau2/tau1", "the registry definition itself"),
+        "tau32": ("branch:tau3/tau2", "the registry definition itself"),
+        "n_constituents": ("branch:nConstituents", ("all PUPPI daughters stored by CMSSW; "
+                           "PFNano links may hold fewer (candidate p_T thresholds)")),
+    },
+}
+
 _BRANCH_FEATURES = ("pt", "eta", "phi", "mass", "msoftdrop")
 _CONSTITUENT_FEATURES = {"ptd", "axis_major", "axis_minor", "girth", "lha", "efp1",
                          "n_constituents"}
@@ -92,6 +131,8 @@ def jet_features(
     *,
     jets: str = "FatJet",
     nonfinite: Literal["raise", "zero"] = "raise",
+    puppi: bool = True,
+    sources: Mapping[str, str] | None = None,
 ) -> ak.Array:
     """Compute the named per-jet features (see :data:`JET_FEATURES` for their definitions).
 
@@ -105,6 +146,13 @@ def jet_features(
             msoftdrop, tau1..3``): ``"raise"`` :class:`~coffea_ad.errors.NonFiniteInputError`
             (default), or ``"zero"`` to write 0. Constituent-level features never produce
             NaN/inf: bad constituents are ignored and degenerate jets get the defined values.
+        puppi: constituent features use PUPPI-weighted candidates when the file carries
+            ``PFCands_puppiWeight`` (see :func:`~coffea_ad.features.jet_constituents`);
+            ``False`` uses the raw candidates.
+        sources: where features come from, by name: ``"branch:FIELD"`` reads the field of
+            the jet collection (``"branch:NUM/DEN"``: their ratio, 0 where ``DEN <= 0``),
+            ``"constituents"`` or absent: the registry definition. This is how a model on
+            TreeMaker or plain NanoAOD branches is fed (see :data:`BRANCH_EQUIVALENTS`).
 
     Returns:
         ``events * jets * {name: float32, ...}`` aligned with ``events[jets]``.
@@ -118,13 +166,24 @@ def jet_features(
     for name in names:
         if name not in JET_FEATURES:
             raise UnknownNameError("jet feature", name, JET_FEATURES)
+    for name, source in (sources or {}).items():
+        if source != "constituents" and not (source.startswith("branch:") and source[7:]):
+            raise ValueError(f"source of jet feature {name!r}: expected 'constituents' or "
+                             f"'branch:FIELD[/FIELD]', given {source!r}")
     if nonfinite not in ("raise", "zero"):
         raise ValueError(f"nonfinite must be 'raise' or 'zero', got {nonfinite!r}")
     return dispatch(_jet_features, events, label="jet-features", names=tuple(names), jets=jets,
-                    nonfinite=nonfinite)
+                    nonfinite=nonfinite, puppi=puppi,
+                    sources=tuple(sorted((sources or {}).items())))
+
+
+_P4_PROPERTIES = ("pt", "eta", "phi", "mass")
 
 
 def _branch(collection: Any, name: str, jets: str, feature: str) -> Any:
+    if name not in collection.fields and name in _P4_PROPERTIES and hasattr(collection, name):
+        # TreeMaker stores (p_T, η, φ, E) vectors: coffea's behaviour gives the mass
+        return getattr(collection, name)
     if name not in collection.fields:
         raise MissingBranchError(f"{jets}_{name}", [f"{jets}_{f}" for f in collection.fields],
                                  where="events", needed_for=f"the jet feature {feature!r}")
@@ -152,26 +211,53 @@ def _check_finite(values: Any, name: str, jets: str, nonfinite: str) -> Any:
 
 
 def _jet_features(events: ak.Array, *, names: tuple[str, ...], jets: str,
-                  nonfinite: str) -> ak.Array:
+                  nonfinite: str, puppi: bool = True,
+                  sources: tuple[tuple[str, str], ...] = ()) -> ak.Array:
     first_present(events, (jets,), where="events", needed_for="jet features")
     collection = events[jets]
     wanted = set(names)
     columns: dict[str, Any] = {}
+    for name, source in sources:
+        if name not in wanted or not source.startswith("branch:"):
+            continue
+        parts = source[len("branch:"):].split("/")
+        if len(parts) == 2:
+            value = _safe_ratio(_branch(collection, parts[0], jets, name),
+                                _branch(collection, parts[1], jets, name))
+        else:
+            value = _branch(collection, parts[0], jets, name)
+        columns[name] = _check_finite(value, name, jets, nonfinite)
+    wanted -= set(columns)
+    names_left = [n for n in names if n in wanted]
 
     for name in wanted & set(_BRANCH_FEATURES):
         columns[name] = _branch(collection, name, jets, name)
+    if "log_pt" in wanted:
+        pt = ak.values_astype(_branch(collection, "pt", jets, "log_pt"), np.float64)
+        columns["log_pt"] = np.log(ak.where(pt > 1.0, pt, 1.0))
+    if "rho" in wanted:
+        pt = ak.values_astype(_branch(collection, "pt", jets, "rho"), np.float64)
+        msd = ak.values_astype(_branch(collection, "msoftdrop", jets, "rho"), np.float64)
+        # both clipped at 1 GeV so that a failed soft drop (-1) or a zero-p_T jet gives a
+        # finite, defined value instead of NaN/-inf
+        columns["rho"] = 2.0 * (np.log(ak.where(msd > 1.0, msd, 1.0))
+                                - np.log(ak.where(pt > 1.0, pt, 1.0)))
     if "tau21" in wanted:
         columns["tau21"] = _safe_ratio(_branch(collection, "tau2", jets, "tau21"),
                                        _branch(collection, "tau1", jets, "tau21"))
     if "tau32" in wanted:
         columns["tau32"] = _safe_ratio(_branch(collection, "tau3", jets, "tau32"),
                                        _branch(collection, "tau2", jets, "tau32"))
-    for name in list(columns):
+    for name in wanted & {"pt", "eta", "phi", "mass", "msoftdrop", "tau21", "tau32"}:
         columns[name] = _check_finite(columns[name], name, jets, nonfinite)
 
-    ecf_names = [n for n in names if JET_FEATURES[n].source == "ecf"]
+    ecf_names = [n for n in names_left if JET_FEATURES[n].source == "ecf"]
     if wanted & _CONSTITUENT_FEATURES or ecf_names:
-        constituents = jet_constituents(events, jets=jets)
+        # the ECFs use the rapidity (candidate mass); the η–φ shapes do not: carrying only
+        # what is used keeps the PUPPI scaling from reading the mass branch for nothing
+        cand_fields = ("pt", "eta", "phi", "mass") if ecf_names or "efp1" in wanted else (
+            "pt", "eta", "phi")
+        constituents = jet_constituents(events, jets=jets, puppi=puppi, fields=cand_fields)
         if "n_constituents" in wanted:
             columns["n_constituents"] = ak.num(constituents, axis=2)
         shape_names = wanted & {"ptd", "axis_major", "axis_minor", "girth", "lha"}
@@ -181,7 +267,7 @@ def _jet_features(events: ak.Array, *, names: tuple[str, ...], jets: str,
                 axis = ak.zip({f: _branch(collection, f, jets, "girth/lha")
                                for f in ("eta", "phi")})
             # AK8 (FatJet) or AK4 radius for the LHA normalisation
-            radius = 0.8 if jets.startswith("FatJet") else 0.4
+            radius = 0.8 if jets.startswith("FatJet") or "AK8" in jets else 0.4
             values = moments(constituents, axis, radius=radius)
             for name in shape_names:
                 columns[name] = values[name]
@@ -204,6 +290,7 @@ def jet_table(
     *,
     jets: str = "FatJet",
     nonfinite: Literal["raise", "zero"] = "raise",
+    puppi: bool = True,
 ) -> ak.Array:
     """One row per jet: event keys, jet index and the named features (all by default).
 
@@ -212,6 +299,7 @@ def jet_table(
         names: feature names (default: every name in :data:`JET_FEATURES`).
         jets: jet collection.
         nonfinite: as in :func:`jet_features`.
+        puppi: as in :func:`jet_features`.
 
     Returns:
         ``n_jets * {run, luminosityBlock, event, jet_index, <features>}``: the keys as in the
@@ -219,7 +307,7 @@ def jet_table(
         features float32.
     """
     names = list(JET_FEATURES) if names is None else list(names)
-    feats = jet_features(events, names, jets=jets, nonfinite=nonfinite)
+    feats = jet_features(events, names, jets=jets, nonfinite=nonfinite, puppi=puppi)
     index = ak.local_index(feats, axis=1)
     out: dict[str, Any] = {}
     for key in ("run", "luminosityBlock", "event"):

@@ -1,7 +1,8 @@
 """ONNX Runtime scoring inside coffea, driven by each model's sidecar contract.
 
 ``OnnxScorer`` scores awkward, dask-awkward or numpy inputs; ``add_scores`` is the one-liner
-for processors; ``write_score_friend`` writes a ROOT friend tree aligned with the input.
+for processors; ``OnnxWrapper`` (``onnx_wrapper``) is the same in the form of coffea's
+``ml_tools`` wrappers; ``write_score_friend`` writes a ROOT friend tree aligned with the input.
 """
 
 from __future__ import annotations
@@ -25,6 +26,12 @@ from coffea_ad.inference.scorer import (
     add_scores,
 )
 from coffea_ad.inference.session import release_sessions, session_creations
+from coffea_ad.inference.working_point import (
+    WorkingPoint,
+    read_working_point,
+    working_point_path,
+    write_working_point,
+)
 
 __all__ = [
     "CONTRACT_VERSION",
@@ -34,15 +41,30 @@ __all__ = [
     "InputSpec",
     "ModelContract",
     "OnnxScorer",
+    "OnnxWrapper",
     "OutputSpec",
     "ScorerStats",
+    "WorkingPoint",
     "add_scores",
     "available_providers",
     "file_sha256",
     "graph_signature",
+    "onnx_wrapper",
+    "read_working_point",
     "release_sessions",
     "select_providers",
     "session_creations",
     "sidecar_path",
+    "working_point_path",
     "write_score_friend",
+    "write_working_point",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # coffea.ml_tools imports torch (seconds) at import: load the wrapper only when asked for
+    if name in ("OnnxWrapper", "onnx_wrapper"):
+        from coffea_ad.inference import coffea_wrapper
+
+        return getattr(coffea_wrapper, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

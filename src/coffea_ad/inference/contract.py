@@ -118,7 +118,11 @@ class ModelContract:
 
     ``level`` says what one row is: a jet of collection ``jets`` (scores go back onto the
     events x jets structure) or an event. ``score`` names the output that is the anomaly
-    score (larger = more anomalous).
+    score (larger = more anomalous). ``sources`` says, per jet collection the model may
+    read, where each feature comes from (``"branch:FIELD"``, ``"branch:NUM/DEN"`` or
+    ``"constituents"``; a feature not listed: its registry definition), e.g. ``{"JetsAK8":
+    {"ptd": "branch:ptD", ...}}`` for TreeMaker; ``source_notes`` states the definitional
+    differences between those sources and the ones the model was trained on.
     """
 
     name: str
@@ -134,6 +138,8 @@ class ModelContract:
     metrics: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
     contract_version: int = CONTRACT_VERSION
+    sources: dict[str, dict[str, str]] = field(default_factory=dict)
+    source_notes: dict[str, str] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ checks
     def validate(self) -> None:

@@ -71,7 +71,8 @@ def write_score_friend(
     processor using the same model would compute.
 
     Args:
-        input_path: NanoAOD/PFNano ROOT file.
+        input_path: NanoAOD/PFNano ROOT file; ``tree`` may be a TTree or an RNTuple (the
+            friend written is a TTree either way).
         model_path: ``.onnx`` model (sidecar next to it), or a ready :class:`OnnxScorer`.
         output_path: ROOT file to (re)create.
         tree: tree name, in the input and in the output.
@@ -109,8 +110,10 @@ def write_score_friend(
             if branch not in keys:
                 raise MissingBranchError(branch, keys, where=f"{input_path}:{tree}",
                                          needed_for="aligning the friend tree")
-        id_types = {b: intree[b].interpretation.numpy_dtype.newbyteorder("=")
-                    for b in ALIGNMENT_BRANCHES}
+        # dtypes from a zero-entry read: the same call for a TTree and an RNTuple (whose
+        # fields have no ``interpretation``)
+        id_types = {b: v.dtype.newbyteorder("=") for b, v in intree.arrays(
+            list(ALIGNMENT_BRANCHES), entry_stop=0, library="np").items()}
 
         # which outputs become branches, with their dtypes
         extra = [] if not all_outputs else [

@@ -15,6 +15,7 @@ differences that matter at scale:
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 import warnings
@@ -45,7 +46,6 @@ from coffea_ad.inference.checks import (
     check_graph_against_contract,
     check_session_against_contract,
     graph_signature,
-    output_dtype,
     session_output_dtype,
 )
 from coffea_ad.inference.contract import InputSpec, ModelContract, sidecar_path
@@ -109,6 +109,12 @@ class OnnxScorer:
             naming the features and counts before any row is scored; ``"flag"``: such rows
             get :data:`FLAG_VALUE` in every output, are counted in :attr:`stats`, and
             :meth:`outputs` adds the boolean mask :data:`NONFINITE_MASK`.
+        puppi: when features are computed from events (:meth:`score_events`), constituents
+            are PUPPI-weighted if the file carries ``PFCands_puppiWeight`` (CMS AK8 jets are
+            PUPPI jets); ``False`` uses the raw candidates.
+        jets: jet collection to read for a jet-level model (default: the contract's
+            ``jets``); another collection must be one the contract's ``sources`` lists (e.g.
+            ``"JetsAK8"`` for TreeMaker), whose feature sources are then used.
 
     Raises:
         ModelFileError: the model file is missing, truncated or not ONNX.
@@ -125,6 +131,8 @@ class OnnxScorer:
         intra_op_threads: int | None = None,
         graph_optimization: GraphOptimization = "all",
         nonfinite: NonFinitePolicy = "raise",
+        puppi: bool = True,
+        jets: str | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, found {batch_size}")
@@ -141,11 +149,25 @@ class OnnxScorer:
         self.intra_op_threads = intra_op_threads
         self.graph_optimization: GraphOptimization = graph_optimization
         self.nonfinite: NonFinitePolicy = nonfinite
-        graph_signature(self.model_path)  # a missing/corrupt file is the first thing to report
+        self.puppi = bool(puppi)
+        signature = graph_signature(self.model_path)  # a missing/corrupt file comes first
         self.contract = ModelContract.read(sidecar_path(self.model_path))
         # Refuse a contract that disagrees with the graph now, on the client, before any
         # event is read; the session's own inputs are checked again where it is created.
         check_graph_against_contract(self.model_path, self.contract)
+        # The model travels with the scorer: the bytes (and the contract) are pickled, the
+        # session is rebuilt from them on each worker, so workers need no shared disk and
+        # score exactly the model that was checked here, whatever happens to the file later.
+        self._model_bytes = self.model_path.read_bytes()
+        self.model_sha256 = hashlib.sha256(self._model_bytes).hexdigest()
+        self._output_dtypes = {name: dt for name, (dt, _) in signature["outputs"].items()}
+        self.jets = jets or self.contract.jets
+        if jets is not None and jets != self.contract.jets and jets not in self.contract.sources:
+            raise ModelContractError(
+                f"model {self.contract.name!r} was made for jets {self.contract.jets!r}; its "
+                f"contract declares feature sources for {sorted(self.contract.sources)}, not "
+                f"for {jets!r}"
+            )
         self._centre, self._inv_scale = {}, {}
         for spec in self.contract.inputs:
             if spec.scaling == "external":
@@ -185,6 +207,8 @@ class OnnxScorer:
             self._generation = _session.generation()
             self._session = _session.get_session(
                 self.model_path,
+                model_bytes=self._model_bytes,
+                sha256=self.model_sha256,
                 providers=self.providers,
                 intra_op_threads=self.intra_op_threads,
                 graph_optimization=self.graph_optimization,
@@ -261,10 +285,10 @@ class OnnxScorer:
                 f"{self.contract.level!r}. Compute the inputs and call the scorer on them"
             )
         spec = self._particle_specs()[0]
-        jets_name = self.contract.jets or "FatJet"
+        jets_name = self.jets or "FatJet"
         jets = events[jets_name]
         values, mask = particle_list(
-            jet_constituents(events, jets=jets_name), jets, n=spec.pad_length,
+            jet_constituents(events, jets=jets_name, puppi=self.puppi), jets, n=spec.pad_length,
             features=spec.features, pad_value=spec.pad_value,
         )
         feeds: dict[str, Any] = {spec.name: values}
@@ -297,7 +321,8 @@ class OnnxScorer:
                     "OnnxScorer.score_events needs coffea_ad.features.jet_features, "
                     f"which cannot be imported: {err}"
                 ) from err
-            return jet_features(events, self.contract.features, jets=self.contract.jets)
+            return jet_features(events, self.contract.features, jets=self.jets,
+                                puppi=self.puppi, sources=self.contract.sources.get(self.jets))
         features = self.contract.features
         available = list(events.fields)
         if all(f in available for f in features):
@@ -518,7 +543,9 @@ class OnnxScorer:
                 ak.typetracer.touch_data(col)
                 if template is None:
                     template = col if spec.pad_length is None else ak.num(col, axis=-1)
-        out_specs = {o.name: (o.shape, output_dtype(self.model_path, o.name)) for o in self.contract.outputs}
+        # dtypes read on the client at construction: workers may not see the model file
+        out_specs = {o.name: (o.shape, self._output_dtypes.get(o.name) or np.dtype("float32"))
+                     for o in self.contract.outputs}
         if self.nonfinite == "flag":
             out_specs[NONFINITE_MASK] = ([], np.dtype(bool))
         wanted = [only] if only is not None else list(out_specs)
@@ -608,7 +635,7 @@ def add_scores(
     name = name or scorer.contract.name
     scores = scorer.score_events(events)
     if scorer.contract.level == "jet":
-        events[scorer.contract.jets, name] = scores
+        events[scorer.jets, name] = scores
     else:
         events[name] = scores
     return events

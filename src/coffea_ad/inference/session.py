@@ -7,6 +7,7 @@ session of their worker process here instead of creating one each.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -71,6 +72,7 @@ _OPT_LEVELS = {
 def _create_session(
     path: Path,
     *,
+    model_bytes: bytes | None = None,
     providers: list[str],
     intra_op_threads: int | None,
     graph_optimization: GraphOptimization,
@@ -84,7 +86,8 @@ def _create_session(
         options.intra_op_num_threads = int(intra_op_threads)
     options.log_severity_level = 3  # errors only: provider-assignment notes flood worker logs
     try:
-        return ort.InferenceSession(str(path), sess_options=options, providers=providers)
+        source = model_bytes if model_bytes is not None else str(path)
+        return ort.InferenceSession(source, sess_options=options, providers=providers)
     except Exception as err:  # onnxruntime raises its own pybind classes (InvalidProtobuf, Fail)
         raise ModelFileError(
             f"ONNX Runtime could not load {path} with providers {providers}: "
@@ -99,28 +102,39 @@ def get_session(
     intra_op_threads: int | None,
     graph_optimization: GraphOptimization,
     check: Callable[[Any], None],
+    model_bytes: bytes | None = None,
+    sha256: str | None = None,
 ) -> Any:
     """The process's session for ``path`` and these options, created (and checked) once.
 
     Args:
         path: the ``.onnx`` file (its size and mtime are part of the key, so a file rewritten
-            in place gets a fresh session).
+            in place gets a fresh session); only a label when ``model_bytes`` is given.
         providers: the user's provider order (``None``: GPU first when available).
         intra_op_threads, graph_optimization: session options (part of the key).
         check: called on a new session before it is cached (raises on a contract mismatch).
+        model_bytes: the serialized model: the session is built from these bytes and the
+            file is never opened (workers without the submitter's disk).
+        sha256: digest of ``model_bytes``, the cache key in place of the file's stat.
 
     Returns:
         An ``onnxruntime.InferenceSession``.
     """
     global _SESSION_CREATIONS
-    st = path.stat()
-    key = (str(path), st.st_size, st.st_mtime_ns, None if providers is None else tuple(providers),
-           intra_op_threads, graph_optimization)
+    options = (None if providers is None else tuple(providers), intra_op_threads,
+               graph_optimization)
+    if model_bytes is not None:
+        key: tuple[Any, ...] = ("sha256", sha256 or hashlib.sha256(model_bytes).hexdigest(),
+                                *options)
+    else:
+        st = path.stat()
+        key = (str(path), st.st_size, st.st_mtime_ns, *options)
     with _SESSIONS_LOCK:
         session = _SESSIONS.get(key)
         if session is None:
             session = _create_session(
                 path,
+                model_bytes=model_bytes,
                 providers=select_providers(providers),
                 intra_op_threads=intra_op_threads,
                 graph_optimization=graph_optimization,
