@@ -75,6 +75,16 @@ def _styles(names: Sequence[str], styles: Mapping[str, DatasetStyle] | None
     return {n: (styles or {}).get(n, auto[n]) for n in names}
 
 
+def _trim_x(ax: Any, edges: np.ndarray, filled: np.ndarray) -> None:
+    """x-range from the first to the last filled bin (one empty bin of margin each side):
+    a wide fixed axis (AE loss from 1e-3 to 1e2, m_T to 6 TeV) left most of the plot empty."""
+    idx = np.flatnonzero(filled)
+    if idx.size == 0:
+        return
+    lo, hi = max(idx[0] - 1, 0), min(idx[-1] + 2, len(edges) - 1)
+    ax.set_xlim(edges[lo], edges[hi])
+
+
 def plot_score_distributions(
     h: hist.Hist, path: str | Path | None, *, datasets: Sequence[str] | None = None,
     xlabel: str | None = None, label: PlotLabel | None = None,
@@ -99,14 +109,17 @@ def plot_score_distributions(
     names = list(datasets) if datasets is not None else list(h.axes["dataset"])
     style = _styles(list(h.axes["dataset"]), styles)
     sub = h[{"dataset": 0}]
+    filled = np.zeros(sub.axes[0].size, dtype=bool)
     for name in names:
         sub = h[{"dataset": hist.loc(name)}]
         total = sub.sum(flow=True).value
         if total <= 0:
             continue
+        filled |= sub.values() > 0
         hep.histplot(sub.values() / total, sub.axes[0].edges, ax=ax, label=style[name].label,
                      color=style[name].color)
     ax.set_xscale("log")
+    _trim_x(ax, sub.axes[0].edges, filled)
     ax.set_yscale("log")
     ax.set_xlabel(xlabel or sub.axes[0].label)
     ax.set_ylabel("Fraction of jets")
@@ -159,11 +172,13 @@ def plot_mass_by_category(
     hep = require("mplhep")
     names = list(datasets) if datasets is not None else list(h.axes["dataset"])
     style = _styles(list(h.axes["dataset"]), styles)
+    filled = np.zeros(h.axes[mass].size, dtype=bool)
     for ax, cat in zip(axes, cats, strict=True):
         for name in names:
             sub = h[{"dataset": hist.loc(name), "systematic": hist.loc("nominal"),
                      "category": hist.loc(cat), "score": sum}]
             vals = sub.values()
+            filled |= vals > 0
             if normalize and vals.sum() > 0:
                 vals = vals / vals.sum()
             hep.histplot(vals, sub.axes[mass].edges, ax=ax, label=style[name].label,
@@ -171,7 +186,13 @@ def plot_mass_by_category(
                          yerr=np.sqrt(sub.variances()) if not normalize else None)
         ax.set_xlabel(h.axes[mass].label)
         ax.set_yscale("log")
+        # headroom above the highest bin: the legend goes there instead of over a peak
+        lo, hi = ax.get_ylim()
+        if lo > 0 and hi > lo:
+            ax.set_ylim(lo, hi * (hi / lo) ** 0.5)
         # the category goes in the legend title: a panel title would collide with the label
         ax.legend(fontsize=14, title=f"{h.axes['category'].label}: {cat}", title_fontsize=15)
+    for ax in axes:  # one x-range for all panels, so that they compare by eye
+        _trim_x(ax, np.asarray(h.axes[mass].edges), filled)
     axes[0].set_ylabel("Fraction of events" if normalize else events_ylabel(label))
     return _finish(fig, path, label, right_ax=axes[-1], formats=formats)
