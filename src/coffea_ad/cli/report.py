@@ -72,16 +72,17 @@ def dataset_roles(
     return bkg, sig
 
 
-def _template_plots(hists: Mapping[str, Any], out: Path, *, region: int = 1) -> list[str]:
+def _template_plots(hists: Mapping[str, Any], out: Path, *, region: int = 1,
+                    label: Any = None) -> list[str]:
     """Data vs cVAE template per feature in one m_jj region (resonant processor output)."""
     import hist
     import numpy as np
 
     from coffea_ad._optional import require
-    from coffea_ad.plotting.distributions import cms_figure
+    from coffea_ad.plotting.distributions import cms_figure, save_figure
+    from coffea_ad.plotting.labels import PlotLabel
 
     hep = require("mplhep", purpose="CMS-style plots")
-    plt = require("matplotlib.pyplot", purpose="plots")
     written = []
     for name, h in hists.items():
         if not name.startswith("feature_"):
@@ -100,10 +101,9 @@ def _template_plots(hists: Mapping[str, Any], out: Path, *, region: int = 1) -> 
         ax.set_xlabel(h.axes["value"].label)
         ax.set_ylabel("Fraction of events")
         ax.legend()
-        hep.cms.label("Preliminary", data=False, ax=ax, loc=0, com=13.6)
+        (label or PlotLabel()).draw(ax)
         png = f"template_{name.removeprefix('feature_')}.png"
-        fig.savefig(out / png, bbox_inches="tight", dpi=110)
-        plt.close(fig)
+        save_figure(fig, out / png, formats=("pdf",))
         written.append(png)
     return written
 
@@ -193,7 +193,8 @@ def sr_classifier(
     return out
 
 
-def _classifier_lines(res: Mapping[str, Any], out: Path, *, plots: bool) -> list[str]:
+def _classifier_lines(res: Mapping[str, Any], out: Path, *, plots: bool,
+                      label: Any = None) -> list[str]:
     def fmt(v: float) -> str:
         return "n/a" if math.isnan(v) else f"{v:.3g}"
 
@@ -212,7 +213,8 @@ def _classifier_lines(res: Mapping[str, Any], out: Path, *, plots: bool) -> list
         if plots:
             from coffea_ad.plotting.stats import plot_roc_sic
 
-            plot_roc_sic(res["curves"], out / "sr_classifier_roc_sic.png")
+            plot_roc_sic(res["curves"], out / "sr_classifier_roc_sic.png", label=label,
+                         formats=("pdf",))
             lines += ["![SR classifier ROC and SIC](sr_classifier_roc_sic.png)", ""]
     return lines
 
@@ -231,6 +233,31 @@ def _cutflow_lines(cutflow: Mapping[str, Mapping[str, Any]]) -> list[str]:
     return lines
 
 
+def _cut_on_edge(h: Any, axis: str, cut: float | None, option: str, snap: bool,
+                 notes: list[str]) -> float | None:
+    """``cut`` when it is a bin edge of ``h``'s ``axis``; otherwise the nearest edge (with
+    ``snap``, noted in ``notes``) or a usage error naming the edges around it."""
+    import numpy as np
+
+    from coffea_ad.stats.abcd import snap_to_edge
+
+    if cut is None or axis not in h.axes.name:
+        return cut  # write_report names what is missing
+    edges = np.asarray(h.axes[axis].edges, dtype=np.float64)
+    edge = snap_to_edge(h.axes[axis], cut)
+    if np.isclose(edge, cut, rtol=1e-9, atol=1e-12):
+        return cut
+    below = [float(f"{e:.6g}") for e in edges[edges <= cut][-1:]]
+    above = [float(f"{e:.6g}") for e in edges[edges > cut][:1]]
+    if not snap:
+        raise click.UsageError(
+            f"{option} {cut:g} is not a bin edge of the {axis!r} axis; nearest edges: "
+            f"{below + above} (pass one of them, or --snap-cuts to move the cut there)")
+    notes.append(f"{option} {cut:g} is not a bin edge of the {axis!r} axis: the ABCD regions "
+                 f"use {edge:.6g}, the nearest edge (edges around it: {below + above})")
+    return edge
+
+
 @click.command()
 @click.argument("run_dir", metavar="OUT", type=click.Path(exists=True, file_okay=False))
 @click.option("--background", "-b", "backgrounds", multiple=True, metavar="DATASET",
@@ -247,20 +274,31 @@ def _cutflow_lines(cutflow: Mapping[str, Mapping[str, Any]]) -> list[str]:
               show_default=True,
               help="Side of the cut in region A (below for the svj |Δη_jj| < 1.5: "
                    "--histogram abcd --abcd-y-axis deta_jj --abcd-y-cut 1.5 --abcd-y-pass below).")
-@click.option("--sqrt-s", type=float, default=13600.0, show_default=True,
-              help="Centre-of-mass energy of the dijet function (GeV).")
+@click.option("--sqrt-s", type=float, default=None,
+              help="Centre-of-mass energy (GeV) of the dijet function and the plot label "
+                   "(default: the generator's setting, else 13600).")
+@click.option("--cms-label", default="Private Work", show_default=True,
+              help="Text after 'CMS' on plots of CMS files (generated samples never get a CMS "
+                   "label).")
+@click.option("--snap-cuts", is_flag=True,
+              help="Move ABCD cuts that are not bin edges to the nearest edge (and say so) "
+                   "instead of refusing them.")
 @click.option("--title", default=None, help="Page title (default: from the run).")
 @click.option("--plots/--no-plots", default=True, show_default=True)
 @click.option("--out", "-o", "out", type=click.Path(file_okay=False), default=None,
               help="Report folder (default: OUT/report).")
 def report(run_dir: str, backgrounds: tuple[str, ...], signals: tuple[str, ...],
            names: tuple[str, ...], systematic: str, abcd_x_cut: float | None,
-           abcd_y_axis: str | None, abcd_y_cut: float | None, abcd_y_pass: str, sqrt_s: float,
-           title: str | None, plots: bool, out: str | None) -> None:
-    """Statistics and plots of a run: writes OUT/report/report.md (with PNGs) from
-    OUT/histograms.coffea and OUT/run.json."""
+           abcd_y_axis: str | None, abcd_y_cut: float | None, abcd_y_pass: str,
+           sqrt_s: float | None, cms_label: str, snap_cuts: bool, title: str | None,
+           plots: bool, out: str | None) -> None:
+    """Statistics and plots of a run: writes OUT/report/report.md and report.html (one
+    self-contained page, figures embedded), every figure as PNG and PDF, from
+    OUT/histograms.coffea and OUT/run.json (whose configuration heads the page)."""
     from coffea.util import load
 
+    from coffea_ad.plotting.labels import dataset_styles, label_for_fileset
+    from coffea_ad.report_run import configuration_lines, run_lumi_fb
     from coffea_ad.stats import write_report
 
     run = Path(run_dir)
@@ -282,6 +320,14 @@ def report(run_dir: str, backgrounds: tuple[str, ...], signals: tuple[str, ...],
         raise click.ClickException(f"no event histogram (axes dataset, category, score and mt "
                                    f"or mjj) in {src}; histograms: {sorted(hists)}")
     outdir = Path(out) if out is not None else run / "report"
+    lumi_fb = run_lumi_fb(info)
+    label = label_for_fileset(info.get("fileset"), cms_text=cms_label, lumi_fb=lumi_fb,
+                              com_tev=None if sqrt_s is None else sqrt_s / 1000.0)
+    sqrt_s = label.com_tev * 1000.0
+    all_datasets = list(dict.fromkeys(
+        [*(info.get("fileset") or {})] + [d for n in chosen for d in hists[n].axes["dataset"]]))
+    styles = dataset_styles(all_datasets, info.get("fileset"))
+    notes: list[str] = []
     processor = str(info.get("processor", "")).rsplit(".", 1)[-1] or "run"
     page_title = title or f"coffea-ad report: {processor} ({run.name})"
     resonant = processor == "ResonantProcessor"
@@ -298,22 +344,31 @@ def report(run_dir: str, backgrounds: tuple[str, ...], signals: tuple[str, ...],
         bkg, sig = dataset_roles(list(h.axes["dataset"]), info.get("fileset"),
                                  backgrounds=backgrounds, signals=signals)
         where = outdir if i == 0 else outdir / name
+        x_cut, y_cut = abcd_x_cut, abcd_y_cut
+        if abcd_y_axis is not None:
+            x_cut = _cut_on_edge(h, "score", abcd_x_cut, "--abcd-x-cut", snap_cuts, notes)
+            y_cut = _cut_on_edge(h, abcd_y_axis, abcd_y_cut, "--abcd-y-cut", snap_cuts, notes)
         path, _ = write_report(
             h, where, backgrounds=bkg, signals=sig, systematic=systematic,
-            abcd_x_cut=abcd_x_cut, abcd_y_axis=abcd_y_axis, abcd_y_cut=abcd_y_cut,
+            abcd_x_cut=x_cut, abcd_y_axis=abcd_y_axis, abcd_y_cut=y_cut,
             abcd_y_pass=abcd_y_pass,
             sqrt_s=sqrt_s, title=page_title if i == 0 else f"{page_title}: {name}",
-            plots=plots)
+            plots=plots, lumi_fb=lumi_fb, label=label, styles=styles)
         pages.append((name, path))
 
     main = pages[0][1]
-    lines = [main.read_text().rstrip(), ""]
+    head, _, body = main.read_text().partition("\n")
+    # what produced the numbers comes first: label, notes (moved cuts), run configuration
+    lines = [head, "", f"*{label.left_text()}, {label.right_text()}*", ""]
+    lines += [f"> **Note:** {n}" for n in notes] + ([""] if notes else [])
+    lines += configuration_lines(info)
+    lines += [body.strip(), ""]
     if len(pages) > 1:
         lines += ["## Other histograms", ""]
         lines += [f"- [{name}]({path.relative_to(outdir).as_posix()})" for name, path in pages[1:]]
         lines.append("")
     if plots and any(n.startswith("feature_") for n in hists):
-        pngs = _template_plots(hists, outdir)
+        pngs = _template_plots(hists, outdir, label=label)
         lines += ["## Signal region: data vs cVAE template", ""]
         lines += [f"![{png}]({png})" for png in pngs]
         lines.append("")
@@ -322,20 +377,21 @@ def report(run_dir: str, backgrounds: tuple[str, ...], signals: tuple[str, ...],
         _, sig = dataset_roles(list(arrays), info.get("fileset"), backgrounds=backgrounds,
                                signals=signals)
         try:
-            lines += _classifier_lines(sr_classifier(arrays, sig), outdir, plots=plots)
+            lines += _classifier_lines(sr_classifier(arrays, sig), outdir, plots=plots,
+                                       label=label)
         except ValueError as err:
             lines += ["## Signal region: classifier data vs cVAE template", "",
                       f"not run: {err}", ""]
     cutflow = result.get("cutflow")
     if cutflow:
         lines += _cutflow_lines(cutflow)
-    if info:
-        lines += ["## Run", "",
-                  f"- processor: `{info.get('processor', '?')}`",
-                  (f"- entries processed: {info.get('entries_processed', '?')} of "
-                   f"{info.get('entries', '?')} (complete: {info.get('complete', '?')})")]
-        lines += [f"- model `{Path(p).name}`: sha256 `{h}`"
-                  for p, h in (info.get("models") or {}).items()]
-        lines.append("")
-    main.write_text("\n".join(lines))
-    click.echo(f"wrote {main} ({len(pages)} histogram page(s))")
+    tmp = main.with_name(f".{main.name}.tmp")
+    tmp.write_text("\n".join(lines))
+    tmp.replace(main)
+    from coffea_ad.report_html import write_html
+
+    html_pages = [write_html(path, title=page_title if k == 0 else f"{page_title}: {name}")
+                  for k, (name, path) in enumerate(pages)]
+    for note in notes:
+        click.echo(f"note: {note}", err=True)
+    click.echo(f"wrote {main} and {html_pages[0]} ({len(pages)} histogram page(s))")

@@ -6,8 +6,10 @@ backgrounds (summed) and signals. The page holds, with the plots next to the num
 
 - weighted yields per dataset and category;
 - per signal, the score performance against the summed background: AUC, max SIC (where the
-  background keeps >= 25 effective MC events) and sigma = |(B + S) - B| / sqrt(B) at the best
-  score cut, with the "sensitive if >= 3" call;
+  background keeps >= 25 effective MC events) and, only when the histograms hold events at a
+  luminosity (``lumi_fb``), sigma = |(B + S) - B| / sqrt(B) at the best score cut with the
+  "sensitive if >= 3" call (on sums of generator weights sigma means nothing: it scales with
+  the number of generated events, so the page says "n/a (unnormalised)" instead);
 - an ABCD closure per mass bin in the background, when a second variable is named
   (``abcd_y_axis``): the histogram must then carry that axis;
 - for an m_jj histogram, a bump hunt per category: the dijet-function fit of the background,
@@ -108,8 +110,13 @@ def write_report(
     sqrt_s: float = 13000.0,
     title: str = "coffea-ad report",
     plots: bool = True,
+    lumi_fb: float | None = None,
+    label: Any = None,
+    styles: Any = None,
+    formats: Sequence[str] = ("pdf",),
 ) -> tuple[Path, ReportNumbers]:
-    """Write ``out_dir/report.md`` (and its PNG plots) from an event histogram.
+    """Write ``out_dir/report.md`` (and its plots, PNG plus ``formats``) from an event
+    histogram.
 
     Args:
         h: ``hist.Hist`` with axes ``dataset``, ``score``, the mass, and optionally
@@ -128,6 +135,13 @@ def write_report(
         sqrt_s: centre-of-mass energy for the dijet function (GeV).
         title: page title.
         plots: also draw the plots (needs matplotlib and mplhep).
+        lumi_fb: the luminosity (fb⁻¹) the histogram's weights are normalised to (the
+            processors' ``lumi_fb``); ``None``: sums of generator weights, no sigma.
+        label: :class:`~coffea_ad.plotting.labels.PlotLabel` of the plots (default: a
+            generated-sample label with ``lumi_fb`` and ``sqrt_s``).
+        styles: display name and colour per dataset
+            (:func:`~coffea_ad.plotting.labels.dataset_styles`).
+        formats: extra formats of every figure beside its PNG (vector PDF by default).
 
     Returns:
         ``(path of report.md, ReportNumbers)``.
@@ -150,6 +164,10 @@ def write_report(
     for d in [*backgrounds, *signals]:
         if d not in datasets:
             raise UnknownNameError("dataset", d, datasets)
+    if label is None and plots:
+        from coffea_ad.plotting.labels import PlotLabel
+
+        label = PlotLabel(lumi_fb=lumi_fb, com_tev=sqrt_s / 1000.0)
     h_in = h
     if "systematic" in names:
         h = h[{"systematic": hist.loc(systematic)}]
@@ -174,7 +192,9 @@ def write_report(
 
     # --- yields
     header = " | ".join(f"category {c}" for c in cats) if has_categories else "all events"
-    lines += ["## Yields", "", f"| dataset | {header} |",
+    unit = (f"events at {lumi_fb:g} fb⁻¹" if lumi_fb is not None
+            else "unnormalised: sums of generator weights")
+    lines += [f"## Yields ({unit})", "", f"| dataset | {header} |",
               "|---" * (len(cats) + 1) + "|"]
     for d in [*backgrounds, *signals]:
         hd = h[{"dataset": hist.loc(d)}]
@@ -212,25 +232,36 @@ def write_report(
             weights_sm=b_bins[1], weights_bsm=np.concatenate([b_bins[1], s_bins[1]]),
             cuts=np.unique(b_bins[0]), min_sm_events=0.0,
         )
-        perf.update(sigma_max=scan.best_sigma, best_cut=scan.best_cut,
-                    sensitive=float(scan.sensitive))
+        if lumi_fb is not None:
+            perf.update(sigma_max=scan.best_sigma, best_cut=scan.best_cut,
+                        sensitive=float(scan.sensitive))
+            sigma_cells = (f"{perf['sigma_max']:.3g} | {perf['best_cut']:.3g} | "
+                           f"{'yes' if scan.sensitive else 'no'}")
+        else:
+            perf.update(sigma_max=float("nan"), best_cut=float("nan"), sensitive=float("nan"))
+            sigma_cells = "n/a (unnormalised) | n/a | —"
         numbers.performance[sname] = perf
         lines.append(
             f"| {sname} | {perf['auc']:.3f} | {_fmt(perf['max_sic'])} | "
-            f"{_fmt(perf['max_sic_tpr'])}, {_fmt(perf['max_sic_fpr'])} | "
-            f"{perf['sigma_max']:.3g} | {perf['best_cut']:.3g} | "
-            f"{'yes' if scan.sensitive else 'no'} |"
+            f"{_fmt(perf['max_sic_tpr'])}, {_fmt(perf['max_sic_fpr'])} | {sigma_cells} |"
         )
     if signals:
-        lines += ["", ("σ = |(B + S) − B| / √B at score ≥ cut, all categories and masses; "
-                  "max SIC where the background keeps ≥ 25 effective MC events."), ""]
+        sigma_note = (f"σ = |(B + S) − B| / √B at score ≥ cut on the yields at {lumi_fb:g} fb⁻¹, "
+                      "all categories and masses; " if lumi_fb is not None else
+                      "σ needs yields at a luminosity: these histograms hold sums of generator "
+                      "weights, on which σ grows with the number of generated events (run with "
+                      "`--set lumi_fb=...`); ")
+        lines += ["", sigma_note + "max SIC where the background keeps ≥ 25 effective MC "
+                  "events.", ""]
 
     figures: list[tuple[str, str]] = []
     if plots:
         from coffea_ad.plotting.stats import plot_roc_sic
 
         if curves:
-            plot_roc_sic(curves, out / "roc_sic.png")
+            plot_roc_sic({(styles[k].label if styles and k in styles else k): v
+                          for k, v in curves.items()}, out / "roc_sic.png", label=label,
+                         formats=formats)
             figures.append(("ROC and SIC", "roc_sic.png"))
         try:
             from coffea_ad.plotting.distributions import (
@@ -239,13 +270,15 @@ def write_report(
             )
 
             hs_all = h[{n: sum for n in h.axes.name if n not in ("dataset", "score")}]
-            plot_score_distributions(hs_all, out / "scores.png")
+            plot_score_distributions(hs_all, out / "scores.png", label=label, styles=styles,
+                                     formats=formats)
             figures.append(("Score distributions", "scores.png"))
             if has_categories and "systematic" in names and systematic == "nominal":
                 # this plot takes the full histogram and selects "nominal" itself
                 keep = ("dataset", "systematic", "category", "score", mass_axis)
                 h_plot = h_in[{n: sum for n in h_in.axes.name if n not in keep}]
-                plot_mass_by_category(h_plot, out / "mass.png", mass=mass_axis)
+                plot_mass_by_category(h_plot, out / "mass.png", mass=mass_axis, label=label,
+                                      styles=styles, formats=formats)
                 figures.append((f"{mass_axis} per category", "mass.png"))
         except ImportError:  # pragma: no cover - plotting extras are optional
             pass
@@ -275,7 +308,8 @@ def write_report(
         if plots:
             from coffea_ad.plotting.stats import plot_abcd_closure
 
-            plot_abcd_closure(cl, out / "abcd_closure.png")
+            plot_abcd_closure(cl, out / "abcd_closure.png", label=label, formats=formats,
+                              mass_label=h.axes[mass_axis].label)
             figures.append(("ABCD closure", "abcd_closure.png"))
 
     # --- bump hunt (per category: a histogram without categories gets none)
@@ -321,7 +355,8 @@ def write_report(
                     from coffea_ad.plotting.stats import plot_bumphunt
 
                     png = f"bumphunt_cat{c}_{sname}.png"
-                    plot_bumphunt(res, out / png)
+                    plot_bumphunt(res, out / png, label=label, formats=formats,
+                                  mass_label=h.axes[mass_axis].label)
                     figures.append((f"Bump hunt, category {c}, {sname} injected", png))
             numbers.bumphunt[str(c)] = entry
         lines += ["", ("Background + signal histograms fitted with the signal histogram as the "
@@ -333,6 +368,8 @@ def write_report(
         for caption, png in figures:
             lines += [f"### {caption}", "", f"![{caption}]({png})", ""]
     path = out / "report.md"
-    path.write_text("\n".join(lines))
+    tmp = out / ".report.md.tmp"
+    tmp.write_text("\n".join(lines))
+    tmp.replace(path)
     return path, numbers
 
