@@ -119,7 +119,7 @@ class SVJProcessor(processor.ProcessorABC):
     independent of the loss: the region split the CMS dijet and semivisible-jet searches use
     (|Δη_jj| < 1.3–1.5 signal-like, above it a control region; CMS, JHEP 06 (2022) 156,
     arXiv:2112.11125). Two residual correlations remain and are what the closure test
-    (``training/validate_abcd.py``) measures: within one m_T bin a larger |Δη| means softer
+    (``studies/validate_abcd.py``) measures: within one m_T bin a larger |Δη| means softer
     jets (m_jj ≈ 2 p_T cosh(Δη/2)), so a loss that grows with jet p_T or mass prefers small
     |Δη|; and the jets' η is one of the AE inputs. The first dominates for a plain AE on
     QCD; a DisCo term against ``deta_jj`` at training (``dense_ae``

@@ -497,9 +497,16 @@ def test_cli_run_writes_run_json_and_refuses_unreadable_files(tiny_ae_onnx, pfna
     assert info["onnx_providers"] == {"CPUExecutionProvider": 10}
     assert "run_info" not in json.loads((tmp_path / "out" / "cutflow.json").read_text())
 
+    good = (tmp_path / "out" / "run.json").read_bytes()
     fileset.write_text(json.dumps({"pf": {"files": {str(pfnano_file): "Events",
                                                     str(truncated): "Events"}}}))
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+    res = subprocess.run([*cmd, "--overwrite"], capture_output=True, text=True, timeout=300,
+                         check=False)
     assert res.returncode != 0
     assert "pfnano_cut.root" in res.stderr
     assert "--skip-bad-files" in res.stderr
+    # the failure is recorded beside the earlier good run, which a failure never replaces
+    assert (tmp_path / "out" / "run.json").read_bytes() == good
+    failed = json.loads((tmp_path / "out.failed.json").read_text())
+    assert failed["status"] == "failed"
+    assert "pfnano_cut.root" in failed["error"]

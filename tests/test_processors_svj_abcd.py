@@ -5,7 +5,7 @@ second variable and m_T recomputed here from the raw branches with uproot + nump
 per-event loop), its projection against ``hists["events"]``, and the closure of
 :func:`coffea_ad.stats.abcd_closure` on a histogram of the same layout filled with a second
 variable that is independent of the score by construction (and, as a control, with one that
-is not). The helpers of ``training/validate_abcd.py`` are checked on hand-made inputs.
+is not). The helpers of ``studies/validate_abcd.py`` are checked on hand-made inputs.
 """
 
 from __future__ import annotations
@@ -201,7 +201,7 @@ def test_closure_from_histogram_independent_vs_correlated():
 
 
 def test_validation_helpers():
-    from coffea_ad.training.validate_abcd import merged_mass_edges, score_cut
+    from coffea_ad.stats.abcd import merged_mass_edges, score_cut
 
     edges = np.arange(0.0, 701.0, 100.0)
     counts = np.array([0, 0, 10, 30, 25, 3, 0])

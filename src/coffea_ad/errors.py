@@ -11,10 +11,16 @@ from collections.abc import Iterable
 
 __all__ = [
     "CoffeaADError",
+    "FilesetError",
+    "FolderBusyError",
+    "InputOverwriteError",
+    "InvalidOutputError",
     "MissingBranchError",
     "ModelContractError",
     "ModelFileError",
     "NonFiniteInputError",
+    "NonFiniteScoreError",
+    "OutputExistsError",
     "UnknownNameError",
     "nearest_first",
 ]
@@ -76,3 +82,27 @@ class ModelFileError(CoffeaADError, OSError):
 
 class NonFiniteInputError(CoffeaADError, ValueError):
     """NaN or inf in model inputs under the ``"raise"`` policy."""
+
+
+class NonFiniteScoreError(CoffeaADError, ValueError):
+    """NaN or inf in a model's output under the ``"raise"`` policy."""
+
+
+class OutputExistsError(CoffeaADError, FileExistsError):
+    """An output path exists already and overwriting was not asked for."""
+
+
+class InputOverwriteError(CoffeaADError, ValueError):
+    """An output path names one of the inputs."""
+
+
+class InvalidOutputError(CoffeaADError, ValueError):
+    """An existing output (fileset, run directory) is malformed or inconsistent."""
+
+
+class FolderBusyError(CoffeaADError, BlockingIOError):
+    """Another coffea-ad process holds the lock of an output folder."""
+
+
+class FilesetError(CoffeaADError, ValueError):
+    """A fileset JSON is malformed (not JSON, not ``{dataset: {"files": ...}}``)."""

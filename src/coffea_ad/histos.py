@@ -14,6 +14,8 @@ from pathlib import Path
 import hist
 import numpy as np
 
+from coffea_ad.atomic import atomic_path
+
 __all__ = [
     "DEFAULT_MT_EDGES",
     "jet_score_histogram",
@@ -96,7 +98,7 @@ def write_root(histograms: Mapping[str, hist.Hist], path: str | Path) -> Path:
     import uproot
 
     path = Path(path)
-    with uproot.recreate(path) as fout:
+    with atomic_path(path) as tmp, uproot.recreate(tmp) as fout:
         for name, h in histograms.items():
             for key, sub in _slices(h):
                 fout["/".join([name, *key]) if key else name] = sub

@@ -7,12 +7,14 @@ extras (torch, Pythia, ...) and each verb only pays for what it imports.
 from __future__ import annotations
 
 import importlib
+import math
+import os
 
 import click
 
 from coffea_ad import __version__
 
-__all__ = ["main"]
+__all__ = ["error_line", "main", "parse_settings"]
 
 # verb -> "module:attribute" of its click command
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -38,6 +40,20 @@ class LazyGroup(click.Group):
         module, attr = target.split(":")
         return getattr(importlib.import_module(module), attr)
 
+    def invoke(self, ctx: click.Context) -> object:
+        """Run the subcommand; an error it raises becomes one line and exit 1 (``--debug``
+        or ``COFFEA_AD_DEBUG=1``: the traceback instead)."""
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as err:
+            if ctx.params.get("debug") or os.environ.get("COFFEA_AD_DEBUG") == "1":
+                raise
+            raise click.ClickException(
+                f"{error_line(err)} (coffea-ad --debug ... shows the traceback)"
+            ) from err
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
         with formatter.section("Commands"):
@@ -46,8 +62,17 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="coffea-ad")
-def main() -> None:
+@click.option("--debug", is_flag=True, help="Show the full traceback of an error.")
+def main(debug: bool) -> None:
     """coffea-ad: anomaly detection for coffea analyses (features, ONNX scoring, statistics)."""
+
+
+def error_line(err: BaseException) -> str:
+    """``TypeName: message`` of an error (a KeyError's message without its quotes)."""
+    msg = str(err)
+    if isinstance(err, KeyError) and len(err.args) == 1 and not hasattr(err, "message"):
+        msg = str(err.args[0])
+    return f"{type(err).__name__}: {msg}" if msg else type(err).__name__
 
 
 def parse_settings(pairs: tuple[str, ...]) -> dict[str, object]:
@@ -57,7 +82,13 @@ def parse_settings(pairs: tuple[str, ...]) -> dict[str, object]:
         if "=" not in pair:
             raise click.BadParameter(f"expected key=value, got {pair!r}", param_hint="--set")
         key, value = pair.split("=", 1)
-        out[key.strip()] = _parse_value(value.strip())
+        parsed = _parse_value(value.strip())
+        # NaN compares false with everything: a NaN cut silently selects nothing (or all)
+        if isinstance(parsed, float) and (math.isnan(parsed) or (
+                math.isinf(parsed) and "threshold" in key)):
+            raise click.BadParameter(
+                f"{key.strip()}={value.strip()}: expected a finite number", param_hint="--set")
+        out[key.strip()] = parsed
     return out
 
 

@@ -31,12 +31,14 @@ __all__ = ["features"]
               help="Weight constituents by PFCands_puppiWeight when the file has it.")
 @click.option("--list", "list_only", is_flag=True,
               help="Print the feature names and definitions, then exit.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing OUTPUT (never the input).")
 def features(input_file: Path, output: Path, jets: str, names: str | None, tree: str,
-             nonfinite: str, puppi: bool, list_only: bool) -> None:
+             nonfinite: str, puppi: bool, list_only: bool, overwrite: bool) -> None:
     """Write the per-jet feature table of INPUT.root (NanoAOD or PFNano) to a Parquet file."""
     import awkward as ak
     from coffea.nanoevents import NanoEventsFactory, PFNanoAODSchema
 
+    from coffea_ad.atomic import atomic_path, refuse_existing, refuse_same_file
     from coffea_ad.errors import CoffeaADError
     from coffea_ad.features import JET_FEATURES, jet_table
 
@@ -44,6 +46,11 @@ def features(input_file: Path, output: Path, jets: str, names: str | None, tree:
         for name, spec in JET_FEATURES.items():
             click.echo(f"{name:16s} {spec.source:13s} {spec.description}")
         return
+    try:  # before any event is read
+        refuse_same_file(output, [input_file], option="--output")
+        refuse_existing(output, overwrite=overwrite)
+    except CoffeaADError as err:
+        raise click.ClickException(str(err)) from err
     wanted = list(JET_FEATURES) if names is None else [n.strip() for n in names.split(",")
                                                         if n.strip()]
     with warnings.catch_warnings():
@@ -62,7 +69,7 @@ def features(input_file: Path, output: Path, jets: str, names: str | None, tree:
             hint = ("\nFiles without PF candidates still give the jet-branch features: "
                     f"--features {','.join(branch_only)}")
         raise click.ClickException(f"{err}{hint}") from err
-    output.parent.mkdir(parents=True, exist_ok=True)
-    ak.to_parquet(table, output)
+    with atomic_path(output) as tmp:
+        ak.to_parquet(table, tmp)
     click.echo(f"wrote {len(table)} jets x {len(wanted)} features from {len(events)} events "
                f"to {output}")

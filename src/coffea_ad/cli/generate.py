@@ -28,8 +28,8 @@ def _process_help() -> str:
 # in the body: click cannot make an option's requirement depend on another flag)
 @click.option("--events", "-n", type=click.IntRange(min=1), default=None,
               help="Number of events (required unless --show-settings).")
-@click.option("--seed", "-s", type=int, default=None,
-              help="Master seed (same seed, same files; required unless --show-settings).")
+@click.option("--seed", "-s", type=click.IntRange(min=0), default=None,
+              help="Master seed, >= 0 (same seed, same files; required unless --show-settings).")
 @click.option("--out", "-o", type=click.Path(file_okay=False), default=None,
               help="Output folder (required unless --show-settings).")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True,

@@ -1,5 +1,7 @@
 """``coffea-ad run``: a registered processor over a fileset, outputs as hist + ROOT, and the
-run's provenance (per-file entries held and processed, versions, model sha256) in run.json."""
+run's provenance (per-file entries held and processed, versions, model sha256) in run.json,
+written as one set (see :mod:`coffea_ad.rundir`). Every option is checked before any event
+is read: a bad one is one line and exit 2."""
 
 from __future__ import annotations
 
@@ -57,6 +59,81 @@ def run_configuration(proc: object, *, processor_name: str, model: str,
     }
 
 
+def _scheduler_address(scheduler: str) -> str:
+    """The address of ``--scheduler`` (an address, or a scheduler JSON file)."""
+    path = Path(scheduler)
+    if "://" not in scheduler and path.is_file():
+        try:
+            return str(json.loads(path.read_text())["address"])
+        except (ValueError, KeyError, TypeError) as err:
+            raise click.BadParameter(f"{scheduler} is not a Dask scheduler JSON file with an "
+                                     f"'address' ({err})", param_hint="--scheduler") from None
+    return scheduler
+
+
+def check_scheduler(scheduler: str, *, timeout: float = 5.0) -> None:
+    """Refuse an unreachable scheduler at once (a TCP connect with ``timeout``), instead of
+    Dask's own wait. Protocols other than tcp/tls are left to Dask."""
+    import socket
+    from urllib.parse import urlsplit
+
+    address = _scheduler_address(scheduler)
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    if parts.scheme not in ("tcp", "tls"):
+        return
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        host = port = None
+    if not host or not port:
+        raise click.BadParameter(f"{scheduler!r}: expected tcp://HOST:PORT or a scheduler "
+                                 "JSON file", param_hint="--scheduler")
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as err:
+        raise click.BadParameter(
+            f"cannot reach the Dask scheduler at {address} within {timeout:g} s ({err}); "
+            "expected a running scheduler", param_hint="--scheduler") from None
+
+
+def _given(ctx: click.Context, name: str) -> bool:
+    return ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE
+
+
+def _check_options(ctx: click.Context, *, executor: str, scheduler: str | None,
+                   task_res: dict[str, float], worker_res: dict[str, float]) -> None:
+    """Options that cannot work together, refused before any file is opened (exit 2)."""
+    dask_like = executor in ("dask", "dask-awkward")
+    if not dask_like:
+        for name, flag in (("scheduler", "--scheduler"), ("resources", "--resources"),
+                           ("worker_resources", "--worker-resources")):
+            if _given(ctx, name):
+                raise click.UsageError(f"{flag} applies to --executor dask or dask-awkward, "
+                                       f"not {executor}")
+    if executor == "dask-awkward":
+        # the whole graph is built and computed at once: no per-chunk checkpoint, cap or
+        # retry loop exists there to honour these
+        for name, flag in (("checkpoint_dir", "--checkpoint"), ("maxchunks", "--maxchunks"),
+                           ("retries", "--retries"), ("resources", "--resources")):
+            if _given(ctx, name):
+                raise click.UsageError(
+                    f"{flag} is not supported by --executor dask-awkward (one dask.compute "
+                    "of the whole graph); use --executor dask, which honours it")
+    if scheduler is not None and _given(ctx, "worker_resources"):
+        raise click.UsageError("--worker-resources configures a new LocalCluster; with "
+                               "--scheduler start the workers with --resources instead")
+    if dask_like and scheduler is None and task_res:
+        short = {k: v for k, v in task_res.items() if worker_res.get(k, 0.0) < v}
+        if short:
+            want = ", ".join(f"{k}={v:g}" for k, v in short.items())
+            raise click.UsageError(
+                f"--resources {want}: no worker of the new LocalCluster has it, so no chunk "
+                f"could ever run; expected --worker-resources {want} (or at least that much)")
+    if scheduler is not None and dask_like:
+        check_scheduler(scheduler)
+
+
 @click.command()
 @click.argument("processor_name", metavar="PROCESSOR")
 @click.option("--fileset", "-f", required=True, type=click.Path(exists=True, dir_okay=False),
@@ -67,13 +144,13 @@ def run_configuration(proc: object, *, processor_name: str, model: str,
               default="dask", show_default=True)
 @click.option("--scheduler", default=None, help="Address (tcp://host:8786) or scheduler JSON "
               "file of an existing Dask cluster (default: start a LocalCluster).")
-@click.option("--workers", type=int, default=2, show_default=True,
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
               help="LocalCluster / process-pool workers.")
-@click.option("--threads", type=int, default=1, show_default=True,
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
               help="Threads per LocalCluster worker.")
-@click.option("--chunksize", type=int, default=100_000, show_default=True,
+@click.option("--chunksize", type=click.IntRange(min=1), default=100_000, show_default=True,
               help="Target entries per chunk.")
-@click.option("--maxchunks", type=int, default=None,
+@click.option("--maxchunks", type=click.IntRange(min=1), default=None,
               help="At most this many chunks per dataset (quick looks; run.json says so).")
 @click.option("--skip-bad-files", is_flag=True,
               help="Skip and report files/chunks that cannot be read instead of failing.")
@@ -84,7 +161,7 @@ def run_configuration(proc: object, *, processor_name: str, model: str,
               "inference runs on workers started with --resources GPU=1.")
 @click.option("--worker-resources", multiple=True, metavar="NAME=N",
               help="Resources the workers of a new LocalCluster declare (e.g. GPU=1).")
-@click.option("--retries", type=int, default=3, show_default=True,
+@click.option("--retries", type=click.IntRange(min=0), default=3, show_default=True,
               help="Retries of a failed chunk.")
 @click.option("--progress/--no-progress", default=True, show_default=True,
               help="Progress bar.")
@@ -92,32 +169,52 @@ def run_configuration(proc: object, *, processor_name: str, model: str,
               show_default=True, help="NanoEvents schema of the input files.")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
               help="Processor option, e.g. --set tag_threshold=0.5 (repeatable).")
+@click.option("--overwrite", is_flag=True,
+              help="Replace an existing OUT (the old set stays until the new one is complete).")
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False))
-def run(processor_name: str, fileset: str, model: str, executor: str, scheduler: str | None,
-        workers: int, threads: int, chunksize: int, maxchunks: int | None,
-        skip_bad_files: bool, checkpoint_dir: str | None, resources: tuple[str, ...],
-        worker_resources: tuple[str, ...], retries: int, progress: bool,
-        schema: str, settings: tuple[str, ...], out: str) -> None:
-    """Run PROCESSOR (e.g. svj) over a fileset and write histograms (hist and ROOT) and
-    run.json (entries held and processed per file, versions, model sha256, providers)."""
+@click.pass_context
+def run(ctx: click.Context, processor_name: str, fileset: str, model: str, executor: str,
+        scheduler: str | None, workers: int, threads: int, chunksize: int,
+        maxchunks: int | None, skip_bad_files: bool, checkpoint_dir: str | None,
+        resources: tuple[str, ...], worker_resources: tuple[str, ...], retries: int,
+        progress: bool, schema: str, settings: tuple[str, ...], overwrite: bool,
+        out: str) -> None:
+    """Run PROCESSOR (e.g. svj) over a fileset and write OUT as one set: histograms.json
+    (hist), histograms.root, cutflow.json and run.json (entries held and processed per file,
+    versions, model sha256, providers, sha256 of the files beside it)."""
     import warnings
 
     from coffea.nanoevents import NanoAODSchema, PFNanoAODSchema, TreeMakerSchema
-    from coffea.util import save
 
+    from coffea_ad.errors import CoffeaADError, UnknownNameError
     from coffea_ad.execution import (
         RUN_INFO_KEY,
         IncompleteRunError,
         SkippedFilesWarning,
         dask_client,
-        load_fileset,
         run_processor,
     )
-    from coffea_ad.histos import write_root
+    from coffea_ad.fileset import dedupe_files, read_fileset
     from coffea_ad.processors import get_processor
+    from coffea_ad.rundir import check_writable, write_failed_run, write_run_dir
     from coffea_ad.schemas import schema_for
 
-    cls = get_processor(processor_name)
+    # ---- everything a user can get wrong is checked here, before any event is read
+    outdir = Path(out)
+    try:
+        cls = get_processor(processor_name)
+    except UnknownNameError as err:
+        raise click.BadParameter(str(err), param_hint="PROCESSOR") from None
+    try:
+        files, duplicates = dedupe_files(read_fileset(fileset))
+    except CoffeaADError as err:
+        raise click.BadParameter(str(err), param_hint="--fileset") from None
+    for message in duplicates:
+        click.echo(f"WARNING: {message}", err=True)
+    task_res = _resources(resources, "--resources")
+    worker_res = _resources(worker_resources, "--worker-resources")
+    _check_options(ctx, executor=executor, scheduler=scheduler, task_res=task_res,
+                   worker_res=worker_res)
     overrides = parse_settings(settings)
     try:
         proc = cls(model, **overrides)
@@ -132,31 +229,52 @@ def run(processor_name: str, fileset: str, model: str, executor: str, scheduler:
             f"processor {processor_name!r}: {err}; required --set keys: {needed or 'none'}; "
             f"optional: {optional}"
         ) from err
-    task_res = _resources(resources, "--resources")
-    worker_res = _resources(worker_resources, "--worker-resources")
-    outdir = Path(out)
-    outdir.mkdir(parents=True, exist_ok=True)
+    except ValueError as err:  # a setting of the right name but a bad value
+        if isinstance(err, CoffeaADError):
+            raise  # a model/contract problem: one line from the CLI group
+        raise click.BadParameter(f"processor {processor_name!r}: {err}",
+                                 param_hint="--set") from err
+
+    try:
+        check_writable(outdir, overwrite=overwrite)
+    except CoffeaADError as err:
+        raise click.UsageError(str(err)) from None
+
     options = {"executor": executor, "workers": workers, "threads": threads,
                "chunksize": chunksize, "maxchunks": maxchunks, "skipbadfiles": skip_bad_files,
                "progress": progress, "checkpoint_dir": checkpoint_dir,
                "resources": task_res or None, "retries": retries,
                # generated samples: a schema that looks only for the cross-references the
                # files carry (coffea's warned ~40 times per chunk about absent collections)
-               "schema": schema_for(load_fileset(fileset),
-                                    {"pfnano": PFNanoAODSchema, "nanoaod": NanoAODSchema,
-                                     "treemaker": TreeMakerSchema}[schema])}
+               "schema": schema_for(files, {"pfnano": PFNanoAODSchema, "nanoaod": NanoAODSchema,
+                                            "treemaker": TreeMakerSchema}[schema])}
+    attempted = {"processor": f"{cls.__module__}.{cls.__qualname__}", "fileset": files,
+                 "executor": {k: v for k, v in options.items() if k != "schema"}
+                 | {"scheduler": scheduler}, "settings": overrides}
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", SkippedFilesWarning)
             if executor in ("dask", "dask-awkward") and scheduler is None and worker_res:
                 with dask_client(workers=workers, threads=threads,
                                  worker_resources=worker_res) as client:
-                    result = run_processor(fileset, proc, client=client, **options)
+                    result = run_processor(files, proc, client=client, **options)
             else:
-                result = run_processor(fileset, proc, scheduler=scheduler, **options)
+                result = run_processor(files, proc, scheduler=scheduler, **options)
     except IncompleteRunError as err:
-        (outdir / "run.json").write_text(json.dumps(err.run_info, indent=2, default=str) + "\n")
-        raise click.ClickException(f"{err}\n(run record: {outdir / 'run.json'})") from None
+        where = write_failed_run(outdir, {**attempted, **err.run_info}, str(err),
+                                 overwrite=overwrite)
+        raise click.ClickException(f"{err}\n(run record: {where})") from None
+    except Exception as err:
+        # a chunk that cannot be read, a missing branch, a worker lost for good...: the
+        # failure is recorded (what was attempted, the error), then reported in one line
+        from coffea_ad.cli import error_line
+
+        where = write_failed_run(outdir, attempted, error_line(err), overwrite=overwrite)
+        if ctx.find_root().params.get("debug"):
+            raise
+        raise click.ClickException(
+            f"{error_line(err)} (run record: {where}; coffea-ad --debug ... shows the "
+            "traceback)") from err
     for warning in caught:
         if issubclass(warning.category, SkippedFilesWarning):
             click.echo(f"WARNING: {warning.message}", err=True)
@@ -165,14 +283,15 @@ def run(processor_name: str, fileset: str, model: str, executor: str, scheduler:
         proc, processor_name=processor_name, model=model, overrides=overrides,
         options={**options, "schema": options["schema"].__name__, "scheduler": scheduler,
                  "worker_resources": worker_res or None})
-    save(result, outdir / "histograms.coffea")
-    write_root(result["hists"], outdir / "histograms.root")
-    # arrays (e.g. the resonant processor's signal-region rows) live in histograms.coffea only
-    meta = {k: v for k, v in result.items() if k not in ("hists", "arrays")}
-    (outdir / "cutflow.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
-    (outdir / "run.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
+    info["settings"] = overrides
+    if duplicates:
+        info["duplicate_files_dropped"] = duplicates
+    write_run_dir(outdir, result, info, overwrite=overwrite)
     click.echo(f"processed {info['entries_processed']} of {info['entries']} entries in "
                f"{len(info['files'])} files ({info.get('chunks_from_checkpoint', 0)} chunks "
                f"from checkpoints)")
-    click.echo(f"wrote {outdir / 'histograms.coffea'}, {outdir / 'histograms.root'}, "
-               f"{outdir / 'cutflow.json'}, {outdir / 'run.json'}")
+    click.echo(f"wrote {outdir}: {', '.join(sorted(info_files(outdir)))}")
+
+
+def info_files(outdir: Path) -> list[str]:
+    return [p.name for p in outdir.iterdir()]

@@ -33,26 +33,33 @@ __all__ = ["inspect", "score"]
 @click.option("--threads", default=None, type=click.IntRange(min=1),
               help="ONNX Runtime intra-op threads (default: all cores).")
 @click.option("--nonfinite", type=click.Choice(["raise", "flag"]), default="raise", show_default=True,
-              help="NaN/inf inputs: fail, or write the sentinel -1 and a <name>_nonfinite branch.")
+              help="NaN/inf inputs or model outputs: fail, or write the sentinel -1 and a "
+                   "<name>_nonfinite branch (the count is printed).")
 @click.option("--puppi/--no-puppi", default=True, show_default=True,
               help="Weight constituents by PFCands_puppiWeight when the file has it.")
 @click.option("--all-outputs", is_flag=True, help="Also write the model's other per-row scalar outputs.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing OUTPUT (never the input).")
 def score(input_file: Path, model: Path, output: Path, tree: str, name: str | None, step_size: int,
           batch_size: int, providers: tuple[str, ...], threads: int | None, nonfinite: str,
-          puppi: bool, all_outputs: bool) -> None:
+          puppi: bool, all_outputs: bool, overwrite: bool) -> None:
     """Score INPUT.root with an ONNX model into a friend tree aligned by run/lumi/event."""
+    from coffea_ad.atomic import refuse_existing, refuse_same_file
     from coffea_ad.inference.friend import write_score_friend
 
     with _clean_errors():
+        # before the model is loaded: these need nothing but the paths
+        refuse_same_file(output, [input_file, model], option="--output")
+        refuse_existing(output, overwrite=overwrite)
         summary = write_score_friend(
             input_file, model, output, tree=tree, name=name, step_size=step_size,
             all_outputs=all_outputs, providers=list(providers) or None, batch_size=batch_size,
-            intra_op_threads=threads, nonfinite=nonfinite, puppi=puppi,
+            intra_op_threads=threads, nonfinite=nonfinite, puppi=puppi, overwrite=overwrite,
         )
     click.echo(
         f"wrote {summary.output}:{tree}: {summary.entries} entries, {summary.rows} rows scored, "
         f"branches {', '.join(summary.branches)}, provider {summary.provider or '-'}, "
         f"{summary.seconds:.2f} s"
+        + (f", {summary.nonfinite_rows} rows flagged non-finite" if nonfinite == "flag" else "")
     )
 
 
@@ -101,8 +108,10 @@ def describe_model(model: Path) -> dict[str, Any]:
         graph_signature,
         select_providers,
     )
+    from coffea_ad.inference.checks import check_feature_names
 
     scorer = OnnxScorer(model)  # validates file and contract; creates no session
+    check_feature_names(scorer.contract)  # what `run` would refuse on its first chunk
     path = scorer.model_path
     st = path.stat()
     sig = graph_signature(path)

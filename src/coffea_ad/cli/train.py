@@ -17,8 +17,7 @@ __all__ = ["RECIPES", "load_recipe", "train"]
 def _recipes() -> list[str]:
     import coffea_ad.training as pkg
 
-    return sorted(m.name for m in pkgutil.iter_modules(pkg.__path__)
-                  if not m.name.startswith("_") and not m.name.startswith("validate"))
+    return sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_"))
 
 
 RECIPES = _recipes()
@@ -40,18 +39,26 @@ def load_recipe(name: str):
               help="Override a key of the recipe's CONFIG (repeatable).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False),
               help="Output base path: writes OUT.onnx, OUT.json, OUT.md, OUT_loss.png.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing OUT.onnx and its files.")
 @click.option("--quiet", "-q", is_flag=True,
               help="No per-epoch line (loss, validation loss, learning rate) on stderr.")
-def train(recipe: str, fileset: str, settings: tuple[str, ...], out: str, quiet: bool) -> None:
+def train(recipe: str, fileset: str, settings: tuple[str, ...], out: str, overwrite: bool,
+          quiet: bool) -> None:
     """Train model RECIPE on FILESET and export it to ONNX with its contract and card.
 
     Prints one line per epoch on stderr (unless --quiet) and the metrics as JSON on stdout.
     """
+    from coffea_ad.atomic import refuse_existing, refuse_same_file
+    from coffea_ad.nn.export import model_paths
+
     module = load_recipe(recipe)
     config = parse_settings(settings)
     unknown = [k for k in config if k not in module.CONFIG]
     if unknown:  # refuse before reading any event
         raise UnknownNameError(f"{recipe} config key", unknown[0], module.CONFIG)
+    for path in model_paths(out).values():  # every file the recipe writes
+        refuse_same_file(path, [fileset], option="--out")
+    refuse_existing(model_paths(out)["onnx"], overwrite=overwrite)
     if quiet:
         metrics = module.run(config, fileset, out)
     else:

@@ -20,6 +20,7 @@ from coffea_ad.errors import ModelContractError, ModelFileError
 from coffea_ad.inference.contract import ModelContract
 
 __all__ = [
+    "check_feature_names",
     "check_graph_against_contract",
     "check_model_file",
     "check_session_against_contract",
@@ -190,3 +191,34 @@ def session_output_dtype(session: Any, name: str) -> np.dtype:
 def output_dtype(model_path: Path, name: str) -> np.dtype:
     """dtype of output ``name`` as the ONNX file declares it (float32 if it does not)."""
     return graph_signature(model_path)["outputs"].get(name, (None, []))[0] or np.dtype("float32")
+
+
+def check_feature_names(contract: ModelContract) -> None:
+    """Refuse a jet-level contract naming a feature coffea_ad cannot compute.
+
+    ``score_events`` builds jet-level inputs from :data:`coffea_ad.features.JET_FEATURES`
+    and constituent inputs from :data:`coffea_ad.features.PARTICLE_FEATURES`; a name outside
+    them would only fail on the first chunk of a run. Event-level features may be any
+    branch of the events, so they are not checked here.
+
+    Raises:
+        ModelContractError: naming the input, the unknown feature and the valid ones.
+    """
+    if contract.level != "jet":
+        return
+    from coffea_ad.errors import nearest_first
+    from coffea_ad.features import JET_FEATURES, PARTICLE_FEATURES
+    from coffea_ad.inference._layout import is_mask_spec
+
+    for spec in contract.inputs:
+        if is_mask_spec(spec):
+            continue
+        valid = PARTICLE_FEATURES if spec.pad_length is not None else JET_FEATURES
+        kind = "particle" if spec.pad_length is not None else "jet"
+        for name in spec.features:
+            if name not in valid:
+                raise ModelContractError(
+                    f"model {contract.name!r} input {spec.name!r}: unknown {kind} feature "
+                    f"{name!r}; valid {kind} features, nearest first: "
+                    f"{nearest_first(name, valid, limit=8)}"
+                )

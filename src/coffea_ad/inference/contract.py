@@ -225,7 +225,9 @@ class ModelContract:
         if path.suffix == ".onnx":
             path = sidecar_path(path)
         self.validate()
-        path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n")
+        from coffea_ad.atomic import atomic_write_text
+
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n")
         return path
 
     @classmethod

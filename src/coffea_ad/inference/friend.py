@@ -19,6 +19,7 @@ from typing import Any
 import awkward as ak
 import numpy as np
 
+from coffea_ad.atomic import atomic_path, refuse_existing, refuse_same_file
 from coffea_ad.errors import MissingBranchError
 from coffea_ad.inference.contract import file_sha256
 from coffea_ad.inference.scorer import NONFINITE_MASK, OnnxScorer
@@ -43,6 +44,7 @@ class FriendSummary:
         branches: score branches written (without the counter).
         provider: execution provider that ran the model (``None`` if nothing was scored).
         seconds: wall time.
+        nonfinite_rows: rows flagged (``nonfinite="flag"``) for NaN/inf inputs or outputs.
     """
 
     output: Path
@@ -51,6 +53,7 @@ class FriendSummary:
     branches: tuple[str, ...]
     provider: str | None
     seconds: float
+    nonfinite_rows: int = 0
 
 
 def write_score_friend(
@@ -62,6 +65,7 @@ def write_score_friend(
     name: str | None = None,
     step_size: int = 100_000,
     all_outputs: bool = False,
+    overwrite: bool = False,
     **scorer_kwargs: Any,
 ) -> FriendSummary:
     """Score every event of ``input_path`` and write the friend tree ``tree`` to ``output_path``.
@@ -74,11 +78,13 @@ def write_score_friend(
         input_path: NanoAOD/PFNano ROOT file; ``tree`` may be a TTree or an RNTuple (the
             friend written is a TTree either way).
         model_path: ``.onnx`` model (sidecar next to it), or a ready :class:`OnnxScorer`.
-        output_path: ROOT file to (re)create.
+        output_path: ROOT file to create (written under a temporary name, then renamed);
+            never the input.
         tree: tree name, in the input and in the output.
         name: score branch name; default the contract's ``name`` (branch ``FatJet_<name>``).
         step_size: entries per chunk.
         all_outputs: also write every other scalar-per-row output as ``{name}_{output}``.
+        overwrite: replace an existing ``output_path`` (otherwise it is refused).
         **scorer_kwargs: passed to :class:`OnnxScorer` when ``model_path`` is a path.
 
     Returns:
@@ -86,7 +92,10 @@ def write_score_friend(
 
     Raises:
         MissingBranchError: the input lacks ``run``/``luminosityBlock``/``event`` or a
-            branch the model's features need (a partly written output file is removed).
+            branch the model's features need (no output is written).
+        InputOverwriteError: ``output_path`` is the input file.
+        OutputExistsError: ``output_path`` exists and ``overwrite`` is false.
+        NonFiniteScoreError: the model gives NaN/inf (``nonfinite="raise"``).
     """
     uproot = _uproot()
     from coffea.nanoevents import NanoEventsFactory, PFNanoAODSchema
@@ -98,6 +107,8 @@ def write_score_friend(
     input_path, output_path = Path(input_path), Path(output_path)
     if step_size < 1:
         raise ValueError(f"step_size must be >= 1, found {step_size}")
+    refuse_same_file(output_path, [input_path, scorer.model_path], option="output")
+    refuse_existing(output_path, overwrite=overwrite)
 
     with uproot.open(input_path) as infile:
         if tree not in infile:
@@ -131,68 +142,62 @@ def write_score_friend(
         else:
             branch_types |= fields
 
-        rows = 0
-        try:
-            outfile = uproot.recreate(output_path)
-        except OSError as err:
-            raise OSError(f"cannot create the friend file {output_path}: {err}") from err
-        with warnings.catch_warnings(), _removed_on_error(output_path), outfile:
-            # coffea's schema warns about cross-references PFNano files lack; not ours to fix
-            warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"coffea\.nanoevents")
-            outfile.mktree(tree, branch_types)
-            for start in range(0, entries, step_size):
-                stop = min(start + step_size, entries)
-                ids = intree.arrays(list(ALIGNMENT_BRANCHES), entry_start=start,
-                                    entry_stop=stop, library="np")
-                events = NanoEventsFactory.from_root(
-                    {str(input_path): tree}, schemaclass=PFNanoAODSchema, mode="virtual",
-                    entry_start=start, entry_stop=stop,
-                ).events()
-                outs = scorer.outputs(scorer.features_from_events(events))
-                chunk: dict[str, Any] = {b: ids[b].astype(id_types[b]) for b in ALIGNMENT_BRANCHES}
-                values = {name: outs[contract.score]}
-                values |= {f"{name}_{o}": outs[o] for o in extra}
-                if scorer.nonfinite == "flag":
-                    values[f"{name}_{NONFINITE_MASK}"] = outs[NONFINITE_MASK]
-                values = {k: ak.values_astype(v, fields[k]) for k, v in values.items()}
-                if jets is not None:
-                    chunk[jets] = ak.zip(values)
-                    rows += int(ak.sum(ak.num(values[name], axis=1)))
-                else:
-                    chunk |= values
-                    rows += len(values[name])
-                outfile[tree].extend(chunk)
-            provider = scorer.provider if entries else None
-            outfile[INFO_KEY] = json.dumps({
-                "model": contract.name,
-                "model_file": str(scorer.model_path),
-                "model_sha256": file_sha256(scorer.model_path),
-                "score_output": contract.score,
-                "features": contract.features,
-                "level": contract.level,
-                "jets": jets,
-                "provider": provider,
-                "nonfinite": scorer.nonfinite,
-                "input": str(input_path),
-                "tree": tree,
-            })
+        rows = nonfinite_rows = 0
+        # written under a temporary name and renamed when complete: a failure leaves any
+        # earlier friend file as it was
+        with atomic_path(output_path) as tmp_path:
+            try:
+                outfile = uproot.recreate(tmp_path)
+            except OSError as err:
+                raise OSError(f"cannot create the friend file {output_path}: {err}") from err
+            with warnings.catch_warnings(), outfile:
+                # coffea's schema warns about cross-references PFNano files lack; not ours
+                warnings.filterwarnings("ignore", category=RuntimeWarning,
+                                        module=r"coffea\.nanoevents")
+                outfile.mktree(tree, branch_types)
+                for start in range(0, entries, step_size):
+                    stop = min(start + step_size, entries)
+                    ids = intree.arrays(list(ALIGNMENT_BRANCHES), entry_start=start,
+                                        entry_stop=stop, library="np")
+                    events = NanoEventsFactory.from_root(
+                        {str(input_path): tree}, schemaclass=PFNanoAODSchema, mode="virtual",
+                        entry_start=start, entry_stop=stop,
+                    ).events()
+                    # the same feature path as a processor: jet, constituent or event model
+                    outs = scorer.outputs_from_events(events)
+                    chunk: dict[str, Any] = {b: ids[b].astype(id_types[b])
+                                             for b in ALIGNMENT_BRANCHES}
+                    values = {name: outs[contract.score]}
+                    values |= {f"{name}_{o}": outs[o] for o in extra}
+                    if scorer.nonfinite == "flag":
+                        values[f"{name}_{NONFINITE_MASK}"] = outs[NONFINITE_MASK]
+                        nonfinite_rows += int(ak.sum(outs[NONFINITE_MASK]))
+                    values = {k: ak.values_astype(v, fields[k]) for k, v in values.items()}
+                    if jets is not None:
+                        chunk[jets] = ak.zip(values)
+                        rows += int(ak.sum(ak.num(values[name], axis=1)))
+                    else:
+                        chunk |= values
+                        rows += len(values[name])
+                    outfile[tree].extend(chunk)
+                provider = scorer.provider if entries else None
+                outfile[INFO_KEY] = json.dumps({
+                    "model": contract.name,
+                    "model_file": str(scorer.model_path),
+                    "model_sha256": file_sha256(scorer.model_path),
+                    "score_output": contract.score,
+                    "features": contract.features,
+                    "level": contract.level,
+                    "jets": jets,
+                    "provider": provider,
+                    "nonfinite": scorer.nonfinite,
+                    "nonfinite_rows": nonfinite_rows,
+                    "input": str(input_path),
+                    "tree": tree,
+                })
     branches = tuple(f"{jets}_{f}" if jets else f for f in fields)
     return FriendSummary(output_path, entries, rows, branches, provider,
-                         time.perf_counter() - start_time)
-
-
-class _removed_on_error:
-    """Delete ``path`` if the block raises: never leave a half-written friend behind."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is not None:
-            self.path.unlink(missing_ok=True)
+                         time.perf_counter() - start_time, nonfinite_rows)
 
 
 def _prim(dtype: np.dtype) -> str:

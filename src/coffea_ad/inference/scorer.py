@@ -28,7 +28,12 @@ import awkward as ak
 import numpy as np
 
 from coffea_ad._optional import require
-from coffea_ad.errors import MissingBranchError, ModelContractError, NonFiniteInputError
+from coffea_ad.errors import (
+    MissingBranchError,
+    ModelContractError,
+    NonFiniteInputError,
+    NonFiniteScoreError,
+)
 from coffea_ad.inference import session as _session
 from coffea_ad.inference._layout import (
     ListTemplate,
@@ -83,6 +88,8 @@ class ScorerStats:
         rows: rows (jets or events) scored.
         batches: ``session.run`` calls.
         nonfinite_rows: rows whose inputs held NaN/inf and got :data:`FLAG_VALUE`.
+        nonfinite_scores: rows with finite inputs whose outputs held NaN/inf (``"flag"``:
+            they got :data:`FLAG_VALUE` too).
         session_creations: sessions created by any scorer in this process.
     """
 
@@ -90,6 +97,7 @@ class ScorerStats:
     rows: int = 0
     batches: int = 0
     nonfinite_rows: int = 0
+    nonfinite_scores: int = 0
     session_creations: int = 0
 
 
@@ -106,9 +114,11 @@ class OnnxScorer:
             (all cores), set 1 on batch workers that run one task per core.
         graph_optimization: ONNX Runtime graph optimization level.
         nonfinite: ``"raise"``: NaN/inf in an input raises :class:`NonFiniteInputError`
-            naming the features and counts before any row is scored; ``"flag"``: such rows
-            get :data:`FLAG_VALUE` in every output, are counted in :attr:`stats`, and
-            :meth:`outputs` adds the boolean mask :data:`NONFINITE_MASK`.
+            naming the features and counts before any row is scored, NaN/inf in an output
+            raises :class:`NonFiniteScoreError`; ``"flag"``: such rows get
+            :data:`FLAG_VALUE` in every output, are counted in :attr:`stats`
+            (``nonfinite_rows``, ``nonfinite_scores``), and :meth:`outputs` adds the boolean
+            mask :data:`NONFINITE_MASK`.
         puppi: when features are computed from events (:meth:`score_events`), constituents
             are PUPPI-weighted if the file carries ``PFCands_puppiWeight`` (CMS AK8 jets are
             PUPPI jets); ``False`` uses the raw candidates.
@@ -179,7 +189,8 @@ class OnnxScorer:
         self._session: Any = None
         self._generation = _session.generation()
         self._lock = threading.Lock()
-        self._counts = {"calls": 0, "rows": 0, "batches": 0, "nonfinite_rows": 0}
+        self._counts = {"calls": 0, "rows": 0, "batches": 0, "nonfinite_rows": 0,
+                        "nonfinite_scores": 0}
 
     # ------------------------------------------------------------------ pickling
     def __getstate__(self) -> dict[str, Any]:
@@ -267,14 +278,22 @@ class OnnxScorer:
         Returns:
             ``events * jets * float32`` (jet level) or ``events * float32`` (event level).
         """
+        return self._events_dispatch(events, only=self.contract.score)
+
+    def outputs_from_events(self, events: Any) -> dict[str, Any]:
+        """Every output for NanoEvents, by the same feature path as :meth:`score_events`
+        (plus :data:`NONFINITE_MASK` under ``nonfinite="flag"``)."""
+        return self._events_dispatch(events, only=None)
+
+    def _events_dispatch(self, events: Any, *, only: str | None) -> Any:
         if self._particle_specs():
-            return self._score_particle_events(events)
-        return self(self.features_from_events(events))
+            return self._score_particle_events(events, only=only)
+        return self._dispatch(self.features_from_events(events), only=only)
 
     def _particle_specs(self) -> list[InputSpec]:
         return [s for s in self.contract.inputs if s.pad_length is not None and not is_mask_spec(s)]
 
-    def _score_particle_events(self, events: Any) -> Any:
+    def _score_particle_events(self, events: Any, *, only: str | None) -> Any:
         """Constituent-level contracts: padded particle lists of every jet, scored per jet."""
         from coffea_ad.features import jet_constituents, particle_list
 
@@ -297,19 +316,25 @@ class OnnxScorer:
                 feeds[other.name] = mask  # is_mask_spec: the padding mask of the same length
         if is_dask_awkward(values):
             dak = require("dask_awkward", purpose="scoring dask-awkward arrays")
-            flat = self._call_dask(feeds, only=self.contract.score)
+            flat = self._call_dask(feeds, only=only)
             with warnings.catch_warnings():
                 # particle_list keeps the events' partitions (one row per jet, in order), so
                 # counts and scores are partition-compatible; dask-awkward cannot know it
                 warnings.filterwarnings("ignore", message="Please ensure that",
                                         category=UserWarning)
-                return dak.unflatten(flat, dak.num(jets, axis=1))
+                counts = dak.num(jets, axis=1)
+                if only is not None:
+                    return dak.unflatten(flat, counts)
+                return {k: dak.unflatten(v, counts) for k, v in flat.items()}
         feeds = {k: np.asarray(v) for k, v in feeds.items()}
-        flat = self._run_numpy(feeds)[self.contract.score]
+        outs = self._run_numpy(feeds)
         counts = ak.to_numpy(ak.num(jets, axis=1))
         offsets = np.zeros(len(counts) + 1, dtype=np.int64)
         np.cumsum(counts, out=offsets[1:])
-        return ListTemplate([("offsets", offsets)], len(flat)).wrap(flat)
+        template = ListTemplate([("offsets", offsets)], int(offsets[-1]))
+        if only is not None:
+            return template.wrap(outs[only])
+        return {k: template.wrap(v) for k, v in outs.items()}
 
     def features_from_events(self, events: Any) -> Any:
         """The record array of contract features for ``events`` (see :meth:`score_events`)."""
@@ -394,9 +419,12 @@ class OnnxScorer:
                     feeds[name] = feeds[name].copy()
                 feeds[name][bad] = 0
         outs = self._run_batches(feeds, n)
+        bad_out = self._nonfinite_outputs(outs, n, flagged=bad)
         if self.nonfinite == "flag":
-            mask = np.zeros(n, dtype=bool) if bad is None else bad
-            if bad is not None:
+            mask = np.zeros(n, dtype=bool) if bad is None else bad.copy()
+            if bad_out is not None:
+                mask |= bad_out
+            if mask.any():
                 for out in outs.values():
                     if np.issubdtype(out.dtype, np.floating):
                         out[mask] = FLAG_VALUE
@@ -405,7 +433,38 @@ class OnnxScorer:
             self._counts["calls"] += 1
             self._counts["rows"] += n
             self._counts["nonfinite_rows"] += 0 if bad is None else int(bad.sum())
+            self._counts["nonfinite_scores"] += 0 if bad_out is None else int(bad_out.sum())
         return outs
+
+    def _nonfinite_outputs(self, outs: dict[str, np.ndarray], n: int, *,
+                           flagged: np.ndarray | None) -> np.ndarray | None:
+        """Boolean [n] of rows (finite inputs) whose model outputs hold NaN/inf, or None.
+
+        A NaN score compares false with every threshold, so it would silently count as "not
+        anomalous" and land in no bin: under ``"raise"`` it is an error naming the outputs,
+        under ``"flag"`` the row gets :data:`FLAG_VALUE`, the mask, and is counted.
+        """
+        if n == 0:
+            return None
+        bad = None
+        per_output: list[str] = []
+        for name, out in outs.items():
+            if not np.issubdtype(out.dtype, np.floating):
+                continue
+            rows = ~np.isfinite(out.reshape(n, -1)).all(axis=1)
+            if flagged is not None:
+                rows &= ~flagged  # already flagged for their inputs, counted there
+            if rows.any():
+                bad = rows if bad is None else bad | rows
+                per_output.append(f"{name!r}: {int(rows.sum())}")
+        if bad is not None and self.nonfinite == "raise":
+            raise NonFiniteScoreError(
+                f"model {self.contract.name!r} ({self.model_path}): {int(bad.sum())} of {n} "
+                f"rows with finite inputs give NaN/inf outputs (rows per output: "
+                f"{', '.join(per_output)}); expected finite scores. Fix the model, or score "
+                "with nonfinite='flag' (--nonfinite flag) to give them -1 and count them"
+            )
+        return bad
 
     def _run_batches(self, feeds: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
         session = self.session

@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 
 from coffea_ad._optional import require
+from coffea_ad.atomic import atomic_path, atomic_write_text
 from coffea_ad.errors import ModelFileError
-from coffea_ad.inference.contract import ModelContract
+from coffea_ad.inference.contract import ModelContract, sidecar_path
 
 torch = require("torch", purpose="coffea_ad.nn")
 
@@ -78,21 +79,24 @@ def export_onnx(model, inputs: Mapping[str, Any], path: str | Path, *,
     args = tuple(torch.as_tensor(np.asarray(v)) if not isinstance(v, torch.Tensor) else v
                  for v in inputs.values())
     dynamic = {n: {0: "batch"} for n in [*names, *output_names]}
-    with warnings.catch_warnings():
-        # the TorchScript exporter warns that it is deprecated in favour of dynamo (which needs
-        # onnxscript); we pin dynamo=False on purpose
-        warnings.simplefilter("ignore", category=DeprecationWarning)
-        warnings.simplefilter("ignore", category=FutureWarning)
-        warnings.filterwarnings("ignore", message=".*dynamo.*")
-        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-        torch.onnx.export(
-            model, args, str(path), input_names=names, output_names=list(output_names),
-            dynamic_axes=dynamic, opset_version=opset, do_constant_folding=True, dynamo=False,
-        )
-    onnx = require("onnx", purpose="checking the exported model")
-    onnx.checker.check_model(str(path))
-    if contract is not None:
-        contract.write(path)
+    # exported and checked under a temporary name: a failed export leaves the earlier model
+    with atomic_path(path) as tmp:
+        with warnings.catch_warnings():
+            # the TorchScript exporter warns that it is deprecated in favour of dynamo (which
+            # needs onnxscript); we pin dynamo=False on purpose
+            warnings.simplefilter("ignore", category=DeprecationWarning)
+            warnings.simplefilter("ignore", category=FutureWarning)
+            warnings.filterwarnings("ignore", message=".*dynamo.*")
+            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+            torch.onnx.export(
+                model, args, str(tmp), input_names=names, output_names=list(output_names),
+                dynamic_axes=dynamic, opset_version=opset, do_constant_folding=True,
+                dynamo=False,
+            )
+        onnx = require("onnx", purpose="checking the exported model")
+        onnx.checker.check_model(str(tmp))
+        if contract is not None:
+            contract.write(sidecar_path(path))
     return path
 
 
@@ -155,7 +159,8 @@ def plot_history(history, path: str | Path, *, title: str = "") -> Path:
     ax.set_title(title)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
     return Path(path)
 
@@ -204,5 +209,5 @@ def write_model_card(path: str | Path, contract: ModelContract, *,
     if config:
         lines += ["", "## Configuration", "", "```json",
                   json.dumps(dict(config), indent=2, default=str), "```"]
-    Path(path).write_text("\n".join(lines) + "\n")
+    atomic_write_text(path, "\n".join(lines) + "\n")
     return Path(path)

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from coffea_ad.atomic import atomic_write_text
 from coffea_ad.errors import UnknownNameError
 from coffea_ad.inference.contract import InputSpec, ModelContract
 from coffea_ad.nn.data import dataset_files, signal_datasets, split_indices
@@ -142,7 +143,7 @@ def finish(model, contract: ModelContract, *, out: str | Path,
     contract.extra["onnx_vs_torch_max_abs_diff"] = verify_onnx(module, paths["onnx"], check)
     contract.write(paths["contract"])
     if history is not None:
-        paths["history"].write_text(json.dumps(history.to_dict(), indent=1) + "\n")
+        atomic_write_text(paths["history"], json.dumps(history.to_dict(), indent=1) + "\n")
         plot_history(history, paths["loss_plot"], title=contract.name)
     write_model_card(paths["card"], contract, config=config, history=history,
                      loss_plot=paths["loss_plot"] if history is not None else None)

@@ -10,6 +10,7 @@ import hist
 import numpy as np
 
 from coffea_ad._optional import require
+from coffea_ad.atomic import atomic_path
 from coffea_ad.plotting.labels import DatasetStyle, PlotLabel, dataset_styles
 
 __all__ = [
@@ -54,9 +55,8 @@ def save_figure(fig: Any, path: str | Path | None, *, formats: Sequence[str] = (
         suffixes += [f.lstrip(".") for f in formats if f.lstrip(".") not in suffixes]
         for fmt in suffixes:
             target = path.with_suffix(f".{fmt}")
-            tmp = target.with_name(f".{target.name}.tmp")
-            fig.savefig(tmp, format=fmt, bbox_inches="tight", dpi=110)
-            tmp.replace(target)
+            with atomic_path(target) as tmp:
+                fig.savefig(tmp, format=fmt, bbox_inches="tight", dpi=110)
             written.append(target)
     plt.close(fig)  # drop from pyplot's registry; the Figure object stays usable
     return written

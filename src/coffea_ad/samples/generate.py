@@ -27,7 +27,7 @@ import os
 import queue
 import warnings
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from importlib import metadata
@@ -37,10 +37,19 @@ from typing import Any
 
 import numpy as np
 
-from coffea_ad.errors import UnknownNameError
+from coffea_ad.atomic import atomic_write_text
+from coffea_ad.errors import FilesetError, FolderBusyError, UnknownNameError
+from coffea_ad.fileset import read_fileset as _read_fileset
 from coffea_ad.samples.processes import get_process, resolve_settings
 
-__all__ = ["DEFAULT_EVENTS_PER_FILE", "generate", "generate_fileset", "verify_file"]
+__all__ = [
+    "DEFAULT_EVENTS_PER_FILE",
+    "folder_lock",
+    "generate",
+    "generate_fileset",
+    "read_fileset",
+    "verify_file",
+]
 
 DEFAULT_EVENTS_PER_FILE = 5000
 _CHUNK = 500  # events per Pythia batch / basket: bounds memory, amortises awkward overhead
@@ -194,9 +203,58 @@ def _run_file(task: _FileTask, progress: Callable[[int], None] | None = None,
 
 
 def _atomic_write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=True))
+
+
+#: Lock file of an output folder: one ``generate`` at a time writes into it.
+LOCK_NAME = ".coffea-ad-generate.lock"
+
+
+@contextlib.contextmanager
+def folder_lock(out: Path) -> Iterator[None]:
+    """Hold the output folder's lock for the whole generation, or refuse at once.
+
+    Two runs into one folder would write the same temporary files and could leave a ROOT file
+    without its provenance record while ``fileset.json`` lists it; the second run is refused
+    with the holder's pid instead (rerun it afterwards: verified files are reused).
+    """
+    import fcntl
+
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / LOCK_NAME
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "unknown"
+            raise FolderBusyError(
+                f"another coffea-ad generate (pid {holder}) is writing into {out} (lock "
+                f"{path}); expected one run per output folder: wait for it and rerun (files "
+                "it completed are reused), or choose another --out"
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        try:
+            yield
+        finally:
+            fh.truncate(0)
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def read_fileset(path: Path) -> dict[str, Any]:
+    """The fileset already in ``path`` (``{}`` if there is none).
+
+    Raises:
+        FilesetError: the file is not JSON, or not ``{dataset: {"files": ...}}``; it is never
+            silently replaced (it may list other datasets).
+    """
+    try:
+        return _read_fileset(path, missing_ok=True)
+    except FilesetError as err:
+        raise FilesetError(f"existing {err}. Fix or move it: it is not overwritten") from None
 
 
 def _plan(
@@ -204,6 +262,9 @@ def _plan(
 ) -> tuple[dict[str, tuple[str, dict[str, Any]]], list[_FileTask]]:
     resolved: dict[str, tuple[str, dict[str, Any]]] = {}
     tasks: list[_FileTask] = []
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        # numpy's SeedSequence takes only non-negative integers
+        raise ValueError(f"seed must be an integer >= 0, found {seed!r}")
     for dataset, req in requests.items():
         for key in req:
             if key not in _REQUEST_KEYS:
@@ -261,10 +322,19 @@ def generate_fileset(
 
     Raises:
         UnknownNameError: unknown process, setting or request key.
+        FilesetError: ``out/fileset.json`` exists but is malformed (nothing generated).
+        FolderBusyError: another generation holds ``out``'s lock.
     """
     out = Path(out)
     resolved, tasks = _plan(requests, out=out, seed=seed)
-    out.mkdir(parents=True, exist_ok=True)
+    read_fileset(out / "fileset.json")  # a malformed one is refused before any event is made
+    with folder_lock(out):
+        return _generate_locked(resolved, tasks, out=out, seed=seed, jobs=jobs,
+                                progress=progress)
+
+
+def _generate_locked(resolved: dict[str, tuple[str, dict[str, Any]]], tasks: list[_FileTask], *,
+                     out: Path, seed: int, jobs: int, progress: bool) -> dict[str, Any]:
     results: dict[str, dict[str, Any]] = {}
 
     from tqdm.auto import tqdm
@@ -327,9 +397,7 @@ def generate_fileset(
 
 
 def _merge_fileset(path: Path, fileset: Mapping[str, Any]) -> None:
-    merged: dict[str, Any] = {}
-    with contextlib.suppress(OSError, ValueError):
-        merged = json.loads(path.read_text())
+    merged = read_fileset(path)
     merged.update(fileset)
     _atomic_write_json(path, merged)
 

@@ -38,6 +38,8 @@ __all__ = [
     "abcd_closure",
     "abcd_predict",
     "abcd_regions",
+    "merged_mass_edges",
+    "score_cut",
     "snap_to_edge",
 ]
 
@@ -520,3 +522,52 @@ def abcd_closure(
         p_value=p,
         alpha=alpha,
     )
+
+
+def merged_mass_edges(counts: np.ndarray, edges: np.ndarray, *, n_bins: int) -> np.ndarray:
+    """Merge adjacent mass bins until each holds at least ``1/n_bins`` of the total.
+
+    Args:
+        counts: yields per fine bin, ``len(edges) - 1``.
+        edges: fine bin edges.
+        n_bins: the number of merged bins aimed at.
+
+    Returns:
+        The merged edges (a subset of ``edges``) spanning only the bins with events; the last
+        merged bin absorbs a remainder below the minimum.
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    filled = np.flatnonzero(counts > 0)
+    if filled.size == 0:
+        msg = "merged_mass_edges: expected a mass distribution with events, found none"
+        raise ValueError(msg)
+    lo, hi = filled[0], filled[-1] + 1
+    need = counts.sum() / n_bins
+    out, acc = [edges[lo]], 0.0
+    for i in range(lo, hi):
+        acc += counts[i]
+        if acc >= need and i + 1 < hi:
+            out.append(edges[i + 1])
+            acc = 0.0
+    if acc > 0 and acc < need and len(out) > 1:
+        out.pop()  # the remainder joins the previous bin
+    out.append(edges[hi])
+    return np.asarray(out, dtype=np.float64)
+
+
+def score_cut(h_score: Any, *, efficiency: float) -> float:
+    """The score-axis edge whose upper tail keeps the fraction closest to ``efficiency``.
+
+    Args:
+        h_score: 1-d score histogram of the background (flow bins counted).
+        efficiency: wanted fraction of background above the cut.
+
+    Returns:
+        A bin edge of the score axis (ABCD cuts on a histogram must be bin edges).
+    """
+    values = np.asarray(h_score.values(flow=True), dtype=np.float64)
+    edges = np.asarray(h_score.axes[0].edges)
+    # tail[k] = yield above edges[k]: the overflow plus bins k..end (values[0] is underflow)
+    tail = np.cumsum(values[::-1])[::-1][1:]
+    frac = tail / values.sum()
+    return float(edges[int(np.argmin(np.abs(frac - efficiency)))])

@@ -27,6 +27,8 @@ from numpy.typing import ArrayLike, NDArray
 # scipy.special, not scipy.stats: the latter takes seconds to import for two functions
 from scipy import special as _special
 
+from coffea_ad.atomic import atomic_write_text
+
 __all__ = [
     "CorrectionlibThresholds",
     "QuantileThresholds",
@@ -399,7 +401,7 @@ def thresholds_to_correctionlib(
     )
     cset = cs.CorrectionSet(schema_version=2, corrections=[corr, qcorr])
     if path is not None:
-        Path(path).write_text(cset.model_dump_json(exclude_unset=True, indent=1))
+        atomic_write_text(path, cset.model_dump_json(exclude_unset=True, indent=1))
     return cset
 
 

@@ -1,9 +1,9 @@
 """Physics validation of the training suite on generated samples (slow: minutes to an hour).
 
-``python -m coffea_ad.training.validate --out validation [--only ae,gae,vbs,cvae] [--scale S]``
+``python studies/validate.py --out validation [--only ae,gae,vbs,cvae] [--scale S]``
 
 Generates the samples it needs (Pythia8 + FastJet, resumable: files already there are reused),
-trains each model family with its recipe and prints the figures issue 6 asks for:
+trains each model family with its recipe and prints the figures that judge each family:
 
 - ``ae``: dense AE on substructure, SVJ (Z' 3 TeV, r_inv 0.3) vs QCD, jet-level AUC (target
   >= 0.80), also for dark-quark-matched signal jets only (``FatJet_isDark``), with the PCA and

@@ -1,5 +1,8 @@
 """Ready analyses, one module per workflow, each a coffea ``ProcessorABC`` thin over the library.
 
+The modules live in the top-level ``processors/`` folder of the repository; the wheel ships
+them here (see :mod:`coffea_ad._checkout` for how a source checkout finds them).
+
 Run by name with ``coffea-ad run NAME``; :data:`PROCESSORS` maps names to classes lazily:
 
 - ``svj``: semivisible jets, AE-tagged jets in 0/1/2-tag categories × m_T (ABCD in m_T);
@@ -16,7 +19,10 @@ from __future__ import annotations
 
 import importlib
 
+from coffea_ad._checkout import extend_from_checkout
 from coffea_ad.errors import UnknownNameError
+
+extend_from_checkout(__path__, __file__, "processors")
 
 __all__ = ["PROCESSORS", "get_processor"]
 

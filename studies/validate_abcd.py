@@ -1,10 +1,10 @@
 """ABCD closure of the semivisible-jet analysis on background only: plain AE vs DisCo AE.
 
-``python training/validate_abcd.py --out DIR [--events N] [--disco L1,L2] [--disco-mt L]
+``python studies/validate_abcd.py --out DIR [--events N] [--disco L1,L2] [--disco-mt L]
 [--pt-flatten] [--abcd-variable deta_jj|met_over_mt] [--min-mt GEV] [--seed S]``
 
-What it does (issue 7, "closure test in background-only samples; the DisCo-trained variant
-compared with the plain one"):
+What it does (the closure test on background-only samples, the DisCo-trained variant
+compared with the plain one):
 
 1. generates three samples with :func:`coffea_ad.samples.generate_fileset` (resumable):
    ``qcd_train`` (N QCD events) for training, ``qcd_test`` (N more, other Pythia seeds) for
@@ -59,60 +59,13 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["closure_summary", "main", "merged_mass_edges", "score_cut"]
+from coffea_ad.stats.abcd import merged_mass_edges, score_cut
+
+__all__ = ["closure_summary", "main"]
 
 QCD_TRAIN, QCD_TEST, SIGNAL = "qcd_train", "qcd_test", "svj"
 #: per second variable: (default cut, side that passes = the signal-like side)
 Y_SETTINGS: dict[str, tuple[float, str]] = {"deta_jj": (1.5, "below"), "met_over_mt": (0.15, "above")}
-
-
-def merged_mass_edges(counts: np.ndarray, edges: np.ndarray, *, n_bins: int) -> np.ndarray:
-    """Merge adjacent mass bins until each holds at least ``1/n_bins`` of the total.
-
-    Args:
-        counts: yields per fine bin, ``len(edges) - 1``.
-        edges: fine bin edges.
-        n_bins: the number of merged bins aimed at.
-
-    Returns:
-        The merged edges (a subset of ``edges``) spanning only the bins with events; the last
-        merged bin absorbs a remainder below the minimum.
-    """
-    counts = np.asarray(counts, dtype=np.float64)
-    filled = np.flatnonzero(counts > 0)
-    if filled.size == 0:
-        msg = "merged_mass_edges: expected a mass distribution with events, found none"
-        raise ValueError(msg)
-    lo, hi = filled[0], filled[-1] + 1
-    need = counts.sum() / n_bins
-    out, acc = [edges[lo]], 0.0
-    for i in range(lo, hi):
-        acc += counts[i]
-        if acc >= need and i + 1 < hi:
-            out.append(edges[i + 1])
-            acc = 0.0
-    if acc > 0 and acc < need and len(out) > 1:
-        out.pop()  # the remainder joins the previous bin
-    out.append(edges[hi])
-    return np.asarray(out, dtype=np.float64)
-
-
-def score_cut(h_score: Any, *, efficiency: float) -> float:
-    """The score-axis edge whose upper tail keeps the fraction closest to ``efficiency``.
-
-    Args:
-        h_score: 1-d score histogram of the background (flow bins counted).
-        efficiency: wanted fraction of background above the cut.
-
-    Returns:
-        A bin edge of the score axis (ABCD cuts on a histogram must be bin edges).
-    """
-    values = np.asarray(h_score.values(flow=True), dtype=np.float64)
-    edges = np.asarray(h_score.axes[0].edges)
-    # tail[k] = yield above edges[k]: the overflow plus bins k..end (values[0] is underflow)
-    tail = np.cumsum(values[::-1])[::-1][1:]
-    frac = tail / values.sum()
-    return float(edges[int(np.argmin(np.abs(frac - efficiency)))])
 
 
 def _rebinned(h: Any, edges: np.ndarray) -> Any:
