@@ -174,17 +174,22 @@ def plot_mass_by_category(
     style = _styles(list(h.axes["dataset"]), styles)
     filled = np.zeros(h.axes[mass].size, dtype=bool)
     for ax, cat in zip(axes, cats, strict=True):
+        panel_total = 0.0
         for name in names:
             sub = h[{"dataset": hist.loc(name), "systematic": hist.loc("nominal"),
                      "category": hist.loc(cat), "score": sum}]
             vals = sub.values()
             filled |= vals > 0
+            panel_total += float(vals.sum())
             if normalize and vals.sum() > 0:
                 vals = vals / vals.sum()
             hep.histplot(vals, sub.axes[mass].edges, ax=ax, label=style[name].label,
                          color=style[name].color,
                          yerr=np.sqrt(sub.variances()) if not normalize else None)
         ax.set_xlabel(h.axes[mass].label)
+        if panel_total <= 0:  # an empty panel says so instead of showing blank axes
+            ax.text(0.5, 0.5, "no events in this category", transform=ax.transAxes,
+                    ha="center", va="center", fontsize=16, color="grey")
         ax.set_yscale("log")
         # headroom above the highest bin: the legend goes there instead of over a peak
         lo, hi = ax.get_ylim()

@@ -252,7 +252,12 @@ def plot_bumphunt(
     top.legend(fontsize=13)
     bottom.bar(centres, bkg.pulls, width=width, color="tab:blue", alpha=0.7)
     bottom.axhline(0.0, color="grey", lw=1)
-    bottom.set_ylabel("(Data \u2212 Fit)/\u221aFit")
+    # "Pull" fits the short panel ("(Data - Fit)/sqrt(Fit)" ran off its bottom); symmetric
+    # limits of at least +-3.5 so that a 3 sigma run reads at a glance
+    pulls = np.asarray(bkg.pulls, dtype=np.float64)
+    reach = float(np.nanmax(np.abs(pulls), initial=0.0))
+    bottom.set_ylim(-max(3.5, 1.2 * reach), max(3.5, 1.2 * reach))
+    bottom.set_ylabel("Pull")
     bottom.set_xlabel(mass_label)
     if label is None:
         label = PlotLabel(com_tev=bkg.sqrt_s / 1000.0)
