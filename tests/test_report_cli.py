@@ -307,3 +307,20 @@ def test_report_html_page_shows_the_configuration_and_every_figure_in_chromium(l
     assert "lumi_fb" in dom.cells
     assert "Simulation (Pythia 8 + coffea-ad detector response)" in md
     assert "CMS" not in md.split("## Run configuration")[0]
+
+
+def test_report_on_real_cms_files_gets_the_cms_label(pfnano_file, tmp_path):
+    fileset = tmp_path / "fileset.json"
+    fileset.write_text(json.dumps({"tt": {"files": {str(pfnano_file): "Events"},
+                                          "metadata": {"label": "CMS PFNano tt", "xsec": 833.9,
+                                                       "sumw": 10.0}}}))
+    model = Path(__file__).resolve().parents[1] / "models" / "svj_dense_ae.onnx"
+    out = tmp_path / "run"
+    _cli("run", "svj", "--fileset", str(fileset), "--model", str(model), "--executor",
+         "iterative", "--no-progress", "--set", "min_pt=0", "--set", "lumi_fb=2",
+         "--set", "tag_threshold=0.3", "-o", str(out))
+    _cli("report", str(out), "--cms-label", "Preliminary", "--sqrt-s", "13000")
+    text = (out / "report" / "report.md").read_text()
+    assert "*CMS Simulation Preliminary, 2 fb⁻¹ (13 TeV)*" in text
+    assert "| CMS PFNano tt | CMS simulation |" in text  # configuration: name and origin
+    assert "coffea-ad detector response" not in text
