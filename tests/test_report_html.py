@@ -16,7 +16,7 @@ import pytest
 pytest.importorskip("matplotlib")
 pytest.importorskip("markdown_it")
 
-from coffea_ad.report_html import markdown_to_html, write_html
+from coffea_ad.report.html import markdown_to_html, write_html
 
 
 def chromium() -> str:

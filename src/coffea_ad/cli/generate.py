@@ -13,9 +13,12 @@ __all__ = ["generate"]
 
 def _process_help() -> str:
     # imported lazily by the CLI group; the registry itself needs no optional dependency
+    from coffea_ad.samples.generate import RECIPES
     from coffea_ad.samples.processes import PROCESSES
 
-    return "; ".join(f"{name}: {spec.description}" for name, spec in PROCESSES.items())
+    procs = "; ".join(f"{name}: {spec.description}" for name, spec in PROCESSES.items())
+    recipes = "; ".join(f"{name}: {desc}" for name, (desc, _) in RECIPES.items())
+    return f"{procs}. Recipes (several datasets in one call): {recipes}"
 
 
 @click.command(
@@ -55,13 +58,29 @@ def generate(
 ) -> None:
     """Generate PROCESS events into OUT/<dataset>/*.root and merge OUT/fileset.json.
 
+    PROCESS may also be a recipe (e.g. ``lhco``): several datasets in one call, EVENTS sizing
+    the background (the recipe's help line says how the others follow); --set is not accepted
+    with a recipe, whose settings are fixed.
+
     A rerun with the same arguments skips the files that are already complete (verified by
     checksum and entry count) and regenerates the others.
     """
     from coffea_ad.errors import UnknownNameError
     from coffea_ad.samples import generate as run_generate
+    from coffea_ad.samples.generate import RECIPES, generate_fileset, recipe_requests
     from coffea_ad.samples.processes import resolve_settings
 
+    if process in RECIPES:
+        if settings or dataset:
+            raise click.UsageError(f"recipe {process!r} takes no --set or --dataset (its settings are fixed)")
+        requests = recipe_requests(process, events, events_per_file)
+        if show_settings:
+            click.echo(json.dumps({k: {**r, "settings": resolve_settings(r["process"], r.get("settings"))}
+                                   for k, r in requests.items()}, indent=1))
+            return
+        fileset = generate_fileset(requests, out=out, seed=seed, jobs=jobs, progress=progress)
+        _echo(fileset)
+        return
     overrides = parse_settings(settings)
     try:
         resolved = resolve_settings(process, overrides)
@@ -79,6 +98,10 @@ def generate(
         process, events=events, seed=seed, out=out, settings=overrides, jobs=jobs,
         events_per_file=events_per_file, progress=progress, dataset=dataset,
     )
+    _echo(fileset)
+
+
+def _echo(fileset: dict) -> None:
     for name, entry in fileset.items():
         meta = entry["metadata"]
         click.echo(

@@ -44,10 +44,12 @@ from coffea_ad.samples.processes import get_process, resolve_settings
 
 __all__ = [
     "DEFAULT_EVENTS_PER_FILE",
+    "RECIPES",
     "folder_lock",
     "generate",
     "generate_fileset",
     "read_fileset",
+    "recipe_requests",
     "verify_file",
 ]
 
@@ -67,6 +69,38 @@ class _FileTask:
     first_event: int
     pythia_seed: int
     path: str
+
+
+def _lhco_requests(events: int, events_per_file: int | None) -> dict[str, dict[str, Any]]:
+    per_file = int(events_per_file or 2000)
+    n2 = max(events // 20, 1)
+    n3 = max(events // 40, 1)
+    # signal first: it is small and every study needs it; the background files then complete
+    # one by one, so an interrupted run already leaves usable (verified) files behind
+    return {
+        "lhco_xy2": {"process": "zprime_xy", "events": n2, "events_per_file": min(per_file, 1000)},
+        "lhco_qcd": {"process": "dijet", "events": int(events), "events_per_file": per_file},
+        "lhco_xy3": {"process": "zprime_xy_3prong", "events": n3,
+                     "events_per_file": min(per_file, 1000)},
+    }
+
+
+RECIPES: dict[str, tuple[str, Callable[[int, int | None], dict[str, dict[str, Any]]]]] = {
+    "lhco": (
+        ("LHC Olympics R&D-like: EVENTS QCD dijets (process 'dijet', m̂ 2.8-4.5 TeV, p̂T > 1.1 TeV) "
+        "as lhco_qcd, W' (3.5 TeV) -> X (500) Y (100) 2-prong (EVENTS/20, lhco_xy2) and "
+        "3-prong (EVENTS/40, lhco_xy3)"),
+        _lhco_requests,
+    ),
+}
+"""Recipe name -> (description, (events, events_per_file) -> requests for generate_fileset)."""
+
+
+def recipe_requests(name: str, events: int, events_per_file: int | None = None) -> dict[str, dict[str, Any]]:
+    """The :func:`generate_fileset` requests of the recipe ``name`` for ``events`` background events."""
+    if name not in RECIPES:
+        raise UnknownNameError("recipe", name, RECIPES)
+    return RECIPES[name][1](int(events), events_per_file)
 
 
 def _versions() -> dict[str, str]:

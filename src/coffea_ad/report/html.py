@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import base64
 import html
-import os
 from pathlib import Path
 from typing import Any
 
 from coffea_ad._optional import require
+from coffea_ad.atomic import atomic_write_text
 
 __all__ = ["markdown_to_html", "write_html"]
 
@@ -85,8 +85,8 @@ def markdown_to_html(text: str, base: str | Path, *, title: str = "coffea-ad rep
 
 def write_html(markdown_path: str | Path, html_path: str | Path | None = None, *,
                title: str = "coffea-ad report") -> Path:
-    """Write the HTML page of ``markdown_path`` (default: same name, ``.html``) through a
-    temporary file renamed into place.
+    """Write the HTML page of ``markdown_path`` (default: same name, ``.html``) atomically
+    (:func:`coffea_ad.atomic.atomic_write_text`).
 
     Raises:
         FileNotFoundError: an image the markdown references is not there (the page would
@@ -99,7 +99,4 @@ def write_html(markdown_path: str | Path, html_path: str | Path | None = None, *
         msg = (f"{src}: figures referenced but not found beside it: {missing} (expected files "
                f"in {src.parent})")
         raise FileNotFoundError(msg)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, out)
-    return out
+    return atomic_write_text(out, page)
