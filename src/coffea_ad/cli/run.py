@@ -35,6 +35,38 @@ def _resources(pairs: tuple[str, ...], option: str) -> dict[str, float]:
     return out
 
 
+def run_configuration(proc: object, *, processor_name: str, model: str,
+                      overrides: dict[str, object], options: dict[str, object]
+                      ) -> dict[str, object]:
+    """Everything that decided a run's numbers, for run.json: the command line, the
+    processor's settings (every plain attribute, so defaults too, e.g. ``tag_threshold``,
+    ``lumi_fb``, cuts), the model (path, sha256, contract summary) and the executor options
+    (package versions are run.json's ``versions``). ``coffea-ad report`` prints it at the
+    top of the page."""
+    import sys
+
+    from coffea_ad.execution import processor_fingerprint
+    from coffea_ad.inference.contract import ModelContract, file_sha256, sidecar_path
+
+    fingerprint = processor_fingerprint(proc)
+    contract: dict[str, object] = {}
+    if sidecar_path(model).is_file():
+        c = ModelContract.read(sidecar_path(model))
+        contract = {"name": c.name, "kind": c.kind, "level": c.level, "jets": c.jets,
+                    "score": c.score, "opset": c.opset,
+                    "inputs": {i.name: i.features for i in c.inputs},
+                    "outputs": {o.name: o.meaning for o in c.outputs},
+                    "metrics": c.metrics, "contract_version": c.contract_version}
+    return {
+        "command": ["coffea-ad", *sys.argv[1:]],
+        "processor": {"name": processor_name, "class": fingerprint["class"],
+                      "settings": fingerprint["params"], "set_on_command_line": overrides},
+        "model": {"path": str(Path(model).resolve()), "sha256": file_sha256(model),
+                  "contract": contract},
+        "executor": json.loads(json.dumps(options, default=str)),
+    }
+
+
 def _scheduler_address(scheduler: str) -> str:
     """The address of ``--scheduler`` (an address, or a scheduler JSON file)."""
     path = Path(scheduler)
@@ -179,6 +211,7 @@ def run(ctx: click.Context, processor_name: str, fileset: str, model: str, execu
     from coffea_ad.fileset import dedupe_files, read_fileset
     from coffea_ad.processors import get_processor
     from coffea_ad.rundir import check_writable, write_failed_run, write_run_dir
+    from coffea_ad.schemas import schema_for
 
     # ---- everything a user can get wrong is checked here, before any event is read
     outdir = Path(out)
@@ -233,9 +266,11 @@ def run(ctx: click.Context, processor_name: str, fileset: str, model: str, execu
                "chunksize": chunksize, "maxchunks": maxchunks, "skipbadfiles": skip_bad_files,
                "progress": progress, "checkpoint_dir": checkpoint_dir,
                "resources": task_res or None, "retries": retries,
-               "schema": {"pfnano": PFNanoAODSchema, "nanoaod": NanoAODSchema,
-                          "treemaker": TreeMakerSchema,
-                          "scouting": ScoutingNanoAODSchema}[schema]}
+               # generated samples: a schema that looks only for the cross-references the
+               # files carry (coffea's warned ~40 times per chunk about absent collections)
+               "schema": schema_for(files, {"pfnano": PFNanoAODSchema, "nanoaod": NanoAODSchema,
+                                            "treemaker": TreeMakerSchema,
+                                            "scouting": ScoutingNanoAODSchema}[schema])}
     attempted = {"processor": f"{cls.__module__}.{cls.__qualname__}", "fileset": files,
                  "executor": {k: v for k, v in options.items() if k != "schema"}
                  | {"scheduler": scheduler}, "settings": overrides}
@@ -267,6 +302,10 @@ def run(ctx: click.Context, processor_name: str, fileset: str, model: str, execu
         if issubclass(warning.category, SkippedFilesWarning):
             click.echo(f"WARNING: {warning.message}", err=True)
     info = result.pop(RUN_INFO_KEY)
+    info["configuration"] = run_configuration(
+        proc, processor_name=processor_name, model=model, overrides=overrides,
+        options={**options, "schema": options["schema"].__name__, "scheduler": scheduler,
+                 "worker_resources": worker_res or None})
     info["settings"] = overrides
     if duplicates:
         info["duplicate_files_dropped"] = duplicates
