@@ -142,7 +142,7 @@ def test_sr_classifier_finds_a_localized_excess():
     the data-vs-template classifier must single out the excess (CATHODE's premise)."""
     from coffea.processor import column_accumulator as acc
 
-    from coffea_ad.cli.report import sr_classifier
+    from coffea_ad.report import sr_classifier
 
     rng = np.random.default_rng(5)
 

@@ -9,7 +9,6 @@ train/validation/test are seeded.
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ import awkward as ak
 import numpy as np
 
 from coffea_ad.errors import UnknownNameError
+from coffea_ad.fileset import load_fileset
 from coffea_ad.inference.contract import file_sha256
 
 __all__ = [
@@ -43,25 +43,6 @@ __all__ = [
 ]
 
 Fileset = Mapping[str, Any]
-
-
-def load_fileset(fileset: Fileset | str | Path) -> dict[str, Any]:
-    """Return the fileset as a dict (reading JSON when given a path); files normalized to
-    ``{path: treename}``."""
-    if isinstance(fileset, (str, Path)):
-        fileset = json.loads(Path(fileset).read_text())
-    out: dict[str, Any] = {}
-    for name, entry in fileset.items():
-        if not isinstance(entry, Mapping) or "files" not in entry:
-            raise ValueError(f"fileset dataset {name!r}: expected a mapping with 'files' "
-                             f"(coffea dataset format), found {type(entry).__name__}")
-        files = entry["files"]
-        if not isinstance(files, Mapping):
-            files = {str(f): "Events" for f in files}
-        out[name] = {"files": {str(k): (v if isinstance(v, str) else v.get("object_path", "Events"))
-                               for k, v in files.items()},
-                     "metadata": dict(entry.get("metadata") or {})}
-    return out
 
 
 def signal_datasets(fileset: Fileset) -> list[str]:

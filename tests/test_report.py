@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from coffea_ad.histos import score_mass_histogram
+from coffea_ad.report import write_report
 from coffea_ad.stats import auc, dijet_function
-from coffea_ad.stats.report import write_report
 
 pytest.importorskip("iminuit")
 pytest.importorskip("mplhep")
