@@ -32,7 +32,9 @@ from coffea_ad.stats.quantile import quantile_thresholds, thresholds_to_correcti
 def load(data: Path, dataset: str, scorer: OnnxScorer, combine: str, cache: Path,
          max_files: int) -> dict[str, np.ndarray]:
     parts = []
-    tag = Path(scorer.contract.name).stem
+    from coffea_ad.inference.contract import file_sha256
+
+    tag = f"{scorer.contract.name}_{file_sha256(scorer.model_path)[:10]}"
     for prov in sorted((data / dataset).glob(f"{dataset}_*.json"))[:max_files]:
         meta = json.loads(prov.read_text())
         key = cache / f"qr_{tag}_{combine}_{dataset}_{meta['index']:04d}_{meta['sha256'][:12]}.npz"

@@ -47,7 +47,7 @@ def main() -> None:
         from coffea_ad.training import dense_ae
 
         res = dense_ae.run({**dense_ae.CONFIG, "features": ["mass", "msoftdrop", "tau21", "tau32"],
-                            "hidden": [16, 8], "latent": 3, "epochs": 40, "min_pt": 300.0,
+                            "hidden": [16, 8], "latent": 1, "epochs": 40, "min_pt": 300.0,
                             "threads": 1, "train_datasets": ["lhco_qcd"], "disco": 0.0},
                            fs, args.out / "lhco_jet_ae")
         print("lhco_jet_ae", json.dumps(res))
