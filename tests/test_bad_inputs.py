@@ -576,3 +576,52 @@ def test_R7_one_file_under_three_paths_is_counted_once(pfnano_file, tmp_path):
     assert info["entries"] == info["entries_processed"] == 10  # pfnano.root holds 10
     assert len(info["files"]) == 1
     assert len(info["duplicate_files_dropped"]) == 2
+
+
+class _Payload:
+    """Unpickling this creates a file: the proof that a loader ran code from the file."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+def test_P1_report_reads_no_pickle_and_refuses_a_mixed_or_failed_set(pfnano_file, tmp_path):
+    """`report DIR` unpickled histograms.coffea (a crafted file ran code) and reported a mix of
+    two runs with exit 0."""
+    import pickle
+
+    fs = _fileset(tmp_path, {"pf": [pfnano_file]})
+    out = tmp_path / "out"
+    assert _run(fs, out).returncode == 0
+    rep = _cli("report", str(out), "--background", "pf", "--no-plots", "-o", str(tmp_path / "r1"))
+    assert rep.returncode == 0, rep.stderr
+    first = (tmp_path / "r1" / "report.md").read_text()
+
+    # a crafted pickle, with run.json updated to match it: report never loads it
+    marker = tmp_path / "pwned"
+    (out / "histograms.coffea").write_bytes(pickle.dumps(_Payload(str(marker))))
+    record = json.loads((out / "run.json").read_text())
+    record["outputs"]["histograms.coffea"] = _sha(out / "histograms.coffea")
+    (out / "run.json").write_text(json.dumps(record))
+    rep = _cli("report", str(out), "--background", "pf", "--no-plots", "-o", str(tmp_path / "r2"))
+    assert rep.returncode == 0, rep.stderr
+    assert not marker.exists()
+    assert (tmp_path / "r2" / "report.md").read_text() == first
+
+    # a histogram file of another run beside this run.json: refused, naming the file
+    other = tmp_path / "other"
+    assert _run(fs, other, "--set", "tag_threshold=0.1").returncode == 0
+    (out / "histograms.json").write_bytes((other / "histograms.json").read_bytes())
+    rep = _cli("report", str(out), "--background", "pf", "--no-plots", "-o", str(tmp_path / "r3"))
+    _one_line_error(rep, "histograms.json differs from the file this run wrote")
+    assert not (tmp_path / "r3").exists()
+
+    # a failed run's record: refused
+    bad = _corrupt_copy(pfnano_file, tmp_path / "corrupt.root")
+    failed = tmp_path / "failed"
+    assert _run(_fileset(tmp_path, {"pf": [bad]}, "bad.json"), failed).returncode == 1
+    rep = _cli("report", str(failed), "--background", "pf", "--no-plots")
+    _one_line_error(rep, "records a failed run")

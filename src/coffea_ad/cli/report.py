@@ -1,7 +1,9 @@
 """``coffea-ad report OUT``: the statistics and CMS-style plots of a ``coffea-ad run`` output.
 
-Reads ``OUT/histograms.coffea`` (histograms, cutflow, the resonant processor's arrays) and
-``OUT/run.json`` when present (processor, fileset metadata for the dataset roles, models),
+Reads the run directory through :func:`coffea_ad.rundir.read_run_dir` (every file checked
+against the sha256 in ``OUT/run.json``; histograms from hist's JSON serialisation, arrays from
+npz: no pickle is loaded) and ``OUT/run.json`` (processor, fileset metadata for the dataset
+roles, models),
 writes ``OUT/report/report.md`` with its PNG plots: per event histogram (every histogram with
 ``dataset``, ``category``, ``score`` and an ``mt`` or ``mjj`` axis) the page of
 :func:`coffea_ad.stats.write_report` (yields, AUC / max SIC / σ per signal, ABCD closure on
@@ -13,7 +15,6 @@ and a data-vs-template classifier with its SIC per signal. Thin over
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -140,9 +141,12 @@ def sr_classifier(
     selection = require("sklearn.model_selection", purpose="the signal-region classifier")
 
     def rows(kind: str, names: Sequence[str]) -> tuple[Any, Any, Any]:
-        x = [np.column_stack([arrays[n][f"{kind}_x"].value, arrays[n][f"{kind}_mjj"].value])
-             for n in names]
-        w = [arrays[n][f"{kind}_weight"].value for n in names]
+        def col(n: str, name: str) -> np.ndarray:
+            value = arrays[n][name]  # numpy (run directory) or a coffea column_accumulator
+            return np.asarray(getattr(value, "value", value))
+
+        x = [np.column_stack([col(n, f"{kind}_x"), col(n, f"{kind}_mjj")]) for n in names]
+        w = [col(n, f"{kind}_weight") for n in names]
         owner = [np.full(len(v), i) for i, v in enumerate(w)]
         return np.concatenate(x), np.concatenate(w), np.concatenate(owner)
 
@@ -258,19 +262,21 @@ def report(run_dir: str, backgrounds: tuple[str, ...], signals: tuple[str, ...],
            abcd_y_axis: str | None, abcd_y_cut: float | None, abcd_y_pass: str, sqrt_s: float,
            title: str | None, plots: bool, out: str | None) -> None:
     """Statistics and plots of a run: writes OUT/report/report.md (with PNGs) from
-    OUT/histograms.coffea and OUT/run.json."""
-    from coffea.util import load
-
+    OUT/histograms.json, OUT/cutflow.json and OUT/run.json, after checking each file's
+    sha256 against run.json (a mixed or failed run directory is refused)."""
+    from coffea_ad.errors import InvalidOutputError
+    from coffea_ad.rundir import read_run_dir
     from coffea_ad.stats import write_report
 
     run = Path(run_dir)
-    src = run / "histograms.coffea"
-    if not src.is_file():
-        raise click.ClickException(f"expected {src} (what `coffea-ad run ... -o {run}` "
-                                   f"writes), found {sorted(p.name for p in run.iterdir())}")
-    result = load(src)
+    src = run / "histograms.json"
+    try:
+        # every file's sha256 checked against run.json; nothing unpickled
+        result, info = read_run_dir(run)
+    except (FileNotFoundError, InvalidOutputError) as err:
+        found = sorted(p.name for p in run.iterdir()) if run.is_dir() else []
+        raise click.ClickException(f"{err} (found {found})") from None
     hists = result.get("hists", {})
-    info = json.loads((run / "run.json").read_text()) if (run / "run.json").is_file() else {}
     available = event_histograms(hists)
     readable = event_histograms(hists, need_category=False)
     chosen = list(names) or available
