@@ -625,3 +625,52 @@ def test_P1_report_reads_no_pickle_and_refuses_a_mixed_or_failed_set(pfnano_file
     assert _run(_fileset(tmp_path, {"pf": [bad]}, "bad.json"), failed).returncode == 1
     rep = _cli("report", str(failed), "--background", "pf", "--no-plots")
     _one_line_error(rep, "records a failed run")
+
+
+# ----------------------------------------------------------------------------- checkpoints
+def test_F1_checkpoint_fingerprint_covers_contract_settings_and_versions(pfnano_file, tmp_path,
+                                                                         monkeypatch):
+    """Editing a model's sidecar contract and rerunning with the same --checkpoint reused
+    every old chunk: the fingerprint hashed only the .onnx."""
+    from coffea_ad import execution
+    from coffea_ad.processors import get_processor
+
+    model = tmp_path / "m.onnx"
+    model.write_bytes(SVJ_MODEL.read_bytes())
+    sidecar = SVJ_MODEL.with_suffix(".json")
+    (tmp_path / "m.json").write_text(sidecar.read_text())
+    fs = _fileset(tmp_path, {"pf": [pfnano_file]})
+    ckpt = tmp_path / "ckpt"
+
+    def run(out: str, *extra: str) -> dict:
+        res = _cli("run", "svj", "--fileset", str(fs), "--model", str(model), "--executor",
+                   "iterative", "--no-progress", "--checkpoint", str(ckpt), "-o",
+                   str(tmp_path / out), "--set", "tag_threshold=0.5", *extra)
+        assert res.returncode == 0, res.stderr
+        return json.loads((tmp_path / out / "run.json").read_text())
+
+    assert run("a")["chunks_from_checkpoint"] == 0
+    assert run("b")["chunks_from_checkpoint"] == 1  # same everything: resumed
+    data = json.loads((tmp_path / "m.json").read_text())
+    spec = data["inputs"][0]
+    order = [1, 0, *range(2, len(spec["features"]))]  # swap the first two features
+    for key in ("features", "centre", "scale"):
+        if spec.get(key):
+            spec[key] = [spec[key][i] for i in order]
+    (tmp_path / "m.json").write_text(json.dumps(data))
+    info = run("c")
+    assert info["chunks_from_checkpoint"] == 0  # a new contract: recomputed
+    assert info["contracts"] == {str(model.resolve()): _sha(tmp_path / "m.json")}
+    assert run("d", "--set", "tag_threshold=0.25")["chunks_from_checkpoint"] == 0
+
+    # scorer settings and package versions are in the fingerprint too
+    proc = get_processor("svj")(str(model), tag_threshold=0.5)
+    fp = execution.processor_fingerprint(proc)
+    assert fp["contracts"] == info["contracts"]
+    assert fp["scorers"][str(model.resolve())]["nonfinite"] == "raise"
+    flagged = execution.processor_fingerprint(
+        get_processor("svj")(str(model), tag_threshold=0.5,
+                             scorer_options={"nonfinite": "flag"}))
+    assert flagged["scorers"] != fp["scorers"]
+    monkeypatch.setattr(execution, "_versions", lambda: {"coffea-ad": "99.0"})
+    assert execution.processor_fingerprint(proc)["versions"] == {"coffea-ad": "99.0"}

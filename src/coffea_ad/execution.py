@@ -380,14 +380,40 @@ def _simple(value: Any) -> bool:
     return False
 
 
+def _contracts(proc: Any) -> dict[str, str | None]:
+    """sha256 of each model's sidecar contract (feature order, scaling, padding change the
+    inputs a model sees as much as its weights do)."""
+    from coffea_ad.inference.contract import file_sha256, sidecar_path
+
+    out: dict[str, str | None] = {}
+    for path in _model_paths(proc):
+        side = sidecar_path(path)
+        out[path] = file_sha256(side) if side.is_file() else None
+    return out
+
+
+def _plain(obj: Any, *, private: bool = True) -> dict[str, Any]:
+    """Plain attributes of ``obj`` (numbers, strings and containers of them) as JSON data."""
+    params = {k: v for k, v in sorted(getattr(obj, "__dict__", {}).items())
+              if (private or not k.startswith("_")) and _simple(v)}
+    return json.loads(json.dumps(params, default=str, allow_nan=True))
+
+
 def processor_fingerprint(proc: Any) -> dict[str, Any]:
-    """What identifies a processor's configuration: its class, its plain attributes
-    (numbers, strings and containers of them) and the sha256 of its model files."""
+    """Everything that changes a chunk's result: the processor's class and plain attributes,
+    its scorers' settings (``nonfinite``, ``jets``, ``batch_size``...), the sha256 of its
+    model files and of their contracts, and the package versions (coffea-ad, coffea,
+    onnxruntime, ...)."""
     cls = type(proc)
-    params = {k: v for k, v in sorted(getattr(proc, "__dict__", {}).items()) if _simple(v)}
+    # a scorer's private attributes hold counters that change while it runs
+    scorers = {str(Path(s.model_path).resolve()): _plain(s, private=False)
+               for s in _onnx_scorers(proc)}
     return {"class": f"{cls.__module__}.{cls.__qualname__}",
-            "params": json.loads(json.dumps(params, default=str, allow_nan=True)),
-            "models": _models(proc)}
+            "params": _plain(proc),
+            "scorers": scorers,
+            "models": _models(proc),
+            "contracts": _contracts(proc),
+            "versions": _versions()}
 
 
 class ChunkCheckpointer(CheckpointerABC):
@@ -664,6 +690,7 @@ def run_processor(
         "chunks_from_checkpoint": sum(f["chunks_from_checkpoint"] for f in files),
         "versions": _versions(),
         "models": _models(processor_instance),
+        "contracts": _contracts(processor_instance),
         "onnx_providers": dict(acc.get("providers", {})),
         "fileset": fileset,
         "executor": {"name": executor, "workers": workers, "threads": threads,
