@@ -35,7 +35,9 @@ from coffea_ad.processors._common import (
     lazy_twin,
     leading_pair,
     met_collection,
+    refuse_lazy_flag,
     require_fields,
+    scores_counted,
 )
 
 __all__ = ["ABCD_VARIABLES", "AbcdVariable", "SVJProcessor", "abcd_histogram"]
@@ -170,7 +172,8 @@ class SVJProcessor(processor.ProcessorABC):
         weights = event_weights(events, lumi_fb=self.lumi_fb)
 
         jets = events[self.jets]
-        scores = self.scorer.score_events(events)  # events * jets, aligned with jets
+        # events * jets, aligned with jets
+        scores, nonfinite = scores_counted(self.scorer, events)
         good = (jets["pt"] > self.min_pt) & (abs(jets["eta"]) < self.max_eta)
         two_jets, lead = leading_pair(jets, good)
         lead_scores = scores[good][two_jets][:, :2]
@@ -215,12 +218,14 @@ class SVJProcessor(processor.ProcessorABC):
                     weight=np.repeat(w, 2))
         hists = {"events": h_events, "abcd": h_abcd, "jets": h_jets}
         return chunk_output(hists, dataset=dataset, events=events, cutflow=cutflow,
-                            provider=self.scorer.provider, systematic=self.systematic)
+                            provider=self.scorer.provider, systematic=self.systematic,
+                            nonfinite_scores=nonfinite)
 
     def _process_lazy(self, events: Any) -> dict[str, Any]:
         """:meth:`process` on dask-awkward events (the ``apply_to_fileset`` path): the same
         selection and histograms, built lazily (``hist.dask``); counts become numbers in
         :meth:`postprocess`. Tested bin for bin against the Runner path."""
+        refuse_lazy_flag(self.scorer)
         import dask_awkward as dak
 
         dataset = events.metadata["dataset"]

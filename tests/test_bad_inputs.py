@@ -674,3 +674,34 @@ def test_F1_checkpoint_fingerprint_covers_contract_settings_and_versions(pfnano_
     assert flagged["scorers"] != fp["scorers"]
     monkeypatch.setattr(execution, "_versions", lambda: {"coffea-ad": "99.0"})
     assert execution.processor_fingerprint(proc)["versions"] == {"coffea-ad": "99.0"}
+
+
+def test_N2_run_with_nan_scores_fails_by_default_and_counts_them_under_flag(pfnano_file,
+                                                                          tmp_path):
+    """`run` with a model giving NaN for some jets ended with exit 0: NaN jets counted as
+    untagged and landed in no bin."""
+    model = _sqrt_eta_model(tmp_path / "sqrt_eta.onnx")
+    eta = ak.flatten(_events(pfnano_file, "eager").FatJet.eta).to_numpy()
+    n_negative = int((eta < 0).sum())  # every FatJet is scored; sqrt(eta<0) is NaN
+    fs = _fileset(tmp_path, {"pf": [pfnano_file]})
+
+    def run(out: str, *extra: str):
+        return _cli("run", "svj", "--fileset", str(fs), "--model", str(model), "--executor",
+                    "iterative", "--no-progress", "--set", "tag_threshold=0.5", "-o",
+                    str(tmp_path / out), *extra)
+
+    res = run("a")
+    _one_line_error(res, "NonFiniteScoreError", "'score'")
+    assert json.loads((tmp_path / "a" / "run.json").read_text())["status"] == "failed"
+
+    res = run("b", "--nonfinite", "flag")
+    assert res.returncode == 0, res.stderr
+    assert f"'pf': {n_negative}" in res.stderr
+    info = json.loads((tmp_path / "b" / "run.json").read_text())
+    assert info["nonfinite_scores"] == {"pf": n_negative}
+    assert json.loads((tmp_path / "b" / "cutflow.json").read_text())["nonfinite_scores"] == {
+        "pf": n_negative}
+
+    res = run("c", "--nonfinite", "flag", "--executor", "dask-awkward")
+    assert res.returncode == 2
+    assert "--executor dask-awkward needs --nonfinite raise" in res.stderr

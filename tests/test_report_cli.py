@@ -6,6 +6,7 @@ summed here, and the AUC recomputed from the score bins with the Mann-Whitney su
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -22,7 +23,10 @@ def _cli(*args: str, ok: bool = True) -> subprocess.CompletedProcess:
     proc = subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, timeout=600,
                           check=False,
                           env={"OMP_NUM_THREADS": "1", "PATH": str(SCRIPT.parent),
-                               "MPLBACKEND": "Agg", "HOME": str(Path.home())})
+                               "MPLBACKEND": "Agg", "HOME": str(Path.home()),
+                               # the tree under test, when it is not the installed one
+                               **{k: os.environ[k] for k in ("PYTHONPATH",)
+                                  if k in os.environ}})
     if ok:
         assert proc.returncode == 0, proc.stderr[-3000:]
     return proc

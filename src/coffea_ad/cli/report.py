@@ -274,7 +274,7 @@ def report(run_dir: str, backgrounds: tuple[str, ...], signals: tuple[str, ...],
         # every file's sha256 checked against run.json; nothing unpickled
         result, info = read_run_dir(run)
     except (FileNotFoundError, InvalidOutputError) as err:
-        found = sorted(p.name for p in run.iterdir()) if run.is_dir() else []
+        found = sorted(p.name for p in run.iterdir())[:10] if run.is_dir() else []
         raise click.ClickException(f"{err} (found {found})") from None
     hists = result.get("hists", {})
     available = event_histograms(hists)
