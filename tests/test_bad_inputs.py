@@ -705,3 +705,37 @@ def test_N2_run_with_nan_scores_fails_by_default_and_counts_them_under_flag(pfna
     res = run("c", "--nonfinite", "flag", "--executor", "dask-awkward")
     assert res.returncode == 2
     assert "--executor dask-awkward needs --nonfinite raise" in res.stderr
+
+
+# ----------------------------------------------------------------------------- dask-awkward
+@pytest.mark.slow  # a LocalCluster and two dask-awkward runs: ~1-2 min on 2 cores
+def test_D1_dask_awkward_counts_partitions_and_skips_an_unreadable_chunk(pfnano_file,
+                                                                        tmp_path):
+    """On the dask-awkward path --skip-bad-files crashed on an unreadable chunk and
+    entries_processed came from the plan, so it could never show a shortfall."""
+    bad = _corrupt_copy(pfnano_file, tmp_path / "corrupt.root")
+    fs = _fileset(tmp_path, {"pf": [pfnano_file, bad]})
+    common = ("run", "svj", "--fileset", str(fs), "--model", str(SVJ_MODEL), "--executor",
+              "dask-awkward", "--workers", "1", "--chunksize", "5", "--no-progress", "--set",
+              "tag_threshold=0.5")
+    res = _cli(*common, "-o", str(tmp_path / "skip"), "--skip-bad-files")
+    assert res.returncode == 0, res.stderr
+    info = json.loads((tmp_path / "skip" / "run.json").read_text())
+    per_file = {Path(f["file"]).name: f for f in info["files"]}
+    assert per_file["pfnano.root"]["entries_processed"] == 10
+    assert per_file["corrupt.root"]["entries_processed"] == 0  # counted, not planned
+    assert [(c["entrystart"], c["entrystop"]) for c in per_file["corrupt.root"]
+            ["skipped_chunks"]] == [(0, 5), (5, 10)]
+    assert info["entries"] == 20
+    assert info["entries_processed"] == 10
+    assert not info["complete"]
+    assert json.loads((tmp_path / "skip" / "cutflow.json").read_text())["cutflow"]["pf"][
+        "all"] == 10
+
+    res = _cli(*common, "-o", str(tmp_path / "noskip"))
+    assert res.returncode == 1
+    assert "Traceback" not in res.stderr
+    # the headline, then one line per unreadable chunk (as on the Runner executors)
+    assert "2 chunk(s) could not be read" in res.stderr.splitlines()[0]
+    assert res.stderr.count("corrupt.root (dataset pf) entries") == 2
+    assert json.loads((tmp_path / "noskip" / "run.json").read_text())["status"] == "failed"
