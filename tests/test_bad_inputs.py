@@ -18,6 +18,7 @@ from pathlib import Path
 import awkward as ak
 import numpy as np
 import pytest
+from coffea import processor as _coffea_processor
 from conftest import TINY_AE_FEATURES
 
 from coffea_ad.inference import ModelContract, OnnxScorer
@@ -739,3 +740,33 @@ def test_D1_dask_awkward_counts_partitions_and_skips_an_unreadable_chunk(pfnano_
     assert "2 chunk(s) could not be read" in res.stderr.splitlines()[0]
     assert res.stderr.count("corrupt.root (dataset pf) entries") == 2
     assert json.loads((tmp_path / "noskip" / "run.json").read_text())["status"] == "failed"
+
+
+# ----------------------------------------------------------------------------- futures
+class _DiesInSecondChunk(_coffea_processor.ProcessorABC):
+    """A coffea processor whose worker process dies (as when killed or out of memory) on the
+    chunk starting at entry 5; module level so the pool can unpickle it."""
+
+    def process(self, events):
+        import os
+
+        if events.metadata["entrystart"] == 5:
+            os._exit(9)
+        return {"n": len(events)}
+
+    def postprocess(self, accumulator):
+        return accumulator
+
+
+def test_K1_futures_worker_killed_gives_a_clear_error_and_a_record(pfnano_file, tmp_path):
+    """`--executor futures` with a killed pool worker: TerminatedWorkerError and no output."""
+    from coffea_ad.execution import IncompleteRunError, run_processor
+
+    fs = {"pf": {"files": {str(pfnano_file): "Events"}}}
+    with pytest.raises(IncompleteRunError, match=r"a worker process of the futures executor "
+                       r"died mid-run .*rerun, with --checkpoint") as info:
+        run_processor(fs, _DiesInSecondChunk(), executor="futures", workers=2, chunksize=5, retries=0)
+    record = info.value.run_info
+    assert record["chunks"] == 2
+    assert [f["entries"] for f in record["files"]] == [10]
+    assert "BrokenProcessPool" in record["error"] or "Terminated" in record["error"]

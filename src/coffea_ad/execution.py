@@ -148,6 +148,13 @@ def is_reader_error(err: BaseException) -> bool:
     return False
 
 
+def _is_dead_worker(err: BaseException) -> bool:
+    """A process pool lost a worker (``BrokenProcessPool``, loky's ``TerminatedWorkerError``)."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    return isinstance(err, BrokenProcessPool) or type(err).__name__ == "TerminatedWorkerError"
+
+
 def _describe(err: BaseException) -> str:
     text = " ".join(str(err).split())
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
@@ -675,7 +682,20 @@ def run_processor(
     with warnings.catch_warnings():
         # coffea warns per retry/skip in this process; our report below replaces it
         warnings.filterwarnings("ignore", message="(Performed attempt|Skipping bad file)")
-        wrapped = runner.run(plan.chunks, wrapper)
+        try:
+            wrapped = runner.run(plan.chunks, wrapper)
+        except Exception as err:
+            if not any(_is_dead_worker(e) for e in _exception_chain(err)):
+                raise
+            raise IncompleteRunError(
+                f"a worker process of the {executor} executor died mid-run (killed, or out "
+                f"of memory: {_describe(err)}); the outputs of the chunks it had finished "
+                "are lost" + (", those saved in the checkpoint are reused by a rerun"
+                              if ckpt_info else "; rerun, with --checkpoint to keep the "
+                              "chunks that finish"),
+                run_info={"files": plan.files, "chunks": len(plan.chunks),
+                          "checkpoint": ckpt_info, "error": _describe(err)},
+            ) from err
     acc = wrapped.get("out") or {}
     output = acc.get("out")
     files, skipped, problems = _reconcile(plan, acc.get("chunks", {}), acc.get("errors", {}),
