@@ -66,14 +66,18 @@ def require_fields(
                                      needed_for=f"the {processor} processor")
         have = list(events[present[0]].fields)
         for field in sub:
-            if field not in have:
+            # TreeMaker (p_T, η, φ, E) vectors give the mass as a property, not a branch
+            if field not in have and not (field == "mass" and hasattr(events[present[0]], field)):
                 raise MissingBranchError(
                     f"{present[0]}_{field}", [f"{present[0]}_{f}" for f in have], where=where,
                     needed_for=f"the {processor} processor")
 
 
 def met_collection(events: Any) -> Any:
-    """The event's MET record (``MET``, else ``PFMET``, else ``PuppiMET``)."""
+    """The event's MET record (``MET``, else ``PFMET``, else ``PuppiMET``; TreeMaker's scalar
+    ``MET`` and ``METPhi`` as a ``{pt, phi}`` record)."""
+    if "METPhi" in events.fields and "MET" in events.fields and not events["MET"].fields:
+        return ak.zip({"pt": events["MET"], "phi": events["METPhi"]})
     for name in MET_NAMES:
         if name in events.fields:
             return events[name]
@@ -161,8 +165,9 @@ def register_dataset(hists: Mapping[str, Any], dataset: str, **labels: str) -> N
         h.fill(**values, weight=0.0)
 
 
-def scores_counted(scorer: Any, events: Any) -> tuple[Any, int]:
-    """``scorer.score_events(events)`` and the number of rows flagged non-finite.
+def scores_counted(scorer: Any, events: Any, *, features: Any = None) -> tuple[Any, int]:
+    """``scorer.score_events(events)`` (``scorer(features)`` when the features are given) and
+    the number of rows flagged non-finite.
 
     Under ``nonfinite="raise"`` (the default) a NaN/inf input or score raises, so the count is
     0; under ``"flag"`` flagged rows carry -1 (below every anomaly cut) and are counted here,
@@ -172,8 +177,9 @@ def scores_counted(scorer: Any, events: Any) -> tuple[Any, int]:
     from coffea_ad.inference.scorer import NONFINITE_MASK
 
     if getattr(scorer, "nonfinite", "raise") != "flag":
-        return scorer.score_events(events), 0
-    outs = scorer.outputs_from_events(events)
+        return (scorer.score_events(events) if features is None else scorer(features)), 0
+    outs = (scorer.outputs_from_events(events) if features is None
+            else scorer.outputs(features))
     return outs[scorer.contract.score], int(ak.sum(outs[NONFINITE_MASK]))
 
 

@@ -673,7 +673,7 @@ def test_F1_checkpoint_fingerprint_covers_contract_settings_and_versions(pfnano_
         get_processor("svj")(str(model), tag_threshold=0.5,
                              scorer_options={"nonfinite": "flag"}))
     assert flagged["scorers"] != fp["scorers"]
-    monkeypatch.setattr(execution, "_versions", lambda: {"coffea-ad": "99.0"})
+    monkeypatch.setattr(execution.provenance, "_versions", lambda: {"coffea-ad": "99.0"})
     assert execution.processor_fingerprint(proc)["versions"] == {"coffea-ad": "99.0"}
 
 

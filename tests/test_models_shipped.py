@@ -15,7 +15,7 @@ MODELS = sorted((Path(__file__).resolve().parents[1] / "models").glob("*.onnx"))
 
 
 def test_there_are_shipped_models():
-    assert [m.stem for m in MODELS] == ["svj_dense_ae"]
+    assert [m.stem for m in MODELS] == ["nano_fatjet_ae", "svj_dense_ae", "svj_treemaker_ae"]
 
 
 @pytest.mark.parametrize("model", MODELS, ids=lambda p: p.stem)
