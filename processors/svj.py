@@ -35,7 +35,9 @@ from coffea_ad.processors._common import (
     lazy_twin,
     leading_pair,
     met_collection,
+    refuse_lazy_flag,
     require_fields,
+    scores_counted,
 )
 from coffea_ad.systematics import (
     correctionlib_jet_variations,
@@ -216,7 +218,7 @@ class SVJProcessor(processor.ProcessorABC):
         weights = event_weights(events, lumi_fb=self.lumi_fb)
         jets = with_mass(events[self.jets])
         features = self.scorer.features_from_events(events)  # events * jets, as jets
-        scores = self.scorer(features)
+        scores, nonfinite = scores_counted(self.scorer, events, features=features)
         out = {"events": score_mass_histogram(), "abcd": abcd_histogram(self.abcd_variable)}
         cutflow, lead_scores, w = self._fill(out, events, jets, scores, weights, self.systematic)
         h_jets = jet_score_histogram()
@@ -233,7 +235,8 @@ class SVJProcessor(processor.ProcessorABC):
             self._fill(out, events, varied, self.scorer(feats), weights, label)
         hists = {**out, "jets": h_jets}
         return chunk_output(hists, dataset=dataset, events=events, cutflow=cutflow,
-                            provider=self.scorer.provider, systematic=self.systematic)
+                            provider=self.scorer.provider, systematic=self.systematic,
+                            nonfinite_scores=nonfinite)
 
     def _variations(self, events: Any, jets: Any) -> dict[str, Any]:
         if self.variations is None:
@@ -298,6 +301,7 @@ class SVJProcessor(processor.ProcessorABC):
         """:meth:`process` on dask-awkward events (the ``apply_to_fileset`` path): the same
         selection and histograms, built lazily (``hist.dask``); counts become numbers in
         :meth:`postprocess`. Tested bin for bin against the Runner path."""
+        refuse_lazy_flag(self.scorer)
         import dask_awkward as dak
 
         unsupported = [name for name, value in (
