@@ -217,7 +217,10 @@ class SVJProcessor(processor.ProcessorABC):
         dataset = events.metadata["dataset"]
         weights = event_weights(events, lumi_fb=self.lumi_fb)
         jets = with_mass(events[self.jets])
-        features = self.scorer.features_from_events(events)  # events * jets, as jets
+        # constituent-list models (padded inputs) score through score_events; dense models
+        # keep their feature table so variations can replace p_T and mass in it
+        padded = any(spec.pad_length is not None for spec in self.scorer.contract.inputs)
+        features = None if padded else self.scorer.features_from_events(events)
         scores, nonfinite = scores_counted(self.scorer, events, features=features)
         out = {"events": score_mass_histogram(), "abcd": abcd_histogram(self.abcd_variable)}
         cutflow, lead_scores, w = self._fill(out, events, jets, scores, weights, self.systematic)
@@ -227,12 +230,16 @@ class SVJProcessor(processor.ProcessorABC):
         for label, varied in self._variations(events, jets).items():
             # a variation scales four-momenta: the features of each varied jet are its nominal
             # ones with p_T and mass replaced (substructure ratios are scale invariant)
-            feats = features[varied["nominalIndex"]]
-            for name in ("pt", "mass"):
-                if name in feats.fields:
-                    feats = ak.with_field(feats, ak.values_astype(varied[name], np.float32),
-                                          name)
-            self._fill(out, events, varied, self.scorer(feats), weights, label)
+            if features is None:  # constituent lists: relative to the jet, kept nominal
+                var_scores = scores[varied["nominalIndex"]]
+            else:
+                feats = features[varied["nominalIndex"]]
+                for name in ("pt", "mass"):
+                    if name in feats.fields:
+                        feats = ak.with_field(
+                            feats, ak.values_astype(varied[name], np.float32), name)
+                var_scores = self.scorer(feats)
+            self._fill(out, events, varied, var_scores, weights, label)
         hists = {**out, "jets": h_jets}
         return chunk_output(hists, dataset=dataset, events=events, cutflow=cutflow,
                             provider=self.scorer.provider, systematic=self.systematic,
