@@ -69,7 +69,7 @@ def fit_estimator(kind: str, x: np.ndarray, m: np.ndarray, *, seed: int, epochs:
         model = LatentCVAE(x[~val], m[~val], hidden=(64, 64), latent=4, beta=0.5)
     lr, bs = min(1e-3 * batch / 256, 2e-3), batch
     hist = fit(model, [x[~val], m[~val]], [x[val], m[val]], epochs=epochs, batch_size=bs, lr=lr,
-               patience=5, lr_patience=2, seed=seed, threads=2, verbose=True)
+               patience=5, lr_patience=2, seed=seed, threads=1, verbose=True)
     if kind == "cvae":
         model.calibrate_noise(x[~val], m[~val])
     print(f"  {kind}: {len(hist.train_loss)} epochs, best val loss {min(hist.val_loss):.4f}")

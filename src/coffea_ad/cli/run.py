@@ -15,6 +15,14 @@ from coffea_ad.cli import parse_settings
 __all__ = ["run"]
 
 
+#: Processor settings implied by ``--schema`` (applied when the processor takes them and the
+#: user did not --set them).
+SCHEMA_DEFAULTS: dict[str, dict[str, str]] = {
+    "treemaker": {"jets": "JetsAK8"},
+    "scouting": {"jets": "ScoutingFatJet", "met": "ScoutingMET"},
+}
+
+
 def _resources(pairs: tuple[str, ...], option: str) -> dict[str, float]:
     out: dict[str, float] = {}
     for pair in pairs:
@@ -165,7 +173,8 @@ def _check_options(ctx: click.Context, *, executor: str, scheduler: str | None,
               help="Retries of a failed chunk.")
 @click.option("--progress/--no-progress", default=True, show_default=True,
               help="Progress bar.")
-@click.option("--schema", type=click.Choice(["pfnano", "nanoaod", "treemaker"]), default="pfnano",
+@click.option("--schema", type=click.Choice(["pfnano", "nanoaod", "treemaker", "scouting"]),
+              default="pfnano",
               show_default=True, help="NanoEvents schema of the input files.")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
               help="Processor option, e.g. --set tag_threshold=0.5 (repeatable).")
@@ -184,7 +193,12 @@ def run(ctx: click.Context, processor_name: str, fileset: str, model: str, execu
     versions, model sha256, providers, sha256 of the files beside it)."""
     import warnings
 
-    from coffea.nanoevents import NanoAODSchema, PFNanoAODSchema, TreeMakerSchema
+    from coffea.nanoevents import (
+        NanoAODSchema,
+        PFNanoAODSchema,
+        ScoutingNanoAODSchema,
+        TreeMakerSchema,
+    )
 
     from coffea_ad.errors import CoffeaADError, UnknownNameError
     from coffea_ad.execution import (
@@ -216,6 +230,14 @@ def run(ctx: click.Context, processor_name: str, fileset: str, model: str, execu
     _check_options(ctx, executor=executor, scheduler=scheduler, task_res=task_res,
                    worker_res=worker_res)
     overrides = parse_settings(settings)
+    import inspect as _inspect
+
+    accepted = _inspect.signature(cls).parameters
+    # each format's jet collection and MET, unless the user set them: TreeMaker stores AK8
+    # jets as JetsAK8, scouting NanoAOD as ScoutingFatJet with ScoutingMET
+    for key, value in SCHEMA_DEFAULTS.get(schema, {}).items():
+        if key in accepted and key not in overrides:
+            overrides[key] = value
     try:
         proc = cls(model, **overrides)
     except TypeError as err:  # a missing or unknown setting: name the processor's settings
@@ -247,7 +269,8 @@ def run(ctx: click.Context, processor_name: str, fileset: str, model: str, execu
                # generated samples: a schema that looks only for the cross-references the
                # files carry (coffea's warned ~40 times per chunk about absent collections)
                "schema": schema_for(files, {"pfnano": PFNanoAODSchema, "nanoaod": NanoAODSchema,
-                                            "treemaker": TreeMakerSchema}[schema])}
+                                            "treemaker": TreeMakerSchema,
+                                            "scouting": ScoutingNanoAODSchema}[schema])}
     attempted = {"processor": f"{cls.__module__}.{cls.__qualname__}", "fileset": files,
                  "executor": {k: v for k, v in options.items() if k != "schema"}
                  | {"scheduler": scheduler}, "settings": overrides}

@@ -26,7 +26,7 @@ from coffea_ad.execution.provenance import (
     run_record,
     warn_skipped,
 )
-from coffea_ad.fileset import load_fileset, runner_metadata
+from coffea_ad.fileset import check_normalisation, load_fileset, runner_metadata
 
 __all__ = ["Executor", "RunOptions", "run_processor"]
 
@@ -193,6 +193,7 @@ def run_with_runner(fileset: Mapping[str, Any] | str | Path,
     client of the ``"dask"`` executor)."""
     started = time.perf_counter()
     fs = runner_metadata(load_fileset(fileset, treename=options.treename))
+    check_normalisation(fs, lumi_fb=getattr(processor_instance, "lumi_fb", None))
     the_plan = plan(fs, chunksize=options.chunksize, maxchunks=options.maxchunks,
                     align_clusters=options.align_clusters, executor=options.executor,
                     client=client, workers=options.workers)
