@@ -17,6 +17,8 @@ MODELS = sorted((Path(__file__).resolve().parents[1] / "models").glob("*.onnx"))
 # model -> (metric path in the contract, signal, range it must lie in); the sampler has no card
 METRICS = {
     "svj_dense_ae": (("auc", "svj"), (0.5, 1.0)),
+    "svj_treemaker_ae": (("auc", "svj"), (0.5, 1.0)),
+    "nano_fatjet_ae": (("auc", "svj"), (0.5, 1.0)),
     "lhco_cvae": (("auc_sr", "lhco_xy2"), (0.5, 1.0)),
     "lhco_cvae_sampler": (("auc_sr", "lhco_xy2"), (0.5, 1.0)),
     "lhco_jet_ae": (("auc", "lhco_xy2"), (0.5, 1.0)),

@@ -27,10 +27,14 @@ def _process_help() -> str:
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 @click.argument("process")
-@click.option("--events", "-n", type=click.IntRange(min=1), required=True, help="Number of events.")
-@click.option("--seed", "-s", type=click.IntRange(min=0), required=True,
-              help="Master seed, >= 0 (same seed, same files).")
-@click.option("--out", "-o", type=click.Path(file_okay=False), required=True, help="Output folder.")
+# --events, --seed and --out are required for generating, not for --show-settings (checked
+# in the body: click cannot make an option's requirement depend on another flag)
+@click.option("--events", "-n", type=click.IntRange(min=1), default=None,
+              help="Number of events (required unless --show-settings).")
+@click.option("--seed", "-s", type=click.IntRange(min=0), default=None,
+              help="Master seed, >= 0 (same seed, same files; required unless --show-settings).")
+@click.option("--out", "-o", type=click.Path(file_okay=False), default=None,
+              help="Output folder (required unless --show-settings).")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True,
               help="Worker processes (files are generated in parallel).")
 @click.option("--events-per-file", type=click.IntRange(min=1), default=None,
@@ -42,9 +46,9 @@ def _process_help() -> str:
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar.")
 def generate(
     process: str,
-    events: int,
-    seed: int,
-    out: str,
+    events: int | None,
+    seed: int | None,
+    out: str | None,
     jobs: int,
     events_per_file: int | None,
     dataset: str | None,
@@ -85,6 +89,11 @@ def generate(
     if show_settings:
         click.echo(json.dumps(resolved, indent=1))
         return
+    missing = [opt for opt, value in (("--events", events), ("--seed", seed), ("--out", out))
+               if value is None]
+    if missing:
+        raise click.UsageError(f"Missing option(s) {', '.join(missing)} (needed to generate; "
+                               "only --show-settings runs without them)")
     fileset = run_generate(
         process, events=events, seed=seed, out=out, settings=overrides, jobs=jobs,
         events_per_file=events_per_file, progress=progress, dataset=dataset,

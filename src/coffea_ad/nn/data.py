@@ -67,22 +67,26 @@ def iter_events(fileset: Fileset, datasets: Sequence[str] | None = None, *,
         mode: NanoEvents mode: ``"virtual"`` (default) reads only the branches the features
             touch; ``"eager"`` reads every branch (slow on PFNano with thousands).
     """
-    from coffea.nanoevents import NanoEventsFactory, PFNanoAODSchema
+    from coffea.nanoevents import NanoEventsFactory
+
+    from coffea_ad.schemas import schema_for
 
     names = list(fileset) if datasets is None else list(datasets)
     for name in names:
         if name not in fileset:
             raise UnknownNameError("dataset", name, fileset)
+        # generated samples: a schema that does not look for collections they do not have
+        schema = schema_for({name: fileset[name]})
         for path, tree in fileset[name]["files"].items():
             with warnings.catch_warnings():
-                # the schema complains about cross-references (GenPart, Photon) that generated
-                # and slimmed files do not carry; training reads none of them
+                # slimmed CMS files lack cross-references (GenPart, Photon) that training
+                # never reads
                 warnings.filterwarnings("ignore", message="Missing cross-reference",
                                         category=RuntimeWarning)
                 warnings.filterwarnings("ignore", message="Branch .* already exists",
                                         category=RuntimeWarning)
                 events = NanoEventsFactory.from_root(
-                    {path: tree}, schemaclass=PFNanoAODSchema, mode=mode).events()
+                    {path: tree}, schemaclass=schema, mode=mode).events()
             yield name, path, events
 
 
