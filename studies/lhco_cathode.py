@@ -84,7 +84,10 @@ def main() -> None:
     ap.add_argument("--window", type=float, nargs=2, default=(3000.0, 4300.0))
     ap.add_argument("--tau32", action="store_true", help="add tau32 of both jets (6 inputs)")
     ap.add_argument("--sb", type=float, nargs="+", default=[0.0, 0.002, 0.004, 0.006, 0.01, 0.02])
-    ap.add_argument("--headline", type=float, default=0.006)
+    ap.add_argument("--pool-sb", type=float, default=None,
+                    help="size the injection pool and the SB contamination for this S/B "
+                         "(default: the largest of --sb), so that runs over parts of the scan "
+                         "share the same density estimators and evaluation signal")
     ap.add_argument("--oversample", type=int, default=4)
     ap.add_argument("--epochs", type=int, default=60)
     ap.add_argument("--batch", type=int, default=512)
@@ -109,7 +112,8 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     sig_idx = rng.permutation(np.flatnonzero(s_sr | s_sb))
     # the injection pool: enough SR signal for the largest S/B; the rest is for evaluation only
-    max_inj = round(max(args.sb) * n_b_sr)
+    pool_sb = max(args.sb) if args.pool_sb is None else args.pool_sb
+    max_inj = round(pool_sb * n_b_sr)
     cum_sr = np.cumsum(s_sr[sig_idx])
     n_pool = int(np.searchsorted(cum_sr, max_inj) + 1) if max_inj > 0 else 0
     pool, evaluation = sig_idx[:n_pool], sig_idx[n_pool:]
@@ -126,7 +130,7 @@ def main() -> None:
         return pool[: int(np.searchsorted(cum_sr[:n_pool], n) + 1)]
 
     # density estimators: sidebands of the data with the largest injection
-    inj_max = injected(max(args.sb))
+    inj_max = injected(pool_sb)
     x_sb = np.concatenate([bkg["x"][b_sb], sig["x"][inj_max][s_sb[inj_max]]])
     m_sb = np.concatenate([bkg["mjj"][b_sb], sig["mjj"][inj_max][s_sb[inj_max]]])
     print(f"\nfitting the density estimators on {len(x_sb)} SB rows "
@@ -198,7 +202,7 @@ def main() -> None:
     print(f"{'S/B':>6} {'N_S':>5} {'method':16s} {'AUC':>6} {'maxSIC':>7}  {head}")
     for ratio, n_s, name, auc_, best, sics in rows:
         cols = " ".join(f"{v:8.2f}" for v in sics)
-        print(f"{ratio:6.3%} {n_s:5d} {name:16s} {auc_:6.3f} {best:7.2f}  {cols}")
+        print(f"{ratio:6.3%} {n_s:5d} {name:16s} {auc_:6.3f} {best:7.2f}  {cols}", flush=True)
     cols = " ".join(f"{v:8.2f}" for v in sup_sics)
     print(f"{'any':>6} {len(ev_sr):5d} {'supervised':16s} {sup.auc:6.3f} {wp.sic:7.2f}  {cols}")
     print(f"\ntotal {time.perf_counter() - t0:.0f} s")
