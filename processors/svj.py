@@ -24,7 +24,7 @@ from coffea import processor
 from coffea_ad.errors import UnknownNameError
 from coffea_ad.features import transverse_mass
 from coffea_ad.histos import jet_score_histogram, score_mass_histogram
-from coffea_ad.inference import OnnxScorer
+from coffea_ad.inference import OnnxScorer, WorkingPoint, read_working_point
 from coffea_ad.inference._layout import is_dask_awkward
 from coffea_ad.processors._common import (
     chunk_output,
@@ -35,7 +35,14 @@ from coffea_ad.processors._common import (
     lazy_twin,
     leading_pair,
     met_collection,
+    refuse_lazy_flag,
     require_fields,
+    scores_counted,
+)
+from coffea_ad.systematics import (
+    correctionlib_jet_variations,
+    treemaker_jet_variations,
+    with_mass,
 )
 
 __all__ = ["ABCD_VARIABLES", "AbcdVariable", "SVJProcessor", "abcd_histogram"]
@@ -54,6 +61,14 @@ ABCD_VARIABLES: dict[str, tuple[str, tuple[float, ...]]] = {
     "met_over_mt": (r"$R_{T} = p_{T}^{miss}/m_{T}$",
                     tuple(round(float(x), 3) for x in np.arange(0.0, 1.001, 0.025))),
 }
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def abcd_histogram(variable: AbcdVariable = "deta_jj") -> hist.Hist:
@@ -88,7 +103,9 @@ class SVJProcessor(processor.ProcessorABC):
 
     Args:
         model: path of the ONNX model (its sidecar contract names the jet features).
-        tag_threshold: AE loss above which a jet counts as tagged.
+        tag_threshold: AE loss above which a jet counts as tagged; or ``"model"`` (the
+            correctionlib working point ``NAME_wp.json`` next to the model, constant or
+            binned in jet p_T) or the path of such a JSON.
         min_pt, max_eta: jet preselection (GeV, |η|) applied before taking the leading two.
         min_mt: events with m_T below it are dropped (GeV).
         max_deta: keep events with |Δη| of the two leading jets below it (1.5 in the CMS
@@ -103,6 +120,16 @@ class SVJProcessor(processor.ProcessorABC):
         abcd_variable: the second ABCD variable of ``hists["abcd"]`` (see below):
             ``"deta_jj"`` (|Δη| of the two leading jets, default) or ``"met_over_mt"``
             (R_T = MET/m_T).
+        jets: jet collection (default the model's); another one its contract declares
+            sources for, e.g. ``"JetsAK8"`` (TreeMaker) or ``"ScoutingFatJet"``.
+        met: MET collection with ``pt, phi`` (default ``MET``, ``PFMET``, ``PuppiMET``, or
+            TreeMaker's scalar ``MET``/``METPhi``), e.g. ``"ScoutingMET"``.
+        variations: fill the ``systematic`` axis with JES/JER up/down next to ``systematic``:
+            ``"treemaker"`` (the variations the ntuple stores) or the path of a correctionlib
+            JERC JSON (NanoAOD; :func:`coffea_ad.systematics.correctionlib_jet_variations`).
+            Jets are re-ordered, selection, m_T and scores recomputed for each; MET is kept
+            nominal (TreeMaker's METUp/METDown do not say which source each entry is).
+        gen_jets: generator-jet collection for the JER matching of ``variations`` (NanoAOD).
 
     Output (per chunk, summed by coffea): ``hists["events"]`` (dataset × systematic × category
     × score × m_T, filled once per selected event with the larger of the two leading-jet
@@ -134,7 +161,7 @@ class SVJProcessor(processor.ProcessorABC):
         self,
         model: str | Path,
         *,
-        tag_threshold: float,
+        tag_threshold: float | str,
         min_pt: float = 200.0,
         max_eta: float = 2.4,
         min_mt: float = 0.0,
@@ -144,13 +171,33 @@ class SVJProcessor(processor.ProcessorABC):
         lumi_fb: float | None = None,
         scorer_options: dict[str, Any] | None = None,
         abcd_variable: AbcdVariable = "deta_jj",
+        jets: str | None = None,
+        met: str | None = None,
+        variations: str | None = None,
+        gen_jets: str = "GenJetAK8",
     ) -> None:
         if abcd_variable not in ABCD_VARIABLES:  # fail at construction, not in a worker
             raise UnknownNameError("ABCD variable", abcd_variable, ABCD_VARIABLES)
         self.abcd_variable = abcd_variable
         self.model = str(model)
-        self.scorer = OnnxScorer(self.model, **(scorer_options or {}))
-        self.jets = self.scorer.contract.jets or "FatJet"
+        self.scorer = OnnxScorer(self.model, **{**(scorer_options or {}),
+                                                **({"jets": jets} if jets else {})})
+        self.jets = self.scorer.jets or "FatJet"
+        # the tag threshold: a number, or the working point JSON (correctionlib, constant or
+        # binned in jet p_T) next to the model ("model") or at a path
+        self.working_point: WorkingPoint | None = None
+        if isinstance(tag_threshold, str) and not _is_number(tag_threshold):
+            source = self.model if tag_threshold == "model" else tag_threshold
+            self.working_point = read_working_point(source)
+            tag_threshold = float("nan")
+        # JES/JER variations filling the systematic axis next to the nominal: "treemaker"
+        # (the variations the ntuple stores) or a correctionlib JERC JSON (NanoAOD)
+        self.variations = variations
+        self.gen_jets = gen_jets
+        self.met = met  # None: MET, PFMET, PuppiMET (or TreeMaker's MET/METPhi)
+        if variations not in (None, "treemaker") and not Path(variations).is_file():
+            raise FileNotFoundError(f"variations: expected 'treemaker' or a correctionlib "
+                                    f"JERC JSON file, {variations} does not exist")
         self.tag_threshold = float(tag_threshold)
         self.min_pt = float(min_pt)
         self.max_eta = float(max_eta)
@@ -161,25 +208,66 @@ class SVJProcessor(processor.ProcessorABC):
         self.lumi_fb = None if lumi_fb is None else float(lumi_fb)
 
     def process(self, events: ak.Array) -> dict[str, Any]:
-        require_fields(events, {self.jets: ("pt", "eta", "phi", "mass"),
-                                "MET|PFMET|PuppiMET": ("pt", "phi")}, processor="svj")
+        met_needs = ({} if "METPhi" in events.fields and self.met is None else
+                     {self.met or "MET|PFMET|PuppiMET": ("pt", "phi")})
+        require_fields(events, {self.jets: ("pt", "eta", "phi", "mass"), **met_needs},
+                       processor="svj")
         if is_dask_awkward(events):
             return self._process_lazy(events)
         dataset = events.metadata["dataset"]
-        n_all = len(events)
         weights = event_weights(events, lumi_fb=self.lumi_fb)
+        jets = with_mass(events[self.jets])
+        # constituent-list models (padded inputs) score through score_events; dense models
+        # keep their feature table so variations can replace p_T and mass in it
+        padded = any(spec.pad_length is not None for spec in self.scorer.contract.inputs)
+        features = None if padded else self.scorer.features_from_events(events)
+        scores, nonfinite = scores_counted(self.scorer, events, features=features)
+        out = {"events": score_mass_histogram(), "abcd": abcd_histogram(self.abcd_variable)}
+        cutflow, lead_scores, w = self._fill(out, events, jets, scores, weights, self.systematic)
+        h_jets = jet_score_histogram()
+        h_jets.fill(dataset=dataset, score=ak.to_numpy(ak.flatten(lead_scores)),
+                    weight=np.repeat(w, 2))
+        for label, varied in self._variations(events, jets).items():
+            # a variation scales four-momenta: the features of each varied jet are its nominal
+            # ones with p_T and mass replaced (substructure ratios are scale invariant)
+            if features is None:  # constituent lists: relative to the jet, kept nominal
+                var_scores = scores[varied["nominalIndex"]]
+            else:
+                feats = features[varied["nominalIndex"]]
+                for name in ("pt", "mass"):
+                    if name in feats.fields:
+                        feats = ak.with_field(
+                            feats, ak.values_astype(varied[name], np.float32), name)
+                var_scores = self.scorer(feats)
+            self._fill(out, events, varied, var_scores, weights, label)
+        hists = {**out, "jets": h_jets}
+        return chunk_output(hists, dataset=dataset, events=events, cutflow=cutflow,
+                            provider=self.scorer.provider, systematic=self.systematic,
+                            nonfinite_scores=nonfinite)
 
-        jets = events[self.jets]
-        scores = self.scorer.score_events(events)  # events * jets, aligned with jets
+    def _variations(self, events: Any, jets: Any) -> dict[str, Any]:
+        if self.variations is None:
+            return {}
+        if self.variations == "treemaker":
+            return treemaker_jet_variations(events, jets=self.jets)
+        gen = events[self.gen_jets] if self.gen_jets in events.fields else None
+        return correctionlib_jet_variations(jets, self.variations, gen_jets=gen)
+
+    def _fill(self, hists: dict[str, Any], events: Any, jets: Any, scores: Any,
+              weights: np.ndarray, systematic: str) -> tuple[dict[str, int], Any, np.ndarray]:
+        """Selection, m_T and tags of one jet collection (nominal or a variation), filled into
+        ``hists["events"]`` and ``hists["abcd"]`` at ``systematic``: returns
+        ``(cutflow, leading scores, weights)``."""
+        dataset = events.metadata["dataset"]
         good = (jets["pt"] > self.min_pt) & (abs(jets["eta"]) < self.max_eta)
         two_jets, lead = leading_pair(jets, good)
         lead_scores = scores[good][two_jets][:, :2]
-        met = met_collection(events)[two_jets]
+        met = (events[self.met] if self.met else met_collection(events))[two_jets]
         mt = ak.to_numpy(transverse_mass(lead[:, 0], lead[:, 1], met))
         w = weights[two_jets]
 
         cutflow = {
-            "all": n_all,
+            "all": len(events),
             f">=2 {self.jets} (pt>{self.min_pt:g}, |eta|<{self.max_eta:g})": int(two_jets.sum()),
         }
         keep = np.ones(len(mt), dtype=bool)
@@ -200,29 +288,36 @@ class SVJProcessor(processor.ProcessorABC):
 
         lead_scores = lead_scores[keep]
         mt, w = mt[keep], w[keep]
-        ntag = ak.to_numpy(ak.sum(lead_scores > self.tag_threshold, axis=1))
+        if self.working_point is not None:
+            lead_pt = ak.to_numpy(lead["pt"][keep]).astype(np.float64)
+            passed = ak.to_numpy(lead_scores).astype(np.float64) > self.working_point.threshold(
+                lead_pt)
+            ntag = passed.sum(axis=1) if len(passed) else np.zeros(0, dtype=np.int64)
+        else:
+            ntag = ak.to_numpy(ak.sum(lead_scores > self.tag_threshold, axis=1))
         max_score = ak.to_numpy(ak.max(lead_scores, axis=1))
 
-        h_events = score_mass_histogram()
-        h_events.fill(dataset=dataset, systematic=self.systematic, category=ntag,
-                      score=max_score, mt=mt, weight=w)
+        hists["events"].fill(dataset=dataset, systematic=systematic, category=ntag,
+                             score=max_score, mt=mt, weight=w)
         second = {"deta_jj": deta, "met_over_mt": ratio}[self.abcd_variable][keep]
-        h_abcd = abcd_histogram(self.abcd_variable)
-        h_abcd.fill(dataset=dataset, systematic=self.systematic, score=max_score,
-                    **{self.abcd_variable: second}, mt=mt, weight=w)
-        h_jets = jet_score_histogram()
-        h_jets.fill(dataset=dataset, score=ak.to_numpy(ak.flatten(lead_scores)),
-                    weight=np.repeat(w, 2))
-        hists = {"events": h_events, "abcd": h_abcd, "jets": h_jets}
-        return chunk_output(hists, dataset=dataset, events=events, cutflow=cutflow,
-                            provider=self.scorer.provider, systematic=self.systematic)
+        hists["abcd"].fill(dataset=dataset, systematic=systematic, score=max_score,
+                           **{self.abcd_variable: second}, mt=mt, weight=w)
+        return cutflow, lead_scores, w
 
     def _process_lazy(self, events: Any) -> dict[str, Any]:
         """:meth:`process` on dask-awkward events (the ``apply_to_fileset`` path): the same
         selection and histograms, built lazily (``hist.dask``); counts become numbers in
         :meth:`postprocess`. Tested bin for bin against the Runner path."""
+        refuse_lazy_flag(self.scorer)
         import dask_awkward as dak
 
+        unsupported = [name for name, value in (
+            ("variations", self.variations), ("met", self.met),
+            ("tag_threshold from a working point", self.working_point)) if value is not None]
+        if unsupported:
+            raise NotImplementedError(
+                f"svj processor on dask-awkward events: {', '.join(unsupported)} not "
+                "supported on this path; use --executor iterative, futures or dask")
         dataset = events.metadata["dataset"]
         raw_w, weights = lazy_event_weights(events, lumi_fb=self.lumi_fb)
         jets = events[self.jets]

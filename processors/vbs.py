@@ -7,7 +7,7 @@ large rapidity gap and invariant mass. Every cut is an option. The models see th
 variables of :func:`coffea_ad.features.vbs_variables` (the same function the training rows of
 ``training/vae.py`` and ``training/vae_dnn.py`` use), scored with
 :class:`~coffea_ad.inference.OnnxScorer` at event level; σ and its best cut come from the
-histograms (:func:`coffea_ad.stats.significance_scan`, :func:`coffea_ad.stats.write_report`).
+histograms (:func:`coffea_ad.stats.significance_scan`, :func:`coffea_ad.report.write_report`).
 """
 
 from __future__ import annotations

@@ -170,10 +170,10 @@ def _cathode_like(q: dict, s: dict, config: dict, *, seed: int, s_over_b: float
     SR template, classify data-SR vs template, measure on held-out QCD and signal in the SR."""
     import torch
 
-    from coffea_ad.nn.baselines import fit_boosted_trees
     from coffea_ad.nn.cvae import ConditionalVAE
     from coffea_ad.nn.fit import fit
     from coffea_ad.nn.scaling import standardization
+    from coffea_ad.report.classifier import fit_data_vs_template
     from coffea_ad.stats.roc import auc, max_sic
 
     sr = (config["sr_low"], config["sr_high"])
@@ -207,13 +207,13 @@ def _cathode_like(q: dict, s: dict, config: dict, *, seed: int, s_over_b: float
     # template: 4x the data SR, m_jj drawn from the data SR (as CATHODE does)
     template = model.sample(np.repeat(c[in_sr], 4, axis=0), generator=gen).numpy()
     options = {"seed": seed, "max_iter": 200, "learning_rate": 0.05, "max_leaf_nodes": 15}
-    clf = fit_boosted_trees(template, data_sr, **options)
+    clf = fit_data_vs_template(data_sr, template, **options)
     q_test = q["x"][~q_data & q_sr]
     s_test = s["x"][held]
     pb, ps = clf.predict_proba(q_test)[:, 1], clf.predict_proba(s_test)[:, 1]
     # the idealized reference: the same classifier with true SR background instead of template
     half = len(q_test) // 2
-    ideal = fit_boosted_trees(q_test[:half], data_sr, **options)
+    ideal = fit_data_vs_template(data_sr, q_test[:half], **options)
     res = {
         "s_over_b_sr": round(n_inject / max((q_sr & q_data).sum(), 1), 4),
         "n_data_sr": int(in_sr.sum()), "n_signal_injected": int(n_inject),

@@ -60,6 +60,7 @@ from typing import Any
 import numpy as np
 
 from coffea_ad.stats.abcd import merged_mass_edges, score_cut
+from coffea_ad.stats.roc import binned_roc
 
 __all__ = ["closure_summary", "main"]
 
@@ -101,14 +102,6 @@ def _binned_dcorr(h2: Any) -> float:
     gx, gy = np.meshgrid(cx, cy, indexing="ij")
     keep = values > 0
     return float(distance_correlation(gx[keep], gy[keep], weights=values[keep]))
-
-
-def _binned_auc(h_bkg: Any, h_sig: Any) -> float:
-    from coffea_ad.stats.roc import auc
-
-    c = np.asarray(h_bkg.axes[0].centers)
-    wb, ws = np.asarray(h_bkg.values()), np.asarray(h_sig.values())
-    return float(auc(c, c, weights_bkg=wb, weights_sig=ws))
 
 
 def closure_summary(h_abcd: Any, *, x_cut: float, y_cut: float, mt_edges: np.ndarray,
@@ -250,8 +243,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                   y_axis=y_axis)
         row.update({
             "model": label, "x_cut": x_cut, "mt_edges": mt_edges.tolist(),
-            "auc_svj_event": _binned_auc(hb[{y_axis: sum, "mt": sum}],
-                                         hs[{y_axis: sum, "mt": sum}]),
+            "auc_svj_event": binned_roc(hb[{y_axis: sum, "mt": sum}],
+                                        hs[{y_axis: sum, "mt": sum}])[2],
             "auc_svj_jet_recipe": trained["auc"].get(SIGNAL),
             "dcorr_y_recipe": trained.get(f"distance_correlation_{y_axis}"),
             "train_seconds": round(t_train, 1), "epochs": trained["epochs"],

@@ -165,3 +165,27 @@ def test_default_cuts_are_quantiles_of_the_sm_scores() -> None:
     scan = significance_scan(sm, rng.normal(0.3, 1, 1000), cuts=10)
     np.testing.assert_allclose(scan.cuts, np.quantile(sm, np.arange(10) / 10))
     np.testing.assert_allclose(scan.n_sm, [np.sum(sm >= c) for c in scan.cuts])
+
+
+def test_binned_roc_counts_same_bin_as_half_flow_included():
+    """One binned-ROC convention (demo and report): AUC = P(sig bin > bkg bin) + 1/2 P(same
+    bin), flow bins included, by hand on a 2-bin axis starting at 0 (where geometric bin
+    centres would put the underflow and the first bin on the same value)."""
+    import hist
+
+    from coffea_ad.stats import binned_roc
+
+    def h(values):
+        out = hist.Hist(hist.axis.Regular(2, 0.0, 1.0, name="score"),
+                        storage=hist.storage.Weight())
+        out.fill(score=np.asarray(values, dtype=float))
+        return out
+
+    # bins (underflow, [0, .5), [.5, 1), overflow): bkg (1, 2, 1, 0), sig (0, 1, 1, 2)
+    hb, hs = h([-1.0, 0.1, 0.2, 0.7]), h([0.3, 0.6, 1.5, 2.0])
+    b, s = np.array([1, 2, 1, 0.0]), np.array([0, 1, 1, 2.0])
+    by_hand = sum(s[i] * (b[:i].sum() + 0.5 * b[i]) for i in range(4)) / (s.sum() * b.sum())
+    fpr, tpr, value = binned_roc(hb, hs)
+    assert by_hand == pytest.approx(13.5 / 16)  # (0 + 1*(1+1) + 1*(3+0.5) + 2*4) / (4*4)
+    assert value == pytest.approx(by_hand, abs=1e-12)
+    assert fpr[-1] == tpr[-1] == 1.0

@@ -4,8 +4,8 @@
    independent QCD sample to set the working point on (``qcd_calib``), QCD and a
    semivisible-jet Z' to evaluate on (``qcd``, ``svj``).
 2. Jet substructure from the PF constituents (:mod:`coffea_ad.features`), the p_T-conditioned
-   flow of the shipped SVJ model (score -log p(substructure | log p_T), no φ, no η) trained
-   on ``qcd_train`` and exported to ONNX with its contract (``training/svj_flow.py``).
+   flow of the shipped SVJ model (score from -log p(substructure | log p_T), no φ, no η)
+   trained on ``qcd_train`` and exported to ONNX with its contract (``training/svj_flow.py``).
 3. The tag threshold: the score that tags 10% of the leading jets of ``qcd_calib`` (never
    the training events, which a model scores as more typical than new ones).
 4. The ``svj`` processor over ``qcd`` and ``svj`` on a Dask LocalCluster, every AK8 jet scored
@@ -35,8 +35,11 @@ OUTPUT_FILES: tuple[str, ...] = (
     "histograms.coffea",
     "histograms.root",
     "plots/loss.png",
+    "plots/loss.pdf",
     "plots/roc.png",
+    "plots/roc.pdf",
     "plots/mt_categories.png",
+    "plots/mt_categories.pdf",
     "summary.json",
 )
 
@@ -75,21 +78,11 @@ def threshold_at_efficiency(h: hist.Hist, efficiency: float) -> float:
 
 
 def jet_auc_from_histogram(h: hist.Hist, background: str, signal: str) -> tuple[np.ndarray, np.ndarray, float]:
-    """Binned jet-level ROC (fpr, tpr) and AUC between two datasets of a dataset × score hist."""
-    from coffea_ad.stats import auc, roc_curve
+    """Binned jet-level ROC (fpr, tpr) and AUC between two datasets of a dataset × score hist
+    (the convention of :func:`coffea_ad.stats.binned_roc`, the same as the report's)."""
+    from coffea_ad.stats import binned_roc
 
-    def centres_weights(name: str) -> tuple[np.ndarray, np.ndarray]:
-        sub = h[{"dataset": hist.loc(name)}]
-        edges = sub.axes[0].edges
-        centres = np.sqrt(edges[:-1] * edges[1:])
-        # flow bins sit just outside the range, ordered correctly
-        centres = np.concatenate([[edges[0] / 2], centres, [edges[-1] * 2]])
-        return centres, sub.values(flow=True)
-
-    xb, wb = centres_weights(background)
-    xs, ws = centres_weights(signal)
-    fpr, tpr, _ = roc_curve(xb, xs, weights_bkg=wb, weights_sig=ws)
-    return fpr, tpr, float(auc(xb, xs, weights_bkg=wb, weights_sig=ws))
+    return binned_roc(h[{"dataset": hist.loc(background)}], h[{"dataset": hist.loc(signal)}])
 
 
 def run_demo(out: str | Path, config: DemoConfig | None = None, *, echo: Any = print) -> dict[str, Any]:
@@ -98,9 +91,12 @@ def run_demo(out: str | Path, config: DemoConfig | None = None, *, echo: Any = p
 
     from coffea_ad.execution import dask_client, run_processor
     from coffea_ad.histos import write_root
+    from coffea_ad.nn.fit import report_epochs
     from coffea_ad.plotting import plot_mass_by_category, plot_roc, plot_score_distributions
+    from coffea_ad.plotting.labels import label_for_fileset
     from coffea_ad.processors.svj import SVJProcessor
     from coffea_ad.samples import generate_fileset
+    from coffea_ad.schemas import GeneratedPFNanoAODSchema
     from coffea_ad.training import svj_flow
 
     cfg = config or DemoConfig()
@@ -131,8 +127,13 @@ def run_demo(out: str | Path, config: DemoConfig | None = None, *, echo: Any = p
     train_cfg = dict(svj_flow.CONFIG)
     train_cfg.update(epochs=cfg.epochs, seed=cfg.seed, train_datasets=["qcd_train"],
                      eval_datasets=["svj"])
-    metrics = svj_flow.run(train_cfg, {"qcd_train": fileset["qcd_train"], "svj": fileset["svj"]},
-                           out / "models" / "svj_flow")
+    def every_fifth(r: Any) -> None:  # feedback without one line per epoch
+        if r.epoch % 5 == 0 or r.epoch == 1:
+            echo(f"      {r.line()}")
+
+    with report_epochs(every_fifth):
+        metrics = svj_flow.run(train_cfg, {"qcd_train": fileset["qcd_train"], "svj": fileset["svj"]},
+                               out / "models" / "svj_flow")
     model = out / "models" / "svj_flow.onnx"
     timings["train_s"] = time.perf_counter() - t
 
@@ -141,7 +142,7 @@ def run_demo(out: str | Path, config: DemoConfig | None = None, *, echo: Any = p
     with dask_client(workers=cfg.workers) as client:
         calib = run_processor({"qcd_calib": fileset["qcd_calib"]},
                               SVJProcessor(model, tag_threshold=np.inf), client=client,
-                              chunksize=cfg.chunksize)
+                              chunksize=cfg.chunksize, schema=GeneratedPFNanoAODSchema)
         threshold = threshold_at_efficiency(calib["hists"]["jets"][{"dataset": "qcd_calib"}],
                                             cfg.mistag_rate)
         echo(f"      tag threshold (score at {cfg.mistag_rate:.0%} mistag of qcd_calib): "
@@ -149,7 +150,8 @@ def run_demo(out: str | Path, config: DemoConfig | None = None, *, echo: Any = p
         echo("[4/5] scoring every AK8 jet with ONNX Runtime and filling histograms")
         result = run_processor({k: fileset[k] for k in ("qcd", "svj")},
                                SVJProcessor(model, tag_threshold=threshold), client=client,
-                               chunksize=cfg.chunksize, progress=False)
+                               chunksize=cfg.chunksize, progress=False,
+                               schema=GeneratedPFNanoAODSchema)
     timings["process_s"] = time.perf_counter() - t
 
     echo("[5/5] writing histograms and plots")
@@ -157,9 +159,13 @@ def run_demo(out: str | Path, config: DemoConfig | None = None, *, echo: Any = p
     save(result, out / "histograms.coffea")
     write_root(hists, out / "histograms.root")
     fpr, tpr, auc_binned = jet_auc_from_histogram(hists["jets"], "qcd", "svj")
-    plot_score_distributions(hists["jets"], out / "plots" / "loss.png")
-    plot_roc({"flow, svj vs qcd (leading jets)": (fpr, tpr, auc_binned)}, out / "plots" / "roc.png")
-    plot_mass_by_category(hists["events"], out / "plots" / "mt_categories.png")
+    label = label_for_fileset(fileset)  # generated samples: never a CMS label
+    plot_score_distributions(hists["jets"], out / "plots" / "loss.png", label=label,
+                             formats=("pdf",))
+    plot_roc({"flow, svj vs qcd, two leading jets": (fpr, tpr, auc_binned)},
+             out / "plots" / "roc.png", label=label, formats=("pdf",))
+    plot_mass_by_category(hists["events"], out / "plots" / "mt_categories.png", label=label,
+                          formats=("pdf",))
 
     categories = {
         ds: {int(c): float(hists["events"][{"dataset": ds, "systematic": "nominal",

@@ -21,6 +21,7 @@ __all__ = [
     "NonFiniteInputError",
     "NonFiniteScoreError",
     "OutputExistsError",
+    "ReportInputError",
     "UnknownNameError",
     "nearest_first",
 ]
@@ -106,3 +107,15 @@ class FolderBusyError(CoffeaADError, BlockingIOError):
 
 class FilesetError(CoffeaADError, ValueError):
     """A fileset JSON is malformed (not JSON, not ``{dataset: {"files": ...}}``)."""
+
+
+class ReportInputError(CoffeaADError, ValueError):
+    """A report asked for a histogram or dataset the run does not hold.
+
+    Attributes:
+        usage: True when the request (an option) is at fault, False when the run is.
+    """
+
+    def __init__(self, message: str, *, usage: bool = True) -> None:
+        super().__init__(message)
+        self.usage = usage

@@ -4,6 +4,10 @@
 files per dataset is accepted too, as coffea does). A malformed fileset is refused with one
 message naming the file and what was expected; the same file listed under several spellings
 (relative, absolute, through a symlink) is kept once, so it can never be counted twice.
+
+:func:`load_fileset` is the one normaliser every consumer uses (running, training): it
+returns ``{dataset: {"files": {path: treename}, "metadata": {...}}}`` whatever the spelling
+of the input (a file's tree as a string, as coffea's ``{"object_path": ...}``, or missing).
 """
 
 from __future__ import annotations
@@ -16,7 +20,21 @@ from typing import Any
 
 from coffea_ad.errors import FilesetError
 
-__all__ = ["EXPECTED", "dedupe_files", "read_fileset"]
+__all__ = [
+    "EXPECTED",
+    "RESERVED_METADATA",
+    "check_fileset",
+    "check_normalisation",
+    "dedupe_files",
+    "load_fileset",
+    "read_fileset",
+    "runner_metadata",
+]
+
+# Keys coffea reserves in a dataset's metadata (it raises on them); we keep ours elsewhere.
+RESERVED_METADATA = frozenset({"dataset", "filename", "treename", "metadata", "entrystart",
+                               "entrystop", "fileuuid", "numentries", "uuid", "clusters",
+                               "preload"})
 
 EXPECTED = 'expected a JSON object {dataset: {"files": {path: tree} or [paths], "metadata": {...}}}'
 
@@ -93,3 +111,72 @@ def dedupe_files(fileset: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]
         out[name] = ({**entry, "files": new_files} if isinstance(entry, Mapping)
                      else new_files)
     return out, dropped
+
+
+def _tree(value: Any, default: str) -> str:
+    if isinstance(value, str) and value:
+        return value
+    if isinstance(value, Mapping):
+        return str(value.get("object_path") or default)
+    return default
+
+
+def load_fileset(fileset: Mapping[str, Any] | str | os.PathLike[str], *,
+                 treename: str = "Events") -> dict[str, dict[str, Any]]:
+    """Read (:func:`read_fileset`) or check (:func:`check_fileset`) a fileset and normalise it
+    to ``{dataset: {"files": {path: treename}, "metadata": {...}}}``.
+
+    Args:
+        fileset: the fileset or the path of its JSON.
+        treename: tree of files whose entry names none (a dataset's own ``"treename"`` key
+            wins over it).
+
+    Raises:
+        FileNotFoundError: the JSON path does not exist.
+        FilesetError: (a ``ValueError``) not JSON, or an entry of another shape.
+    """
+    if isinstance(fileset, (str, os.PathLike)):
+        data = read_fileset(fileset)
+    else:
+        data = check_fileset(fileset)
+    out: dict[str, dict[str, Any]] = {}
+    for name, entry in data.items():
+        if isinstance(entry, Mapping):
+            files, meta = entry["files"], entry.get("metadata") or {}
+            tree = _tree(entry.get("treename"), treename)
+        else:
+            files, meta, tree = entry, {}, treename
+        norm = ({str(p): _tree(t, tree) for p, t in files.items()} if isinstance(files, Mapping)
+                else {str(p): tree for p in files})
+        out[str(name)] = {"files": norm, "metadata": dict(meta)}
+    return out
+
+
+def runner_metadata(fileset: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """A loaded fileset with the metadata keys coffea reserves dropped (it raises on them)."""
+    return {name: {"files": dict(entry["files"]),
+                   "metadata": {k: v for k, v in entry["metadata"].items()
+                                if k not in RESERVED_METADATA}}
+            for name, entry in fileset.items()}
+
+
+def check_normalisation(fileset: Mapping[str, Any], *, lumi_fb: float | None) -> None:
+    """Refuse, before any file is opened, a ``lumi_fb`` run over datasets whose metadata
+    lacks ``xsec`` (pb) or ``sumw`` (the sum of generator weights the yields divide by).
+
+    Raises:
+        FilesetError: one line naming every such dataset and the keys it lacks.
+    """
+    if lumi_fb is None:
+        return
+    problems = []
+    for name, entry in fileset.items():
+        meta = (entry.get("metadata") or {}) if isinstance(entry, Mapping) else {}
+        missing = [k for k in ("xsec", "sumw") if k not in meta]
+        if missing:
+            problems.append(f"{name!r} lacks {', '.join(missing)}")
+    if problems:
+        raise FilesetError(
+            f"lumi_fb={lumi_fb:g} scales each dataset by xsec * 1000 * lumi_fb / sumw, but "
+            f"dataset {'; '.join(problems)}: add metadata xsec (pb) and sumw (sum of "
+            "genWeight over all generated events) to the fileset, or run without lumi_fb")

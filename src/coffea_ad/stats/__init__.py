@@ -10,7 +10,6 @@ One concept per module:
 - :mod:`~coffea_ad.stats.quantile`: score thresholds at background quantiles versus m_jj,
   decorrelated categories, correctionlib export;
 - :mod:`~coffea_ad.stats.decorrelation`: distance correlation (DisCo check), 1/JSD;
-- :mod:`~coffea_ad.stats.report`: one markdown page with all of the above from histograms.
 
 Convention everywhere: a higher score is more anomalous; an event passes ``score >= cut``.
 """
@@ -50,8 +49,16 @@ from coffea_ad.stats.quantile import (
     thresholds_to_correctionlib,
     weighted_binned_quantiles,
 )
-from coffea_ad.stats.report import ReportNumbers, write_report
-from coffea_ad.stats.roc import WorkingPoint, auc, max_sic, roc_curve, sic_curve, working_point
+from coffea_ad.stats.roc import (
+    WorkingPoint,
+    auc,
+    binned_roc,
+    histogram_score_bins,
+    max_sic,
+    roc_curve,
+    sic_curve,
+    working_point,
+)
 from coffea_ad.stats.significance import SignificanceScan, significance, significance_scan
 
 __all__ = [
@@ -62,7 +69,6 @@ __all__ = [
     "DijetFit",
     "MassScan",
     "QuantileThresholds",
-    "ReportNumbers",
     "SignalFit",
     "SignificanceScan",
     "WorkingPoint",
@@ -70,6 +76,7 @@ __all__ = [
     "abcd_predict",
     "abcd_regions",
     "auc",
+    "binned_roc",
     "category_shape_test",
     "dijet_function",
     "distance_correlation",
@@ -77,6 +84,7 @@ __all__ = [
     "fit_dijet_background",
     "fit_signal_plus_background",
     "gaussian_signal",
+    "histogram_score_bins",
     "inverse_jsd",
     "max_sic",
     "quantile_categories",
@@ -90,5 +98,4 @@ __all__ = [
     "thresholds_to_correctionlib",
     "weighted_binned_quantiles",
     "working_point",
-    "write_report",
 ]

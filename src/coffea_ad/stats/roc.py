@@ -12,6 +12,7 @@ as each sample's total is positive.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -19,6 +20,8 @@ from numpy.typing import ArrayLike, NDArray
 __all__ = [
     "WorkingPoint",
     "auc",
+    "binned_roc",
+    "histogram_score_bins",
     "max_sic",
     "roc_curve",
     "sic_curve",
@@ -292,3 +295,41 @@ def working_point(
     with np.errstate(divide="ignore", invalid="ignore"):
         sic = float(t[i] / np.sqrt(f[i])) if f[i] > 0 else float("nan")
     return WorkingPoint(threshold=float(thr[i]), tpr=float(t[i]), fpr=float(f[i]), sic=sic)
+
+
+# ----------------------------------------------------------------------------- histograms
+# One convention for ROC curves from score histograms: every bin, flow bins included, is one
+# score value at its lower edge (a bin passes a cut at its lower edge), so events in the same
+# bin tie and count one half in the AUC. Any increasing choice of one value per bin (bin
+# centres, ranks) gives the same curve; lower edges also serve as cut values.
+def histogram_score_bins(h1: Any) -> tuple[NDArray[np.float64], NDArray[np.float64],
+                                           NDArray[np.float64]]:
+    """(lower edge, sum w, sum w^2) of each bin of a 1-d score histogram, flow included.
+
+    The underflow bin gets a value below the first edge; the overflow bin the last edge.
+    Without stored variances, sum w^2 is taken equal to sum w (unweighted counts).
+    """
+    ax = h1.axes[0]
+    edges = np.asarray(ax.edges, dtype=np.float64)
+    lower = edges[:-1]
+    if ax.traits.underflow:
+        # any value below the first edge orders the underflow correctly
+        lower = np.concatenate([[edges[0] - abs(edges[0]) - 1.0], lower])
+    if ax.traits.overflow:
+        lower = np.concatenate([lower, [edges[-1]]])
+    vals = np.asarray(h1.values(flow=True), dtype=np.float64)
+    var = h1.variances(flow=True)
+    var = vals.copy() if var is None else np.asarray(var, dtype=np.float64)
+    return lower, vals, var
+
+
+def binned_roc(h_bkg: Any, h_sig: Any) -> tuple[NDArray[np.float64], NDArray[np.float64], float]:
+    """ROC curve ``(fpr, tpr)`` and AUC of two 1-d score histograms with the same binning.
+
+    The AUC is P(signal bin > background bin) + 1/2 P(same bin), flow bins included (see
+    :func:`histogram_score_bins`).
+    """
+    xb, wb, _ = histogram_score_bins(h_bkg)
+    xs, ws, _ = histogram_score_bins(h_sig)
+    fpr, tpr, _ = roc_curve(xb, xs, weights_bkg=wb, weights_sig=ws)
+    return fpr, tpr, float(np.trapezoid(tpr, fpr))

@@ -1,0 +1,84 @@
+"""Dask clients: attach to a running cluster or start a LocalCluster on loopback; coffea's
+DaskExecutor with task annotations (e.g. GPU resources)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from coffea import processor
+
+from coffea_ad._optional import require
+
+__all__ = ["AnnotatedDaskExecutor", "dask_client"]
+
+
+@contextlib.contextmanager
+def dask_client(
+    scheduler: str | None = None,
+    *,
+    workers: int = 2,
+    threads: int = 1,
+    worker_resources: Mapping[str, float] | None = None,
+    memory_limit: str | float | None = "auto",
+) -> Iterator[Any]:
+    """A ``distributed.Client``: attached to ``scheduler`` when given, else on a new
+    ``LocalCluster`` of ``workers`` processes x ``threads`` threads on loopback.
+
+    Args:
+        scheduler: a scheduler address (``tcp://host:8786``) or the path of a scheduler JSON
+            file (``dask scheduler --scheduler-file``, dask-jobqueue, HPC launchers).
+        workers, threads: size of the LocalCluster (ignored when attaching).
+        worker_resources: abstract resources every local worker declares, e.g. ``{"GPU": 1}``
+            on a one-GPU machine; tasks annotated with ``resources`` only run where they fit.
+        memory_limit: per-worker memory limit of the LocalCluster.
+
+    Returns:
+        A context manager yielding the client; a cluster it started is closed on exit.
+    """
+    distributed = require("distributed", purpose="the Dask executor")
+    if scheduler:
+        if scheduler.endswith(".json") and Path(scheduler).is_file():
+            client = distributed.Client(scheduler_file=scheduler)
+        else:
+            client = distributed.Client(scheduler)
+        with client:
+            yield client
+        return
+    with distributed.LocalCluster(
+        n_workers=workers,
+        threads_per_worker=threads,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+        resources=dict(worker_resources) if worker_resources else None,
+        memory_limit=memory_limit,
+    ) as cluster, distributed.Client(cluster) as client:
+        yield client
+
+
+class AnnotatedDaskExecutor(processor.DaskExecutor):
+    """coffea's DaskExecutor with Dask annotations (e.g. ``resources={"GPU": 1}``) on the
+    chunk tasks and their merges; the metadata pass is not annotated, so it runs anywhere."""
+
+    def __init__(self, *args: Any, annotations: Mapping[str, Any] | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.annotations = dict(annotations or {})
+
+    def copy(self, **kwargs: Any) -> AnnotatedDaskExecutor:
+        new = super().copy(**kwargs)
+        new.annotations = dict(self.annotations)
+        return new
+
+    def __call__(self, items: Any, function: Any, accumulator: Any) -> Any:
+        import dask
+
+        if not self.annotations:
+            return super().__call__(items, function, accumulator)
+        with dask.annotate(**self.annotations):
+            return super().__call__(items, function, accumulator)
+
+
