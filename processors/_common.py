@@ -165,9 +165,35 @@ def register_dataset(hists: Mapping[str, Any], dataset: str, **labels: str) -> N
         h.fill(**values, weight=0.0)
 
 
+def scores_counted(scorer: Any, events: Any, *, features: Any = None) -> tuple[Any, int]:
+    """``scorer.score_events(events)`` (``scorer(features)`` when the features are given) and
+    the number of rows flagged non-finite.
+
+    Under ``nonfinite="raise"`` (the default) a NaN/inf input or score raises, so the count is
+    0; under ``"flag"`` flagged rows carry -1 (below every anomaly cut) and are counted here,
+    so a run reports how many jets/events its histograms hold as "not anomalous" for that
+    reason instead of hiding them.
+    """
+    from coffea_ad.inference.scorer import NONFINITE_MASK
+
+    if getattr(scorer, "nonfinite", "raise") != "flag":
+        return (scorer.score_events(events) if features is None else scorer(features)), 0
+    outs = (scorer.outputs_from_events(events) if features is None
+            else scorer.outputs(features))
+    return outs[scorer.contract.score], int(ak.sum(outs[NONFINITE_MASK]))
+
+
+def refuse_lazy_flag(scorer: Any) -> None:
+    """The dask-awkward path cannot count flagged rows per chunk: refuse ``"flag"`` there."""
+    if getattr(scorer, "nonfinite", "raise") == "flag":
+        raise ValueError(
+            "nonfinite='flag' is counted on the Runner executors (iterative, futures, dask); "
+            "on dask-awkward events use nonfinite='raise'")
+
+
 def chunk_output(
     hists: dict[str, Any], *, dataset: str, events: Any, cutflow: dict[str, int],
-    provider: str, systematic: str,
+    provider: str, systematic: str, nonfinite_scores: int | None = None,
 ) -> dict[str, Any]:
     """The accumulator every processor returns for one chunk: histograms (with ``dataset``
     registered even when nothing passed), the cutflow, the entries read, the raw sum of
@@ -183,13 +209,17 @@ def chunk_output(
     """
     register_dataset(hists, dataset, systematic=systematic)
     n_all = len(events)
-    return {
+    out = {
         "hists_by_dataset": {dataset: hists},
         "cutflow": {dataset: cutflow},
         "entries": {dataset: n_all},
         "sumw": {dataset: float(event_weights(events).sum())},
         "provider": {provider: n_all},
     }
+    if nonfinite_scores is not None:  # processors that count them (scores_counted)
+        # rows scored -1 for NaN/inf inputs or outputs (nonfinite="flag"), per dataset
+        out["nonfinite_scores"] = {dataset: int(nonfinite_scores)}
+    return out
 
 
 def stack_datasets(parts: Sequence[tuple[str, Any]]) -> Any:
@@ -286,9 +316,12 @@ def finish_output(output: dict[str, Any], *, provider: str) -> dict[str, Any]:
     lazy = output.pop("_lazy", None)
     if not lazy:
         return output
-    for key in ("cutflow", "entries", "sumw", "provider"):
+    for key in ("cutflow", "entries", "sumw", "provider", "nonfinite_scores"):
         output.setdefault(key, {})
     for dataset, parts in lazy.items():
+        # the lazy path scores under nonfinite="raise" only (refuse_lazy_flag): a NaN score
+        # fails the run, so none is hidden
+        output["nonfinite_scores"][dataset] = 0
         cutflow = parts["cutflow"]
         output["cutflow"][dataset] = {
             step: round(cutflow[{"step": step, "one": sum}].value) for step in parts["steps"]

@@ -37,7 +37,9 @@ from coffea_ad.processors._common import (
     lazy_event_weights,
     lazy_twin,
     leading_pair,
+    refuse_lazy_flag,
     require_fields,
+    scores_counted,
 )
 
 __all__ = ["DEFAULT_MJJ_EDGES", "BumpHuntProcessor", "Combine"]
@@ -182,7 +184,8 @@ class BumpHuntProcessor(processor.ProcessorABC):
         weights = event_weights(events, lumi_fb=self.lumi_fb)
 
         jets = events[self.jets]
-        scores = self.scorer.score_events(events)  # events * jets, aligned with jets
+        # events * jets, aligned with jets
+        scores, nonfinite = scores_counted(self.scorer, events)
         good = (jets["pt"] > self.min_pt) & (abs(jets["eta"]) < self.max_eta)
         has_pair, lead = leading_pair(jets, good)
         lead_scores = scores[good][has_pair][:, :2]
@@ -210,7 +213,8 @@ class BumpHuntProcessor(processor.ProcessorABC):
             f"search region |deta_jj|<={self.sideband_deta:g}": int((~sideband).sum()),
         }
         return chunk_output(hists, dataset=dataset, events=events, cutflow=cutflow,
-                            provider=self.scorer.provider, systematic=self.systematic)
+                            provider=self.scorer.provider, systematic=self.systematic,
+                            nonfinite_scores=nonfinite)
 
     def _lazy_categories(self, score: ak.Array, mjj: ak.Array) -> ak.Array:
         """:meth:`_categories` of one partition (numpy in, numpy out)."""
@@ -225,6 +229,7 @@ class BumpHuntProcessor(processor.ProcessorABC):
         """:meth:`process` on dask-awkward events (the ``apply_to_fileset`` path): the same
         selection, categories and histograms, built lazily; counts become numbers in
         :meth:`postprocess`. Tested bin for bin against the Runner path."""
+        refuse_lazy_flag(self.scorer)
         import dask_awkward as dak
 
         dataset = events.metadata["dataset"]

@@ -35,7 +35,9 @@ from coffea_ad.processors._common import (
     lazy_twin,
     leading_pair,
     met_collection,
+    refuse_lazy_flag,
     require_fields,
+    scores_counted,
 )
 from coffea_ad.systematics import (
     correctionlib_jet_variations,
@@ -215,8 +217,11 @@ class SVJProcessor(processor.ProcessorABC):
         dataset = events.metadata["dataset"]
         weights = event_weights(events, lumi_fb=self.lumi_fb)
         jets = with_mass(events[self.jets])
-        features = self.scorer.features_from_events(events)  # events * jets, as jets
-        scores = self.scorer(features)
+        # constituent-list models (padded inputs) score through score_events; dense models
+        # keep their feature table so variations can replace p_T and mass in it
+        padded = any(spec.pad_length is not None for spec in self.scorer.contract.inputs)
+        features = None if padded else self.scorer.features_from_events(events)
+        scores, nonfinite = scores_counted(self.scorer, events, features=features)
         out = {"events": score_mass_histogram(), "abcd": abcd_histogram(self.abcd_variable)}
         cutflow, lead_scores, w = self._fill(out, events, jets, scores, weights, self.systematic)
         h_jets = jet_score_histogram()
@@ -225,15 +230,20 @@ class SVJProcessor(processor.ProcessorABC):
         for label, varied in self._variations(events, jets).items():
             # a variation scales four-momenta: the features of each varied jet are its nominal
             # ones with p_T and mass replaced (substructure ratios are scale invariant)
-            feats = features[varied["nominalIndex"]]
-            for name in ("pt", "mass"):
-                if name in feats.fields:
-                    feats = ak.with_field(feats, ak.values_astype(varied[name], np.float32),
-                                          name)
-            self._fill(out, events, varied, self.scorer(feats), weights, label)
+            if features is None:  # constituent lists: relative to the jet, kept nominal
+                var_scores = scores[varied["nominalIndex"]]
+            else:
+                feats = features[varied["nominalIndex"]]
+                for name in ("pt", "mass"):
+                    if name in feats.fields:
+                        feats = ak.with_field(
+                            feats, ak.values_astype(varied[name], np.float32), name)
+                var_scores = self.scorer(feats)
+            self._fill(out, events, varied, var_scores, weights, label)
         hists = {**out, "jets": h_jets}
         return chunk_output(hists, dataset=dataset, events=events, cutflow=cutflow,
-                            provider=self.scorer.provider, systematic=self.systematic)
+                            provider=self.scorer.provider, systematic=self.systematic,
+                            nonfinite_scores=nonfinite)
 
     def _variations(self, events: Any, jets: Any) -> dict[str, Any]:
         if self.variations is None:
@@ -298,6 +308,7 @@ class SVJProcessor(processor.ProcessorABC):
         """:meth:`process` on dask-awkward events (the ``apply_to_fileset`` path): the same
         selection and histograms, built lazily (``hist.dask``); counts become numbers in
         :meth:`postprocess`. Tested bin for bin against the Runner path."""
+        refuse_lazy_flag(self.scorer)
         import dask_awkward as dak
 
         unsupported = [name for name, value in (

@@ -18,6 +18,7 @@ from pathlib import Path
 import awkward as ak
 import numpy as np
 import pytest
+from coffea import processor as _coffea_processor
 from conftest import TINY_AE_FEATURES
 
 from coffea_ad.inference import ModelContract, OnnxScorer
@@ -576,3 +577,196 @@ def test_R7_one_file_under_three_paths_is_counted_once(pfnano_file, tmp_path):
     assert info["entries"] == info["entries_processed"] == 10  # pfnano.root holds 10
     assert len(info["files"]) == 1
     assert len(info["duplicate_files_dropped"]) == 2
+
+
+class _Payload:
+    """Unpickling this creates a file: the proof that a loader ran code from the file."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+def test_P1_report_reads_no_pickle_and_refuses_a_mixed_or_failed_set(pfnano_file, tmp_path):
+    """`report DIR` unpickled histograms.coffea (a crafted file ran code) and reported a mix of
+    two runs with exit 0."""
+    import pickle
+
+    fs = _fileset(tmp_path, {"pf": [pfnano_file]})
+    out = tmp_path / "out"
+    assert _run(fs, out).returncode == 0
+    rep = _cli("report", str(out), "--background", "pf", "--no-plots", "-o", str(tmp_path / "r1"))
+    assert rep.returncode == 0, rep.stderr
+    first = (tmp_path / "r1" / "report.md").read_text()
+
+    # a crafted pickle, with run.json updated to match it: report never loads it
+    marker = tmp_path / "pwned"
+    (out / "histograms.coffea").write_bytes(pickle.dumps(_Payload(str(marker))))
+    record = json.loads((out / "run.json").read_text())
+    record["outputs"]["histograms.coffea"] = _sha(out / "histograms.coffea")
+    (out / "run.json").write_text(json.dumps(record))
+    rep = _cli("report", str(out), "--background", "pf", "--no-plots", "-o", str(tmp_path / "r2"))
+    assert rep.returncode == 0, rep.stderr
+    assert not marker.exists()
+    assert (tmp_path / "r2" / "report.md").read_text() == first
+
+    # a histogram file of another run beside this run.json: refused, naming the file
+    other = tmp_path / "other"
+    assert _run(fs, other, "--set", "tag_threshold=0.1").returncode == 0
+    (out / "histograms.json").write_bytes((other / "histograms.json").read_bytes())
+    rep = _cli("report", str(out), "--background", "pf", "--no-plots", "-o", str(tmp_path / "r3"))
+    _one_line_error(rep, "histograms.json differs from the file this run wrote")
+    assert not (tmp_path / "r3").exists()
+
+    # a failed run's record: refused
+    bad = _corrupt_copy(pfnano_file, tmp_path / "corrupt.root")
+    failed = tmp_path / "failed"
+    assert _run(_fileset(tmp_path, {"pf": [bad]}, "bad.json"), failed).returncode == 1
+    rep = _cli("report", str(failed), "--background", "pf", "--no-plots")
+    _one_line_error(rep, "records a failed run")
+
+
+# ----------------------------------------------------------------------------- checkpoints
+def test_F1_checkpoint_fingerprint_covers_contract_settings_and_versions(pfnano_file, tmp_path,
+                                                                         monkeypatch):
+    """Editing a model's sidecar contract and rerunning with the same --checkpoint reused
+    every old chunk: the fingerprint hashed only the .onnx."""
+    from coffea_ad import execution
+    from coffea_ad.processors import get_processor
+
+    model = tmp_path / "m.onnx"
+    model.write_bytes(SVJ_MODEL.read_bytes())
+    sidecar = SVJ_MODEL.with_suffix(".json")
+    (tmp_path / "m.json").write_text(sidecar.read_text())
+    fs = _fileset(tmp_path, {"pf": [pfnano_file]})
+    ckpt = tmp_path / "ckpt"
+
+    def run(out: str, *extra: str) -> dict:
+        res = _cli("run", "svj", "--fileset", str(fs), "--model", str(model), "--executor",
+                   "iterative", "--no-progress", "--checkpoint", str(ckpt), "-o",
+                   str(tmp_path / out), "--set", "tag_threshold=0.5", *extra)
+        assert res.returncode == 0, res.stderr
+        return json.loads((tmp_path / out / "run.json").read_text())
+
+    assert run("a")["chunks_from_checkpoint"] == 0
+    assert run("b")["chunks_from_checkpoint"] == 1  # same everything: resumed
+    data = json.loads((tmp_path / "m.json").read_text())
+    spec = data["inputs"][0]
+    order = [1, 0, *range(2, len(spec["features"]))]  # swap the first two features
+    for key in ("features", "centre", "scale"):
+        if spec.get(key):
+            spec[key] = [spec[key][i] for i in order]
+    (tmp_path / "m.json").write_text(json.dumps(data))
+    info = run("c")
+    assert info["chunks_from_checkpoint"] == 0  # a new contract: recomputed
+    assert info["contracts"] == {str(model.resolve()): _sha(tmp_path / "m.json")}
+    assert run("d", "--set", "tag_threshold=0.25")["chunks_from_checkpoint"] == 0
+
+    # scorer settings and package versions are in the fingerprint too
+    proc = get_processor("svj")(str(model), tag_threshold=0.5)
+    fp = execution.processor_fingerprint(proc)
+    assert fp["contracts"] == info["contracts"]
+    assert fp["scorers"][str(model.resolve())]["nonfinite"] == "raise"
+    flagged = execution.processor_fingerprint(
+        get_processor("svj")(str(model), tag_threshold=0.5,
+                             scorer_options={"nonfinite": "flag"}))
+    assert flagged["scorers"] != fp["scorers"]
+    monkeypatch.setattr(execution.provenance, "_versions", lambda: {"coffea-ad": "99.0"})
+    assert execution.processor_fingerprint(proc)["versions"] == {"coffea-ad": "99.0"}
+
+
+def test_N2_run_with_nan_scores_fails_by_default_and_counts_them_under_flag(pfnano_file,
+                                                                          tmp_path):
+    """`run` with a model giving NaN for some jets ended with exit 0: NaN jets counted as
+    untagged and landed in no bin."""
+    model = _sqrt_eta_model(tmp_path / "sqrt_eta.onnx")
+    eta = ak.flatten(_events(pfnano_file, "eager").FatJet.eta).to_numpy()
+    n_negative = int((eta < 0).sum())  # every FatJet is scored; sqrt(eta<0) is NaN
+    fs = _fileset(tmp_path, {"pf": [pfnano_file]})
+
+    def run(out: str, *extra: str):
+        return _cli("run", "svj", "--fileset", str(fs), "--model", str(model), "--executor",
+                    "iterative", "--no-progress", "--set", "tag_threshold=0.5", "-o",
+                    str(tmp_path / out), *extra)
+
+    res = run("a")
+    _one_line_error(res, "NonFiniteScoreError", "'score'")
+    assert json.loads((tmp_path / "a" / "run.json").read_text())["status"] == "failed"
+
+    res = run("b", "--nonfinite", "flag")
+    assert res.returncode == 0, res.stderr
+    assert f"'pf': {n_negative}" in res.stderr
+    info = json.loads((tmp_path / "b" / "run.json").read_text())
+    assert info["nonfinite_scores"] == {"pf": n_negative}
+    assert json.loads((tmp_path / "b" / "cutflow.json").read_text())["nonfinite_scores"] == {
+        "pf": n_negative}
+
+    res = run("c", "--nonfinite", "flag", "--executor", "dask-awkward")
+    assert res.returncode == 2
+    assert "--executor dask-awkward needs --nonfinite raise" in res.stderr
+
+
+# ----------------------------------------------------------------------------- dask-awkward
+@pytest.mark.slow  # a LocalCluster and two dask-awkward runs: ~1-2 min on 2 cores
+def test_D1_dask_awkward_counts_partitions_and_skips_an_unreadable_chunk(pfnano_file,
+                                                                        tmp_path):
+    """On the dask-awkward path --skip-bad-files crashed on an unreadable chunk and
+    entries_processed came from the plan, so it could never show a shortfall."""
+    bad = _corrupt_copy(pfnano_file, tmp_path / "corrupt.root")
+    fs = _fileset(tmp_path, {"pf": [pfnano_file, bad]})
+    common = ("run", "svj", "--fileset", str(fs), "--model", str(SVJ_MODEL), "--executor",
+              "dask-awkward", "--workers", "1", "--chunksize", "5", "--no-progress", "--set",
+              "tag_threshold=0.5")
+    res = _cli(*common, "-o", str(tmp_path / "skip"), "--skip-bad-files")
+    assert res.returncode == 0, res.stderr
+    info = json.loads((tmp_path / "skip" / "run.json").read_text())
+    per_file = {Path(f["file"]).name: f for f in info["files"]}
+    assert per_file["pfnano.root"]["entries_processed"] == 10
+    assert per_file["corrupt.root"]["entries_processed"] == 0  # counted, not planned
+    assert [(c["entrystart"], c["entrystop"]) for c in per_file["corrupt.root"]
+            ["skipped_chunks"]] == [(0, 5), (5, 10)]
+    assert info["entries"] == 20
+    assert info["entries_processed"] == 10
+    assert not info["complete"]
+    assert json.loads((tmp_path / "skip" / "cutflow.json").read_text())["cutflow"]["pf"][
+        "all"] == 10
+
+    res = _cli(*common, "-o", str(tmp_path / "noskip"))
+    assert res.returncode == 1
+    assert "Traceback" not in res.stderr
+    # the headline, then one line per unreadable chunk (as on the Runner executors)
+    assert "2 chunk(s) could not be read" in res.stderr.splitlines()[0]
+    assert res.stderr.count("corrupt.root (dataset pf) entries") == 2
+    assert json.loads((tmp_path / "noskip" / "run.json").read_text())["status"] == "failed"
+
+
+# ----------------------------------------------------------------------------- futures
+class _DiesInSecondChunk(_coffea_processor.ProcessorABC):
+    """A coffea processor whose worker process dies (as when killed or out of memory) on the
+    chunk starting at entry 5; module level so the pool can unpickle it."""
+
+    def process(self, events):
+        import os
+
+        if events.metadata["entrystart"] == 5:
+            os._exit(9)
+        return {"n": len(events)}
+
+    def postprocess(self, accumulator):
+        return accumulator
+
+
+def test_K1_futures_worker_killed_gives_a_clear_error_and_a_record(pfnano_file, tmp_path):
+    """`--executor futures` with a killed pool worker: TerminatedWorkerError and no output."""
+    from coffea_ad.execution import IncompleteRunError, run_processor
+
+    fs = {"pf": {"files": {str(pfnano_file): "Events"}}}
+    with pytest.raises(IncompleteRunError, match=r"a worker process of the futures executor "
+                       r"died mid-run .*rerun, with --checkpoint") as info:
+        run_processor(fs, _DiesInSecondChunk(), executor="futures", workers=2, chunksize=5, retries=0)
+    record = info.value.run_info
+    assert record["chunks"] == 2
+    assert [f["entries"] for f in record["files"]] == [10]
+    assert "BrokenProcessPool" in record["error"] or "Terminated" in record["error"]

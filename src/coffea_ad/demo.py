@@ -89,6 +89,7 @@ def run_demo(out: str | Path, config: DemoConfig | None = None, *, echo: Any = p
 
     from coffea_ad.execution import dask_client, run_processor
     from coffea_ad.histos import write_root
+    from coffea_ad.nn.fit import report_epochs
     from coffea_ad.plotting import plot_mass_by_category, plot_roc, plot_score_distributions
     from coffea_ad.plotting.labels import label_for_fileset
     from coffea_ad.processors.svj import SVJProcessor
@@ -122,8 +123,13 @@ def run_demo(out: str | Path, config: DemoConfig | None = None, *, echo: Any = p
     t = time.perf_counter()
     train_cfg = dict(dense_ae.CONFIG)
     train_cfg.update(epochs=cfg.epochs, seed=cfg.seed, train_datasets=["qcd_train"])
-    metrics = dense_ae.run(train_cfg, {"qcd_train": fileset["qcd_train"], "svj": fileset["svj"]},
-                           out / "models" / "dense_ae")
+    def every_fifth(r: Any) -> None:  # feedback without one line per epoch
+        if r.epoch % 5 == 0 or r.epoch == 1:
+            echo(f"      {r.line()}")
+
+    with report_epochs(every_fifth):
+        metrics = dense_ae.run(train_cfg, {"qcd_train": fileset["qcd_train"], "svj": fileset["svj"]},
+                               out / "models" / "dense_ae")
     model = out / "models" / "dense_ae.onnx"
     timings["train_s"] = time.perf_counter() - t
 

@@ -1,6 +1,7 @@
 """``coffea-ad report OUT``: the statistics and CMS-style plots of a ``coffea-ad run`` output.
 
-Reads ``OUT/histograms.coffea`` and ``OUT/run.json``, writes ``OUT/report/report.md`` and
+Reads the run directory (``coffea_ad.rundir.read_run_dir``: hashes checked, no pickle
+loaded), writes ``OUT/report/report.md`` and
 ``report.html`` (one self-contained page) with every figure as PNG and PDF; the page itself is :func:`coffea_ad.report.write_run_report` (this module only
 parses the options).
 """
@@ -50,7 +51,8 @@ def report(run_dir: str, backgrounds: tuple[str, ...], signals: tuple[str, ...],
            plots: bool, out: str | None) -> None:
     """Statistics and plots of a run: writes OUT/report/report.md and report.html (one
     self-contained page, figures embedded), every figure as PNG and PDF, from
-    OUT/histograms.coffea and OUT/run.json (whose configuration heads the page)."""
+    OUT/histograms.json, OUT/cutflow.json and OUT/run.json (whose configuration heads the
+    page), after checking each file's sha256 against run.json."""
     from coffea_ad.report import write_run_report
 
     notes: list[str] = []

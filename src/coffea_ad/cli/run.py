@@ -178,6 +178,11 @@ def _check_options(ctx: click.Context, *, executor: str, scheduler: str | None,
               show_default=True, help="NanoEvents schema of the input files.")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
               help="Processor option, e.g. --set tag_threshold=0.5 (repeatable).")
+@click.option("--nonfinite", type=click.Choice(["raise", "flag"]), default="raise",
+              show_default=True,
+              help="NaN/inf model inputs or scores: fail the run, or score those rows -1 "
+                   "(never anomalous) and count them per dataset in cutflow.json and run.json "
+                   "(svj, bumphunt; Runner executors).")
 @click.option("--overwrite", is_flag=True,
               help="Replace an existing OUT (the old set stays until the new one is complete).")
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False))
@@ -186,8 +191,8 @@ def run(ctx: click.Context, processor_name: str, fileset: str, model: str, execu
         scheduler: str | None, workers: int, threads: int, chunksize: int,
         maxchunks: int | None, skip_bad_files: bool, checkpoint_dir: str | None,
         resources: tuple[str, ...], worker_resources: tuple[str, ...], retries: int,
-        progress: bool, schema: str, settings: tuple[str, ...], overwrite: bool,
-        out: str) -> None:
+        progress: bool, schema: str, settings: tuple[str, ...], nonfinite: str,
+        overwrite: bool, out: str) -> None:
     """Run PROCESSOR (e.g. svj) over a fileset and write OUT as one set: histograms.json
     (hist), histograms.root, cutflow.json and run.json (entries held and processed per file,
     versions, model sha256, providers, sha256 of the files beside it)."""
@@ -238,6 +243,12 @@ def run(ctx: click.Context, processor_name: str, fileset: str, model: str, execu
     for key, value in SCHEMA_DEFAULTS.get(schema, {}).items():
         if key in accepted and key not in overrides:
             overrides[key] = value
+    if nonfinite != "raise":
+        if executor == "dask-awkward":
+            raise click.UsageError("--nonfinite flag is counted per chunk on the Runner "
+                                   "executors; --executor dask-awkward needs --nonfinite raise")
+        options_given = dict(overrides.get("scorer_options") or {})
+        overrides["scorer_options"] = options_given | {"nonfinite": nonfinite}
     try:
         proc = cls(model, **overrides)
     except TypeError as err:  # a missing or unknown setting: name the processor's settings
@@ -307,6 +318,12 @@ def run(ctx: click.Context, processor_name: str, fileset: str, model: str, execu
         options={**options, "schema": options["schema"].__name__, "scheduler": scheduler,
                  "worker_resources": worker_res or None})
     info["settings"] = overrides
+    counted = result.get("nonfinite_scores")
+    if counted is not None:
+        info["nonfinite_scores"] = counted
+        if any(counted.values()):
+            click.echo(f"WARNING: rows with NaN/inf scores, scored -1 (--nonfinite flag): "
+                       f"{counted}", err=True)
     if duplicates:
         info["duplicate_files_dropped"] = duplicates
     write_run_dir(outdir, result, info, overwrite=overwrite)

@@ -8,12 +8,13 @@ import json
 import os
 import uuid
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import cloudpickle
 from coffea.processor.checkpointer import CheckpointerABC
 
-from coffea_ad.execution.provenance import model_hashes
+from coffea_ad.execution.provenance import contract_hashes, model_hashes
 
 __all__ = ["ChunkCheckpointer", "checkpointer", "processor_fingerprint"]
 
@@ -28,14 +29,30 @@ def _simple(value: Any) -> bool:
     return False
 
 
+def _plain(obj: Any, *, private: bool = True) -> dict[str, Any]:
+    """Plain attributes of ``obj`` (numbers, strings and containers of them) as JSON data."""
+    params = {k: v for k, v in sorted(getattr(obj, "__dict__", {}).items())
+              if (private or not k.startswith("_")) and _simple(v)}
+    return json.loads(json.dumps(params, default=str, allow_nan=True))
+
+
 def processor_fingerprint(proc: Any) -> dict[str, Any]:
-    """What identifies a processor's configuration: its class, its plain attributes
-    (numbers, strings and containers of them) and the sha256 of its model files."""
+    """Everything that changes a chunk's result: the processor's class and plain attributes,
+    its scorers' settings (``nonfinite``, ``jets``, ``batch_size``...), the sha256 of its
+    model files and of their contracts, and the package versions (coffea-ad, coffea,
+    onnxruntime, ...)."""
+    from coffea_ad.execution import provenance
+
     cls = type(proc)
-    params = {k: v for k, v in sorted(getattr(proc, "__dict__", {}).items()) if _simple(v)}
+    # a scorer's private attributes hold counters that change while it runs
+    scorers = {str(Path(s.model_path).resolve()): _plain(s, private=False)
+               for s in provenance.scorers_of(proc)}
     return {"class": f"{cls.__module__}.{cls.__qualname__}",
-            "params": json.loads(json.dumps(params, default=str, allow_nan=True)),
-            "models": model_hashes(proc)}
+            "params": _plain(proc),
+            "scorers": scorers,
+            "models": model_hashes(proc),
+            "contracts": contract_hashes(proc),
+            "versions": provenance._versions()}
 
 
 class ChunkCheckpointer(CheckpointerABC):

@@ -104,21 +104,42 @@ def _apply(fileset: Mapping[str, Any] | str | Path, processor_instance: processo
     if unreadable and not skipbadfiles:
         raise IncompleteRunError(f"{len(unreadable)} input files could not be opened:\n  "
                                  + "\n  ".join(unreadable), run_info={"files": files})
-    available = {ds: e for ds, e in available.items() if e["files"]}
-    outputs = apply_to_fileset(processor_instance, available, schemaclass=schema)
+    available = {ds: e for ds, e in available.items()
+                 if any(f.get("steps") for f in e["files"].values())}  # 0-entry files: no step
+    # uproot's per-partition report: a partition that cannot be read gives empty events and
+    # a row naming the file, entry range and exception, so the ledger below counts what the
+    # partitions actually read (and a bad chunk is skipped or reported, never a crash)
+    outputs, reports = apply_to_fileset(
+        processor_instance, available, schemaclass=schema,
+        uproot_options={"allow_read_errors_with_report": READER_ERRORS},
+    ) if available else ({}, {})
     # column projection stays on (only the branches the processor touches are read); the
     # layer-chain fusion of dask-awkward 2025.3 fails under dask 2026.8 on any graph where
     # one array feeds two operations ("Cannot fuse tasks with multiple outputs")
     with dask.config.set({"awkward.optimization.which": ["columns"]}):
-        (computed,) = dask.compute(outputs, scheduler=client)
+        computed, computed_reports = dask.compute(outputs, reports, scheduler=client)
+    read, failed = _partition_ledger(computed_reports)
+    for rec in files:
+        key = (rec["dataset"], rec["file"])
+        rec["entries_processed"] = read.get(key, 0)
+        rec["skipped_chunks"] = failed.get(key, [])
+        rec["complete"] = rec["error"] is None and rec["entries_processed"] == rec["entries"]
+        unreadable += [f"{rec['file']} (dataset {rec['dataset']}) entries "
+                       f"[{c['entrystart']}, {c['entrystop']}): {c['error']}"
+                       for c in rec["skipped_chunks"]]
+    if not computed:
+        raise IncompleteRunError("no file of the fileset has an entry to process:\n  "
+                                 + "\n  ".join(unreadable or [r["file"] for r in files]),
+                                 run_info={"files": files})
     output = accumulate([computed[ds] for ds in sorted(computed)])
     if isinstance(output, MutableMapping):
         # as the Runner does: the processor turns what it computed lazily into its output
         output = processor_instance.postprocess(output)
-    for rec in files:
-        rec["entries_processed"] = sum(b - a for a, b in rec["steps"]) if rec["error"] is None \
-            else 0
-        rec["complete"] = rec["error"] is None and rec["entries_processed"] == rec["entries"]
+    if any(r["skipped_chunks"] for r in files) and not skipbadfiles:
+        raise IncompleteRunError(
+            f"{len(unreadable)} chunk(s) could not be read (pass skipbadfiles=True / "
+            "--skip-bad-files to skip them):\n  " + "\n  ".join(unreadable),
+            run_info={"files": files}, output=output)
     info = run_record(files, unreadable, proc=processor_instance, fileset=fs,
                       executor={"name": "dask-awkward", "chunksize": chunksize,
                                 "skipbadfiles": skipbadfiles}, started=started)
@@ -128,6 +149,30 @@ def _apply(fileset: Mapping[str, Any] | str | Path, processor_instance: processo
                         f"{type(output).__name__}")
     output[RUN_INFO_KEY] = info
     return output
+
+
+def _partition_ledger(reports: Mapping[str, Any]) -> tuple[dict[tuple[str, str], int],
+                                                          dict[tuple[str, str], list]]:
+    """Entries read per (dataset, file) and the partitions that failed, from uproot's
+    ``allow_read_errors_with_report`` reports (one row per partition)."""
+    import ast
+
+    read: dict[tuple[str, str], int] = {}
+    failed: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for dataset, report in reports.items():
+        for row in report.to_list():
+            args = row["args"]  # repr()s: file, tree, entry start, entry stop, ...
+            filename = str(ast.literal_eval(args[0]))
+            start, stop = int(args[2]), int(args[3])
+            key = (dataset, filename)
+            if row["exception"] is None:
+                read[key] = read.get(key, 0) + stop - start
+            else:
+                message = str(row["message"] or "").strip().splitlines()
+                failed.setdefault(key, []).append(
+                    {"entrystart": start, "entrystop": stop,
+                     "error": f"{row['exception']}: {message[-1] if message else ''}"})
+    return read, failed
 
 
 def _describe_open_error(filename: str, treename: str) -> str:

@@ -129,6 +129,18 @@ def _model_paths(proc: Any) -> list[str]:
     return paths
 
 
+def contract_hashes(proc: Any) -> dict[str, str | None]:
+    """sha256 of each model's sidecar contract (feature order, scaling, padding change the
+    inputs a model sees as much as its weights do)."""
+    from coffea_ad.inference.contract import file_sha256, sidecar_path
+
+    out: dict[str, str | None] = {}
+    for path in _model_paths(proc):
+        side = sidecar_path(path)
+        out[path] = file_sha256(side) if side.is_file() else None
+    return out
+
+
 def model_hashes(proc: Any) -> dict[str, str]:
     from coffea_ad.inference.contract import file_sha256
 
@@ -212,6 +224,7 @@ def run_record(files: list[dict[str, Any]], skipped: list[str], *, proc: Any,
         "entries_processed": sum(f["entries_processed"] for f in files),
         "versions": _versions(),
         "models": model_hashes(proc),
+        "contracts": contract_hashes(proc),
         "fileset": dict(fileset),
         "executor": dict(executor),
     }

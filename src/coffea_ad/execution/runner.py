@@ -26,6 +26,7 @@ from coffea_ad.execution.provenance import (
     run_record,
     warn_skipped,
 )
+from coffea_ad.execution.readers import _exception_chain, describe
 from coffea_ad.fileset import check_normalisation, load_fileset, runner_metadata
 
 __all__ = ["Executor", "RunOptions", "run_processor"]
@@ -228,7 +229,20 @@ def run_with_runner(fileset: Mapping[str, Any] | str | Path,
     with warnings.catch_warnings():
         # coffea warns per retry/skip in this process; our report below replaces it
         warnings.filterwarnings("ignore", message="(Performed attempt|Skipping bad file)")
-        wrapped = runner.run(the_plan.chunks, wrapper)
+        try:
+            wrapped = runner.run(the_plan.chunks, wrapper)
+        except Exception as err:
+            if not any(_is_dead_worker(e) for e in _exception_chain(err)):
+                raise
+            raise IncompleteRunError(
+                f"a worker process of the {options.executor} executor died mid-run (killed, "
+                f"or out of memory: {describe(err)}); the outputs of the chunks it had "
+                "finished are lost" + (", those saved in the checkpoint are reused by a rerun"
+                                       if ckpt_info else "; rerun, with --checkpoint to keep "
+                                       "the chunks that finish"),
+                run_info={"files": the_plan.files, "chunks": len(the_plan.chunks),
+                          "checkpoint": ckpt_info, "error": describe(err)},
+            ) from err
     acc = wrapped.get("out") or {}
     output = acc.get("out")
     files, skipped, problems = reconcile(the_plan, acc.get("chunks", {}), acc.get("errors", {}),
@@ -252,3 +266,10 @@ def run_with_runner(fileset: Mapping[str, Any] | str | Path,
     warn_skipped(skipped, stacklevel=3)  # points at the caller of run_processor
     output[RUN_INFO_KEY] = info
     return output
+
+
+def _is_dead_worker(err: BaseException) -> bool:
+    """A process pool lost a worker (``BrokenProcessPool``, loky's ``TerminatedWorkerError``)."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    return isinstance(err, BrokenProcessPool) or type(err).__name__ == "TerminatedWorkerError"

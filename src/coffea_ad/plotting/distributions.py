@@ -83,6 +83,15 @@ def _trim_x(ax: Any, edges: np.ndarray, filled: np.ndarray) -> None:
         return
     lo, hi = max(idx[0] - 1, 0), min(idx[-1] + 2, len(edges) - 1)
     ax.set_xlim(edges[lo], edges[hi])
+    if ax.get_xscale() == "log" and edges[lo] > 0 and edges[hi] / edges[lo] < 100:
+        # under two decades matplotlib labels minor ticks as "3×10⁻¹4×10⁻¹...", which run
+        # into each other: plain numbers at 1, 2 and 5 instead
+        from matplotlib.ticker import FuncFormatter, LogLocator
+
+        plain = FuncFormatter(lambda v, _: f"{v:g}")
+        ax.xaxis.set_major_formatter(plain)
+        ax.xaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
+        ax.xaxis.set_minor_formatter(plain)
 
 
 def plot_score_distributions(

@@ -65,9 +65,12 @@ def sr_classifier(
     selection = require("sklearn.model_selection", purpose="the signal-region classifier")
 
     def rows(kind: str, names: Sequence[str]) -> tuple[Any, Any, Any]:
-        x = [np.column_stack([arrays[n][f"{kind}_x"].value, arrays[n][f"{kind}_mjj"].value])
-             for n in names]
-        w = [arrays[n][f"{kind}_weight"].value for n in names]
+        def col(n: str, name: str) -> np.ndarray:
+            value = arrays[n][name]  # numpy (run directory) or a coffea column_accumulator
+            return np.asarray(getattr(value, "value", value))
+
+        x = [np.column_stack([col(n, f"{kind}_x"), col(n, f"{kind}_mjj")]) for n in names]
+        w = [col(n, f"{kind}_weight") for n in names]
         owner = [np.full(len(v), i) for i, v in enumerate(w)]
         return np.concatenate(x), np.concatenate(w), np.concatenate(owner)
 

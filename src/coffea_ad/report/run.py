@@ -4,7 +4,6 @@ classifier, the cutflow and the run's provenance."""
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from collections.abc import Mapping, Sequence
@@ -186,7 +185,8 @@ def write_run_report(
     snap_cuts: bool = False,
     notes: list[str] | None = None,
 ) -> tuple[Path, int]:
-    """Write the report of a run folder (``histograms.coffea``, ``run.json``): ``report.md``
+    """Write the report of a run folder (``histograms.json``, ``cutflow.json``, ``run.json``,
+    read by :func:`coffea_ad.rundir.read_run_dir`, which loads no pickle): ``report.md``
     and ``report.html`` (one self-contained page, figures embedded), every figure as PNG and
     PDF. The page opens with the plot label and the run configuration.
 
@@ -214,24 +214,22 @@ def write_run_report(
         ``(path of the main report.md, number of histogram pages)``.
 
     Raises:
-        FileNotFoundError: no ``histograms.coffea`` in ``run_dir``.
+        FileNotFoundError: no ``run.json`` in ``run_dir``.
+        InvalidOutputError: a failed run, or files whose sha256 disagree with run.json.
         ReportInputError: a named histogram or dataset is not in the run, no event
             histogram is, or an ABCD cut is not a bin edge (without ``snap_cuts``).
     """
-    from coffea.util import load
-
     from coffea_ad.plotting.labels import dataset_styles, label_for_fileset
     from coffea_ad.report.config import configuration_lines, run_lumi_fb
     from coffea_ad.report.html import write_html
+    from coffea_ad.rundir import read_run_dir
 
     run = Path(run_dir)
-    src = run / "histograms.coffea"
-    if not src.is_file():
-        raise FileNotFoundError(f"expected {src} (what `coffea-ad run ... -o {run}` writes), "
-                                f"found {sorted(p.name for p in run.iterdir())}")
-    result = load(src)
+    src = run / "histograms.json"
+    # every file's sha256 checked against run.json (a mixed or failed set is refused);
+    # histograms from hist's JSON, arrays from npz: nothing is unpickled
+    result, info = read_run_dir(run)
     hists = result.get("hists", {})
-    info = json.loads((run / "run.json").read_text()) if (run / "run.json").is_file() else {}
     available = event_histograms(hists)
     readable = event_histograms(hists, need_category=False)
     chosen = list(names) or available
