@@ -267,7 +267,11 @@ def write_run_report(
                                f"or mjj) in {src}; histograms: {sorted(hists)}", usage=False)
     outdir = Path(out) if out is not None else run / "report"
     notes = notes if notes is not None else []
-    trained_on = [] if include_training else training_datasets(list(info.get("models") or {}))
+    # the resonant workflow trains on the sidebands of the very dataset it then reports in the
+    # signal region (by design), so its training datasets stay
+    resonant_run = str(info.get("processor", "")).endswith("ResonantProcessor")
+    trained_on = ([] if include_training or resonant_run
+                  else training_datasets(list(info.get("models") or {})))
     if trained_on:
         notes.append("left out of the background as the models' training datasets "
                      f"(--include-training keeps them): {', '.join(trained_on)}")
