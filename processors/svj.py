@@ -19,23 +19,17 @@ from typing import Any, Literal
 import awkward as ak
 import hist
 import numpy as np
-from coffea import processor
 
+from coffea_ad.analysis import AnalysisProcessor
 from coffea_ad.errors import UnknownNameError
 from coffea_ad.features import transverse_mass
 from coffea_ad.histos import jet_score_histogram, score_mass_histogram
 from coffea_ad.inference import OnnxScorer
-from coffea_ad.inference._layout import is_dask_awkward
 from coffea_ad.processors._common import (
-    chunk_output,
-    event_weights,
-    finish_output,
     lazy_bookkeeping,
-    lazy_event_weights,
     lazy_twin,
     leading_pair,
     met_collection,
-    require_fields,
 )
 
 __all__ = ["ABCD_VARIABLES", "AbcdVariable", "SVJProcessor", "abcd_histogram"]
@@ -83,7 +77,7 @@ def abcd_histogram(variable: AbcdVariable = "deta_jj") -> hist.Hist:
     return hist.Hist(*axes[:3], y_axis, axes[3], storage=hist.storage.Weight())
 
 
-class SVJProcessor(processor.ProcessorABC):
+class SVJProcessor(AnalysisProcessor):
     """AE-tagged semivisible-jet analysis.
 
     Args:
@@ -130,6 +124,8 @@ class SVJProcessor(processor.ProcessorABC):
     background events.
     """
 
+    name = "svj"
+
     def __init__(
         self,
         model: str | Path,
@@ -145,11 +141,12 @@ class SVJProcessor(processor.ProcessorABC):
         scorer_options: dict[str, Any] | None = None,
         abcd_variable: AbcdVariable = "deta_jj",
     ) -> None:
+        super().__init__(systematic=systematic, lumi_fb=lumi_fb)
         if abcd_variable not in ABCD_VARIABLES:  # fail at construction, not in a worker
             raise UnknownNameError("ABCD variable", abcd_variable, ABCD_VARIABLES)
         self.abcd_variable = abcd_variable
         self.model = str(model)
-        self.scorer = OnnxScorer(self.model, **(scorer_options or {}))
+        self.scorer = self.add_scorer("model", OnnxScorer(self.model, **(scorer_options or {})))
         self.jets = self.scorer.contract.jets or "FatJet"
         self.tag_threshold = float(tag_threshold)
         self.min_pt = float(min_pt)
@@ -157,17 +154,14 @@ class SVJProcessor(processor.ProcessorABC):
         self.min_mt = float(min_mt)
         self.max_deta = None if max_deta is None else float(max_deta)
         self.min_met_over_mt = None if min_met_over_mt is None else float(min_met_over_mt)
-        self.systematic = str(systematic)
-        self.lumi_fb = None if lumi_fb is None else float(lumi_fb)
 
-    def process(self, events: ak.Array) -> dict[str, Any]:
-        require_fields(events, {self.jets: ("pt", "eta", "phi", "mass"),
-                                "MET|PFMET|PuppiMET": ("pt", "phi")}, processor="svj")
-        if is_dask_awkward(events):
-            return self._process_lazy(events)
+    def required_fields(self, events: Any) -> dict[str, tuple[str, ...]]:
+        return {self.jets: ("pt", "eta", "phi", "mass"), "MET|PFMET|PuppiMET": ("pt", "phi")}
+
+    def process_chunk(self, events: ak.Array) -> dict[str, Any]:
         dataset = events.metadata["dataset"]
         n_all = len(events)
-        weights = event_weights(events, lumi_fb=self.lumi_fb)
+        weights = self.weights(events)
 
         jets = events[self.jets]
         scores = self.scorer.score_events(events)  # events * jets, aligned with jets
@@ -214,17 +208,16 @@ class SVJProcessor(processor.ProcessorABC):
         h_jets.fill(dataset=dataset, score=ak.to_numpy(ak.flatten(lead_scores)),
                     weight=np.repeat(w, 2))
         hists = {"events": h_events, "abcd": h_abcd, "jets": h_jets}
-        return chunk_output(hists, dataset=dataset, events=events, cutflow=cutflow,
-                            provider=self.scorer.provider, systematic=self.systematic)
+        return self.bookkeeping(hists, events=events, cutflow=cutflow)
 
-    def _process_lazy(self, events: Any) -> dict[str, Any]:
-        """:meth:`process` on dask-awkward events (the ``apply_to_fileset`` path): the same
+    def process_lazy(self, events: Any) -> dict[str, Any]:
+        """:meth:`process_chunk` on dask-awkward events (the ``apply_to_fileset`` path): the same
         selection and histograms, built lazily (``hist.dask``); counts become numbers in
         :meth:`postprocess`. Tested bin for bin against the Runner path."""
         import dask_awkward as dak
 
         dataset = events.metadata["dataset"]
-        raw_w, weights = lazy_event_weights(events, lumi_fb=self.lumi_fb)
+        raw_w, weights = self.lazy_weights(events)
         jets = events[self.jets]
         scores = self.scorer.score_events(events)
         good = (jets["pt"] > self.min_pt) & (abs(jets["eta"]) < self.max_eta)
@@ -266,6 +259,3 @@ class SVJProcessor(processor.ProcessorABC):
                     weight=dak.flatten(dak.broadcast_arrays(w_k, sel_scores)[0]))
         return {"hists": {"events": h_events, "abcd": h_abcd, "jets": h_jets},
                 **lazy_bookkeeping(dataset=dataset, steps=steps, weights=raw_w)}
-
-    def postprocess(self, accumulator: dict[str, Any]) -> dict[str, Any]:
-        return finish_output(accumulator, provider=self.scorer.provider)
