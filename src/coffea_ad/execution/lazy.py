@@ -80,10 +80,8 @@ def _apply(fileset: Mapping[str, Any] | str | Path, processor_instance: processo
     fs = runner_metadata(load_fileset(fileset, treename=treename))
     spec = {ds: {"files": {f: {"object_path": t} for f, t in e["files"].items()},
                  "metadata": e["metadata"] or None} for ds, e in fs.items()}
-    # preprocess never raises on an unreadable file here: we collect and report them below.
-    # Its tiny graph trips dask-awkward 2025.3's optimizer under dask 2026.8 ("Cannot fuse
-    # tasks with multiple outputs"); column optimization is pointless there anyway.
-    with warnings.catch_warnings(), dask.config.set({"awkward.optimization.enabled": False}):
+    # preprocess never raises on an unreadable file here: we collect and report them below
+    with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*plain dict fileset", category=UserWarning)
         available, updated = preprocess(spec, step_size=chunksize, skip_bad_files=True,
                                         file_exceptions=READER_ERRORS, save_form=False,
@@ -105,11 +103,9 @@ def _apply(fileset: Mapping[str, Any] | str | Path, processor_instance: processo
                                  + "\n  ".join(unreadable), run_info={"files": files})
     available = {ds: e for ds, e in available.items() if e["files"]}
     outputs = apply_to_fileset(processor_instance, available, schemaclass=schema)
-    # column projection stays on (only the branches the processor touches are read); the
-    # layer-chain fusion of dask-awkward 2025.3 fails under dask 2026.8 on any graph where
-    # one array feeds two operations ("Cannot fuse tasks with multiple outputs")
-    with dask.config.set({"awkward.optimization.which": ["columns"]}):
-        (computed,) = dask.compute(outputs, scheduler=client)
+    # dask-awkward's optimizations (column projection: only the branches the processor
+    # touches are read) run as configured by the user
+    (computed,) = dask.compute(outputs, scheduler=client)
     output = accumulate([computed[ds] for ds in sorted(computed)])
     if isinstance(output, MutableMapping):
         # as the Runner does: the processor turns what it computed lazily into its output
@@ -126,7 +122,7 @@ def _apply(fileset: Mapping[str, Any] | str | Path, processor_instance: processo
         raise TypeError("apply_processor needs a processor whose output is a dict, found "
                         f"{type(output).__name__}")
     output[RUN_INFO_KEY] = info
-    return output
+    return dict(output) if not isinstance(output, dict) else output
 
 
 def _describe_open_error(filename: str, treename: str) -> str:
