@@ -66,14 +66,18 @@ def require_fields(
                                      needed_for=f"the {processor} processor")
         have = list(events[present[0]].fields)
         for field in sub:
-            if field not in have:
+            # TreeMaker (p_T, η, φ, E) vectors give the mass as a property, not a branch
+            if field not in have and not (field == "mass" and hasattr(events[present[0]], field)):
                 raise MissingBranchError(
                     f"{present[0]}_{field}", [f"{present[0]}_{f}" for f in have], where=where,
                     needed_for=f"the {processor} processor")
 
 
 def met_collection(events: Any) -> Any:
-    """The event's MET record (``MET``, else ``PFMET``, else ``PuppiMET``)."""
+    """The event's MET record (``MET``, else ``PFMET``, else ``PuppiMET``; TreeMaker's scalar
+    ``MET`` and ``METPhi`` as a ``{pt, phi}`` record)."""
+    if "METPhi" in events.fields and "MET" in events.fields and not events["MET"].fields:
+        return ak.zip({"pt": events["MET"], "phi": events["METPhi"]})
     for name in MET_NAMES:
         if name in events.fields:
             return events[name]

@@ -15,7 +15,6 @@ score and sampler through :class:`~coffea_ad.inference.OnnxScorer`) and :mod:`co
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,8 +29,16 @@ from coffea_ad.errors import ModelContractError
 from coffea_ad.features import dijet_mass, jet_features
 from coffea_ad.histos import score_mass_histogram
 from coffea_ad.inference import OnnxScorer
+from coffea_ad.inference.noise import event_normals
+from coffea_ad.processors._common import (
+    lazy_bookkeeping,
+    lazy_twin,
+)
 
-__all__ = ["DEFAULT_FEATURE_BINS", "REGIONS", "ResonantProcessor", "chunk_rng"]
+__all__ = ["DEFAULT_FEATURE_BINS", "EVENT_ID", "REGIONS", "ResonantProcessor"]
+
+#: The event identifiers the template noise is a function of (:func:`event_normals`).
+EVENT_ID = ("run", "luminosityBlock", "event")
 
 #: m_jj region index -> name (the ``category`` axis of the event histogram).
 REGIONS: dict[int, str] = {0: "low sideband", 1: "signal region", 2: "high sideband"}
@@ -43,13 +50,6 @@ DEFAULT_FEATURE_BINS: dict[str, tuple[int, float, float]] = {
     "tau21": (50, 0.0, 1.0),
     "tau32": (50, 0.0, 1.0),
 }
-
-
-def chunk_rng(seed: int, metadata: Mapping[str, Any]) -> np.random.Generator:
-    """The noise generator of one chunk: seeded by ``(seed, crc32(file name), entrystart)``,
-    so a rerun with the same chunking draws the same template on any executor."""
-    name = str(metadata.get("filename", "")).encode()
-    return np.random.default_rng([int(seed), zlib.crc32(name), int(metadata.get("entrystart", 0))])
 
 
 def _split_feature(name: str) -> tuple[str, int]:
@@ -78,12 +78,17 @@ class ResonantProcessor(AnalysisProcessor):
         jets: jet collection.
         samples_per_event: template events drawn per selected event (each weighted
             ``w / samples_per_event``), at the event's own m_jj.
-        seed: noise seed (see :func:`chunk_rng`).
+        seed: template seed: the noise of each event is
+            :func:`coffea_ad.inference.noise.event_normals` of ``(seed, run,
+            luminosityBlock, event)``, so the template is the same on every executor and
+            for every chunking.
         mjj_edges: m_jj bin edges of the event histogram (GeV).
         feature_bins: feature histogram binning by jet-feature name (see
             :data:`DEFAULT_FEATURE_BINS`).
         keep_arrays: also return the signal-region rows (features, m_jj, weight, score) of
-            data and template as ``coffea`` column accumulators, the classifier's inputs.
+            data and template as ``coffea`` column accumulators, the classifier's inputs
+            (chunked executors only: on dask-awkward events, whose outputs are histograms,
+            they are not made).
         systematic: label of the ``systematic`` axis bin this run fills.
         lumi_fb: weight events to yields at this luminosity (fb⁻¹) from the dataset
             metadata ``xsec`` and ``sumw``; ``None``: generator weights (1 for data).
@@ -178,14 +183,10 @@ class ResonantProcessor(AnalysisProcessor):
         )
 
     def required_fields(self, events: Any) -> dict[str, tuple[str, ...]]:
-        return {self.jets: ("pt", "eta", "phi", "mass")}
-
-    def process_lazy(self, events: Any) -> dict[str, Any]:
-        msg = ("the resonant processor runs on chunks (executors iterative, futures, dask): "
-               "its cVAE background template is sampled with a random stream seeded per "
-               "chunk (file, entry range), which dask-awkward partitions do not expose, and "
-               "it returns per-event arrays; use --executor dask for a Dask cluster")
-        raise NotImplementedError(msg)
+        needs: dict[str, tuple[str, ...]] = {self.jets: ("pt", "eta", "phi", "mass")}
+        if self.sampler is not None:  # the template's random stream is seeded per event
+            needs.update({name: () for name in EVENT_ID})
+        return needs
 
     def process_chunk(self, events: ak.Array) -> dict[str, Any]:
         dataset = events.metadata["dataset"]
@@ -206,9 +207,9 @@ class ResonantProcessor(AnalysisProcessor):
                           for base, j in self._columns], axis=1)
             mjj = ak.to_numpy(dijet_mass(jets[:, 0], jets[:, 1])).astype(np.float64)
         w = weights[idx]
-        region = self.region(mjj)
-        cond = mjj.astype(np.float32)[:, None]
-        score = np.asarray(self.scorer({"features": x, "condition": cond}), dtype=np.float64)
+        ids = ([ak.to_numpy(sel[name]) for name in EVENT_ID] if self.sampler is not None
+               else None)
+        region, score, sampled = self._rows(x, mjj, ids)
 
         hists: dict[str, hist.Hist] = {}
         hists["events"] = score_mass_histogram(
@@ -219,13 +220,6 @@ class ResonantProcessor(AnalysisProcessor):
                              score=score, mjj=mjj, weight=w)
 
         k = self.samples_per_event
-        sampled = np.zeros((0, len(self.features)), dtype=np.float32)
-        if self.sampler is not None:
-            rng = chunk_rng(self.seed, events.metadata)
-            noise = rng.standard_normal((len(idx) * k, self.noise_width)).astype(np.float32)
-            s_cond = np.repeat(cond, k, axis=0)
-            sampled = np.asarray(self.sampler({"noise": noise, "condition": s_cond}),
-                                 dtype=np.float32).reshape(len(idx) * k, len(self.features))
         s_region, s_w = np.repeat(region, k), np.repeat(w, k) / k
         for j, name in enumerate(self.features):
             h = self._feature_histogram(name)
@@ -257,3 +251,100 @@ class ResonantProcessor(AnalysisProcessor):
                 "cvae_weight": acc(s_w[s_sr] if self.sampler is not None else np.zeros(0)),
             }}
         return out
+
+    def _rows(self, x: np.ndarray, mjj: np.ndarray, ids: list[np.ndarray] | None
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Region, cVAE score and template rows (``samples_per_event`` per event, event-major)
+        of selected events: numpy in, numpy out, on a chunk or on a dask-awkward partition."""
+        region = self.region(mjj)
+        cond = mjj.astype(np.float32)[:, None]
+        score = np.asarray(self.scorer({"features": x, "condition": cond}), dtype=np.float64)
+        k = self.samples_per_event
+        sampled = np.zeros((0, len(self.features)), dtype=np.float32)
+        if self.sampler is not None and ids is not None:
+            noise = event_normals(self.seed, *ids, width=self.noise_width, copies=k)
+            s_cond = np.repeat(cond, k, axis=0)
+            sampled = np.asarray(self.sampler({"noise": noise, "condition": s_cond}),
+                                 dtype=np.float32).reshape(len(mjj) * k, len(self.features))
+        return region, score, sampled
+
+    def _partition(self, *columns: ak.Array) -> ak.Array:
+        """:meth:`_rows` of one dask-awkward partition: feature columns, m_jj, then the event
+        ids; returns ``{region, score, t0 .. t(F-1)}`` with ``t`` the template, ``[n, k]``."""
+        n_f, k = len(self.features), self.samples_per_event
+        if ak.backend(*columns) == "typetracer":  # dask-awkward tracing which columns are read
+            for c in columns:
+                ak.typetracer.touch_data(c)
+            empty = self._partition_record(np.zeros(0, np.intp), np.zeros(0),
+                                           np.zeros((0, n_f), np.float32), k)
+            return ak.Array(empty.layout.to_typetracer(forget_length=True))
+        x = np.stack([ak.to_numpy(c).astype(np.float32) for c in columns[:n_f]], axis=1) \
+            if len(columns[n_f]) else np.zeros((0, n_f), np.float32)
+        mjj = ak.to_numpy(columns[n_f]).astype(np.float64)
+        ids = [ak.to_numpy(c) for c in columns[n_f + 1:]] or None
+        region, score, sampled = self._rows(x.reshape(len(mjj), n_f), mjj, ids)
+        if self.sampler is None:
+            sampled = np.zeros((len(mjj) * k, n_f), np.float32)
+        return self._partition_record(region, score, sampled, k)
+
+    @staticmethod
+    def _partition_record(region: np.ndarray, score: np.ndarray, sampled: np.ndarray,
+                          k: int) -> ak.Array:
+        n = len(region)
+        t = sampled.reshape(n, k, sampled.shape[1])
+        fields = {"region": region.astype(np.int64), "score": score.astype(np.float64)}
+        for j in range(sampled.shape[1]):
+            # var-length lists (not regular): awkward broadcasts those left-aligned against the
+            # per-event weight and region, as the template needs
+            fields[f"t{j}"] = ak.from_regular(ak.Array(np.ascontiguousarray(t[:, :, j])), axis=1)
+        return ak.zip(fields, depth_limit=1)
+
+    def process_lazy(self, events: Any) -> dict[str, Any]:
+        """:meth:`process_chunk` on dask-awkward events (the ``apply_to_fileset`` path): the same
+        selection, scores, template and histograms, built lazily; the cVAE and its sampler
+        run per partition. The template noise is a function of the event ids, so every bin
+        equals the chunked executors'. No per-event arrays (``keep_arrays``) here."""
+        import dask_awkward as dak
+
+        dataset = events.metadata["dataset"]
+        raw_w, weights = self.lazy_weights(events)
+        second_pt = dak.fill_none(dak.pad_none(events[self.jets].pt, 2, axis=1)[:, 1], 0.0)
+        has_pair = second_pt > self.min_pt
+        sel = events[has_pair]
+        jets = sel[self.jets]
+        feats = jet_features(sel, self.jet_feature_names, jets=self.jets)
+        cols = [feats[base][:, j] for base, j in self._columns]
+        mjj = dak.values_astype(dijet_mass(jets[:, 0], jets[:, 1]), np.float64)
+        ids = [sel[name] for name in EVENT_ID] if self.sampler is not None else []
+        meta = self._partition(*[ak.Array(ak.Array(np.zeros(0, np.float32)).layout
+                                          .to_typetracer(forget_length=True))
+                                 for _ in range(len(cols) + 1 + len(ids))])
+        rec = dak.map_partitions(self._partition, *cols, mjj, *ids, meta=meta,
+                                 label="resonant-rows")
+        w = weights[has_pair]
+        region = rec.region
+        hists: dict[str, Any] = {}
+        hists["events"] = lazy_twin(score_mass_histogram(
+            mass="mjj", mass_label=r"$m_{jj}$ [GeV]", mass_edges=self.mjj_edges,
+            score_label="cVAE score", categories=list(REGIONS),
+            category_label="m_jj region (0 low SB, 1 SR, 2 high SB)"))
+        hists["events"].fill(dataset=dataset, systematic=self.systematic, category=region,
+                             score=rec.score, mjj=mjj, weight=w)
+        k = self.samples_per_event
+        s_region = dak.flatten(dak.broadcast_arrays(region, rec.t0)[0]) \
+            if self.sampler is not None else None
+        s_w = dak.flatten(dak.broadcast_arrays(w, rec.t0)[0]) / k \
+            if self.sampler is not None else None
+        for j, name in enumerate(self.features):
+            h = lazy_twin(self._feature_histogram(name))
+            h.fill(dataset=dataset, source="data", region=region, value=cols[j], weight=w)
+            if self.sampler is not None:
+                h.fill(dataset=dataset, source="cvae", region=s_region,
+                       value=dak.flatten(rec[f"t{j}"]), weight=s_w)
+            hists[f"feature_{name}"] = h
+        ones = dak.ones_like(raw_w)
+        steps = [("all", ones),
+                 (f">=2 {self.jets} (pt>{self.min_pt:g})", ones[has_pair]),
+                 (f"SR {self.signal_region[0]:g}<=mjj<={self.signal_region[1]:g}",
+                  ones[has_pair][region == 1])]
+        return {"hists": hists, **lazy_bookkeeping(dataset=dataset, steps=steps, weights=raw_w)}

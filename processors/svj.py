@@ -24,12 +24,17 @@ from coffea_ad.analysis import AnalysisProcessor
 from coffea_ad.errors import UnknownNameError
 from coffea_ad.features import transverse_mass
 from coffea_ad.histos import jet_score_histogram, score_mass_histogram
-from coffea_ad.inference import OnnxScorer
+from coffea_ad.inference import OnnxScorer, WorkingPoint, read_working_point
 from coffea_ad.processors._common import (
     lazy_bookkeeping,
     lazy_twin,
     leading_pair,
     met_collection,
+)
+from coffea_ad.systematics import (
+    correctionlib_jet_variations,
+    treemaker_jet_variations,
+    with_mass,
 )
 
 __all__ = ["ABCD_VARIABLES", "AbcdVariable", "SVJProcessor", "abcd_histogram"]
@@ -48,6 +53,14 @@ ABCD_VARIABLES: dict[str, tuple[str, tuple[float, ...]]] = {
     "met_over_mt": (r"$R_{T} = p_{T}^{miss}/m_{T}$",
                     tuple(round(float(x), 3) for x in np.arange(0.0, 1.001, 0.025))),
 }
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def abcd_histogram(variable: AbcdVariable = "deta_jj") -> hist.Hist:
@@ -82,7 +95,9 @@ class SVJProcessor(AnalysisProcessor):
 
     Args:
         model: path of the ONNX model (its sidecar contract names the jet features).
-        tag_threshold: AE loss above which a jet counts as tagged.
+        tag_threshold: AE loss above which a jet counts as tagged; or ``"model"`` (the
+            correctionlib working point ``NAME_wp.json`` next to the model, constant or
+            binned in jet p_T) or the path of such a JSON.
         min_pt, max_eta: jet preselection (GeV, |η|) applied before taking the leading two.
         min_mt: events with m_T below it are dropped (GeV).
         max_deta: keep events with |Δη| of the two leading jets below it (1.5 in the CMS
@@ -97,6 +112,16 @@ class SVJProcessor(AnalysisProcessor):
         abcd_variable: the second ABCD variable of ``hists["abcd"]`` (see below):
             ``"deta_jj"`` (|Δη| of the two leading jets, default) or ``"met_over_mt"``
             (R_T = MET/m_T).
+        jets: jet collection (default the model's); another one its contract declares
+            sources for, e.g. ``"JetsAK8"`` (TreeMaker) or ``"ScoutingFatJet"``.
+        met: MET collection with ``pt, phi`` (default ``MET``, ``PFMET``, ``PuppiMET``, or
+            TreeMaker's scalar ``MET``/``METPhi``), e.g. ``"ScoutingMET"``.
+        variations: fill the ``systematic`` axis with JES/JER up/down next to ``systematic``:
+            ``"treemaker"`` (the variations the ntuple stores) or the path of a correctionlib
+            JERC JSON (NanoAOD; :func:`coffea_ad.systematics.correctionlib_jet_variations`).
+            Jets are re-ordered, selection, m_T and scores recomputed for each; MET is kept
+            nominal (TreeMaker's METUp/METDown do not say which source each entry is).
+        gen_jets: generator-jet collection for the JER matching of ``variations`` (NanoAOD).
 
     Output (per chunk, summed by coffea): ``hists["events"]`` (dataset × systematic × category
     × score × m_T, filled once per selected event with the larger of the two leading-jet
@@ -130,7 +155,7 @@ class SVJProcessor(AnalysisProcessor):
         self,
         model: str | Path,
         *,
-        tag_threshold: float,
+        tag_threshold: float | str,
         min_pt: float = 200.0,
         max_eta: float = 2.4,
         min_mt: float = 0.0,
@@ -140,14 +165,34 @@ class SVJProcessor(AnalysisProcessor):
         lumi_fb: float | None = None,
         scorer_options: dict[str, Any] | None = None,
         abcd_variable: AbcdVariable = "deta_jj",
+        jets: str | None = None,
+        met: str | None = None,
+        variations: str | None = None,
+        gen_jets: str = "GenJetAK8",
     ) -> None:
         super().__init__(systematic=systematic, lumi_fb=lumi_fb)
         if abcd_variable not in ABCD_VARIABLES:  # fail at construction, not in a worker
             raise UnknownNameError("ABCD variable", abcd_variable, ABCD_VARIABLES)
         self.abcd_variable = abcd_variable
         self.model = str(model)
-        self.scorer = self.add_scorer("model", OnnxScorer(self.model, **(scorer_options or {})))
-        self.jets = self.scorer.contract.jets or "FatJet"
+        self.scorer = self.add_scorer("model", OnnxScorer(
+            self.model, **{**(scorer_options or {}), **({"jets": jets} if jets else {})}))
+        self.jets = self.scorer.jets or "FatJet"
+        # the tag threshold: a number, or the working point JSON (correctionlib, constant or
+        # binned in jet p_T) next to the model ("model") or at a path
+        self.working_point: WorkingPoint | None = None
+        if isinstance(tag_threshold, str) and not _is_number(tag_threshold):
+            source = self.model if tag_threshold == "model" else tag_threshold
+            self.working_point = read_working_point(source)
+            tag_threshold = float("nan")
+        # JES/JER variations filling the systematic axis next to the nominal: "treemaker"
+        # (the variations the ntuple stores) or a correctionlib JERC JSON (NanoAOD)
+        self.variations = variations
+        self.gen_jets = gen_jets
+        self.met = met  # None: MET, PFMET, PuppiMET (or TreeMaker's MET/METPhi)
+        if variations not in (None, "treemaker") and not Path(variations).is_file():
+            raise FileNotFoundError(f"variations: expected 'treemaker' or a correctionlib "
+                                    f"JERC JSON file, {variations} does not exist")
         self.tag_threshold = float(tag_threshold)
         self.min_pt = float(min_pt)
         self.max_eta = float(max_eta)
@@ -156,24 +201,56 @@ class SVJProcessor(AnalysisProcessor):
         self.min_met_over_mt = None if min_met_over_mt is None else float(min_met_over_mt)
 
     def required_fields(self, events: Any) -> dict[str, tuple[str, ...]]:
-        return {self.jets: ("pt", "eta", "phi", "mass"), "MET|PFMET|PuppiMET": ("pt", "phi")}
+        met_needs = ({} if "METPhi" in events.fields and self.met is None else
+                     {self.met or "MET|PFMET|PuppiMET": ("pt", "phi")})
+        return {self.jets: ("pt", "eta", "phi", "mass"), **met_needs}
 
     def process_chunk(self, events: ak.Array) -> dict[str, Any]:
         dataset = events.metadata["dataset"]
-        n_all = len(events)
         weights = self.weights(events)
+        jets = with_mass(events[self.jets])
+        features = self.scorer.features_from_events(events)  # events * jets, as jets
+        scores = self.scorer(features)
+        out = {"events": score_mass_histogram(), "abcd": abcd_histogram(self.abcd_variable)}
+        cutflow, lead_scores, w = self._fill(out, events, jets, scores, weights, self.systematic)
+        h_jets = jet_score_histogram()
+        h_jets.fill(dataset=dataset, score=ak.to_numpy(ak.flatten(lead_scores)),
+                    weight=np.repeat(w, 2))
+        for label, varied in self._variations(events, jets).items():
+            # a variation scales four-momenta: the features of each varied jet are its nominal
+            # ones with p_T and mass replaced (substructure ratios are scale invariant)
+            feats = features[varied["nominalIndex"]]
+            for name in ("pt", "mass"):
+                if name in feats.fields:
+                    feats = ak.with_field(feats, ak.values_astype(varied[name], np.float32),
+                                          name)
+            self._fill(out, events, varied, self.scorer(feats), weights, label)
+        hists = {**out, "jets": h_jets}
+        return self.bookkeeping(hists, events=events, cutflow=cutflow)
 
-        jets = events[self.jets]
-        scores = self.scorer.score_events(events)  # events * jets, aligned with jets
+    def _variations(self, events: Any, jets: Any) -> dict[str, Any]:
+        if self.variations is None:
+            return {}
+        if self.variations == "treemaker":
+            return treemaker_jet_variations(events, jets=self.jets)
+        gen = events[self.gen_jets] if self.gen_jets in events.fields else None
+        return correctionlib_jet_variations(jets, self.variations, gen_jets=gen)
+
+    def _fill(self, hists: dict[str, Any], events: Any, jets: Any, scores: Any,
+              weights: np.ndarray, systematic: str) -> tuple[dict[str, int], Any, np.ndarray]:
+        """Selection, m_T and tags of one jet collection (nominal or a variation), filled into
+        ``hists["events"]`` and ``hists["abcd"]`` at ``systematic``: returns
+        ``(cutflow, leading scores, weights)``."""
+        dataset = events.metadata["dataset"]
         good = (jets["pt"] > self.min_pt) & (abs(jets["eta"]) < self.max_eta)
         two_jets, lead = leading_pair(jets, good)
         lead_scores = scores[good][two_jets][:, :2]
-        met = met_collection(events)[two_jets]
+        met = (events[self.met] if self.met else met_collection(events))[two_jets]
         mt = ak.to_numpy(transverse_mass(lead[:, 0], lead[:, 1], met))
         w = weights[two_jets]
 
         cutflow = {
-            "all": n_all,
+            "all": len(events),
             f">=2 {self.jets} (pt>{self.min_pt:g}, |eta|<{self.max_eta:g})": int(two_jets.sum()),
         }
         keep = np.ones(len(mt), dtype=bool)
@@ -194,21 +271,21 @@ class SVJProcessor(AnalysisProcessor):
 
         lead_scores = lead_scores[keep]
         mt, w = mt[keep], w[keep]
-        ntag = ak.to_numpy(ak.sum(lead_scores > self.tag_threshold, axis=1))
+        if self.working_point is not None:
+            lead_pt = ak.to_numpy(lead["pt"][keep]).astype(np.float64)
+            passed = ak.to_numpy(lead_scores).astype(np.float64) > self.working_point.threshold(
+                lead_pt)
+            ntag = passed.sum(axis=1) if len(passed) else np.zeros(0, dtype=np.int64)
+        else:
+            ntag = ak.to_numpy(ak.sum(lead_scores > self.tag_threshold, axis=1))
         max_score = ak.to_numpy(ak.max(lead_scores, axis=1))
 
-        h_events = score_mass_histogram()
-        h_events.fill(dataset=dataset, systematic=self.systematic, category=ntag,
-                      score=max_score, mt=mt, weight=w)
+        hists["events"].fill(dataset=dataset, systematic=systematic, category=ntag,
+                             score=max_score, mt=mt, weight=w)
         second = {"deta_jj": deta, "met_over_mt": ratio}[self.abcd_variable][keep]
-        h_abcd = abcd_histogram(self.abcd_variable)
-        h_abcd.fill(dataset=dataset, systematic=self.systematic, score=max_score,
-                    **{self.abcd_variable: second}, mt=mt, weight=w)
-        h_jets = jet_score_histogram()
-        h_jets.fill(dataset=dataset, score=ak.to_numpy(ak.flatten(lead_scores)),
-                    weight=np.repeat(w, 2))
-        hists = {"events": h_events, "abcd": h_abcd, "jets": h_jets}
-        return self.bookkeeping(hists, events=events, cutflow=cutflow)
+        hists["abcd"].fill(dataset=dataset, systematic=systematic, score=max_score,
+                           **{self.abcd_variable: second}, mt=mt, weight=w)
+        return cutflow, lead_scores, w
 
     def process_lazy(self, events: Any) -> dict[str, Any]:
         """:meth:`process_chunk` on dask-awkward events (the ``apply_to_fileset`` path): the same
@@ -216,6 +293,13 @@ class SVJProcessor(AnalysisProcessor):
         :meth:`postprocess`. Tested bin for bin against the Runner path."""
         import dask_awkward as dak
 
+        unsupported = [name for name, value in (
+            ("variations", self.variations), ("met", self.met),
+            ("tag_threshold from a working point", self.working_point)) if value is not None]
+        if unsupported:
+            raise NotImplementedError(
+                f"svj processor on dask-awkward events: {', '.join(unsupported)} not "
+                "supported on this path; use --executor iterative, futures or dask")
         dataset = events.metadata["dataset"]
         raw_w, weights = self.lazy_weights(events)
         jets = events[self.jets]

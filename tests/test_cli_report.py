@@ -6,6 +6,7 @@ summed here, and the AUC recomputed from the score bins with the Mann-Whitney su
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -22,7 +23,9 @@ def _cli(*args: str, ok: bool = True) -> subprocess.CompletedProcess:
     proc = subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, timeout=600,
                           check=False,
                           env={"OMP_NUM_THREADS": "1", "PATH": str(SCRIPT.parent),
-                               "MPLBACKEND": "Agg", "HOME": str(Path.home())})
+                               "MPLBACKEND": "Agg", "HOME": str(Path.home()),
+                               # a checkout put first on the path must be the code tested
+                               **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"}})
     if ok:
         assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
@@ -34,10 +37,34 @@ def svj_run(small_fileset, tiny_ae_onnx, tmp_path_factory) -> Path:
     fileset = base / "fileset.json"
     fileset.write_text(json.dumps(small_fileset))
     out = base / "run"
-    _cli("run", "svj", "--fileset", str(fileset), "--model", str(tiny_ae_onnx),
-         "--executor", "iterative", "--no-progress", "--set", "tag_threshold=0.3",
-         "-o", str(out))
+    proc = _cli("run", "svj", "--fileset", str(fileset), "--model", str(tiny_ae_onnx),
+                "--executor", "iterative", "--no-progress", "--set", "tag_threshold=0.3",
+                "-o", str(out))
+    (base / "run.stderr").write_text(proc.stderr)
     return out
+
+
+def test_run_json_records_the_whole_configuration(svj_run, tiny_ae_onnx):
+    from coffea_ad.inference.contract import ModelContract, file_sha256, sidecar_path
+
+    info = json.loads((svj_run / "run.json").read_text())
+    conf = info["configuration"]
+    assert conf["command"][:2] == ["coffea-ad", "run"]
+    assert conf["processor"]["name"] == "svj"
+    settings = conf["processor"]["settings"]
+    assert settings["tag_threshold"] == 0.3  # set on the command line
+    assert settings["lumi_fb"] is None  # a default, recorded too
+    assert conf["processor"]["set_on_command_line"] == {"tag_threshold": 0.3}
+    assert conf["model"]["sha256"] == file_sha256(tiny_ae_onnx)
+    contract = ModelContract.read(sidecar_path(tiny_ae_onnx))
+    assert conf["model"]["contract"]["inputs"] == {i.name: i.features for i in contract.inputs}
+    assert conf["executor"]["executor"] == "iterative"
+    assert conf["executor"]["progress"] is False
+    assert conf["executor"]["schema"] == "GeneratedPFNanoAODSchema"
+    assert "coffea" in info["versions"]
+    # generated samples: no cross-reference warnings from the schema
+    stderr = (svj_run.parent / "run.stderr").read_text()
+    assert "cross-reference" not in stderr
 
 
 def _binned_auc(h_bkg: hist.Hist, h_sig: hist.Hist) -> float:
@@ -63,7 +90,9 @@ def test_svj_report(svj_run):
     for d in ("qcd", "svj"):
         cells = [f"{h[{'dataset': d, 'category': hist.loc(c)}].sum(flow=True).value:.4g}"
                  for c in (0, 1, 2)]
-        row = next(line for line in text.splitlines() if line.startswith(f"| {d} |"))
+        # the first such row after the heading (the configuration table lists datasets too)
+        row = next(line for line in text.split("## Yields")[1].splitlines()
+                   if line.startswith(f"| {d} |"))
         assert [c.split(" ± ")[0].strip() for c in row.strip("|").split("|")[1:]] == cells
     # svj is the signal (is_signal in the fileset metadata written by generate_fileset)
     auc = _binned_auc(h[{"dataset": "qcd", "category": sum, "mt": sum}],
@@ -196,3 +225,102 @@ def test_resonant_report(small_fileset, tmp_path):
     for name in ("mass_j1", "tau21_j2", "tau32_j1"):
         assert (rep / f"template_{name}.png").stat().st_size > 1000
     assert (rep / "sr_classifier_roc_sic.png").is_file()
+
+
+def test_abcd_cut_off_a_bin_edge_is_refused_in_one_line_or_snapped(svj_run, tmp_path):
+    args = ("report", str(svj_run), "--histogram", "abcd", "--background", "qcd", "--no-plots",
+            "--abcd-x-cut", "0.3", "--abcd-y-axis", "deta_jj", "--abcd-y-cut", "1.5",
+            "--abcd-y-pass", "below")
+    bad = _cli(*args, "-o", str(tmp_path / "a"), ok=False)
+    assert bad.returncode == 2
+    assert "Traceback" not in bad.stderr
+    from coffea.util import load
+
+    edges = load(svj_run / "histograms.coffea")["hists"]["abcd"].axes["score"].edges
+    below, above = edges[edges <= 0.3][-1], edges[edges > 0.3][0]
+    nearest = below if 0.3 - below < above - 0.3 else above
+    error = next(ln for ln in bad.stderr.splitlines() if ln.startswith("Error:"))
+    assert "--abcd-x-cut 0.3 is not a bin edge of the 'score' axis" in error
+    assert f"[{below:.6g}, {above:.6g}]" in error
+    good = _cli(*args, "--snap-cuts", "-o", str(tmp_path / "b"))
+    assert "note: --abcd-x-cut 0.3 is not a bin edge" in good.stderr
+    text = (tmp_path / "b" / "report.md").read_text()
+    assert f"use {nearest:.6g}, the nearest edge" in text
+    assert f"A: score ≥ {nearest:.6g}" in text
+
+
+@pytest.fixture(scope="module")
+def lumi_run(small_fileset, tiny_ae_onnx, tmp_path_factory) -> Path:
+    base = tmp_path_factory.mktemp("report_lumi")
+    fileset = base / "fileset.json"
+    fileset.write_text(json.dumps(small_fileset))
+    out = base / "run"
+    _cli("run", "svj", "--fileset", str(fileset), "--model", str(tiny_ae_onnx),
+         "--executor", "iterative", "--no-progress", "--set", "tag_threshold=0.3",
+         "--set", "lumi_fb=10", "-o", str(out))
+    _cli("report", str(out))
+    return out
+
+
+def test_yields_at_a_luminosity_are_sigma_times_lumi_over_sumw(svj_run, lumi_run,
+                                                               small_fileset, tmp_path):
+    from coffea.util import load
+
+    raw = load(svj_run / "histograms.coffea")["hists"]["events"]
+    scaled = load(lumi_run / "histograms.coffea")["hists"]["events"]
+    meta = small_fileset["qcd"]["metadata"]
+    # by hand: xsec [pb] x 1000 [fb/pb] x 10 [fb^-1] / sum of generator weights
+    factor = meta["xsec"] * 1000.0 * 10.0 / meta["sumw"]
+    for c in (0, 1, 2):
+        sel = {"dataset": "qcd", "systematic": "nominal", "category": hist.loc(c)}
+        assert scaled[sel].sum(flow=True).value == pytest.approx(
+            raw[sel].sum(flow=True).value * factor, rel=1e-9)
+    text = (lumi_run / "report" / "report.md").read_text()
+    assert "## Yields (events at 10 fb⁻¹)" in text
+    assert "10 fb⁻¹ (13.6 TeV)" in text  # the label line under the title
+    assert "n/a (unnormalised)" not in text
+    row = next(ln for ln in text.splitlines() if ln.startswith("| svj | 0."))
+    assert row.split("|")[-2].strip() in ("yes", "no")  # the sensitivity call is made
+    _cli("report", str(svj_run), "--no-plots", "-o", str(tmp_path / "raw"))
+    raw_text = (tmp_path / "raw" / "report.md").read_text()
+    assert "n/a (unnormalised)" in raw_text
+
+
+def test_report_html_page_shows_the_configuration_and_every_figure_in_chromium(lumi_run,
+                                                                               tmp_path):
+    from test_report_html import dump_dom, parse
+
+    report = lumi_run / "report"
+    md = (report / "report.md").read_text()
+    figures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
+    assert {"roc_sic.png", "scores.png", "mass.png"} <= set(figures)
+    for png in figures:  # every figure as PNG and as vector PDF
+        assert (report / png).is_file()
+        assert (report / png).with_suffix(".pdf").read_bytes()[:4] == b"%PDF"
+    # the run configuration comes before any result
+    assert md.index("## Run configuration") < md.index("## Yields")
+    assert "| lumi_fb | 10.0 |" in md
+    assert "| tag_threshold | 0.3 |" in md
+    dom = parse(dump_dom(report / "report.html", tmp_path))
+    assert len(dom.images) == len(figures)
+    assert all(int(img["data-width"]) > 100 for img in dom.images)
+    assert "lumi_fb" in dom.cells
+    assert "Simulation (Pythia 8 + coffea-ad detector response)" in md
+    assert "CMS" not in md.split("## Run configuration")[0]
+
+
+def test_report_on_real_cms_files_gets_the_cms_label(pfnano_file, tmp_path):
+    fileset = tmp_path / "fileset.json"
+    fileset.write_text(json.dumps({"tt": {"files": {str(pfnano_file): "Events"},
+                                          "metadata": {"label": "CMS PFNano tt", "xsec": 833.9,
+                                                       "sumw": 10.0}}}))
+    model = Path(__file__).resolve().parents[1] / "models" / "svj_dense_ae.onnx"
+    out = tmp_path / "run"
+    _cli("run", "svj", "--fileset", str(fileset), "--model", str(model), "--executor",
+         "iterative", "--no-progress", "--set", "min_pt=0", "--set", "lumi_fb=2",
+         "--set", "tag_threshold=0.3", "-o", str(out))
+    _cli("report", str(out), "--cms-label", "Preliminary", "--sqrt-s", "13000")
+    text = (out / "report" / "report.md").read_text()
+    assert "*CMS Simulation Preliminary, 2 fb⁻¹ (13 TeV)*" in text
+    assert "| CMS PFNano tt | CMS simulation |" in text  # configuration: name and origin
+    assert "coffea-ad detector response" not in text

@@ -14,18 +14,32 @@ from coffea_ad.inference.contract import ModelContract
 MODELS = sorted((Path(__file__).resolve().parents[1] / "models").glob("*.onnx"))
 
 
+# model -> (metric path in the contract, signal, range it must lie in); the sampler has no card
+METRICS = {
+    "svj_dense_ae": (("auc", "svj"), (0.5, 1.0)),
+    "svj_treemaker_ae": (("auc", "svj"), (0.5, 1.0)),
+    "nano_fatjet_ae": (("auc", "svj"), (0.5, 1.0)),
+    "lhco_cvae": (("auc_sr", "lhco_xy2"), (0.5, 1.0)),
+    "lhco_cvae_sampler": (("auc_sr", "lhco_xy2"), (0.5, 1.0)),
+    "lhco_jet_ae": (("auc", "lhco_xy2"), (0.5, 1.0)),
+}
+
+
 def test_there_are_shipped_models():
-    assert [m.stem for m in MODELS] == ["svj_dense_ae"]
+    assert [m.stem for m in MODELS] == sorted(METRICS)
 
 
 @pytest.mark.parametrize("model", MODELS, ids=lambda p: p.stem)
 def test_contract_and_card(model):
     contract = ModelContract.read(model)
     assert contract.name == model.stem
-    assert model.with_suffix(".md").is_file()
+    card = model.with_suffix(".md") if not model.stem.endswith("_sampler") else \
+        model.with_name(model.stem.removesuffix("_sampler") + ".md")
+    assert card.is_file()
     assert contract.training["files"], "the contract must name the training files with sha256"
     assert all(len(h) == 64 for h in contract.training["files"].values())
-    assert 0.5 < contract.metrics["auc"]["svj"] < 1.0
+    (key, signal), (lo, hi) = METRICS[model.stem]
+    assert lo < contract.metrics[key][signal] < hi
 
 
 @pytest.mark.filterwarnings("ignore:Missing cross-reference index:RuntimeWarning")
@@ -50,3 +64,120 @@ def test_svj_dense_ae_on_real_pfnano(pfnano_file):
     assert len(x) == ak.sum(ak.num(events.FatJet))
     loss = scorer.score_events(events)
     np.testing.assert_allclose(ak.to_numpy(ak.flatten(loss)), out["loss"], rtol=1e-6)
+
+
+# ------------------------------------------------ every processor runs with its shipped model
+MODEL_DIR = Path(__file__).resolve().parents[1] / "models"
+
+
+@pytest.fixture(scope="module")
+def xy_file(tmp_path_factory):
+    """60 events of the shipped models' signal (W' 3.5 TeV -> X Y, 2-prong): dijets at
+    m_jj ~ 3.5 TeV, so the resonant signal region and the bump-hunt range are populated."""
+    pytest.importorskip("pythia8mc")
+    pytest.importorskip("fastjet")
+    from coffea_ad.samples import generate
+
+    fs = generate("zprime_xy", events=60, seed=5, out=tmp_path_factory.mktemp("xy"))
+    return fs
+
+
+def _jets(path, n=2):
+    import awkward as ak
+    import uproot
+
+    with uproot.open(path) as f:
+        a = f["Events"].arrays([f"FatJet_{v}" for v in ("pt", "eta", "phi", "mass", "msoftdrop",
+                                                        "tau1", "tau2", "tau3")])
+    return a, ak
+
+
+def _ort(path):
+    import onnxruntime as ort
+
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+@pytest.mark.filterwarnings("ignore:Missing cross-reference index:RuntimeWarning")
+@pytest.mark.filterwarnings("ignore:Branch .* already exists:RuntimeWarning")
+def test_resonant_runs_with_its_shipped_model(xy_file):
+    """The resonant processor with models/lhco_cvae.onnx (and its sampler): the SR count and
+    the cVAE score of every event equal ONNX Runtime on features from the raw branches."""
+    from coffea_ad.execution import run_processor
+    from coffea_ad.processors.resonant import ResonantProcessor
+
+    proc = ResonantProcessor(MODEL_DIR / "lhco_cvae.onnx")
+    assert proc.sampler is not None
+    out = run_processor(xy_file, proc, executor="iterative")
+    path = next(iter(xy_file["zprime_xy"]["files"]))
+    a, ak = _jets(path)
+    pt2 = ak.to_numpy(ak.fill_none(ak.pad_none(a.FatJet_pt, 2, axis=1)[:, 1], 0.0))
+    sel = pt2 > 300.0
+    j = {v: ak.to_numpy(a[f"FatJet_{v}"][sel][:, :2]).astype(np.float64)
+         for v in ("pt", "eta", "phi", "mass", "tau1", "tau2", "tau3")}
+    px, py, pz = (j["pt"] * np.cos(j["phi"]), j["pt"] * np.sin(j["phi"]),
+                  j["pt"] * np.sinh(j["eta"]))
+    e = np.sqrt(px**2 + py**2 + pz**2 + j["mass"] ** 2)
+    mjj = np.sqrt(e.sum(1) ** 2 - px.sum(1) ** 2 - py.sum(1) ** 2 - pz.sum(1) ** 2)
+    t21 = np.where(j["tau1"] > 0, j["tau2"] / np.where(j["tau1"] > 0, j["tau1"], 1), 0)
+    t32 = np.where(j["tau2"] > 0, j["tau3"] / np.where(j["tau2"] > 0, j["tau2"], 1), 0)
+    x = np.stack([j["mass"][:, 0], t21[:, 0], t32[:, 0], j["mass"][:, 1], t21[:, 1],
+                  t32[:, 1]], axis=1).astype(np.float32)
+    in_sr = (mjj >= 3300.0) & (mjj <= 3700.0)
+    assert list(out["cutflow"]["zprime_xy"].values()) == [60, sel.sum(), in_sr.sum()]
+    assert in_sr.sum() >= 20  # the signal peaks in the SR
+    score = _ort(MODEL_DIR / "lhco_cvae.onnx").run(
+        ["score"], {"features": x, "condition": mjj.astype(np.float32)[:, None]})[0]
+    np.testing.assert_allclose(np.sort(out["arrays"]["zprime_xy"]["data_score"].value),
+                               np.sort(score[in_sr]), rtol=1e-5)
+    # the template fills the SR with the data's weight (one draw per event)
+    assert len(out["arrays"]["zprime_xy"]["cvae_x"].value) == in_sr.sum()
+
+
+@pytest.mark.filterwarnings("ignore:Missing cross-reference index:RuntimeWarning")
+@pytest.mark.filterwarnings("ignore:Branch .* already exists:RuntimeWarning")
+def test_bumphunt_runs_with_its_shipped_model(xy_file):
+    """The bump hunt with models/lhco_jet_ae.onnx and its QR thresholds: the histogram of
+    min(jet scores) equals ONNX Runtime on the raw branches, and the categories follow the
+    thresholds evaluated with correctionlib here."""
+    import correctionlib
+    import hist
+
+    from coffea_ad.execution import run_processor
+    from coffea_ad.processors.bumphunt import BumpHuntProcessor
+
+    thresholds = MODEL_DIR / "lhco_jet_ae_qr.json"
+    proc = BumpHuntProcessor(MODEL_DIR / "lhco_jet_ae.onnx", thresholds=thresholds)
+    out = run_processor(xy_file, proc, executor="iterative")
+    path = next(iter(xy_file["zprime_xy"]["files"]))
+    a, ak = _jets(path)
+    good = (a.FatJet_pt > 300.0) & (abs(a.FatJet_eta) < 2.5)
+    jets = a[good]
+    pair = ak.to_numpy(ak.num(jets.FatJet_pt) >= 2)
+    jets = jets[pair]
+    f = {v: ak.to_numpy(jets[f"FatJet_{v}"][:, :2]).astype(np.float64)
+         for v in ("pt", "eta", "phi", "mass", "msoftdrop", "tau1", "tau2", "tau3")}
+    t21 = np.where(f["tau1"] > 0, f["tau2"] / np.where(f["tau1"] > 0, f["tau1"], 1), 0)
+    t32 = np.where(f["tau2"] > 0, f["tau3"] / np.where(f["tau2"] > 0, f["tau2"], 1), 0)
+    sess = _ort(MODEL_DIR / "lhco_jet_ae.onnx")
+    s = [sess.run(["loss"], {"features": np.stack([f["mass"][:, i], f["msoftdrop"][:, i],
+                                                   t21[:, i], t32[:, i]], 1)
+                                        .astype(np.float32)})[0] for i in (0, 1)]
+    score = np.minimum(s[0], s[1])
+    px, py, pz = (f["pt"] * np.cos(f["phi"]), f["pt"] * np.sin(f["phi"]),
+                  f["pt"] * np.sinh(f["eta"]))
+    e = np.sqrt(px**2 + py**2 + pz**2 + f["mass"] ** 2)
+    mjj = np.sqrt(e.sum(1) ** 2 - px.sum(1) ** 2 - py.sum(1) ** 2 - pz.sum(1) ** 2)
+    deta = np.abs(f["eta"][:, 0] - f["eta"][:, 1])
+    search = deta <= 1.4
+    cset = correctionlib.CorrectionSet.from_file(str(thresholds))
+    thr = np.stack([cset["qr_threshold"].evaluate(mjj, np.full(len(mjj), k))
+                    for k in range(3)], axis=1)
+    cat = (score[:, None] >= thr).sum(1)
+    h = out["hists"]["events"][{"dataset": "zprime_xy", "systematic": "nominal"}]
+    for k in range(3 + 1):
+        ref = hist.Hist(h.axes["score"])
+        ref.fill(score=score[search & (cat == k)])
+        got = h[{"category": hist.loc(k), "mjj": sum}].values(flow=True)
+        np.testing.assert_allclose(got, ref.values(flow=True), err_msg=f"category {k}")
+    assert h.sum(flow=True).value == search.sum() > 10

@@ -83,3 +83,36 @@ def test_bumphunt_plot_pulls_are_the_background_fit_pulls(tmp_path) -> None:
     np.testing.assert_allclose(heights, res.background_only.pulls)
     legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert any(f"{res.mu:.3g}" in t for t in legend)
+
+
+def test_closure_ratio_panel_is_centred_on_one_with_the_band(tmp_path) -> None:
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(2, 200_000))
+    mt = 1500 + rng.exponential(400, 200_000)
+    # the last bin holds a handful of events: its ratio may be far from 1 and must not
+    # stretch the panel (it used to autoscale to 60)
+    edges = np.array([1500.0, 1800.0, 2200.0, 2700.0, 6000.0])
+    cl = abcd_closure(x, y, x_cut=0.8, y_cut=0.8, mass=mt, mass_edges=edges)
+    fig = plot_abcd_closure(cl, tmp_path / "abcd.png")
+    lo, hi = fig.axes[1].get_ylim()
+    assert lo == pytest.approx(2.0 - hi)  # symmetric around 1
+    assert 0.0 <= lo < 1.0 < hi <= 2.0
+    pred = cl.prediction
+    ratio = pred.observed / pred.predicted
+    err = np.hypot(pred.observed_err, pred.predicted_err) / pred.predicted
+    # a good closure: every bin within its error of 1, so every point and its error is inside
+    assert np.all(np.abs(ratio - 1) < 3 * err)
+    assert np.all((ratio - err > lo) & (ratio + err < hi))
+    # the band is the prediction's relative uncertainty around 1
+    band = fig.axes[1].patches[0]
+    verts = band.get_path().vertices
+    np.testing.assert_allclose(verts[:, 1].max(), 1 + np.max(pred.predicted_err / pred.predicted))
+
+
+def test_closure_ratio_limits_keep_an_outlier_from_flattening_the_panel() -> None:
+    from coffea_ad.plotting.stats import closure_ratio_limits
+
+    lo, hi = closure_ratio_limits([1.02, 0.97, 1.05, 60.0], [0.03, 0.04, 0.05, 30.0])
+    assert (lo, hi) == pytest.approx((0.75, 1.25))  # the minimum half-width
+    lo, hi = closure_ratio_limits([1.3, 0.8, 1.1], [0.1, 0.1, 0.1])
+    assert hi == pytest.approx(1 + 1.2 * 0.4)

@@ -17,8 +17,9 @@ import uproot
 
 from coffea_ad.errors import MissingBranchError
 from coffea_ad.execution import run_processor
+from coffea_ad.inference.noise import event_normals
 from coffea_ad.processors import get_processor
-from coffea_ad.processors.resonant import REGIONS, ResonantProcessor, chunk_rng
+from coffea_ad.processors.resonant import REGIONS, ResonantProcessor
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:Missing cross-reference index:RuntimeWarning"),
@@ -44,7 +45,8 @@ def _reference(path):
     """Selected mask, the 6 features (mass, tau21, tau32 of j1 then j2), m_jj, weights."""
     with uproot.open(path) as f:
         a = f["Events"].arrays([f"FatJet_{v}" for v in ("pt", "eta", "phi", "mass", "tau1",
-                                                        "tau2", "tau3")] + ["genWeight"])
+                                                        "tau2", "tau3")]
+                               + ["genWeight", "run", "luminosityBlock", "event"])
     pt2 = ak.to_numpy(ak.fill_none(ak.pad_none(a.FatJet_pt, 2, axis=1)[:, 1], 0.0))
     sel = pt2 > MIN_PT
     j = {v: ak.to_numpy(a[f"FatJet_{v}"][sel][:, :2]).astype(np.float64)
@@ -59,7 +61,8 @@ def _reference(path):
     x = np.stack([j["mass"][:, 0], tau21[:, 0], tau32[:, 0],
                   j["mass"][:, 1], tau21[:, 1], tau32[:, 1]], axis=1)
     w = ak.to_numpy(a.genWeight[sel]).astype(np.float64)
-    return sel, x, mjj, w
+    ids = [ak.to_numpy(a[n][sel]) for n in ("run", "luminosityBlock", "event")]
+    return sel, x, mjj, w, ids
 
 
 def _ort(path):
@@ -79,11 +82,11 @@ def test_regions_scores_features_and_template(small_fileset, cvae_model):
     assert proc.sampler is not None, "the sampler next to the model is found by default"
     assert proc.features == ["mass_j1", "tau21_j1", "tau32_j1", "mass_j2", "tau21_j2",
                              "tau32_j2"]
-    # one chunk per file, so the template's noise is chunk_rng(seed, file, entrystart=0)
-    out = run_processor(small_fileset, proc, executor="iterative", chunksize=10_000)
+    # several chunks per file: the template noise is a function of the event, not the chunk
+    out = run_processor(small_fileset, proc, executor="iterative", chunksize=130)
     for name, entry in small_fileset.items():
         path = next(iter(entry["files"]))
-        sel, x, mjj, w = _reference(path)
+        sel, x, mjj, w, ids = _reference(path)
         region = np.where(mjj < SR[0], 0, np.where(mjj <= SR[1], 1, 2))
         steps = list(out["cutflow"][name].values())
         assert steps == [len(sel), sel.sum(), (region == 1).sum()]
@@ -104,8 +107,7 @@ def test_regions_scores_features_and_template(small_fileset, cvae_model):
             np.testing.assert_allclose(hf[{"region": hist.loc(r)}].values(flow=True),
                                        ref.values(flow=True), rtol=1e-9)
         # the template: the decoder run here on the same noise, 2 draws per event
-        rng = chunk_rng(7, {"filename": path, "entrystart": 0})
-        noise = rng.standard_normal((2 * len(mjj), proc.noise_width)).astype(np.float32)
+        noise = event_normals(7, *ids, width=proc.noise_width, copies=2)
         cond = np.repeat(mjj.astype(np.float32), 2)[:, None]
         sampled = _ort(sampler).run(["features"], {"noise": noise, "condition": cond})[0]
         sr2 = np.repeat(region, 2) == 1
@@ -145,7 +147,7 @@ def test_real_files(cms_data, cvae_model):
                          "metadata": {}},
                          "empty": {"files": {str(cms_data / "nano_dy_empty.root"): "Events"}}},
                         proc, executor="iterative")
-    sel, _, mjj, w = _reference(cms_data / "pfnano.root")
+    sel, _, mjj, w, _ = _reference(cms_data / "pfnano.root")
     assert sel.sum() > 0
     h = out["hists"]["events"][{"dataset": "pfnano", "systematic": "nominal", "score": sum}]
     ref = hist.Hist(h.axes["mjj"], storage=hist.storage.Weight())
@@ -175,15 +177,39 @@ def test_refusals(cms_data, cvae_model, tiny_ae_onnx):
     assert "JetsAK8" in str(err)
 
 
-def test_dask_awkward_path_is_refused_with_the_reason(cms_data, cvae_model):
-    """The cVAE template is sampled per chunk: on dask-awkward events the processor says why it
-    cannot run there and what to use instead (no half-computed output)."""
+def test_same_output_on_every_executor(small_fileset, cvae_model):
+    """iterative (two chunkings), futures and dask-awkward (apply_to_fileset on a 2-worker
+    LocalCluster) give the same histograms bin for bin, template included, and the same
+    cutflow; the chunked executors the same signal-region arrays."""
     pytest.importorskip("dask_awkward")
-    from coffea.nanoevents import NanoEventsFactory, PFNanoAODSchema
-
     model, _ = cvae_model
-    events = NanoEventsFactory.from_root({str(cms_data / "pfnano.root"): "Events"},
-                                         schemaclass=PFNanoAODSchema, mode="dask",
-                                         metadata={"dataset": "pfnano"}).events()
-    with pytest.raises(NotImplementedError, match=r"seeded per chunk.*--executor dask"):
-        ResonantProcessor(model, min_pt=MIN_PT).process(events)
+    opts = {"signal_region": SR, "min_pt": MIN_PT, "seed": 3, "samples_per_event": 2}
+    runs = {
+        "iterative": run_processor(small_fileset, ResonantProcessor(model, **opts),
+                                   executor="iterative", chunksize=10_000),
+        "iterative-small-chunks": run_processor(small_fileset, ResonantProcessor(model, **opts),
+                                                executor="iterative", chunksize=70),
+        "futures": run_processor(small_fileset, ResonantProcessor(model, **opts),
+                                 executor="futures", chunksize=110, workers=2),
+        "dask-awkward": run_processor(small_fileset, ResonantProcessor(model, **opts),
+                                      executor="dask-awkward", chunksize=150, workers=2),
+    }
+    ref = runs["iterative"]
+    template_sum = ref["hists"]["feature_mass_j1"][{"source": "cvae"}].sum(flow=True).value
+    assert template_sum > 0  # the template is really compared
+    for label, out in runs.items():
+        assert out["cutflow"] == ref["cutflow"], label
+        for name, h in ref["hists"].items():
+            for ds in small_fileset:
+                va = h[{"dataset": ds}].view(flow=True)
+                vb = out["hists"][name][{"dataset": ds}].view(flow=True)
+                np.testing.assert_allclose(vb["value"], va["value"], rtol=1e-6, atol=1e-9,
+                                           err_msg=f"{label} {name} {ds}")
+        if label != "dask-awkward":
+            for ds in small_fileset:
+                for key in ("data_x", "cvae_x", "cvae_weight"):
+                    a = ref["arrays"][ds][key].value
+                    b = out["arrays"][ds][key].value
+                    # chunks may come back in another order: compare as sorted rows
+                    np.testing.assert_allclose(np.sort(b, axis=0), np.sort(a, axis=0),
+                                               rtol=1e-6, err_msg=f"{label} {key} {ds}")

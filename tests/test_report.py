@@ -55,8 +55,9 @@ def test_report_numbers_match_the_event_level_statistics(tmp_path) -> None:
     bkg, sig = _events(1)
     h = _fill(score_mass_histogram(mass="mjj", mass_label="m_jj [GeV]", mass_edges=MJJ_EDGES),
               bkg, sig)
+    # these weights stand for events at some luminosity (1 fb^-1 here): sigma is computed
     path, numbers = write_report(h, tmp_path, backgrounds=["qcd"], signals=["zprime"],
-                                 plots=False)
+                                 plots=False, lumi_fb=1.0)
     text = path.read_text()
     # yields: sum of weights per category, as counted from the events inside the m_jj range
     inside = (bkg["mjj"] >= MJJ_EDGES[0]) & (bkg["mjj"] < MJJ_EDGES[-1])
@@ -160,3 +161,19 @@ def test_report_reads_a_histogram_without_categories_with_region_a_below_the_y_c
     assert "deta_jj < 1.5" in text
     assert numbers.yields["qcd"]["all"][0] == pytest.approx(n)  # flow bins included
     assert "| dataset | all events |" in text
+
+
+def test_unnormalised_histograms_get_no_sigma_and_no_sensitivity_call(tmp_path) -> None:
+    bkg, sig = _events(1)
+    h = _fill(score_mass_histogram(mass="mjj", mass_label="m_jj [GeV]", mass_edges=MJJ_EDGES),
+              bkg, sig)
+    path, numbers = write_report(h, tmp_path, backgrounds=["qcd"], signals=["zprime"],
+                                 plots=False)
+    perf = numbers.performance["zprime"]
+    assert np.isnan(perf["sigma_max"])
+    assert np.isnan(perf["sensitive"])
+    text = path.read_text()
+    assert "n/a (unnormalised)" in text
+    assert "## Yields (unnormalised: sums of generator weights)" in text
+    assert "| yes |" not in text
+    assert "| no |" not in text

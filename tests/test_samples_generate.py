@@ -237,3 +237,34 @@ def test_more_jobs_than_files_warns_and_still_generates_everything(tmp_path):
     with uproot.open(path) as f:
         assert f["Events"].num_entries == 12
         assert f["Events"]["event"].array(library="np").tolist() == list(range(1, 13))
+
+
+def test_show_settings_needs_only_the_process_and_generating_names_what_is_missing(tmp_path):
+    res = _cli("generate", "svj", "--show-settings", "--set", "rinv=0.5", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    shown = json.loads(res.stdout)
+    assert shown["rinv"] == 0.5
+    assert shown == resolve_settings("svj", {"rinv": 0.5})
+    res = _cli("generate", "svj", "--events", "5", cwd=tmp_path)
+    assert res.returncode == 2
+    assert "--seed, --out" in res.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def test_progress_moves_per_chunk_of_events_in_process_and_in_workers(tmp_path, monkeypatch,
+                                                                       capsys):
+    import importlib
+
+    gen_module = importlib.import_module("coffea_ad.samples.generate")
+    monkeypatch.setattr(gen_module, "_CHUNK", 10)
+    _, tasks = gen_module._plan({"q": {"process": "qcd", "events": 25, "settings": SMALL}},
+                                out=tmp_path / "a", seed=3)
+    ticks: list[int] = []
+    gen_module._run_file(tasks[0], ticks.append)
+    assert ticks == [10, 10, 5]  # one tick per chunk, not one per file
+    # two worker processes: their chunk ticks travel back through a queue; the bar must end
+    # at the full count (tqdm writes its last state on stderr)
+    generate("qcd", events=40, seed=3, out=tmp_path / "b", settings=SMALL, events_per_file=20,
+             jobs=2, progress=True)
+    err = capsys.readouterr().err
+    assert "40/40" in err

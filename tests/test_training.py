@@ -193,3 +193,25 @@ def test_vbs_recipes_report_auc_and_significance(name, vbs_fileset, tmp_path):
     # σ = |BSM − SM| / √SM of the recorded yields at the best cut
     assert sig["sigma"] == pytest.approx(abs(sig["n_bsm"] - sig["n_sm"]) / np.sqrt(sig["n_sm"]),
                                          abs=1e-3)
+
+
+def test_cli_train_prints_one_line_per_epoch_and_quiet_silences_it(small_fileset, tmp_path):
+    fileset = tmp_path / "fileset.json"
+    fileset.write_text(json.dumps(small_fileset))
+    args = ("train", "dense_ae", "--fileset", str(fileset), "--set", "epochs=4",
+            "--set", "batch_size=64", "--out")
+    res = _cli(*args, str(tmp_path / "a"))
+    assert res.returncode == 0, res.stderr
+    lines = [ln for ln in res.stderr.splitlines() if ln.startswith("epoch")]
+    assert [ln.split()[1] for ln in lines] == ["1/4", "2/4", "3/4", "4/4"]
+    history = json.loads((tmp_path / "a_history.json").read_text())
+    for line, loss, val, lr in zip(lines, history["train_loss"], history["val_loss"],
+                                   history["lr"], strict=True):
+        fields = line.split()
+        assert float(fields[3]) == pytest.approx(loss, rel=1e-4)
+        assert float(fields[6]) == pytest.approx(val, rel=1e-4)
+        assert float(fields[8]) == pytest.approx(lr, rel=1e-2)
+    assert json.loads(res.stdout)["best_val_loss"] == pytest.approx(min(history["val_loss"]))
+    quiet = _cli(*args, str(tmp_path / "b"), "--quiet")
+    assert quiet.returncode == 0, quiet.stderr
+    assert not [ln for ln in quiet.stderr.splitlines() if ln.startswith("epoch")]

@@ -46,6 +46,10 @@ CONFIG: dict[str, Any] = {
     "disco": 0.0,            # λ of the DisCo penalty dCorr²(loss, disco_variable); 0 = off
     "disco_variable": "mt",  # event variable (coffea_ad.features.event_variables) to decorrelate
     "threads": 1,
+    # feature sources per jet collection the model may also read (e.g. TreeMaker JetsAK8
+    # branches), and the definitional differences to the training features (contract fields)
+    "sources": {},
+    "source_notes": {},
 }
 
 
@@ -136,6 +140,8 @@ def run(config: dict[str, Any] | None, fileset: dict | str | Path,
         metrics={"auc": aucs, "auc_background": aucs_bkg,
                  f"distance_correlation_{cfg['disco_variable']}": dcorr,
                  "test_background_mean_loss": float(np.mean(test_scores)) if len(te) else None},
+        sources={k: dict(v) for k, v in cfg["sources"].items()},
+        source_notes=dict(cfg["source_notes"]),
     )
     paths = recipe.finish(model, contract, out=out, example={"features": bkg.x[tr][:16]},
                           check={"features": bkg.x[te][:37] if len(te) else bkg.x[:37]},

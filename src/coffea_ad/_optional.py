@@ -23,6 +23,7 @@ _EXTRA = {
     "iminuit": "stats",
     "dask_jobqueue": "jobqueue",
     "dask_gateway": "gateway",
+    "fsspec_xrootd": "xrootd",
 }
 
 

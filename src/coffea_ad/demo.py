@@ -33,8 +33,11 @@ OUTPUT_FILES: tuple[str, ...] = (
     "histograms.coffea",
     "histograms.root",
     "plots/loss.png",
+    "plots/loss.pdf",
     "plots/roc.png",
+    "plots/roc.pdf",
     "plots/mt_categories.png",
+    "plots/mt_categories.pdf",
     "summary.json",
 )
 
@@ -87,8 +90,10 @@ def run_demo(out: str | Path, config: DemoConfig | None = None, *, echo: Any = p
     from coffea_ad.execution import dask_client, run_processor
     from coffea_ad.histos import write_root
     from coffea_ad.plotting import plot_mass_by_category, plot_roc, plot_score_distributions
+    from coffea_ad.plotting.labels import label_for_fileset
     from coffea_ad.processors.svj import SVJProcessor
     from coffea_ad.samples import generate_fileset
+    from coffea_ad.schemas import GeneratedPFNanoAODSchema
     from coffea_ad.training import dense_ae
 
     cfg = config or DemoConfig()
@@ -127,14 +132,15 @@ def run_demo(out: str | Path, config: DemoConfig | None = None, *, echo: Any = p
     with dask_client(workers=cfg.workers) as client:
         calib = run_processor({"qcd_train": fileset["qcd_train"]},
                               SVJProcessor(model, tag_threshold=np.inf), client=client,
-                              chunksize=cfg.chunksize)
+                              chunksize=cfg.chunksize, schema=GeneratedPFNanoAODSchema)
         threshold = threshold_at_efficiency(calib["hists"]["jets"][{"dataset": "qcd_train"}],
                                             cfg.mistag_rate)
         echo(f"      tag threshold (AE loss at {cfg.mistag_rate:.0%} QCD mistag): {threshold:.4g}")
         echo("[4/5] scoring every AK8 jet with ONNX Runtime and filling histograms")
         result = run_processor({k: fileset[k] for k in ("qcd", "svj")},
                                SVJProcessor(model, tag_threshold=threshold), client=client,
-                               chunksize=cfg.chunksize, progress=False)
+                               chunksize=cfg.chunksize, progress=False,
+                               schema=GeneratedPFNanoAODSchema)
     timings["process_s"] = time.perf_counter() - t
 
     echo("[5/5] writing histograms and plots")
@@ -142,9 +148,13 @@ def run_demo(out: str | Path, config: DemoConfig | None = None, *, echo: Any = p
     save(result, out / "histograms.coffea")
     write_root(hists, out / "histograms.root")
     fpr, tpr, auc_binned = jet_auc_from_histogram(hists["jets"], "qcd", "svj")
-    plot_score_distributions(hists["jets"], out / "plots" / "loss.png")
-    plot_roc({"AE, svj vs qcd (leading jets)": (fpr, tpr, auc_binned)}, out / "plots" / "roc.png")
-    plot_mass_by_category(hists["events"], out / "plots" / "mt_categories.png")
+    label = label_for_fileset(fileset)  # generated samples: never a CMS label
+    plot_score_distributions(hists["jets"], out / "plots" / "loss.png", label=label,
+                             formats=("pdf",))
+    plot_roc({"AE, svj vs qcd, two leading jets": (fpr, tpr, auc_binned)},
+             out / "plots" / "roc.png", label=label, formats=("pdf",))
+    plot_mass_by_category(hists["events"], out / "plots" / "mt_categories.png", label=label,
+                          formats=("pdf",))
 
     categories = {
         ds: {int(c): float(hists["events"][{"dataset": ds, "systematic": "nominal",

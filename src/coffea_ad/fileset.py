@@ -24,6 +24,7 @@ __all__ = [
     "EXPECTED",
     "RESERVED_METADATA",
     "check_fileset",
+    "check_normalisation",
     "dedupe_files",
     "load_fileset",
     "read_fileset",
@@ -157,3 +158,25 @@ def runner_metadata(fileset: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[
                    "metadata": {k: v for k, v in entry["metadata"].items()
                                 if k not in RESERVED_METADATA}}
             for name, entry in fileset.items()}
+
+
+def check_normalisation(fileset: Mapping[str, Any], *, lumi_fb: float | None) -> None:
+    """Refuse, before any file is opened, a ``lumi_fb`` run over datasets whose metadata
+    lacks ``xsec`` (pb) or ``sumw`` (the sum of generator weights the yields divide by).
+
+    Raises:
+        FilesetError: one line naming every such dataset and the keys it lacks.
+    """
+    if lumi_fb is None:
+        return
+    problems = []
+    for name, entry in fileset.items():
+        meta = (entry.get("metadata") or {}) if isinstance(entry, Mapping) else {}
+        missing = [k for k in ("xsec", "sumw") if k not in meta]
+        if missing:
+            problems.append(f"{name!r} lacks {', '.join(missing)}")
+    if problems:
+        raise FilesetError(
+            f"lumi_fb={lumi_fb:g} scales each dataset by xsec * 1000 * lumi_fb / sumw, but "
+            f"dataset {'; '.join(problems)}: add metadata xsec (pb) and sumw (sum of "
+            "genWeight over all generated events) to the fileset, or run without lumi_fb")

@@ -16,8 +16,7 @@ __all__ = ["features"]
 
 
 @click.command()
-@click.argument("input_file", metavar="INPUT.root",
-                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("input_file", metavar="INPUT.root")
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Parquet file to write (one row per jet).")
 @click.option("--jets", default="FatJet", show_default=True,
@@ -32,9 +31,10 @@ __all__ = ["features"]
 @click.option("--list", "list_only", is_flag=True,
               help="Print the feature names and definitions, then exit.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUTPUT (never the input).")
-def features(input_file: Path, output: Path, jets: str, names: str | None, tree: str,
+def features(input_file: str, output: Path, jets: str, names: str | None, tree: str,
              nonfinite: str, puppi: bool, list_only: bool, overwrite: bool) -> None:
-    """Write the per-jet feature table of INPUT.root (NanoAOD or PFNano) to a Parquet file."""
+    """Write the per-jet feature table of INPUT.root (NanoAOD or PFNano; a local path or a
+    root:// / https:// URL) to a Parquet file."""
     import awkward as ak
     from coffea.nanoevents import NanoEventsFactory, PFNanoAODSchema
 
@@ -46,10 +46,15 @@ def features(input_file: Path, output: Path, jets: str, names: str | None, tree:
         for name, spec in JET_FEATURES.items():
             click.echo(f"{name:16s} {spec.source:13s} {spec.description}")
         return
+    from coffea_ad.remote import input_location, is_url
+
     try:  # before any event is read
-        refuse_same_file(output, [input_file], option="--output")
+        location = input_location(input_file)
+        if not is_url(location):
+            refuse_same_file(output, [location], option="--output")
         refuse_existing(output, overwrite=overwrite)
-    except CoffeaADError as err:
+        input_file = str(location)
+    except (CoffeaADError, FileNotFoundError, ModuleNotFoundError) as err:
         raise click.ClickException(str(err)) from err
     wanted = list(JET_FEATURES) if names is None else [n.strip() for n in names.split(",")
                                                         if n.strip()]

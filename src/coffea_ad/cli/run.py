@@ -15,6 +15,14 @@ from coffea_ad.cli import parse_settings
 __all__ = ["run"]
 
 
+#: Processor settings implied by ``--schema`` (applied when the processor takes them and the
+#: user did not --set them).
+SCHEMA_DEFAULTS: dict[str, dict[str, str]] = {
+    "treemaker": {"jets": "JetsAK8"},
+    "scouting": {"jets": "ScoutingFatJet", "met": "ScoutingMET"},
+}
+
+
 def _resources(pairs: tuple[str, ...], option: str) -> dict[str, float]:
     out: dict[str, float] = {}
     for pair in pairs:
@@ -25,6 +33,38 @@ def _resources(pairs: tuple[str, ...], option: str) -> dict[str, float]:
             raise click.BadParameter(f"expected NAME=NUMBER, got {pair!r}",
                                      param_hint=option) from None
     return out
+
+
+def run_configuration(proc: object, *, processor_name: str, model: str,
+                      overrides: dict[str, object], options: dict[str, object]
+                      ) -> dict[str, object]:
+    """Everything that decided a run's numbers, for run.json: the command line, the
+    processor's settings (every plain attribute, so defaults too, e.g. ``tag_threshold``,
+    ``lumi_fb``, cuts), the model (path, sha256, contract summary) and the executor options
+    (package versions are run.json's ``versions``). ``coffea-ad report`` prints it at the
+    top of the page."""
+    import sys
+
+    from coffea_ad.execution import processor_fingerprint
+    from coffea_ad.inference.contract import ModelContract, file_sha256, sidecar_path
+
+    fingerprint = processor_fingerprint(proc)
+    contract: dict[str, object] = {}
+    if sidecar_path(model).is_file():
+        c = ModelContract.read(sidecar_path(model))
+        contract = {"name": c.name, "kind": c.kind, "level": c.level, "jets": c.jets,
+                    "score": c.score, "opset": c.opset,
+                    "inputs": {i.name: i.features for i in c.inputs},
+                    "outputs": {o.name: o.meaning for o in c.outputs},
+                    "metrics": c.metrics, "contract_version": c.contract_version}
+    return {
+        "command": ["coffea-ad", *sys.argv[1:]],
+        "processor": {"name": processor_name, "class": fingerprint["class"],
+                      "settings": fingerprint["params"], "set_on_command_line": overrides},
+        "model": {"path": str(Path(model).resolve()), "sha256": file_sha256(model),
+                  "contract": contract},
+        "executor": json.loads(json.dumps(options, default=str)),
+    }
 
 
 def _scheduler_address(scheduler: str) -> str:
@@ -133,7 +173,8 @@ def _check_options(ctx: click.Context, *, executor: str, scheduler: str | None,
               help="Retries of a failed chunk.")
 @click.option("--progress/--no-progress", default=True, show_default=True,
               help="Progress bar.")
-@click.option("--schema", type=click.Choice(["pfnano", "nanoaod", "treemaker"]), default="pfnano",
+@click.option("--schema", type=click.Choice(["pfnano", "nanoaod", "treemaker", "scouting"]),
+              default="pfnano",
               show_default=True, help="NanoEvents schema of the input files.")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
               help="Processor option, e.g. --set tag_threshold=0.5 (repeatable).")
@@ -152,7 +193,12 @@ def run(ctx: click.Context, processor_name: str, fileset: str, model: str, execu
     versions, model sha256, providers, sha256 of the files beside it)."""
     import warnings
 
-    from coffea.nanoevents import NanoAODSchema, PFNanoAODSchema, TreeMakerSchema
+    from coffea.nanoevents import (
+        NanoAODSchema,
+        PFNanoAODSchema,
+        ScoutingNanoAODSchema,
+        TreeMakerSchema,
+    )
 
     from coffea_ad.errors import CoffeaADError, UnknownNameError
     from coffea_ad.execution import (
@@ -165,6 +211,7 @@ def run(ctx: click.Context, processor_name: str, fileset: str, model: str, execu
     from coffea_ad.fileset import dedupe_files, read_fileset
     from coffea_ad.processors import get_processor
     from coffea_ad.rundir import check_writable, write_failed_run, write_run_dir
+    from coffea_ad.schemas import schema_for
 
     # ---- everything a user can get wrong is checked here, before any event is read
     outdir = Path(out)
@@ -183,6 +230,14 @@ def run(ctx: click.Context, processor_name: str, fileset: str, model: str, execu
     _check_options(ctx, executor=executor, scheduler=scheduler, task_res=task_res,
                    worker_res=worker_res)
     overrides = parse_settings(settings)
+    import inspect as _inspect
+
+    accepted = _inspect.signature(cls).parameters
+    # each format's jet collection and MET, unless the user set them: TreeMaker stores AK8
+    # jets as JetsAK8, scouting NanoAOD as ScoutingFatJet with ScoutingMET
+    for key, value in SCHEMA_DEFAULTS.get(schema, {}).items():
+        if key in accepted and key not in overrides:
+            overrides[key] = value
     try:
         proc = cls(model, **overrides)
     except TypeError as err:  # a missing or unknown setting: name the processor's settings
@@ -211,8 +266,11 @@ def run(ctx: click.Context, processor_name: str, fileset: str, model: str, execu
                "chunksize": chunksize, "maxchunks": maxchunks, "skipbadfiles": skip_bad_files,
                "progress": progress, "checkpoint_dir": checkpoint_dir,
                "resources": task_res or None, "retries": retries,
-               "schema": {"pfnano": PFNanoAODSchema, "nanoaod": NanoAODSchema,
-                          "treemaker": TreeMakerSchema}[schema]}
+               # generated samples: a schema that looks only for the cross-references the
+               # files carry (coffea's warned ~40 times per chunk about absent collections)
+               "schema": schema_for(files, {"pfnano": PFNanoAODSchema, "nanoaod": NanoAODSchema,
+                                            "treemaker": TreeMakerSchema,
+                                            "scouting": ScoutingNanoAODSchema}[schema])}
     attempted = {"processor": f"{cls.__module__}.{cls.__qualname__}", "fileset": files,
                  "executor": {k: v for k, v in options.items() if k != "schema"}
                  | {"scheduler": scheduler}, "settings": overrides}
@@ -244,6 +302,10 @@ def run(ctx: click.Context, processor_name: str, fileset: str, model: str, execu
         if issubclass(warning.category, SkippedFilesWarning):
             click.echo(f"WARNING: {warning.message}", err=True)
     info = result.pop(RUN_INFO_KEY)
+    info["configuration"] = run_configuration(
+        proc, processor_name=processor_name, model=model, overrides=overrides,
+        options={**options, "schema": options["schema"].__name__, "scheduler": scheduler,
+                 "worker_resources": worker_res or None})
     info["settings"] = overrides
     if duplicates:
         info["duplicate_files_dropped"] = duplicates

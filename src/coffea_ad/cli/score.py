@@ -16,7 +16,7 @@ __all__ = ["inspect", "score"]
 
 
 @click.command()
-@click.argument("input_file", metavar="INPUT.root", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("input_file", metavar="INPUT.root")
 @click.option("--model", "-m", "model", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="ONNX model (its sidecar NAME.json must sit next to it).")
 @click.option("--output", "-o", "output", required=True, type=click.Path(dir_okay=False, path_type=Path),
@@ -35,25 +35,36 @@ __all__ = ["inspect", "score"]
 @click.option("--nonfinite", type=click.Choice(["raise", "flag"]), default="raise", show_default=True,
               help="NaN/inf inputs or model outputs: fail, or write the sentinel -1 and a "
                    "<name>_nonfinite branch (the count is printed).")
+@click.option("--schema", type=click.Choice(["pfnano", "nanoaod", "treemaker", "scouting"]),
+              default="pfnano", show_default=True,
+              help="Input format (TreeMaker: --tree PreSelection, aligned by RunNum/LumiBlockNum/EvtNum).")
+@click.option("--jets", default=None,
+              help="Jet collection to score (default: the model's); another one must be "
+                   "declared in the model contract's sources, e.g. JetsAK8.")
 @click.option("--puppi/--no-puppi", default=True, show_default=True,
               help="Weight constituents by PFCands_puppiWeight when the file has it.")
 @click.option("--all-outputs", is_flag=True, help="Also write the model's other per-row scalar outputs.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUTPUT (never the input).")
-def score(input_file: Path, model: Path, output: Path, tree: str, name: str | None, step_size: int,
+def score(input_file: str, model: Path, output: Path, tree: str, name: str | None, step_size: int,
           batch_size: int, providers: tuple[str, ...], threads: int | None, nonfinite: str,
-          puppi: bool, all_outputs: bool, overwrite: bool) -> None:
-    """Score INPUT.root with an ONNX model into a friend tree aligned by run/lumi/event."""
+          schema: str, jets: str | None, puppi: bool, all_outputs: bool, overwrite: bool) -> None:
+    """Score INPUT.root (a local path or a root:// / https:// URL) with an ONNX model into a
+    friend tree aligned by run/lumi/event."""
     from coffea_ad.atomic import refuse_existing, refuse_same_file
     from coffea_ad.inference.friend import write_score_friend
+    from coffea_ad.remote import input_location, is_url
 
     with _clean_errors():
         # before the model is loaded: these need nothing but the paths
-        refuse_same_file(output, [input_file, model], option="--output")
+        location = input_location(input_file)
+        local = [] if is_url(location) else [location]
+        refuse_same_file(output, [*local, model], option="--output")
         refuse_existing(output, overwrite=overwrite)
         summary = write_score_friend(
             input_file, model, output, tree=tree, name=name, step_size=step_size,
             all_outputs=all_outputs, providers=list(providers) or None, batch_size=batch_size,
-            intra_op_threads=threads, nonfinite=nonfinite, puppi=puppi, overwrite=overwrite,
+            intra_op_threads=threads, nonfinite=nonfinite, puppi=puppi, schema=schema, jets=jets,
+            overwrite=overwrite,
         )
     click.echo(
         f"wrote {summary.output}:{tree}: {summary.entries} entries, {summary.rows} rows scored, "
@@ -140,5 +151,5 @@ def _clean_errors() -> Iterator[None]:
     """Our own errors already say what was expected and found: print them, not a traceback."""
     try:
         yield
-    except (CoffeaADError, ValueError) as err:
+    except (CoffeaADError, ValueError, FileNotFoundError, ModuleNotFoundError) as err:
         raise click.ClickException(f"{type(err).__name__}: {err}") from err

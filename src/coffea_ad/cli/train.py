@@ -40,8 +40,14 @@ def load_recipe(name: str):
 @click.option("--out", required=True, type=click.Path(dir_okay=False),
               help="Output base path: writes OUT.onnx, OUT.json, OUT.md, OUT_loss.png.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUT.onnx and its files.")
-def train(recipe: str, fileset: str, settings: tuple[str, ...], out: str, overwrite: bool) -> None:
-    """Train model RECIPE on FILESET and export it to ONNX with its contract and card."""
+@click.option("--quiet", "-q", is_flag=True,
+              help="No per-epoch line (loss, validation loss, learning rate) on stderr.")
+def train(recipe: str, fileset: str, settings: tuple[str, ...], out: str, overwrite: bool,
+          quiet: bool) -> None:
+    """Train model RECIPE on FILESET and export it to ONNX with its contract and card.
+
+    Prints one line per epoch on stderr (unless --quiet) and the metrics as JSON on stdout.
+    """
     from coffea_ad.atomic import refuse_existing, refuse_same_file
     from coffea_ad.nn.export import model_paths
 
@@ -53,5 +59,11 @@ def train(recipe: str, fileset: str, settings: tuple[str, ...], out: str, overwr
     for path in model_paths(out).values():  # every file the recipe writes
         refuse_same_file(path, [fileset], option="--out")
     refuse_existing(model_paths(out)["onnx"], overwrite=overwrite)
-    metrics = module.run(config, fileset, out)
+    if quiet:
+        metrics = module.run(config, fileset, out)
+    else:
+        from coffea_ad.nn.fit import report_epochs  # every recipe imports torch already
+
+        with report_epochs(lambda r: click.echo(r.line(), err=True)):
+            metrics = module.run(config, fileset, out)
     click.echo(json.dumps(metrics, indent=2, default=str))

@@ -22,7 +22,7 @@ from coffea_ad.execution.provenance import (
     warn_skipped,
 )
 from coffea_ad.execution.readers import READER_ERRORS
-from coffea_ad.fileset import load_fileset, runner_metadata
+from coffea_ad.fileset import check_normalisation, load_fileset, runner_metadata
 
 __all__ = ["apply_processor"]
 
@@ -78,6 +78,7 @@ def _apply(fileset: Mapping[str, Any] | str | Path, processor_instance: processo
 
     started = time.perf_counter()
     fs = runner_metadata(load_fileset(fileset, treename=treename))
+    check_normalisation(fs, lumi_fb=getattr(processor_instance, "lumi_fb", None))
     spec = {ds: {"files": {f: {"object_path": t} for f, t in e["files"].items()},
                  "metadata": e["metadata"] or None} for ds, e in fs.items()}
     # preprocess never raises on an unreadable file here: we collect and report them below

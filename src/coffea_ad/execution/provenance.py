@@ -133,7 +133,11 @@ def _model_paths(proc: Any) -> list[str]:
 def model_hashes(proc: Any) -> dict[str, str]:
     from coffea_ad.inference.contract import file_sha256
 
-    return {path: file_sha256(path) for path in _model_paths(proc)}
+    # the digest of the bytes the scorers carry (what the workers run), not of whatever is
+    # at the path now: the file may be gone or replaced since the scorer was built
+    carried = {str(Path(s.model_path).resolve()): s.model_sha256 for s in scorers_of(proc)
+               if getattr(s, "model_sha256", None)}
+    return {path: carried.get(path) or file_sha256(path) for path in _model_paths(proc)}
 
 
 def reconcile(plan: Plan, chunks: Mapping[Any, Any], errors: Mapping[Any, Any], *,

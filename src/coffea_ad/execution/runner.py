@@ -26,7 +26,7 @@ from coffea_ad.execution.provenance import (
     run_record,
     warn_skipped,
 )
-from coffea_ad.fileset import load_fileset, runner_metadata
+from coffea_ad.fileset import check_normalisation, load_fileset, runner_metadata
 
 __all__ = ["Executor", "RunOptions", "run_processor"]
 
@@ -81,6 +81,26 @@ class _IterativeExecutor(processor.IterativeExecutor):
         if self.status or len(items) == 0:
             return super().__call__(items, function, accumulator)
         return processor.accumulate(map(function, items), accumulator), 0
+
+
+class _FuturesExecutor(processor.FuturesExecutor):
+    """coffea's FuturesExecutor whose ``status=False`` hides the progress bars (coffea
+    2026.9 draws its futures watcher's rich bars whatever ``status`` says)."""
+
+    def __call__(self, items: Any, function: Any, accumulator: Any) -> Any:
+        if self.status:
+            return super().__call__(items, function, accumulator)
+        import coffea.processor.executor as coffea_executor
+        from rich.progress import Progress
+
+        # the watcher looks rich_bar up in its module at call time: a disabled bar for the
+        # length of this call (the Runner calls executors one at a time)
+        original = coffea_executor.rich_bar
+        coffea_executor.rich_bar = lambda: Progress(disable=True)
+        try:
+            return super().__call__(items, function, accumulator)
+        finally:
+            coffea_executor.rich_bar = original
 
 
 def run_processor(
@@ -173,6 +193,7 @@ def run_with_runner(fileset: Mapping[str, Any] | str | Path,
     client of the ``"dask"`` executor)."""
     started = time.perf_counter()
     fs = runner_metadata(load_fileset(fileset, treename=options.treename))
+    check_normalisation(fs, lumi_fb=getattr(processor_instance, "lumi_fb", None))
     the_plan = plan(fs, chunksize=options.chunksize, maxchunks=options.maxchunks,
                     align_clusters=options.align_clusters, executor=options.executor,
                     client=client, workers=options.workers)
@@ -189,8 +210,8 @@ def run_with_runner(fileset: Mapping[str, Any] | str | Path,
     if options.executor == "iterative":
         ex = _IterativeExecutor(status=options.progress, retries=options.retries)
     elif options.executor == "futures":
-        ex = processor.FuturesExecutor(workers=options.workers, status=options.progress,
-                                       retries=options.retries)
+        ex = _FuturesExecutor(workers=options.workers, status=options.progress,
+                              retries=options.retries)
     else:
         ex = AnnotatedDaskExecutor(client=client, status=options.progress,
                                    retries=options.retries,

@@ -112,6 +112,13 @@ BRANCH_EQUIVALENTS: dict[str, dict[str, tuple[str, str]]] = {
         "tau32": ("branch:NsubjettinessTau3/NsubjettinessTau2", "as tau21"),
         "n_constituents": ("branch:multiplicity", "all PF daughters, not PUPPI-weighted"),
     },
+    "ScoutingFatJet": {  # Run-3 scouting NanoAOD
+        "mass": ("branch:mass", ("AK8 jets of the HLT scouting PF candidates (PUPPI at HLT), "
+                 "no offline JEC: same definition, other reconstruction")),
+        "msoftdrop": ("branch:msoftdrop", "as mass"),
+        "tau21": ("branch:tau2/tau1", "as mass"),
+        "tau32": ("branch:tau3/tau2", "as mass"),
+    },
     "FatJet": {  # NanoAOD
         "tau21": ("branch:tau2/tau1", "the registry definition itself"),
         "tau32": ("branch:tau3/tau2", "the registry definition itself"),

@@ -23,11 +23,18 @@ from coffea_ad.atomic import atomic_path, refuse_existing, refuse_same_file
 from coffea_ad.errors import MissingBranchError
 from coffea_ad.inference.contract import file_sha256
 from coffea_ad.inference.scorer import NONFINITE_MASK, OnnxScorer
+from coffea_ad.remote import input_location, is_url
 
 __all__ = ["ALIGNMENT_BRANCHES", "FriendSummary", "write_score_friend"]
 
 #: Branches copied from the input so the friend can be matched entry by entry.
 ALIGNMENT_BRANCHES: tuple[str, ...] = ("run", "luminosityBlock", "event")
+#: TreeMaker's names for the same three numbers.
+TREEMAKER_ALIGNMENT: tuple[str, ...] = ("RunNum", "LumiBlockNum", "EvtNum")
+
+#: ``schema`` names -> coffea NanoEvents schema class names.
+SCHEMAS = {"pfnano": "PFNanoAODSchema", "nanoaod": "NanoAODSchema",
+           "treemaker": "TreeMakerSchema", "scouting": "ScoutingNanoAODSchema"}
 
 #: Key of the JSON string (TObjString) describing how the scores were made.
 INFO_KEY = "coffea_ad_scores"
@@ -65,6 +72,7 @@ def write_score_friend(
     name: str | None = None,
     step_size: int = 100_000,
     all_outputs: bool = False,
+    schema: str = "pfnano",
     overwrite: bool = False,
     **scorer_kwargs: Any,
 ) -> FriendSummary:
@@ -75,7 +83,8 @@ def write_score_friend(
     processor using the same model would compute.
 
     Args:
-        input_path: NanoAOD/PFNano ROOT file; ``tree`` may be a TTree or an RNTuple (the
+        input_path: NanoAOD/PFNano ROOT file, local or a ``root://`` / ``https://`` URL
+            (:mod:`coffea_ad.remote`); ``tree`` may be a TTree or an RNTuple (the
             friend written is a TTree either way).
         model_path: ``.onnx`` model (sidecar next to it), or a ready :class:`OnnxScorer`.
         output_path: ROOT file to create (written under a temporary name, then renamed);
@@ -84,6 +93,8 @@ def write_score_friend(
         name: score branch name; default the contract's ``name`` (branch ``FatJet_<name>``).
         step_size: entries per chunk.
         all_outputs: also write every other scalar-per-row output as ``{name}_{output}``.
+        schema: NanoEvents schema of the input, a key of :data:`SCHEMAS` (TreeMaker inputs
+            are aligned by ``RunNum, LumiBlockNum, EvtNum``, written under those names).
         overwrite: replace an existing ``output_path`` (otherwise it is refused).
         **scorer_kwargs: passed to :class:`OnnxScorer` when ``model_path`` is a path.
 
@@ -98,16 +109,23 @@ def write_score_friend(
         NonFiniteScoreError: the model gives NaN/inf (``nonfinite="raise"``).
     """
     uproot = _uproot()
-    from coffea.nanoevents import NanoEventsFactory, PFNanoAODSchema
+    import coffea.nanoevents
+    from coffea.nanoevents import NanoEventsFactory
+
+    if schema not in SCHEMAS:
+        raise ValueError(f"schema must be one of {sorted(SCHEMAS)}, given {schema!r}")
+    schemaclass = getattr(coffea.nanoevents, SCHEMAS[schema])
+    alignment = TREEMAKER_ALIGNMENT if schema == "treemaker" else ALIGNMENT_BRANCHES
 
     start_time = time.perf_counter()
     scorer = model_path if isinstance(model_path, OnnxScorer) else OnnxScorer(model_path, **scorer_kwargs)
     contract = scorer.contract
     name = name or contract.name
-    input_path, output_path = Path(input_path), Path(output_path)
+    input_path, output_path = input_location(input_path), Path(output_path)
     if step_size < 1:
         raise ValueError(f"step_size must be >= 1, found {step_size}")
-    refuse_same_file(output_path, [input_path, scorer.model_path], option="output")
+    local_input = [] if is_url(input_path) else [input_path]
+    refuse_same_file(output_path, [*local_input, scorer.model_path], option="output")
     refuse_existing(output_path, overwrite=overwrite)
 
     with uproot.open(input_path) as infile:
@@ -117,14 +135,14 @@ def write_score_friend(
         intree = infile[tree]
         entries = int(intree.num_entries)
         keys = list(intree.keys())
-        for branch in ALIGNMENT_BRANCHES:
+        for branch in alignment:
             if branch not in keys:
                 raise MissingBranchError(branch, keys, where=f"{input_path}:{tree}",
                                          needed_for="aligning the friend tree")
         # dtypes from a zero-entry read: the same call for a TTree and an RNTuple (whose
         # fields have no ``interpretation``)
         id_types = {b: v.dtype.newbyteorder("=") for b, v in intree.arrays(
-            list(ALIGNMENT_BRANCHES), entry_stop=0, library="np").items()}
+            list(alignment), entry_stop=0, library="np").items()}
 
         # which outputs become branches, with their dtypes
         extra = [] if not all_outputs else [
@@ -134,8 +152,8 @@ def write_score_friend(
         if scorer.nonfinite == "flag":
             fields[f"{name}_{NONFINITE_MASK}"] = np.dtype(bool)
 
-        branch_types: dict[str, Any] = {b: id_types[b] for b in ALIGNMENT_BRANCHES}
-        jets = contract.jets if contract.level == "jet" else None
+        branch_types: dict[str, Any] = {b: id_types[b] for b in alignment}
+        jets = scorer.jets if contract.level == "jet" else None
         if jets is not None:
             record = ", ".join(f"{f}: {_prim(dt)}" for f, dt in fields.items())
             branch_types[jets] = ak.types.from_datashape(f"var * {{{record}}}", highlevel=False)
@@ -157,16 +175,16 @@ def write_score_friend(
                 outfile.mktree(tree, branch_types)
                 for start in range(0, entries, step_size):
                     stop = min(start + step_size, entries)
-                    ids = intree.arrays(list(ALIGNMENT_BRANCHES), entry_start=start,
+                    ids = intree.arrays(list(alignment), entry_start=start,
                                         entry_stop=stop, library="np")
                     events = NanoEventsFactory.from_root(
-                        {str(input_path): tree}, schemaclass=PFNanoAODSchema, mode="virtual",
+                        {str(input_path): tree}, schemaclass=schemaclass, mode="virtual",
                         entry_start=start, entry_stop=stop,
                     ).events()
                     # the same feature path as a processor: jet, constituent or event model
                     outs = scorer.outputs_from_events(events)
                     chunk: dict[str, Any] = {b: ids[b].astype(id_types[b])
-                                             for b in ALIGNMENT_BRANCHES}
+                                             for b in alignment}
                     values = {name: outs[contract.score]}
                     values |= {f"{name}_{o}": outs[o] for o in extra}
                     if scorer.nonfinite == "flag":
@@ -194,6 +212,7 @@ def write_score_friend(
                     "nonfinite_rows": nonfinite_rows,
                     "input": str(input_path),
                     "tree": tree,
+                    "schema": schema,
                 })
     branches = tuple(f"{jets}_{f}" if jets else f for f in fields)
     return FriendSummary(output_path, entries, rows, branches, provider,

@@ -23,6 +23,8 @@ from coffea_ad.fileset import load_fileset
 from coffea_ad.inference.contract import file_sha256
 
 __all__ = [
+    "LHCO_FEATURES",
+    "LHCO_FEATURES_TAU32",
     "JetTable",
     "concat_tables",
     "dataset_files",
@@ -31,6 +33,7 @@ __all__ = [
     "event_rows",
     "iter_events",
     "jet_rows",
+    "lhco_rows",
     "load_fileset",
     "load_jet_tables",
     "load_rows",
@@ -64,22 +67,26 @@ def iter_events(fileset: Fileset, datasets: Sequence[str] | None = None, *,
         mode: NanoEvents mode: ``"virtual"`` (default) reads only the branches the features
             touch; ``"eager"`` reads every branch (slow on PFNano with thousands).
     """
-    from coffea.nanoevents import NanoEventsFactory, PFNanoAODSchema
+    from coffea.nanoevents import NanoEventsFactory
+
+    from coffea_ad.schemas import schema_for
 
     names = list(fileset) if datasets is None else list(datasets)
     for name in names:
         if name not in fileset:
             raise UnknownNameError("dataset", name, fileset)
+        # generated samples: a schema that does not look for collections they do not have
+        schema = schema_for({name: fileset[name]})
         for path, tree in fileset[name]["files"].items():
             with warnings.catch_warnings():
-                # the schema complains about cross-references (GenPart, Photon) that generated
-                # and slimmed files do not carry; training reads none of them
+                # slimmed CMS files lack cross-references (GenPart, Photon) that training
+                # never reads
                 warnings.filterwarnings("ignore", message="Missing cross-reference",
                                         category=RuntimeWarning)
                 warnings.filterwarnings("ignore", message="Branch .* already exists",
                                         category=RuntimeWarning)
                 events = NanoEventsFactory.from_root(
-                    {path: tree}, schemaclass=PFNanoAODSchema, mode=mode).events()
+                    {path: tree}, schemaclass=schema, mode=mode).events()
             yield name, path, events
 
 
@@ -311,6 +318,52 @@ def dijet_rows(events, names: Sequence[str], *, jets: str = "FatJet",
         np.zeros(0, np.float32)
     return {"x": x.reshape(len(idx), 2 * len(names)), "mjj": mjj,
             "weight": _event_weights(events)[idx], "event": idx.astype(np.int64)}
+
+
+#: LHC Olympics inputs (Nachman & Shih, ANODE, arXiv:2001.04990; CATHODE, arXiv:2109.00546)
+LHCO_FEATURES = ("mj1", "delta_mj", "tau21_j1", "tau21_j2")
+LHCO_FEATURES_TAU32 = (*LHCO_FEATURES, "tau32_j1", "tau32_j2")
+
+
+def lhco_rows(events, *, jets: str = "FatJet", lead_pt_min: float = 1200.0,
+              tau32: bool = False) -> dict[str, np.ndarray]:
+    """One row per event with two jets and a leading jet above ``lead_pt_min``: the LHC
+    Olympics resonant-AD inputs of the two p_T-leading jets, ordered by mass.
+
+    Columns of ``x`` (:data:`LHCO_FEATURES`, :data:`LHCO_FEATURES_TAU32` with ``tau32``):
+    ``mj1`` = the lighter jet's mass, ``delta_mj`` = m_J2 - m_J1 >= 0, τ21 of the lighter and
+    of the heavier jet (then τ32 of each), all in GeV or unitless; ``mjj`` is the dijet mass
+    of the two jets. Computed with :func:`coffea_ad.features.jet_features` (``mass``,
+    ``tau21``, ``tau32``: the same code the processors use).
+
+    Returns:
+        ``{"x": [n, 4 or 6] float32, "mjj": [n] float32, "weight", "event"}``.
+    """
+    from coffea_ad.features import dijet_mass, jet_features
+
+    jet = events[jets]
+    pts = ak.pad_none(jet.pt, 2, axis=1)
+    lead = ak.to_numpy(ak.fill_none(pts[:, 0], 0.0))
+    second = ak.to_numpy(ak.fill_none(pts[:, 1], 0.0))
+    idx = np.flatnonzero((lead > lead_pt_min) & (second > 0.0))
+    sel = events[idx]
+    names = ["mass", "tau21", "tau32"] if tau32 else ["mass", "tau21"]
+    feats = jet_features(sel, names, jets=jets)
+    col = {n: np.stack([ak.to_numpy(feats[n][:, i]).astype(np.float32) for i in (0, 1)], axis=1)
+           if len(idx) else np.zeros((0, 2), np.float32) for n in names}
+    # mass order: column 0 is the lighter jet (ties keep the p_T order)
+    order = np.argsort(col["mass"], axis=1, kind="stable")
+    m = np.take_along_axis(col["mass"], order, axis=1)
+    cols = [m[:, 0], m[:, 1] - m[:, 0]]
+    for n in names[1:]:
+        v = np.take_along_axis(col[n], order, axis=1)
+        cols += [v[:, 0], v[:, 1]]
+    x = np.stack(cols, axis=1).astype(np.float32)
+    j = sel[jets]
+    mjj = ak.to_numpy(dijet_mass(j[:, 0], j[:, 1])).astype(np.float32) if len(idx) else \
+        np.zeros(0, np.float32)
+    return {"x": x, "mjj": mjj, "weight": _event_weights(events)[idx],
+            "event": idx.astype(np.int64)}
 
 
 def load_rows(fileset: Fileset | str | Path, rows, *, datasets: Sequence[str] | None = None,

@@ -9,10 +9,12 @@ with ``penalty``.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import copy
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -22,9 +24,45 @@ from coffea_ad._optional import require
 
 torch = require("torch", purpose="coffea_ad.nn")
 
-__all__ = ["History", "fit", "predict"]
+__all__ = ["EpochReport", "History", "fit", "predict", "report_epochs"]
 
 Arrays = Sequence[np.ndarray]
+
+
+@dataclass(frozen=True)
+class EpochReport:
+    """What :func:`fit` hands the epoch callback after each epoch (epochs counted from 1)."""
+
+    epoch: int
+    epochs: int
+    train_loss: float
+    val_loss: float
+    lr: float
+    best_val_loss: float
+
+    def line(self) -> str:
+        """One line for a terminal, e.g. ``epoch   3/100  loss 0.1234  val loss 0.1301 ...``."""
+        width = len(str(self.epochs))
+        return (f"epoch {self.epoch:{width}d}/{self.epochs}  loss {self.train_loss:.5g}  "
+                f"val loss {self.val_loss:.5g}  lr {self.lr:.2e}  "
+                f"(best val loss {self.best_val_loss:.5g})")
+
+
+# Set by the caller around a whole recipe (the CLI), so that recipes need not pass a callback
+# through every fit() call they make.
+_EPOCH_CALLBACK: contextvars.ContextVar[Callable[[EpochReport], None] | None] = (
+    contextvars.ContextVar("coffea_ad_epoch_callback", default=None))
+
+
+@contextlib.contextmanager
+def report_epochs(callback: Callable[[EpochReport], None] | None) -> Iterator[None]:
+    """Call ``callback(EpochReport)`` after every epoch of every :func:`fit` inside the block
+    (``coffea-ad train`` prints :meth:`EpochReport.line` to stderr; ``None``: nothing)."""
+    token = _EPOCH_CALLBACK.set(callback)
+    try:
+        yield
+    finally:
+        _EPOCH_CALLBACK.reset(token)
 
 
 @dataclass
@@ -94,7 +132,8 @@ def fit(model, train: Arrays, val: Arrays, *, train_weights: np.ndarray | None =
             aux[0], weights=w)`` (DisCo, :func:`coffea_ad.nn.losses.distance_correlation`).
         aux_train, aux_val: extra per-row arrays batched with the inputs and handed to
             ``penalty`` only (e.g. m_T), not to the model.
-        verbose: print one line per epoch.
+        verbose: print one line per epoch (besides any callback set with
+            :func:`report_epochs`).
 
     Returns:
         :class:`History` with per-epoch train/validation losses and learning rates.
@@ -108,6 +147,7 @@ def fit(model, train: Arrays, val: Arrays, *, train_weights: np.ndarray | None =
     if n_train == 0 or len(val[0]) == 0:
         raise ValueError(f"fit: expected non-empty train and validation samples, found "
                          f"{n_train} and {len(val[0])} rows")
+    callback = _EPOCH_CALLBACK.get()
     old_threads = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
@@ -155,18 +195,22 @@ def fit(model, train: Arrays, val: Arrays, *, train_weights: np.ndarray | None =
             hist.val_loss.append(val_loss)
             hist.lr.append(opt.param_groups[0]["lr"])
             sched.step(val_loss)
-            if verbose:
-                print(f"epoch {epoch:3d} train {hist.train_loss[-1]:.5f} val {val_loss:.5f} "
-                      f"lr {hist.lr[-1]:.2e}")
-            if val_loss < hist.best_val_loss:
+            improved = val_loss < hist.best_val_loss
+            if improved:
                 hist.best_val_loss, hist.best_epoch = val_loss, epoch
                 best_state = copy.deepcopy(model.state_dict())
                 since_best = 0
             else:
                 since_best += 1
-                if since_best >= patience:
-                    hist.stopped_early = True
-                    break
+            report = EpochReport(epoch + 1, epochs, hist.train_loss[-1], val_loss, hist.lr[-1],
+                                 hist.best_val_loss)
+            if callback is not None:
+                callback(report)
+            if verbose:
+                print(report.line())
+            if not improved and since_best >= patience:
+                hist.stopped_early = True
+                break
         model.load_state_dict(best_state)
         model.eval()
         hist.seconds = time.perf_counter() - t0

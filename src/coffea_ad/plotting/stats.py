@@ -1,14 +1,16 @@
 """CMS-style (mplhep) plots of the statistics in :mod:`coffea_ad.stats`.
 
 Each function takes the result object of a statistics function, draws it, saves it when a
-``path`` is given (PNG or PDF by suffix) and returns the matplotlib ``Figure`` so that a
-caller (or a test) can inspect or restyle it. Figures are closed in pyplot's registry after
-saving, so loops over many plots do not accumulate memory.
+``path`` is given (PNG or PDF by suffix; ``formats`` adds others beside it) and returns the
+matplotlib ``Figure`` so that a caller (or a test) can inspect or restyle it. Figures are
+closed in pyplot's registry after saving, so loops over many plots do not accumulate memory.
+The label above the axes is a :class:`~coffea_ad.plotting.labels.PlotLabel` (default: a
+generated-sample label, never a CMS one; see :mod:`coffea_ad.plotting.labels`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,31 +18,35 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from coffea_ad._optional import require
-from coffea_ad.atomic import atomic_path
-from coffea_ad.plotting.distributions import cms_figure
+from coffea_ad.plotting.distributions import _finish, cms_figure, events_ylabel
+from coffea_ad.plotting.labels import PlotLabel
 from coffea_ad.stats.abcd import ABCDClosure
 from coffea_ad.stats.bumphunt import DijetFit, SignalFit
 from coffea_ad.stats.quantile import QuantileThresholds
 
-__all__ = ["plot_abcd_closure", "plot_bumphunt", "plot_qr_thresholds", "plot_roc_sic"]
+__all__ = [
+    "closure_ratio_limits",
+    "plot_abcd_closure",
+    "plot_bumphunt",
+    "plot_qr_thresholds",
+    "plot_roc_sic",
+]
 
 
-def _finish(fig: Any, path: str | Path | None, *, label: str, com: float,
-            right_ax: Any = None) -> Any:
-    hep = require("mplhep", purpose="CMS-style plots")
-    plt = require("matplotlib.pyplot", purpose="plots")
-    # mplhep adds "Simulation" itself for data=False; the energy goes on its own (right-most)
-    # axis so that the two labels do not overlap on narrow panels
-    hep.cms.label(label, data=False, ax=fig.axes[0], loc=0, rlabel="", fontsize=22)
-    ax = right_ax if right_ax is not None else fig.axes[0]
-    ax.text(1.0, 1.01, f"({com:g} TeV)", transform=ax.transAxes, ha="right", va="bottom",
-            fontsize=20)
-    if path is not None:
-        path = Path(path)
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, bbox_inches="tight", dpi=110)
-    plt.close(fig)  # drop from pyplot's registry; the Figure object stays usable
-    return fig
+def closure_ratio_limits(ratio: ArrayLike, err: ArrayLike, *, min_half: float = 0.25,
+                         max_half: float = 1.0) -> tuple[float, float]:
+    """y-range of a ratio panel centred on 1: wide enough for the points and their errors
+    (half-width at least ``min_half``), never wider than ``1 ± max_half``, so that a closure
+    near 1 stays readable when one bin with few events is far off (it is drawn as an arrow).
+    """
+    r = np.asarray(ratio, dtype=np.float64)
+    e = np.asarray(err, dtype=np.float64)
+    ok = np.isfinite(r) & np.isfinite(e)
+    reach = np.abs(r[ok] - 1.0) + e[ok]
+    # the median bin sets the scale so that one outlier does not flatten the others
+    half = float(np.clip(1.2 * np.max(reach[reach <= 3 * np.median(reach)], initial=0.0)
+                         if reach.size else min_half, min_half, max_half))
+    return 1.0 - half, 1.0 + half
 
 
 def _ratio_figure() -> tuple[Any, Any, Any]:
@@ -54,19 +60,20 @@ def plot_roc_sic(
     curves: Mapping[str, tuple[ArrayLike, ArrayLike]],
     path: str | Path | None = None,
     *,
-    label: str = "Preliminary",
-    com: float = 13.6,
+    label: PlotLabel | None = None,
+    formats: Sequence[str] = (),
 ) -> Any:
     """Background rejection 1/FPR versus TPR (left) and SIC = TPR/sqrt(FPR) (right).
 
     Args:
         curves: ``{name: (fpr, tpr)}`` as returned by :func:`coffea_ad.stats.roc_curve`.
         path: where to save the figure, or ``None``.
-        label: text after "CMS Simulation" (mplhep adds "Simulation").
-        com: centre-of-mass energy (TeV) in the label.
+        label: the plot label (luminosity and energy included).
+        formats: extra formats written beside ``path`` (e.g. ``("pdf",)``).
 
     Returns:
-        The matplotlib ``Figure`` (axes: ROC, SIC). Points with FPR = 0 are not drawn.
+        The matplotlib ``Figure`` (axes: ROC, SIC). Points with FPR = 0 are not drawn. The
+        random classifier (TPR = FPR) is the dashed line: 1/TPR and SIC = sqrt(TPR).
     """
     fig, (ax_roc, ax_sic) = cms_figure(ncols=2, figsize=(16, 7.5))
     for name, (fpr, tpr) in curves.items():
@@ -75,9 +82,9 @@ def plot_roc_sic(
         ok = f > 0
         ax_roc.plot(t[ok], 1.0 / f[ok], label=name)
         ax_sic.plot(t[ok], t[ok] / np.sqrt(f[ok]), label=name)
-    t_line = np.linspace(1e-3, 1, 200)
-    ax_roc.plot(t_line, 1.0 / t_line, ls=":", color="grey", label="random")
-    ax_sic.axhline(1.0, ls=":", color="grey", label="random")
+    t_line = np.logspace(-3, 0, 200)
+    ax_roc.plot(t_line, 1.0 / t_line, ls="--", color="grey", label="Random")
+    ax_sic.plot(t_line, np.sqrt(t_line), ls="--", color="grey", label="Random")
     ax_roc.set_yscale("log")
     ax_roc.set_xlabel("Signal efficiency (TPR)")
     ax_roc.set_ylabel("Background rejection (1/FPR)")
@@ -85,8 +92,9 @@ def plot_roc_sic(
     ax_sic.set_ylabel("SIC = TPR/\u221aFPR")  # mathtext \sqrt has no glyph in the CMS font
     for ax in (ax_roc, ax_sic):
         ax.set_xlim(0, 1)
-        ax.legend(fontsize=14)
-    return _finish(fig, path, label=label, com=com, right_ax=ax_sic)
+    # one legend for both panels, outside them on the right: inside it hid the curves
+    ax_sic.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=14, frameon=False)
+    return _finish(fig, path, label, right_ax=ax_sic, formats=formats)
 
 
 def plot_abcd_closure(
@@ -94,8 +102,8 @@ def plot_abcd_closure(
     path: str | Path | None = None,
     *,
     mass_label: str = r"$m_{T}$ [GeV]",
-    label: str = "Preliminary",
-    com: float = 13.6,
+    label: PlotLabel | None = None,
+    formats: Sequence[str] = (),
 ) -> Any:
     """Observed N_A and the ABCD prediction per mass bin, with their ratio below.
 
@@ -103,8 +111,8 @@ def plot_abcd_closure(
         closure: from :func:`coffea_ad.stats.abcd_closure` with a mass binning.
         path: where to save the figure, or ``None``.
         mass_label: x-axis label.
-        label: text after "CMS Simulation" (mplhep adds "Simulation").
-        com: centre-of-mass energy (TeV) in the label.
+        label: the plot label (luminosity and energy included).
+        formats: extra formats written beside ``path`` (e.g. ``("pdf",)``).
 
     Returns:
         The ``Figure`` (axes: yields, observed/predicted); chi2/ndf in the legend title.
@@ -124,17 +132,33 @@ def plot_abcd_closure(
     top.errorbar(centres, pred.observed, yerr=pred.observed_err, fmt="o", color="black",
                  label="Observed $N_A$")
     top.set_yscale("log")
-    top.set_ylabel("Events (region A)")
+    top.set_ylabel(events_ylabel(label, "Region A events"))
     top.legend(title=rf"$\chi^2$/ndf = {closure.chi2:.1f}/{closure.ndf}, p = {closure.p_value:.2g}",
                fontsize=14, title_fontsize=14)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = pred.observed / pred.predicted
-        r_err = np.sqrt(pred.observed_err**2 + pred.predicted_err**2) / pred.predicted
-    bottom.errorbar(centres, ratio, yerr=r_err, fmt="o", color="black")
+        band = pred.predicted_err / pred.predicted
+        obs_rel = pred.observed_err / pred.predicted
+    # the prediction's uncertainty as a band around 1, the observed statistical error on the
+    # points: a closure reads as points inside the band
+    bottom.stairs(1.0 + band, edges, baseline=1.0 - band, fill=True, alpha=0.3,
+                  color="tab:blue", label="Prediction unc.")
     bottom.axhline(1.0, ls="--", color="grey")
+    lo, hi = closure_ratio_limits(ratio, np.sqrt(obs_rel**2 + band**2))
+    shown = np.isfinite(ratio)
+    inside = shown & (ratio >= lo) & (ratio <= hi)
+    bottom.errorbar(centres[inside], ratio[inside], yerr=obs_rel[inside], fmt="o",
+                    color="black")
+    # points beyond the range stay visible as arrows at the edge, with their value
+    for x, r in zip(centres[shown & ~inside], ratio[shown & ~inside], strict=True):
+        y = hi if r > hi else lo
+        bottom.annotate(f"{r:.2g}", xy=(x, y), xytext=(x, y - 0.12 * (hi - lo) * np.sign(r - 1)),
+                        ha="center", va="center", fontsize=11,
+                        arrowprops={"arrowstyle": "->", "color": "black"})
+    bottom.set_ylim(lo, hi)
     bottom.set_ylabel("Obs. / pred.")
     bottom.set_xlabel(mass_label)
-    return _finish(fig, path, label=label, com=com)
+    return _finish(fig, path, label, formats=formats)
 
 
 def plot_qr_thresholds(
@@ -145,8 +169,8 @@ def plot_qr_thresholds(
     mjj: ArrayLike | None = None,
     mass_label: str = r"$m_{jj}$ [GeV]",
     score_label: str = "Anomaly score",
-    label: str = "Preliminary",
-    com: float = 13.6,
+    label: PlotLabel | None = None,
+    formats: Sequence[str] = (),
 ) -> Any:
     """Binned quantile thresholds (points) and their smooth fit (lines) versus m_jj.
 
@@ -157,8 +181,8 @@ def plot_qr_thresholds(
         mjj: their m_jj (GeV).
         mass_label: x-axis label.
         score_label: y-axis label.
-        label: text after "CMS Simulation" (mplhep adds "Simulation").
-        com: centre-of-mass energy (TeV) in the label.
+        label: the plot label (luminosity and energy included).
+        formats: extra formats written beside ``path`` (e.g. ``("pdf",)``).
 
     Returns:
         The ``Figure``: one error-bar series and one line per quantile.
@@ -180,7 +204,7 @@ def plot_qr_thresholds(
     ax.set_xlabel(mass_label)
     ax.set_ylabel(score_label)
     ax.legend(title=f"Threshold ({thresholds.fit} fit)", fontsize=14, title_fontsize=14)
-    return _finish(fig, path, label=label, com=com)
+    return _finish(fig, path, label, formats=formats)
 
 
 def plot_bumphunt(
@@ -188,7 +212,8 @@ def plot_bumphunt(
     path: str | Path | None = None,
     *,
     mass_label: str = r"$m_{jj}$ [GeV]",
-    label: str = "Preliminary",
+    label: PlotLabel | None = None,
+    formats: Sequence[str] = (),
 ) -> Any:
     """m_jj spectrum with the background-only (and S+B) fit, pulls below.
 
@@ -201,7 +226,8 @@ def plot_bumphunt(
             :func:`coffea_ad.stats.fit_signal_plus_background` result.
         path: where to save the figure, or ``None``.
         mass_label: x-axis label.
-        label: text after "CMS Simulation" (mplhep adds "Simulation").
+        label: the plot label (luminosity and energy included).
+        formats: extra formats written beside ``path`` (e.g. ``("pdf",)``).
 
     Returns:
         The ``Figure`` (axes: spectrum, pulls).
@@ -222,10 +248,17 @@ def plot_bumphunt(
                      label=rf"S+B: $\mu$ = {fit.mu:.3g} $\pm$ {fit.mu_err:.3g}, "
                      rf"$Z_{{loc}}$ = {fit.significance:.2f}")
     top.set_yscale("log")
-    top.set_ylabel("Events / GeV")
+    top.set_ylabel(events_ylabel(label, "Events / GeV"))
     top.legend(fontsize=13)
     bottom.bar(centres, bkg.pulls, width=width, color="tab:blue", alpha=0.7)
     bottom.axhline(0.0, color="grey", lw=1)
-    bottom.set_ylabel("(Data \u2212 Fit)/\u221aFit")
+    # "Pull" fits the short panel ("(Data - Fit)/sqrt(Fit)" ran off its bottom); symmetric
+    # limits of at least +-3.5 so that a 3 sigma run reads at a glance
+    pulls = np.asarray(bkg.pulls, dtype=np.float64)
+    reach = float(np.nanmax(np.abs(pulls), initial=0.0))
+    bottom.set_ylim(-max(3.5, 1.2 * reach), max(3.5, 1.2 * reach))
+    bottom.set_ylabel("Pull")
     bottom.set_xlabel(mass_label)
-    return _finish(fig, path, label=label, com=bkg.sqrt_s / 1000.0)
+    if label is None:
+        label = PlotLabel(com_tev=bkg.sqrt_s / 1000.0)
+    return _finish(fig, path, label, formats=formats)

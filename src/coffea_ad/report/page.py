@@ -6,8 +6,10 @@ backgrounds (summed) and signals. The page holds, with the plots next to the num
 
 - weighted yields per dataset and category;
 - per signal, the score performance against the summed background: AUC, max SIC (where the
-  background keeps >= 25 effective MC events) and sigma = |(B + S) - B| / sqrt(B) at the best
-  score cut, with the "sensitive if >= 3" call;
+  background keeps >= 25 effective MC events) and, only when the histograms hold events at a
+  luminosity (``lumi_fb``), sigma = |(B + S) - B| / sqrt(B) at the best score cut with the
+  "sensitive if >= 3" call (on sums of generator weights sigma means nothing: it scales with
+  the number of generated events, so the page says "n/a (unnormalised)" instead);
 - an ABCD closure per mass bin in the background, when a second variable is named
   (``abcd_y_axis``): the histogram must then carry that axis;
 - for an m_jj histogram, a bump hunt per category: the dijet-function fit of the background,
@@ -100,6 +102,10 @@ class _Page:
     figures: list[tuple[str, str]] = field(default_factory=list)
     numbers: ReportNumbers = field(default_factory=ReportNumbers)
     curves: dict[str, tuple[NDArray, NDArray]] = field(default_factory=dict)
+    lumi_fb: float | None = None
+    label: Any = None
+    styles: Any = None
+    formats: Sequence[str] = ()
 
 
 def _score_1d(x: Any) -> Any:
@@ -110,7 +116,9 @@ def _yields_section(p: _Page) -> None:
     import hist
 
     header = " | ".join(f"category {c}" for c in p.cats) if p.has_categories else "all events"
-    p.lines += ["## Yields", "", f"| dataset | {header} |",
+    unit = (f"events at {p.lumi_fb:g} fb⁻¹" if p.lumi_fb is not None
+            else "unnormalised: sums of generator weights")
+    p.lines += [f"## Yields ({unit})", "", f"| dataset | {header} |",
                 "|---" * (len(p.cats) + 1) + "|"]
     for d in [*p.backgrounds, *p.signals]:
         hd = p.h[{"dataset": hist.loc(d)}]
@@ -149,17 +157,26 @@ def _performance_section(p: _Page) -> None:
             weights_sm=b_bins[1], weights_bsm=np.concatenate([b_bins[1], s_bins[1]]),
             cuts=np.unique(b_bins[0]), min_sm_events=0.0,
         )
-        perf.update(sigma_max=scan.best_sigma, best_cut=scan.best_cut,
-                    sensitive=float(scan.sensitive))
+        if p.lumi_fb is not None:
+            perf.update(sigma_max=scan.best_sigma, best_cut=scan.best_cut,
+                        sensitive=float(scan.sensitive))
+            sigma_cells = (f"{perf['sigma_max']:.3g} | {perf['best_cut']:.3g} | "
+                           f"{'yes' if scan.sensitive else 'no'}")
+        else:
+            perf.update(sigma_max=float("nan"), best_cut=float("nan"), sensitive=float("nan"))
+            sigma_cells = "n/a (unnormalised) | n/a | —"
         p.numbers.performance[sname] = perf
         p.lines.append(
             f"| {sname} | {perf['auc']:.3f} | {_fmt(perf['max_sic'])} | "
-            f"{_fmt(perf['max_sic_tpr'])}, {_fmt(perf['max_sic_fpr'])} | "
-            f"{perf['sigma_max']:.3g} | {perf['best_cut']:.3g} | "
-            f"{'yes' if scan.sensitive else 'no'} |"
+            f"{_fmt(perf['max_sic_tpr'])}, {_fmt(perf['max_sic_fpr'])} | {sigma_cells} |"
         )
-    p.lines += ["", ("σ = |(B + S) − B| / √B at score ≥ cut, all categories and masses; "
-                     "max SIC where the background keeps ≥ 25 effective MC events."), ""]
+    sigma_note = (f"σ = |(B + S) − B| / √B at score ≥ cut on the yields at {p.lumi_fb:g} fb⁻¹, "
+                  "all categories and masses; " if p.lumi_fb is not None else
+                  "σ needs yields at a luminosity: these histograms hold sums of generator "
+                  "weights, on which σ grows with the number of generated events (run with "
+                  "`--set lumi_fb=...`); ")
+    p.lines += ["", sigma_note + "max SIC where the background keeps ≥ 25 effective MC "
+                "events.", ""]
 
 
 def _distribution_plots(p: _Page) -> None:
@@ -168,7 +185,9 @@ def _distribution_plots(p: _Page) -> None:
     from coffea_ad.plotting.stats import plot_roc_sic
 
     if p.curves:
-        plot_roc_sic(p.curves, p.out / "roc_sic.png")
+        plot_roc_sic({(p.styles[k].label if p.styles and k in p.styles else k): v
+                      for k, v in p.curves.items()}, p.out / "roc_sic.png", label=p.label,
+                     formats=p.formats)
         p.figures.append(("ROC and SIC", "roc_sic.png"))
     try:
         from coffea_ad.plotting.distributions import (
@@ -177,13 +196,15 @@ def _distribution_plots(p: _Page) -> None:
         )
 
         hs_all = p.h[{n: sum for n in p.h.axes.name if n not in ("dataset", "score")}]
-        plot_score_distributions(hs_all, p.out / "scores.png")
+        plot_score_distributions(hs_all, p.out / "scores.png", label=p.label, styles=p.styles,
+                                 formats=p.formats)
         p.figures.append(("Score distributions", "scores.png"))
         if p.has_categories and "systematic" in p.names and p.systematic == "nominal":
             # this plot takes the full histogram and selects "nominal" itself
             keep = ("dataset", "systematic", "category", "score", p.mass_axis)
             h_plot = p.h_in[{n: sum for n in p.h_in.axes.name if n not in keep}]
-            plot_mass_by_category(h_plot, p.out / "mass.png", mass=p.mass_axis)
+            plot_mass_by_category(h_plot, p.out / "mass.png", mass=p.mass_axis, label=p.label,
+                                  styles=p.styles, formats=p.formats)
             p.figures.append((f"{p.mass_axis} per category", "mass.png"))
     except ImportError:  # pragma: no cover - plotting extras are optional
         pass
@@ -214,7 +235,8 @@ def _abcd_section(p: _Page, *, x_cut: float | None, y_axis: str, y_cut: float | 
     if p.plots:
         from coffea_ad.plotting.stats import plot_abcd_closure
 
-        plot_abcd_closure(cl, p.out / "abcd_closure.png")
+        plot_abcd_closure(cl, p.out / "abcd_closure.png", label=p.label, formats=p.formats,
+                          mass_label=p.h.axes[p.mass_axis].label)
         p.figures.append(("ABCD closure", "abcd_closure.png"))
 
 
@@ -263,7 +285,8 @@ def _bumphunt_section(p: _Page, *, sqrt_s: float) -> None:
                 from coffea_ad.plotting.stats import plot_bumphunt
 
                 png = f"bumphunt_cat{c}_{sname}.png"
-                plot_bumphunt(res, p.out / png)
+                plot_bumphunt(res, p.out / png, label=p.label, formats=p.formats,
+                              mass_label=p.h.axes[p.mass_axis].label)
                 p.figures.append((f"Bump hunt, category {c}, {sname} injected", png))
         p.numbers.bumphunt[str(c)] = entry
     p.lines += ["", ("Background + signal histograms fitted with the signal histogram as the "
@@ -293,8 +316,13 @@ def write_report(
     sqrt_s: float = 13000.0,
     title: str = "coffea-ad report",
     plots: bool = True,
+    lumi_fb: float | None = None,
+    label: Any = None,
+    styles: Any = None,
+    formats: Sequence[str] = ("pdf",),
 ) -> tuple[Path, ReportNumbers]:
-    """Write ``out_dir/report.md`` (and its PNG plots) from an event histogram.
+    """Write ``out_dir/report.md`` (and its plots, PNG plus ``formats``) from an event
+    histogram.
 
     Args:
         h: ``hist.Hist`` with axes ``dataset``, ``score``, the mass, and optionally
@@ -313,6 +341,13 @@ def write_report(
         sqrt_s: centre-of-mass energy for the dijet function (GeV).
         title: page title.
         plots: also draw the plots (needs matplotlib and mplhep).
+        lumi_fb: the luminosity (fb⁻¹) the histogram's weights are normalised to (the
+            processors' ``lumi_fb``); ``None``: sums of generator weights, no sigma.
+        label: :class:`~coffea_ad.plotting.labels.PlotLabel` of the plots (default: a
+            generated-sample label with ``lumi_fb`` and ``sqrt_s``).
+        styles: display name and colour per dataset
+            (:func:`~coffea_ad.plotting.labels.dataset_styles`).
+        formats: extra formats of every figure beside its PNG (vector PDF by default).
 
     Returns:
         ``(path of report.md, ReportNumbers)``.
@@ -333,6 +368,10 @@ def write_report(
     for d in [*backgrounds, *signals]:
         if d not in datasets:
             raise UnknownNameError("dataset", d, datasets)
+    if label is None and plots:
+        from coffea_ad.plotting.labels import PlotLabel
+
+        label = PlotLabel(lumi_fb=lumi_fb, com_tev=sqrt_s / 1000.0)
     h_in = h
     if "systematic" in names:
         h = h[{"systematic": hist.loc(systematic)}]
@@ -352,7 +391,8 @@ def write_report(
     page = _Page(h=h, h_in=h_in, names=names, mass_axis=mass_axis, backgrounds=backgrounds,
                  signals=signals, systematic=systematic, bkg=bkg,
                  cats=list(h.axes["category"]) if has_categories else ["all"],
-                 has_categories=has_categories, out=out, plots=plots, lines=[f"# {title}", ""])
+                 has_categories=has_categories, out=out, plots=plots, lines=[f"# {title}", ""],
+                 lumi_fb=lumi_fb, label=label, styles=styles, formats=formats)
     _yields_section(page)
     _performance_section(page)
     _distribution_plots(page)

@@ -70,14 +70,15 @@ def dataset_roles(
     return bkg, sig
 
 
-def template_plots(hists: Mapping[str, Any], out: Path, *, region: int = 1) -> list[str]:
+def template_plots(hists: Mapping[str, Any], out: Path, *, region: int = 1,
+                   label: Any = None) -> list[str]:
     """Data vs cVAE template per feature in one m_jj region (resonant processor output)."""
     import hist
 
-    from coffea_ad.plotting.distributions import cms_figure
+    from coffea_ad.plotting.distributions import cms_figure, save_figure
+    from coffea_ad.plotting.labels import PlotLabel
 
     hep = require("mplhep", purpose="CMS-style plots")
-    plt = require("matplotlib.pyplot", purpose="plots")
     written = []
     for name, h in hists.items():
         if not name.startswith("feature_"):
@@ -96,15 +97,15 @@ def template_plots(hists: Mapping[str, Any], out: Path, *, region: int = 1) -> l
         ax.set_xlabel(h.axes["value"].label)
         ax.set_ylabel("Fraction of events")
         ax.legend()
-        hep.cms.label("Preliminary", data=False, ax=ax, loc=0, com=13.6)
+        (label or PlotLabel()).draw(ax)
         png = f"template_{name.removeprefix('feature_')}.png"
-        fig.savefig(out / png, bbox_inches="tight", dpi=110)
-        plt.close(fig)
+        save_figure(fig, out / png, formats=("pdf",))
         written.append(png)
     return written
 
 
-def classifier_lines(res: Mapping[str, Any], out: Path, *, plots: bool) -> list[str]:
+def classifier_lines(res: Mapping[str, Any], out: Path, *, plots: bool,
+                     label: Any = None) -> list[str]:
     def fmt(v: float) -> str:
         return "n/a" if math.isnan(v) else f"{v:.3g}"
 
@@ -123,7 +124,8 @@ def classifier_lines(res: Mapping[str, Any], out: Path, *, plots: bool) -> list[
         if plots:
             from coffea_ad.plotting.stats import plot_roc_sic
 
-            plot_roc_sic(res["curves"], out / "sr_classifier_roc_sic.png")
+            plot_roc_sic(res["curves"], out / "sr_classifier_roc_sic.png", label=label,
+                         formats=("pdf",))
             lines += ["![SR classifier ROC and SIC](sr_classifier_roc_sic.png)", ""]
     return lines
 
@@ -142,6 +144,29 @@ def cutflow_lines(cutflow: Mapping[str, Mapping[str, Any]]) -> list[str]:
     return lines
 
 
+def cut_on_edge(h: Any, axis: str, cut: float | None, option: str, *, snap: bool,
+                notes: list[str]) -> float | None:
+    """``cut`` when it is a bin edge of ``h``'s ``axis``; otherwise the nearest edge (with
+    ``snap``, said in ``notes``) or a :class:`ReportInputError` naming the edges around it.
+    A cut between edges would otherwise split bins whose events cannot be split."""
+    from coffea_ad.stats.abcd import snap_to_edge
+
+    if cut is None or axis not in h.axes.name:
+        return cut  # write_report names what is missing
+    edges = np.asarray(h.axes[axis].edges, dtype=np.float64)
+    edge = snap_to_edge(h.axes[axis], cut)
+    if np.isclose(edge, cut, rtol=1e-9, atol=1e-12):
+        return cut
+    around = [float(f"{e:.6g}") for e in (*edges[edges <= cut][-1:], *edges[edges > cut][:1])]
+    if not snap:
+        raise ReportInputError(
+            f"{option} {cut:g} is not a bin edge of the {axis!r} axis; nearest edges: "
+            f"{around} (pass one of them, or --snap-cuts to move the cut there)")
+    notes.append(f"{option} {cut:g} is not a bin edge of the {axis!r} axis: the ABCD regions "
+                 f"use {edge:.6g}, the nearest edge (edges around it: {around})")
+    return edge
+
+
 def write_run_report(
     run_dir: str | Path,
     *,
@@ -153,32 +178,51 @@ def write_run_report(
     abcd_y_axis: str | None = None,
     abcd_y_cut: float | None = None,
     abcd_y_pass: Literal["above", "below"] = "above",
-    sqrt_s: float = 13600.0,
+    sqrt_s: float | None = None,
     title: str | None = None,
     plots: bool = True,
     out: str | Path | None = None,
+    cms_label: str = "Private Work",
+    snap_cuts: bool = False,
+    notes: list[str] | None = None,
 ) -> tuple[Path, int]:
-    """Write the report of a run folder (``histograms.coffea``, ``run.json``).
+    """Write the report of a run folder (``histograms.coffea``, ``run.json``): ``report.md``
+    and ``report.html`` (one self-contained page, figures embedded), every figure as PNG and
+    PDF. The page opens with the plot label and the run configuration.
+
+    The plots are labelled from run.json's fileset (:func:`coffea_ad.plotting.labels.
+    label_for_fileset`: generated samples never get a CMS label); the yields are events at
+    the run's ``lumi_fb`` when it had one, else sums of generator weights (no sigma then).
 
     Args:
         run_dir: what ``coffea-ad run ... -o RUN_DIR`` wrote.
         backgrounds, signals: dataset roles (default: from ``is_signal`` in the fileset
             metadata recorded in run.json).
         names: event histograms to report (default: all those with a category axis).
-        systematic, abcd_x_cut, abcd_y_axis, abcd_y_cut, abcd_y_pass, sqrt_s, plots: as in
+        systematic, abcd_x_cut, abcd_y_axis, abcd_y_cut, abcd_y_pass, plots: as in
             :func:`~coffea_ad.report.write_report`.
+        sqrt_s: centre-of-mass energy (GeV) of the dijet function and the label (default:
+            the generator's ``ecm`` setting, else 13600).
         title: page title (default: from the run).
         out: report folder (default: ``RUN_DIR/report``).
+        cms_label: text after "CMS" on plots of CMS files.
+        snap_cuts: move ABCD cuts that are not bin edges to the nearest edge instead of
+            refusing them.
+        notes: a list that receives one line per adjustment made (a moved cut).
 
     Returns:
         ``(path of the main report.md, number of histogram pages)``.
 
     Raises:
         FileNotFoundError: no ``histograms.coffea`` in ``run_dir``.
-        ReportInputError: a named histogram or dataset is not in the run, or no event
-            histogram is.
+        ReportInputError: a named histogram or dataset is not in the run, no event
+            histogram is, or an ABCD cut is not a bin edge (without ``snap_cuts``).
     """
     from coffea.util import load
+
+    from coffea_ad.plotting.labels import dataset_styles, label_for_fileset
+    from coffea_ad.report.config import configuration_lines, run_lumi_fb
+    from coffea_ad.report.html import write_html
 
     run = Path(run_dir)
     src = run / "histograms.coffea"
@@ -199,6 +243,14 @@ def write_run_report(
         raise ReportInputError(f"no event histogram (axes dataset, category, score and mt "
                                f"or mjj) in {src}; histograms: {sorted(hists)}", usage=False)
     outdir = Path(out) if out is not None else run / "report"
+    notes = notes if notes is not None else []
+    lumi_fb = run_lumi_fb(info)
+    label = label_for_fileset(info.get("fileset"), cms_text=cms_label, lumi_fb=lumi_fb,
+                              com_tev=None if sqrt_s is None else sqrt_s / 1000.0)
+    sqrt_s = label.com_tev * 1000.0
+    all_datasets = list(dict.fromkeys(
+        [*(info.get("fileset") or {})] + [d for n in chosen for d in hists[n].axes["dataset"]]))
+    styles = dataset_styles(all_datasets, info.get("fileset"))
     processor = str(info.get("processor", "")).rsplit(".", 1)[-1] or "run"
     page_title = title or f"coffea-ad report: {processor} ({run.name})"
     resonant = processor == "ResonantProcessor"
@@ -213,22 +265,33 @@ def write_run_report(
         bkg, sig = dataset_roles(list(h.axes["dataset"]), info.get("fileset"),
                                  backgrounds=backgrounds, signals=signals)
         where = outdir if i == 0 else outdir / name
+        x_cut, y_cut = abcd_x_cut, abcd_y_cut
+        if abcd_y_axis is not None:
+            x_cut = cut_on_edge(h, "score", abcd_x_cut, "--abcd-x-cut", snap=snap_cuts,
+                                notes=notes)
+            y_cut = cut_on_edge(h, abcd_y_axis, abcd_y_cut, "--abcd-y-cut", snap=snap_cuts,
+                                notes=notes)
         path, _ = write_report(
             h, where, backgrounds=bkg, signals=sig, systematic=systematic,
-            abcd_x_cut=abcd_x_cut, abcd_y_axis=abcd_y_axis, abcd_y_cut=abcd_y_cut,
+            abcd_x_cut=x_cut, abcd_y_axis=abcd_y_axis, abcd_y_cut=y_cut,
             abcd_y_pass=abcd_y_pass,
             sqrt_s=sqrt_s, title=page_title if i == 0 else f"{page_title}: {name}",
-            plots=plots)
+            plots=plots, lumi_fb=lumi_fb, label=label, styles=styles)
         pages.append((name, path))
 
     main = pages[0][1]
-    lines = [main.read_text().rstrip(), ""]
+    head, _, body = main.read_text().partition("\n")
+    # what produced the numbers comes first: label, notes (moved cuts), run configuration
+    lines = [head, "", f"*{label.left_text()}, {label.right_text()}*", ""]
+    lines += [f"> **Note:** {n}" for n in notes] + ([""] if notes else [])
+    lines += configuration_lines(info)
+    lines += [body.strip(), ""]
     if len(pages) > 1:
         lines += ["## Other histograms", ""]
         lines += [f"- [{name}]({path.relative_to(outdir).as_posix()})" for name, path in pages[1:]]
         lines.append("")
     if plots and any(n.startswith("feature_") for n in hists):
-        pngs = template_plots(hists, outdir)
+        pngs = template_plots(hists, outdir, label=label)
         lines += ["## Signal region: data vs cVAE template", ""]
         lines += [f"![{png}]({png})" for png in pngs]
         lines.append("")
@@ -237,20 +300,15 @@ def write_run_report(
         _, sig = dataset_roles(list(arrays), info.get("fileset"), backgrounds=backgrounds,
                                signals=signals)
         try:
-            lines += classifier_lines(sr_classifier(arrays, sig), outdir, plots=plots)
+            lines += classifier_lines(sr_classifier(arrays, sig), outdir, plots=plots,
+                                      label=label)
         except ValueError as err:
             lines += ["## Signal region: classifier data vs cVAE template", "",
                       f"not run: {err}", ""]
     cutflow = result.get("cutflow")
     if cutflow:
         lines += cutflow_lines(cutflow)
-    if info:
-        lines += ["## Run", "",
-                  f"- processor: `{info.get('processor', '?')}`",
-                  (f"- entries processed: {info.get('entries_processed', '?')} of "
-                   f"{info.get('entries', '?')} (complete: {info.get('complete', '?')})")]
-        lines += [f"- model `{Path(p).name}`: sha256 `{h}`"
-                  for p, h in (info.get("models") or {}).items()]
-        lines.append("")
     atomic_write_text(main, "\n".join(lines))
+    for k, (name, path) in enumerate(pages):
+        write_html(path, title=page_title if k == 0 else f"{page_title}: {name}")
     return main, len(pages)

@@ -24,10 +24,11 @@ import contextlib
 import hashlib
 import json
 import os
+import queue
 import warnings
 import zlib
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from importlib import metadata
 from multiprocessing import get_context
@@ -43,10 +44,12 @@ from coffea_ad.samples.processes import get_process, resolve_settings
 
 __all__ = [
     "DEFAULT_EVENTS_PER_FILE",
+    "RECIPES",
     "folder_lock",
     "generate",
     "generate_fileset",
     "read_fileset",
+    "recipe_requests",
     "verify_file",
 ]
 
@@ -66,6 +69,38 @@ class _FileTask:
     first_event: int
     pythia_seed: int
     path: str
+
+
+def _lhco_requests(events: int, events_per_file: int | None) -> dict[str, dict[str, Any]]:
+    per_file = int(events_per_file or 2000)
+    n2 = max(events // 20, 1)
+    n3 = max(events // 40, 1)
+    # signal first: it is small and every study needs it; the background files then complete
+    # one by one, so an interrupted run already leaves usable (verified) files behind
+    return {
+        "lhco_xy2": {"process": "zprime_xy", "events": n2, "events_per_file": min(per_file, 1000)},
+        "lhco_qcd": {"process": "dijet", "events": int(events), "events_per_file": per_file},
+        "lhco_xy3": {"process": "zprime_xy_3prong", "events": n3,
+                     "events_per_file": min(per_file, 1000)},
+    }
+
+
+RECIPES: dict[str, tuple[str, Callable[[int, int | None], dict[str, dict[str, Any]]]]] = {
+    "lhco": (
+        ("LHC Olympics R&D-like: EVENTS QCD dijets (process 'dijet', m̂ 2.8-4.5 TeV, p̂T > 1.1 TeV) "
+        "as lhco_qcd, W' (3.5 TeV) -> X (500) Y (100) 2-prong (EVENTS/20, lhco_xy2) and "
+        "3-prong (EVENTS/40, lhco_xy3)"),
+        _lhco_requests,
+    ),
+}
+"""Recipe name -> (description, (events, events_per_file) -> requests for generate_fileset)."""
+
+
+def recipe_requests(name: str, events: int, events_per_file: int | None = None) -> dict[str, dict[str, Any]]:
+    """The :func:`generate_fileset` requests of the recipe ``name`` for ``events`` background events."""
+    if name not in RECIPES:
+        raise UnknownNameError("recipe", name, RECIPES)
+    return RECIPES[name][1](int(events), events_per_file)
 
 
 def _versions() -> dict[str, str]:
@@ -140,8 +175,26 @@ def _expected(task: _FileTask) -> dict[str, Any]:
     }
 
 
-def _run_file(task: _FileTask, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """Generate one file (or reuse a verified one); returns its provenance."""
+def _drain(ticks: Any, bar: Any) -> None:
+    """Move the progress bar by the event counts workers put on ``ticks`` so far."""
+    if ticks is None:
+        return
+    n = 0
+    with contextlib.suppress(queue.Empty):
+        while True:
+            n += ticks.get_nowait()
+    if n:
+        bar.update(n)
+
+
+def _run_file(task: _FileTask, progress: Callable[[int], None] | None = None,
+              ticks: Any = None) -> dict[str, Any]:
+    """Generate one file (or reuse a verified one); returns its provenance.
+
+    ``progress(n)`` (same process) or ``ticks.put(n)`` (a queue shared with the parent) is
+    called after every chunk of ``n`` events."""
+    if progress is None and ticks is not None:
+        progress = ticks.put
     path = Path(task.path)
     prov = verify_file(path, _expected(task))
     if prov is not None:
@@ -296,7 +349,7 @@ def generate_fileset(
     Returns:
         The fileset of the requested datasets in coffea's dataset format:
         ``{dataset: {"files": {abs_path: "Events"}, "metadata": {...}}}``, with metadata
-        ``process``, ``is_signal``, ``settings`` (resolved), ``xsec`` (pb, Pythia's sigmaGen,
+        ``generator`` ("coffea-ad"), ``process``, ``is_signal``, ``settings`` (resolved), ``xsec`` (pb, Pythia's sigmaGen,
         averaged over files weighted by events), ``xsec_err``, ``sumw`` (sum of genWeight),
         ``sumw2``, ``nevents``, ``seed``, ``versions``. ``out/fileset.json`` gets these
         datasets merged into what it already holds.
@@ -335,12 +388,19 @@ def _generate_locked(resolved: dict[str, tuple[str, dict[str, Any]]], tasks: lis
         else:
             # spawn: Pythia and FastJet hold C++ state that must not be forked mid-use
             ctx = get_context("spawn")
-            with ProcessPoolExecutor(max_workers=int(jobs), mp_context=ctx) as pool:
-                futures = {pool.submit(_run_file, task): task for task in tasks}
-                for fut in as_completed(futures):
-                    task = futures[fut]
-                    results[task.path] = fut.result()
-                    bar.update(task.events)
+            with ctx.Manager() as manager, ProcessPoolExecutor(max_workers=int(jobs),
+                                                               mp_context=ctx) as pool:
+                # workers report every chunk of events through this queue, so the bar moves
+                # during a file (a file is thousands of events: ticking per file was too coarse)
+                ticks = manager.Queue() if progress else None
+                futures = {pool.submit(_run_file, task, None, ticks): task for task in tasks}
+                pending = set(futures)
+                while pending:
+                    done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                    _drain(ticks, bar)
+                    for fut in done:
+                        results[futures[fut].path] = fut.result()
+                _drain(ticks, bar)
 
     fileset: dict[str, Any] = {}
     for dataset, (process, settings) in resolved.items():
@@ -352,6 +412,8 @@ def _generate_locked(resolved: dict[str, tuple[str, dict[str, Any]]], tasks: lis
         fileset[dataset] = {
             "files": {t.path: "Events" for t in tasks if t.dataset == dataset},
             "metadata": {
+                # tells plots these are not CMS events (coffea_ad.plotting.labels)
+                "generator": "coffea-ad",
                 "process": process,
                 "is_signal": get_process(process).is_signal,
                 "settings": settings,

@@ -173,6 +173,24 @@ _QCD = ProcessSpec(
     commands=_qcd,
 )
 
+_DIJET = ProcessSpec(
+    name="dijet",
+    description="QCD dijets in an m̂ window above a p̂T threshold (LHC Olympics R&D-like background)",
+    is_signal=False,
+    settings={
+        # The LHC Olympics R&D analysis keeps m_jj in 3.3-3.7 TeV (signal region) and its
+        # sidebands with a leading-jet pT > 1.2 TeV trigger. Generating only the m̂ window that
+        # feeds that range puts ~20 % of the events in the signal region instead of ~0.1 % for
+        # p̂T > 500 GeV, with equal weights (no bias), so the sample looks like data.
+        # p̂T > 1.1 TeV keeps ~all events that pass pT_J1 > 1.2 TeV (FSR/ISR rarely push the
+        # leading jet 100 GeV above p̂T) while dropping the forward ones that never pass it.
+        "pthat_min": Setting(1100.0, "PhaseSpace:pTHatMin [GeV]"),
+        "mhat_min": Setting(2800.0, "PhaseSpace:mHatMin [GeV]"),
+        "mhat_max": Setting(4500.0, "PhaseSpace:mHatMax [GeV]"),
+    },
+    commands=lambda s: ["HardQCD:all = on", *_phase_space(s)],
+)
+
 
 # ---------------------------------------------------------------------------------- SVJ
 def svj_lambda(alpha_dark: float | str, mdark: float, *, n_colours: int = 3, n_flavours: int = 2) -> float:
@@ -482,7 +500,7 @@ _HPP = ProcessSpec(
 )
 
 PROCESSES: Mapping[str, ProcessSpec] = {
-    p.name: p for p in (_QCD, _TTBAR, _WJETS, _ZJETS, _WZ, _SVJ, _ZPXY, _ZPXY3, _HPP)
+    p.name: p for p in (_QCD, _DIJET, _TTBAR, _WJETS, _ZJETS, _WZ, _SVJ, _ZPXY, _ZPXY3, _HPP)
 }
 """Process name -> :class:`ProcessSpec`."""
 

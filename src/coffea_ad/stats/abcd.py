@@ -40,6 +40,7 @@ __all__ = [
     "abcd_regions",
     "merged_mass_edges",
     "score_cut",
+    "snap_to_edge",
 ]
 
 Direction = Literal["above", "below"]
@@ -247,6 +248,16 @@ def _edge_index(axis: Any, cut: float) -> int:
         )
         raise ValueError(msg)
     return k
+
+
+def snap_to_edge(axis: Any, cut: float) -> float:
+    """The bin edge of a histogram ``axis`` nearest to ``cut`` (``cut`` itself when it is an
+    edge), for callers that prefer moving a cut to the binning over refusing it; they should
+    say that they did. Edges print with 10 significant digits (a Regular axis computes
+    0.7999999999999998 for 0.8).
+    """
+    edges = np.asarray(axis.edges, dtype=np.float64)
+    return float(f"{edges[int(np.argmin(np.abs(edges - cut)))]:.10g}")
 
 
 def _counts_from_hist(
