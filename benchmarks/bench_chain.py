@@ -12,8 +12,9 @@ On the same generated PFNano-format files (Pythia8 + FastJet, made once and cach
    parallel efficiency = rate(2 workers) / (2 x rate(1 worker)).
 
 The two sides of each comparison run alternately, ``--repeats`` times each after a warm-up
-(numba compilation, ONNX session creation), and the medians are compared. Targets (issue 8):
-full chain ≥ 0.5 x read-only; efficiency ≥ 85 %.
+(numba compilation, ONNX session creation), and the medians are compared. Targets (scoring
+must not dominate the read, and two workers should nearly double the rate): full chain
+≥ 0.5 x read-only; efficiency ≥ 85 %.
 
     python benchmarks/bench_chain.py --events 4000 --replicas 4 --repeats 3
     python benchmarks/bench_chain.py --events 4000 --replicas 4 --repeats 3 --chunksize 500

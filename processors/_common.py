@@ -12,8 +12,8 @@ from typing import Any
 import awkward as ak
 import numpy as np
 
+from coffea_ad.analysis import is_lazy
 from coffea_ad.errors import MissingBranchError
-from coffea_ad.inference._layout import is_dask_awkward
 
 __all__ = [
     "MET_NAMES",
@@ -132,7 +132,7 @@ def leading_pair(jets: Any, mask: Any) -> tuple[np.ndarray, Any]:
         selected events' two leading passing jets.
     """
     good = jets[mask]
-    if is_dask_awkward(good):  # the lazy path: a dask-awkward mask
+    if is_lazy(good):  # the lazy path: a dask-awkward mask
         import dask_awkward as dak
 
         has_pair = dak.num(good, axis=1) >= 2

@@ -22,23 +22,17 @@ from typing import Any, Literal
 
 import awkward as ak
 import numpy as np
-from coffea import processor
 
+from coffea_ad.analysis import AnalysisProcessor
 from coffea_ad.errors import UnknownNameError
 from coffea_ad.features import dijet_mass
 from coffea_ad.histos import jet_score_histogram, score_mass_histogram
 from coffea_ad.inference import OnnxScorer
-from coffea_ad.inference._layout import is_dask_awkward
 from coffea_ad.processors._common import (
-    chunk_output,
-    event_weights,
-    finish_output,
     lazy_bookkeeping,
-    lazy_event_weights,
     lazy_twin,
     leading_pair,
     refuse_lazy_flag,
-    require_fields,
     scores_counted,
 )
 
@@ -52,7 +46,7 @@ DEFAULT_MJJ_EDGES: tuple[float, ...] = tuple(float(x) for x in np.arange(0.0, 80
 _COMBINE = {"min": np.minimum, "max": np.maximum, "sum": np.add}
 
 
-class BumpHuntProcessor(processor.ProcessorABC):
+class BumpHuntProcessor(AnalysisProcessor):
     """Dijet events in QR-decorrelated score categories, m_jj spectra per category.
 
     Args:
@@ -83,6 +77,8 @@ class BumpHuntProcessor(processor.ProcessorABC):
     ``cutflow[dataset]``, ``entries``, ``sumw``, ``provider``.
     """
 
+    name = "bumphunt"
+
     def __init__(
         self,
         model: str | Path,
@@ -98,10 +94,11 @@ class BumpHuntProcessor(processor.ProcessorABC):
         lumi_fb: float | None = None,
         scorer_options: dict[str, Any] | None = None,
     ) -> None:
+        super().__init__(systematic=systematic, lumi_fb=lumi_fb)
         if combine not in _COMBINE:
             raise UnknownNameError("score combination", combine, list(_COMBINE))
         self.model = str(model)
-        self.scorer = OnnxScorer(self.model, **(scorer_options or {}))
+        self.scorer = self.add_scorer("model", OnnxScorer(self.model, **(scorer_options or {})))
         if self.scorer.contract.level != "jet":
             msg = (f"bumphunt needs a jet-level model (one score per jet), found level "
                    f"{self.scorer.contract.level!r} in {self.model}")
@@ -112,8 +109,6 @@ class BumpHuntProcessor(processor.ProcessorABC):
         self.max_eta = float(max_eta)
         self.sideband_deta = float(sideband_deta)
         self.mjj_edges = [float(e) for e in mjj_edges]
-        self.systematic = str(systematic)
-        self.lumi_fb = None if lumi_fb is None else float(lumi_fb)
         self.threshold_name = threshold_name
         self.thresholds = None if thresholds is None else str(thresholds)
         self._thresholds_json: str | None = None
@@ -123,7 +118,8 @@ class BumpHuntProcessor(processor.ProcessorABC):
             n_q = 0
         elif str(thresholds).endswith(".onnx"):
             # the quantile-regression network of training/qr.py: m_jj -> thresholds
-            self.qr_scorer = OnnxScorer(thresholds, **(scorer_options or {}))
+            self.qr_scorer = self.add_scorer("thresholds",
+                                             OnnxScorer(thresholds, **(scorer_options or {})))
             extra = self.qr_scorer.contract.extra
             if self.qr_scorer.contract.kind != "quantile_regression" or "quantiles" not in extra:
                 msg = (f"bumphunt: expected a quantile-regression model (training/qr.py) as "
@@ -175,13 +171,13 @@ class BumpHuntProcessor(processor.ProcessorABC):
             category_label="QR category (thresholds passed)" if len(self.categories) > 1
             else "all (no thresholds)")
 
-    def process(self, events: ak.Array) -> dict[str, Any]:
-        require_fields(events, {self.jets: ("pt", "eta", "phi", "mass")}, processor="bumphunt")
-        if is_dask_awkward(events):
-            return self._process_lazy(events)
+    def required_fields(self, events: Any) -> dict[str, tuple[str, ...]]:
+        return {self.jets: ("pt", "eta", "phi", "mass")}
+
+    def process_chunk(self, events: ak.Array) -> dict[str, Any]:
         dataset = events.metadata["dataset"]
         n_all = len(events)
-        weights = event_weights(events, lumi_fb=self.lumi_fb)
+        weights = self.weights(events)
 
         jets = events[self.jets]
         # events * jets, aligned with jets
@@ -212,9 +208,8 @@ class BumpHuntProcessor(processor.ProcessorABC):
             f">=2 {self.jets} (pt>{self.min_pt:g}, |eta|<{self.max_eta:g})": int(has_pair.sum()),
             f"search region |deta_jj|<={self.sideband_deta:g}": int((~sideband).sum()),
         }
-        return chunk_output(hists, dataset=dataset, events=events, cutflow=cutflow,
-                            provider=self.scorer.provider, systematic=self.systematic,
-                            nonfinite_scores=nonfinite)
+        return self.bookkeeping(hists, events=events, cutflow=cutflow,
+                                nonfinite_scores=nonfinite)
 
     def _lazy_categories(self, score: ak.Array, mjj: ak.Array) -> ak.Array:
         """:meth:`_categories` of one partition (numpy in, numpy out)."""
@@ -225,15 +220,15 @@ class BumpHuntProcessor(processor.ProcessorABC):
         return ak.Array(self._categories(ak.to_numpy(score).astype(np.float64),
                                          ak.to_numpy(mjj).astype(np.float64)).astype(np.int64))
 
-    def _process_lazy(self, events: Any) -> dict[str, Any]:
-        """:meth:`process` on dask-awkward events (the ``apply_to_fileset`` path): the same
+    def process_lazy(self, events: Any) -> dict[str, Any]:
+        """:meth:`process_chunk` on dask-awkward events (the ``apply_to_fileset`` path): the same
         selection, categories and histograms, built lazily; counts become numbers in
         :meth:`postprocess`. Tested bin for bin against the Runner path."""
         refuse_lazy_flag(self.scorer)
         import dask_awkward as dak
 
         dataset = events.metadata["dataset"]
-        raw_w, weights = lazy_event_weights(events, lumi_fb=self.lumi_fb)
+        raw_w, weights = self.lazy_weights(events)
         jets = events[self.jets]
         scores = self.scorer.score_events(events)
         good = (jets["pt"] > self.min_pt) & (abs(jets["eta"]) < self.max_eta)
@@ -264,6 +259,3 @@ class BumpHuntProcessor(processor.ProcessorABC):
                  (f">=2 {self.jets} (pt>{self.min_pt:g}, |eta|<{self.max_eta:g})", ones[has_pair]),
                  (f"search region |deta_jj|<={self.sideband_deta:g}", ones[has_pair][~sideband])]
         return {"hists": hists, **lazy_bookkeeping(dataset=dataset, steps=steps, weights=raw_w)}
-
-    def postprocess(self, accumulator: dict[str, Any]) -> dict[str, Any]:
-        return finish_output(accumulator, provider=self.scorer.provider)

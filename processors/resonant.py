@@ -24,20 +24,15 @@ import hist
 import numpy as np
 from coffea import processor
 
+from coffea_ad.analysis import AnalysisProcessor
 from coffea_ad.errors import ModelContractError
 from coffea_ad.features import dijet_mass, jet_features
 from coffea_ad.histos import score_mass_histogram
 from coffea_ad.inference import OnnxScorer
-from coffea_ad.inference._layout import is_dask_awkward
 from coffea_ad.inference.noise import event_normals
 from coffea_ad.processors._common import (
-    chunk_output,
-    event_weights,
-    finish_output,
     lazy_bookkeeping,
-    lazy_event_weights,
     lazy_twin,
-    require_fields,
 )
 
 __all__ = ["DEFAULT_FEATURE_BINS", "EVENT_ID", "REGIONS", "ResonantProcessor"]
@@ -67,7 +62,7 @@ def _split_feature(name: str) -> tuple[str, int]:
     return base, int(idx) - 1
 
 
-class ResonantProcessor(processor.ProcessorABC):
+class ResonantProcessor(AnalysisProcessor):
     """cVAE scores in the m_jj signal region and sidebands, and a sampled background template.
 
     Args:
@@ -108,6 +103,8 @@ class ResonantProcessor(processor.ProcessorABC):
     ``cutflow``, ``entries``, ``sumw``, ``provider``.
     """
 
+    name = "resonant"
+
     def __init__(
         self,
         model: str | Path,
@@ -125,6 +122,7 @@ class ResonantProcessor(processor.ProcessorABC):
         lumi_fb: float | None = None,
         scorer_options: dict[str, Any] | None = None,
     ) -> None:
+        super().__init__(systematic=systematic, lumi_fb=lumi_fb)
         if isinstance(signal_region, str):  # from the CLI: --set signal_region=3300:3700
             signal_region = [x for x in signal_region.replace(":", ",").split(",") if x]
         if len(signal_region) != 2:
@@ -136,7 +134,7 @@ class ResonantProcessor(processor.ProcessorABC):
         if samples_per_event < 1:
             raise ValueError(f"samples_per_event must be >= 1, found {samples_per_event}")
         self.model = str(model)
-        self.scorer = OnnxScorer(self.model, **(scorer_options or {}))
+        self.scorer = self.add_scorer("model", OnnxScorer(self.model, **(scorer_options or {})))
         contract = self.scorer.contract
         if sorted(contract.input_names) != ["condition", "features"]:
             msg = (f"resonant: expected a cVAE with inputs 'features' and 'condition' (from "
@@ -151,7 +149,8 @@ class ResonantProcessor(processor.ProcessorABC):
             sampler = default if default.is_file() else None
         self.sampler_path = None if sampler is None else str(sampler)
         self.sampler = (None if sampler is None
-                        else OnnxScorer(sampler, **(scorer_options or {})))
+                        else self.add_scorer("sampler",
+                                             OnnxScorer(sampler, **(scorer_options or {}))))
         # standard-normal columns the sampler takes per row (latent z, then the observation
         # noise of each feature in the current recipe): read from its contract, not assumed
         self.noise_width = (0 if self.sampler is None
@@ -165,8 +164,6 @@ class ResonantProcessor(processor.ProcessorABC):
                           else [float(x) for x in np.arange(0.0, 8001.0, 100.0)])
         self.feature_bins = {**DEFAULT_FEATURE_BINS, **(feature_bins or {})}
         self.keep_arrays = bool(keep_arrays)
-        self.systematic = str(systematic)
-        self.lumi_fb = None if lumi_fb is None else float(lumi_fb)
 
     def region(self, mjj: np.ndarray) -> np.ndarray:
         """Region index per event: 0 below the signal region, 1 inside (edges included, as
@@ -185,15 +182,16 @@ class ResonantProcessor(processor.ProcessorABC):
             storage=hist.storage.Weight(),
         )
 
-    def process(self, events: ak.Array) -> dict[str, Any]:
-        require_fields(events, {self.jets: ("pt", "eta", "phi", "mass")}, processor="resonant")
-        if self.sampler is not None:
-            require_fields(events, {name: () for name in EVENT_ID}, processor="resonant")
-        if is_dask_awkward(events):
-            return self._process_lazy(events)
+    def required_fields(self, events: Any) -> dict[str, tuple[str, ...]]:
+        needs: dict[str, tuple[str, ...]] = {self.jets: ("pt", "eta", "phi", "mass")}
+        if self.sampler is not None:  # the template's random stream is seeded per event
+            needs.update({name: () for name in EVENT_ID})
+        return needs
+
+    def process_chunk(self, events: ak.Array) -> dict[str, Any]:
         dataset = events.metadata["dataset"]
         n_all = len(events)
-        weights = event_weights(events, lumi_fb=self.lumi_fb)
+        weights = self.weights(events)
 
         # NanoAOD jets are p_T-ordered: the second jet passing min_pt means both do
         second_pt = ak.to_numpy(ak.fill_none(ak.pad_none(events[self.jets].pt, 2, axis=1)[:, 1],
@@ -237,8 +235,7 @@ class ResonantProcessor(processor.ProcessorABC):
             f"SR {self.signal_region[0]:g}<=mjj<={self.signal_region[1]:g}":
                 int((region == 1).sum()),
         }
-        out = chunk_output(hists, dataset=dataset, events=events, cutflow=cutflow,
-                           provider=self.scorer.provider, systematic=self.systematic)
+        out = self.bookkeeping(hists, events=events, cutflow=cutflow)
         if self.keep_arrays:
             acc = processor.column_accumulator
             sr, s_sr = region == 1, s_region == 1
@@ -302,15 +299,15 @@ class ResonantProcessor(processor.ProcessorABC):
             fields[f"t{j}"] = ak.from_regular(ak.Array(np.ascontiguousarray(t[:, :, j])), axis=1)
         return ak.zip(fields, depth_limit=1)
 
-    def _process_lazy(self, events: Any) -> dict[str, Any]:
-        """:meth:`process` on dask-awkward events (the ``apply_to_fileset`` path): the same
+    def process_lazy(self, events: Any) -> dict[str, Any]:
+        """:meth:`process_chunk` on dask-awkward events (the ``apply_to_fileset`` path): the same
         selection, scores, template and histograms, built lazily; the cVAE and its sampler
         run per partition. The template noise is a function of the event ids, so every bin
         equals the chunked executors'. No per-event arrays (``keep_arrays``) here."""
         import dask_awkward as dak
 
         dataset = events.metadata["dataset"]
-        raw_w, weights = lazy_event_weights(events, lumi_fb=self.lumi_fb)
+        raw_w, weights = self.lazy_weights(events)
         second_pt = dak.fill_none(dak.pad_none(events[self.jets].pt, 2, axis=1)[:, 1], 0.0)
         has_pair = second_pt > self.min_pt
         sel = events[has_pair]
@@ -351,6 +348,3 @@ class ResonantProcessor(processor.ProcessorABC):
                  (f"SR {self.signal_region[0]:g}<=mjj<={self.signal_region[1]:g}",
                   ones[has_pair][region == 1])]
         return {"hists": hists, **lazy_bookkeeping(dataset=dataset, steps=steps, weights=raw_w)}
-
-    def postprocess(self, accumulator: dict[str, Any]) -> dict[str, Any]:
-        return finish_output(accumulator, provider=self.scorer.provider)

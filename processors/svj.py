@@ -19,24 +19,18 @@ from typing import Any, Literal
 import awkward as ak
 import hist
 import numpy as np
-from coffea import processor
 
+from coffea_ad.analysis import AnalysisProcessor
 from coffea_ad.errors import UnknownNameError
 from coffea_ad.features import transverse_mass
 from coffea_ad.histos import jet_score_histogram, score_mass_histogram
 from coffea_ad.inference import OnnxScorer, WorkingPoint, read_working_point
-from coffea_ad.inference._layout import is_dask_awkward
 from coffea_ad.processors._common import (
-    chunk_output,
-    event_weights,
-    finish_output,
     lazy_bookkeeping,
-    lazy_event_weights,
     lazy_twin,
     leading_pair,
     met_collection,
     refuse_lazy_flag,
-    require_fields,
     scores_counted,
 )
 from coffea_ad.systematics import (
@@ -98,7 +92,7 @@ def abcd_histogram(variable: AbcdVariable = "deta_jj") -> hist.Hist:
     return hist.Hist(*axes[:3], y_axis, axes[3], storage=hist.storage.Weight())
 
 
-class SVJProcessor(processor.ProcessorABC):
+class SVJProcessor(AnalysisProcessor):
     """AE-tagged semivisible-jet analysis.
 
     Args:
@@ -157,6 +151,8 @@ class SVJProcessor(processor.ProcessorABC):
     background events.
     """
 
+    name = "svj"
+
     def __init__(
         self,
         model: str | Path,
@@ -176,12 +172,13 @@ class SVJProcessor(processor.ProcessorABC):
         variations: str | None = None,
         gen_jets: str = "GenJetAK8",
     ) -> None:
+        super().__init__(systematic=systematic, lumi_fb=lumi_fb)
         if abcd_variable not in ABCD_VARIABLES:  # fail at construction, not in a worker
             raise UnknownNameError("ABCD variable", abcd_variable, ABCD_VARIABLES)
         self.abcd_variable = abcd_variable
         self.model = str(model)
-        self.scorer = OnnxScorer(self.model, **{**(scorer_options or {}),
-                                                **({"jets": jets} if jets else {})})
+        self.scorer = self.add_scorer("model", OnnxScorer(
+            self.model, **{**(scorer_options or {}), **({"jets": jets} if jets else {})}))
         self.jets = self.scorer.jets or "FatJet"
         # the tag threshold: a number, or the working point JSON (correctionlib, constant or
         # binned in jet p_T) next to the model ("model") or at a path
@@ -204,18 +201,15 @@ class SVJProcessor(processor.ProcessorABC):
         self.min_mt = float(min_mt)
         self.max_deta = None if max_deta is None else float(max_deta)
         self.min_met_over_mt = None if min_met_over_mt is None else float(min_met_over_mt)
-        self.systematic = str(systematic)
-        self.lumi_fb = None if lumi_fb is None else float(lumi_fb)
 
-    def process(self, events: ak.Array) -> dict[str, Any]:
+    def required_fields(self, events: Any) -> dict[str, tuple[str, ...]]:
         met_needs = ({} if "METPhi" in events.fields and self.met is None else
                      {self.met or "MET|PFMET|PuppiMET": ("pt", "phi")})
-        require_fields(events, {self.jets: ("pt", "eta", "phi", "mass"), **met_needs},
-                       processor="svj")
-        if is_dask_awkward(events):
-            return self._process_lazy(events)
+        return {self.jets: ("pt", "eta", "phi", "mass"), **met_needs}
+
+    def process_chunk(self, events: ak.Array) -> dict[str, Any]:
         dataset = events.metadata["dataset"]
-        weights = event_weights(events, lumi_fb=self.lumi_fb)
+        weights = self.weights(events)
         jets = with_mass(events[self.jets])
         # constituent-list models (padded inputs) score through score_events; dense models
         # keep their feature table so variations can replace p_T and mass in it
@@ -241,9 +235,8 @@ class SVJProcessor(processor.ProcessorABC):
                 var_scores = self.scorer(feats)
             self._fill(out, events, varied, var_scores, weights, label)
         hists = {**out, "jets": h_jets}
-        return chunk_output(hists, dataset=dataset, events=events, cutflow=cutflow,
-                            provider=self.scorer.provider, systematic=self.systematic,
-                            nonfinite_scores=nonfinite)
+        return self.bookkeeping(hists, events=events, cutflow=cutflow,
+                                nonfinite_scores=nonfinite)
 
     def _variations(self, events: Any, jets: Any) -> dict[str, Any]:
         if self.variations is None:
@@ -304,8 +297,8 @@ class SVJProcessor(processor.ProcessorABC):
                            **{self.abcd_variable: second}, mt=mt, weight=w)
         return cutflow, lead_scores, w
 
-    def _process_lazy(self, events: Any) -> dict[str, Any]:
-        """:meth:`process` on dask-awkward events (the ``apply_to_fileset`` path): the same
+    def process_lazy(self, events: Any) -> dict[str, Any]:
+        """:meth:`process_chunk` on dask-awkward events (the ``apply_to_fileset`` path): the same
         selection and histograms, built lazily (``hist.dask``); counts become numbers in
         :meth:`postprocess`. Tested bin for bin against the Runner path."""
         refuse_lazy_flag(self.scorer)
@@ -319,7 +312,7 @@ class SVJProcessor(processor.ProcessorABC):
                 f"svj processor on dask-awkward events: {', '.join(unsupported)} not "
                 "supported on this path; use --executor iterative, futures or dask")
         dataset = events.metadata["dataset"]
-        raw_w, weights = lazy_event_weights(events, lumi_fb=self.lumi_fb)
+        raw_w, weights = self.lazy_weights(events)
         jets = events[self.jets]
         scores = self.scorer.score_events(events)
         good = (jets["pt"] > self.min_pt) & (abs(jets["eta"]) < self.max_eta)
@@ -361,6 +354,3 @@ class SVJProcessor(processor.ProcessorABC):
                     weight=dak.flatten(dak.broadcast_arrays(w_k, sel_scores)[0]))
         return {"hists": {"events": h_events, "abcd": h_abcd, "jets": h_jets},
                 **lazy_bookkeeping(dataset=dataset, steps=steps, weights=raw_w)}
-
-    def postprocess(self, accumulator: dict[str, Any]) -> dict[str, Any]:
-        return finish_output(accumulator, provider=self.scorer.provider)

@@ -18,21 +18,15 @@ from typing import Any
 
 import awkward as ak
 import numpy as np
-from coffea import processor
 
+from coffea_ad.analysis import AnalysisProcessor
 from coffea_ad.errors import ModelContractError
 from coffea_ad.features import vbs_variables
 from coffea_ad.histos import score_mass_histogram
 from coffea_ad.inference import OnnxScorer
-from coffea_ad.inference._layout import is_dask_awkward
 from coffea_ad.processors._common import (
-    chunk_output,
-    event_weights,
-    finish_output,
     lazy_bookkeeping,
-    lazy_event_weights,
     lazy_twin,
-    require_fields,
 )
 
 __all__ = ["VBS_MJJ_EDGES", "VBSProcessor"]
@@ -41,7 +35,7 @@ __all__ = ["VBS_MJJ_EDGES", "VBSProcessor"]
 VBS_MJJ_EDGES: tuple[float, ...] = tuple(float(x) for x in np.arange(0.0, 4001.0, 100.0))
 
 
-class VBSProcessor(processor.ProcessorABC):
+class VBSProcessor(AnalysisProcessor):
     """Same-sign dilepton + two-jet selection and event-level anomaly scores.
 
     Args:
@@ -72,6 +66,8 @@ class VBSProcessor(processor.ProcessorABC):
     cut), ``entries``, ``sumw``, ``provider``.
     """
 
+    name = "vbs"
+
     def __init__(
         self,
         model: str | Path,
@@ -92,6 +88,7 @@ class VBSProcessor(processor.ProcessorABC):
         lumi_fb: float | None = None,
         scorer_options: dict[str, Any] | None = None,
     ) -> None:
+        super().__init__(systematic=systematic, lumi_fb=lumi_fb)
         self.model = str(model)
         if isinstance(models, str):  # from the CLI: --set models=vae_dnn=models/vae_dnn.onnx
             models = dict(item.split("=", 1) for item in models.split(",") if item.strip())
@@ -105,9 +102,9 @@ class VBSProcessor(processor.ProcessorABC):
                 msg = (f"vbs needs event-level models, found level {scorer.contract.level!r} "
                        f"in {path}")
                 raise ModelContractError(msg)
-            # one attribute per scorer: the run record finds scorers among the attributes
-            setattr(self, f"scorer_{label}" if label else "scorer", scorer)
+            self.add_scorer(label or "model", scorer)
             self.labels.append(label)
+        self.scorer = self.scorers["model"]
         self.jets = jets
         self.leptons = tuple(leptons)
         self.min_lep1_pt, self.min_lep2_pt = float(min_lep1_pt), float(min_lep2_pt)
@@ -116,12 +113,10 @@ class VBSProcessor(processor.ProcessorABC):
         self.min_jet_pt, self.max_jet_eta = float(min_jet_pt), float(max_jet_eta)
         self.min_mjj, self.min_deta_jj = float(min_mjj), float(min_deta_jj)
         self.mjj_edges = [float(e) for e in mjj_edges]
-        self.systematic = str(systematic)
-        self.lumi_fb = None if lumi_fb is None else float(lumi_fb)
 
     def scorer_for(self, label: str) -> OnnxScorer:
         """The scorer of ``model`` (label ``""``) or of ``models[label]``."""
-        return getattr(self, f"scorer_{label}" if label else "scorer")
+        return self.scorers[label or "model"]
 
     def _histogram(self, scorer: OnnxScorer) -> Any:
         classifier = scorer.contract.kind.endswith("classifier")
@@ -173,13 +168,13 @@ class VBSProcessor(processor.ProcessorABC):
         return [*names, ">=2 jets", f"jet pt>{self.min_jet_pt:g} |eta|<{self.max_jet_eta:g}",
                 f"mjj>{self.min_mjj:g}", f"|deta_jj|>{self.min_deta_jj:g}"]
 
-    def _require(self, events: Any) -> None:
+    def required_fields(self, events: Any) -> dict[str, Sequence[str]]:
         needs: dict[str, Sequence[str]] = {self.jets: ("pt", "eta", "phi", "mass"),
                                           "MET|PFMET|PuppiMET": ("pt", "phi")}
         present = [n for n in self.leptons if n in events.fields]
         for name in present or ["|".join(self.leptons)]:
             needs[name] = ("pt", "eta", "phi", "mass", "charge")
-        require_fields(events, needs, processor="vbs")
+        return needs
 
     def _scorers(self, fields: Sequence[str]) -> list[tuple[str, OnnxScorer]]:
         out = []
@@ -193,13 +188,10 @@ class VBSProcessor(processor.ProcessorABC):
             out.append(("events" if not label else f"events_{label}", scorer))
         return out
 
-    def process(self, events: ak.Array) -> dict[str, Any]:
-        self._require(events)
-        if is_dask_awkward(events):
-            return self._process_lazy(events)
+    def process_chunk(self, events: ak.Array) -> dict[str, Any]:
         dataset = events.metadata["dataset"]
         n_all = len(events)
-        weights = event_weights(events, lumi_fb=self.lumi_fb)
+        weights = self.weights(events)
         v = vbs_variables(events, jets=self.jets, leptons=self.leptons)
         masks = self._step_masks(events)
         keep = np.ones(n_all, dtype=bool)
@@ -218,17 +210,16 @@ class VBSProcessor(processor.ProcessorABC):
             h.fill(dataset=dataset, systematic=self.systematic, category=np.zeros(len(w), int),
                    score=score, mjj=mjj, weight=w)
             hists[key] = h
-        return chunk_output(hists, dataset=dataset, events=events, cutflow=cutflow,
-                            provider=self.scorer.provider, systematic=self.systematic)
+        return self.bookkeeping(hists, events=events, cutflow=cutflow)
 
-    def _process_lazy(self, events: Any) -> dict[str, Any]:
-        """:meth:`process` on dask-awkward events (the ``apply_to_fileset`` path): the same
+    def process_lazy(self, events: Any) -> dict[str, Any]:
+        """:meth:`process_chunk` on dask-awkward events (the ``apply_to_fileset`` path): the same
         selection (:meth:`_step_masks` mapped over the partitions) and histograms, built
         lazily; counts become numbers in :meth:`postprocess`."""
         import dask_awkward as dak
 
         dataset = events.metadata["dataset"]
-        raw_w, weights = lazy_event_weights(events, lumi_fb=self.lumi_fb)
+        raw_w, weights = self.lazy_weights(events)
         v = vbs_variables(events, jets=self.jets, leptons=self.leptons)
         masks = dak.map_partitions(self._step_masks, events, label="vbs-selection")
         ones = dak.ones_like(raw_w)
@@ -248,6 +239,3 @@ class VBSProcessor(processor.ProcessorABC):
                    category=dak.zeros_like(w, dtype=np.int64), score=score, mjj=mjj, weight=w)
             hists[key] = h
         return {"hists": hists, **lazy_bookkeeping(dataset=dataset, steps=steps, weights=raw_w)}
-
-    def postprocess(self, accumulator: dict[str, Any]) -> dict[str, Any]:
-        return finish_output(accumulator, provider=self.scorer.provider)

@@ -82,3 +82,22 @@ def test_parse_settings_types():
 
     assert parse_settings(("n=3", "x=0.5", "flag=true", "name=qcd")) == {
         "n": 3, "x": 0.5, "flag": True, "name": "qcd"}
+
+
+def test_run_takes_a_users_processor_as_module_colon_class(tmp_path):
+    """``coffea-ad run module:Class``: a class importable by the user runs like a built-in
+    name; a missing module or a class that is not a coffea processor is a usage error."""
+    from coffea_ad.processors import get_processor
+    from coffea_ad.processors.svj import SVJProcessor
+
+    assert get_processor("coffea_ad.processors.svj:SVJProcessor") is SVJProcessor
+    assert get_processor("svj") is SVJProcessor
+    with pytest.raises(TypeError, match="ProcessorABC"):
+        get_processor("coffea_ad.processors.svj:abcd_histogram")
+    fileset = tmp_path / "f.json"
+    fileset.write_text("{}")
+    model = Path(__file__).resolve().parents[1] / "models" / "svj_dense_ae.onnx"
+    res = _cli("run", "no_such_module_xyz:Proc", "--fileset", str(fileset), "--model",
+               str(model), "-o", str(tmp_path / "out"))
+    assert res.returncode == 2
+    assert "no_such_module_xyz" in res.stderr

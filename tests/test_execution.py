@@ -1,4 +1,4 @@
-"""Scale and resilience of :mod:`coffea_ad.execution` (issue 8).
+"""Scale and resilience of :mod:`coffea_ad.execution`.
 
 Every histogram is compared with an independent reference computed with uproot + numpy
 straight from the files. Dask tests start real ``distributed`` clusters on loopback.
@@ -170,8 +170,7 @@ class JetCounter(processor.ProcessorABC):
         sums = Hist(hist.axis.StrCategory([ds], name="dataset", growth=True),
                     hist.axis.Regular(*PT_BINS, name="pt"), storage=hist.storage.Weight())
         sums.fill(dataset=ds, pt=pt, weight=w)
-        # per-event totals as one-bin histograms: dask-awkward 2025.3 cannot build scalar
-        # reductions (dak.sum) on awkward 2.14, and histograms are what we compare anyway
+        # per-event totals as one-bin histograms: histograms are what both paths compare
         totals = Hist(hist.axis.StrCategory([ds], name="dataset", growth=True),
                       hist.axis.Regular(1, 0.0, 2.0, name="one"), storage=hist.storage.Weight())
         totals.fill(dataset=ds, one=lib.ones_like(weight), weight=weight)

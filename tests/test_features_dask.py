@@ -1,9 +1,7 @@
 """The same features from dask-awkward NanoEvents as from virtual ones, reading only what they need.
 
-Computed with the synchronous scheduler (no cluster). dask 2026.8 with dask-awkward 2025.3 fails
-in dask-awkward's "layer-chains" graph rewrite for any computation ("Cannot fuse tasks with
-multiple outputs", also for ``events.FatJet.pt.compute()``), so these tests keep only the
-"columns" optimization, the one whose result they check.
+Computed with the synchronous scheduler (no cluster), with dask-awkward's optimizations as
+configured (column projection is the one whose result these tests check).
 """
 
 from __future__ import annotations
@@ -48,8 +46,7 @@ def both(pfnano_file):
 
 def compute(*collections):
     """One dask.compute for all (one read of the file); a single result for one collection."""
-    with dask.config.set({"awkward.optimization.which": ["columns"]}):
-        out = dask.compute(*collections, scheduler="sync")
+    out = dask.compute(*collections, scheduler="sync")
     return out[0] if len(collections) == 1 else out
 
 

@@ -1,11 +1,6 @@
 """OnnxScorer under Dask: no model run on the client, a real LocalCluster of 2 worker
 processes (dask-awkward map_partitions and coffea's Runner + DaskExecutor), one ONNX Runtime
 session per worker process.
-
-dask-awkward 2025.3's graph optimization fails on dask 2026.8 for any multi-partition graph
-("Missing dependency ..." / "Cannot fuse tasks with multiple outputs", also for a plain
-``array.x * 2``), so computes here run with ``awkward.optimization.enabled = False``; the
-column projection is still checked with ``dak.report_necessary_columns``.
 """
 
 from __future__ import annotations
@@ -26,7 +21,6 @@ dak = pytest.importorskip("dask_awkward")
 distributed = pytest.importorskip("distributed")
 ort = pytest.importorskip("onnxruntime")
 
-NO_DAK_OPT = {"awkward.optimization.enabled": False}
 
 
 def _jets(n_events: int, seed: int = 2) -> tuple[ak.Array, np.ndarray]:
@@ -85,8 +79,7 @@ def test_local_cluster_map_partitions(tiny_ae_onnx, client):
     djets = dak.from_awkward(jets, npartitions=8)
     scorer = OnnxScorer(tiny_ae_onnx, intra_op_threads=1, batch_size=64)
     scores = scorer(djets)
-    with dask.config.set(NO_DAK_OPT):
-        got = client.compute(scores).result()
+    got = client.compute(scores).result()
     assert ak.num(got).tolist() == ak.num(jets.eta).tolist()
     np.testing.assert_allclose(ak.flatten(got).to_numpy(), _direct(tiny_ae_onnx, x),
                                rtol=1e-5, atol=1e-6)

@@ -191,7 +191,6 @@ def test_event_level_model_reads_the_event_variables(tiny_ae_onnx, pfnano_file, 
 def test_particle_model_scored_from_pfnano(pfnano_file, tmp_path, mode):
     """A constituent-level model (padded particles [8, 3] + mask [8]): score_events builds
     the particle lists with coffea_ad.features and puts the per-jet scores on the jets."""
-    import dask
 
     from coffea_ad.features import jet_constituents, particle_list
     from coffea_ad.inference import InputSpec, ModelContract, OutputSpec
@@ -228,7 +227,6 @@ def test_particle_model_scored_from_pfnano(pfnano_file, tmp_path, mode):
     got = scorer.score_events(_events(pfnano_file, mode))
     if mode == "dask":
         assert scorer.stats.calls == 0  # graph built, model not run on the client
-        with dask.config.set({"awkward.optimization.enabled": False}):  # see test_inference_dask
-            got = got.compute()
+        got = got.compute()
     assert ak.num(got).to_list() == counts
     np.testing.assert_allclose(ak.flatten(got).to_numpy(), flat, rtol=1e-5, atol=1e-5)

@@ -2,7 +2,7 @@
 
 The cuts |Δη_j1j2| < max_deta and MET/m_T > min_met_over_mt (CMS, arXiv:2112.11125) are
 recomputed from the raw branches with uproot + numpy, as are the luminosity weights; the
-defaults (cuts off) are covered by tests/test_processor_svj.py.
+defaults (cuts off) are covered by tests/test_processors_svj_reference.py.
 """
 
 from __future__ import annotations

@@ -222,7 +222,7 @@ def run(ctx: click.Context, processor_name: str, fileset: str, model: str, execu
     outdir = Path(out)
     try:
         cls = get_processor(processor_name)
-    except UnknownNameError as err:
+    except (UnknownNameError, ImportError, TypeError) as err:
         raise click.BadParameter(str(err), param_hint="PROCESSOR") from None
     try:
         files, duplicates = dedupe_files(read_fileset(fileset))

@@ -81,10 +81,8 @@ def _apply(fileset: Mapping[str, Any] | str | Path, processor_instance: processo
     check_normalisation(fs, lumi_fb=getattr(processor_instance, "lumi_fb", None))
     spec = {ds: {"files": {f: {"object_path": t} for f, t in e["files"].items()},
                  "metadata": e["metadata"] or None} for ds, e in fs.items()}
-    # preprocess never raises on an unreadable file here: we collect and report them below.
-    # Its tiny graph trips dask-awkward 2025.3's optimizer under dask 2026.8 ("Cannot fuse
-    # tasks with multiple outputs"); column optimization is pointless there anyway.
-    with warnings.catch_warnings(), dask.config.set({"awkward.optimization.enabled": False}):
+    # preprocess never raises on an unreadable file here: we collect and report them below
+    with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*plain dict fileset", category=UserWarning)
         available, updated = preprocess(spec, step_size=chunksize, skip_bad_files=True,
                                         file_exceptions=READER_ERRORS, save_form=False,
@@ -113,11 +111,9 @@ def _apply(fileset: Mapping[str, Any] | str | Path, processor_instance: processo
         processor_instance, available, schemaclass=schema,
         uproot_options={"allow_read_errors_with_report": READER_ERRORS},
     ) if available else ({}, {})
-    # column projection stays on (only the branches the processor touches are read); the
-    # layer-chain fusion of dask-awkward 2025.3 fails under dask 2026.8 on any graph where
-    # one array feeds two operations ("Cannot fuse tasks with multiple outputs")
-    with dask.config.set({"awkward.optimization.which": ["columns"]}):
-        computed, computed_reports = dask.compute(outputs, reports, scheduler=client)
+    # dask-awkward's optimizations (column projection: only the branches the processor
+    # touches are read) run as configured by the user
+    computed, computed_reports = dask.compute(outputs, reports, scheduler=client)
     read, failed = _partition_ledger(computed_reports)
     for rec in files:
         key = (rec["dataset"], rec["file"])
@@ -148,7 +144,7 @@ def _apply(fileset: Mapping[str, Any] | str | Path, processor_instance: processo
         raise TypeError("apply_processor needs a processor whose output is a dict, found "
                         f"{type(output).__name__}")
     output[RUN_INFO_KEY] = info
-    return output
+    return dict(output) if not isinstance(output, dict) else output
 
 
 def _partition_ledger(reports: Mapping[str, Any]) -> tuple[dict[tuple[str, str], int],

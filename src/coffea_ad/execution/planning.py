@@ -74,7 +74,8 @@ def plan(fileset: dict[str, Any], *, chunksize: int, maxchunks: int | None,
     todo = [item for i, item in enumerate(items) if cached[i] is None]
     fetched = iter(_map(inspect_file, todo, executor=executor, client=client,
                         workers=workers))
-    infos = [cached[i] if cached[i] is not None else next(fetched) for i in range(len(items))]
+    infos: list[dict[str, Any]] = [c if (c := cached[i]) is not None else next(fetched)
+                                   for i in range(len(items))]
     for (_, f, t), info in zip(items, infos, strict=True):
         if info["error"] is None:
             _METADATA_CACHE[_cache_key(f, t)] = info

@@ -57,13 +57,14 @@ class SkippedFilesWarning(UserWarning):
 
 
 def scorers_of(obj: Any) -> list[Any]:
-    """Attributes of a processor that look like ONNX scorers (a ``model_path`` and a
-    ``provider``), found by duck typing so any scorer class is recorded."""
-    found = []
-    for value in getattr(obj, "__dict__", {}).values():
-        if hasattr(type(value), "provider") and hasattr(value, "model_path"):
-            found.append(value)
-    return found
+    """The ONNX scorers of a processor: its ``scorers`` mapping (every
+    :class:`~coffea_ad.analysis.AnalysisProcessor` has one); for another processor, its
+    attributes that look like scorers (a ``model_path`` and a ``provider``)."""
+    declared = getattr(obj, "scorers", None)
+    if isinstance(declared, Mapping):
+        return list(declared.values())
+    return [value for value in getattr(obj, "__dict__", {}).values()
+            if hasattr(type(value), "provider") and hasattr(value, "model_path")]
 
 
 class Provenance(processor.ProcessorABC):

@@ -17,10 +17,11 @@ READER_ERRORS: tuple[type[BaseException], ...] = (
 
 def _exception_chain(err: BaseException) -> Iterator[BaseException]:
     seen: set[int] = set()
-    while err is not None and id(err) not in seen:
-        seen.add(id(err))
-        yield err
-        err = err.__cause__ or err.__context__
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
 
 
 def is_reader_error(err: BaseException) -> bool:

@@ -265,7 +265,7 @@ def run_with_runner(fileset: Mapping[str, Any] | str | Path,
                         f"'{RUN_INFO_KEY}'), found {type(output).__name__}")
     warn_skipped(skipped, stacklevel=3)  # points at the caller of run_processor
     output[RUN_INFO_KEY] = info
-    return output
+    return dict(output) if not isinstance(output, dict) else output
 
 
 def _is_dead_worker(err: BaseException) -> bool:

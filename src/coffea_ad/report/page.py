@@ -378,10 +378,12 @@ def write_report(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
-    bkg = None
-    for d in backgrounds:
-        part = h[{"dataset": hist.loc(d)}]
-        bkg = part if bkg is None else bkg + part
+    if not backgrounds:
+        msg = "write_report: expected at least one background dataset, found none"
+        raise ValueError(msg)
+    bkg = h[{"dataset": hist.loc(backgrounds[0])}]
+    for d in backgrounds[1:]:
+        bkg = bkg + h[{"dataset": hist.loc(d)}]
     has_categories = "category" in names
     other = [n for n in bkg.axes.name if n not in ("score", mass_axis, "category")]
     if abcd_y_axis is None and other:

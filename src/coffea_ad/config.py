@@ -1,0 +1,152 @@
+"""Typed settings: a recipe's ``CONFIG`` defaults, then a config file, then ``--set`` values,
+validated with pydantic against the types of the defaults.
+
+- the type of a key is that of its default (``list[int]`` for ``[10, 10]``, ``bool`` for
+  ``False``, ...); a key whose default is ``None`` takes its type from :data:`KNOWN_TYPES`, else
+  any value;
+- ``--set KEY=VALUE`` strings are converted to that type: a list from comma-separated items
+  (``train_datasets=qcd_train`` is ``["qcd_train"]``, ``hidden=8,4`` is ``[8, 4]``) or from JSON
+  (``hidden=[8,4]``), numbers and booleans by pydantic's conversion;
+- a config file is TOML (``.toml``) or YAML (``.yaml``/``.yml``) holding a table of keys.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, get_args, get_origin
+
+from coffea_ad.errors import CoffeaADError, UnknownNameError
+
+__all__ = ["KNOWN_TYPES", "ConfigError", "load_config_file", "resolve_settings"]
+
+#: types of keys whose default is ``None`` (the default gives no type)
+KNOWN_TYPES: dict[str, Any] = {"train_datasets": list[str] | None}
+
+
+class ConfigError(CoffeaADError, ValueError):
+    """A setting of the wrong type or a config file that cannot be read."""
+
+
+def _type_of(key: str, default: Any) -> Any:
+    if default is None:
+        return KNOWN_TYPES.get(key, Any)
+    if isinstance(default, bool):
+        return bool
+    if isinstance(default, int):
+        return int
+    if isinstance(default, float):
+        return float
+    if isinstance(default, str):
+        return str
+    if isinstance(default, (list, tuple)):
+        kinds = {type(v) for v in default}
+        item = kinds.pop() if len(kinds) == 1 else Any
+        return list[item]  # type: ignore[valid-type]
+    if isinstance(default, Mapping):
+        return dict[str, Any]
+    return Any
+
+
+def _is_list_type(tp: Any) -> bool:
+    if get_origin(tp) is list:
+        return True
+    return any(get_origin(a) is list for a in get_args(tp))
+
+
+def _from_string(value: str, tp: Any) -> Any:
+    text = value.strip()
+    if text[:1] in "[{":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"expected JSON, found {text!r} ({err})") from None
+    if _is_list_type(tp):
+        if text.lower() in ("none", "null") and type(None) in get_args(tp):
+            return None
+        return [item.strip() for item in text.split(",") if item.strip()]
+    if tp is Any:
+        low = text.lower()
+        if low in ("true", "false"):
+            return low == "true"
+        if low in ("none", "null"):
+            return None
+        for cast in (int, float):
+            try:
+                return cast(text)
+            except ValueError:
+                pass
+    return text
+
+
+def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The table of settings in a TOML or YAML file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise ConfigError(f"config file {path}: cannot be read ({err})") from None
+    try:
+        if path.suffix == ".toml":
+            import tomllib
+
+            data = tomllib.loads(text)
+        elif path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            raise ConfigError(f"config file {path}: expected a .toml, .yaml or .yml file")
+    except ConfigError:
+        raise
+    except Exception as err:  # noqa: BLE001 -- tomllib and yaml raise their own classes
+        raise ConfigError(f"config file {path}: not valid {path.suffix[1:]}: {err}") from None
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"config file {path}: expected a table of settings, found "
+                          f"{type(data).__name__}")
+    return dict(data)
+
+
+def resolve_settings(defaults: Mapping[str, Any], *, file_values: Mapping[str, Any] | None = None,
+                     overrides: Sequence[str] = (), what: str = "setting") -> dict[str, Any]:
+    """The settings that differ from nothing: ``defaults`` updated by ``file_values`` and by
+    ``overrides`` (``KEY=VALUE`` strings), each value validated against its default's type.
+
+    Returns:
+        Only the keys given in the file or the overrides (the caller's own defaults apply to
+        the rest), converted to their types.
+
+    Raises:
+        UnknownNameError: a key that ``defaults`` does not have.
+        ConfigError: a value that does not convert to the key's type, or a malformed pair.
+    """
+    from pydantic import TypeAdapter, ValidationError
+
+    given: dict[str, Any] = dict(file_values or {})
+    raw: dict[str, str] = {}
+    for pair in overrides:
+        if "=" not in pair:
+            raise ConfigError(f"--set: expected KEY=VALUE, found {pair!r}")
+        key, value = pair.split("=", 1)
+        raw[key.strip()] = value
+    out: dict[str, Any] = {}
+    for key in [*given, *raw]:
+        if key not in defaults:
+            raise UnknownNameError(what, key, defaults)
+    for key, value in {**given, **raw}.items():
+        tp = _type_of(key, defaults[key])
+        source = "--set" if key in raw else "config file"
+        try:
+            parsed = _from_string(value, tp) if key in raw else value
+            out[key] = TypeAdapter(tp).validate_python(parsed)
+        except (ValidationError, ConfigError) as err:
+            first = err.errors()[0]["msg"] if isinstance(err, ValidationError) else str(err)
+            raise ConfigError(f"{source} {key}={value!r}: expected {_describe(tp)}, "
+                              f"{first}") from None
+    return out
+
+
+def _describe(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
