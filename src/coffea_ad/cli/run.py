@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import cast
 
 import click
 
@@ -247,7 +248,8 @@ def run(ctx: click.Context, processor_name: str, fileset: str, model: str, execu
         if executor == "dask-awkward":
             raise click.UsageError("--nonfinite flag is counted per chunk on the Runner "
                                    "executors; --executor dask-awkward needs --nonfinite raise")
-        options_given = dict(overrides.get("scorer_options") or {})
+        options_given: dict[str, object] = dict(
+            cast("dict[str, object]", overrides.get("scorer_options") or {}))
         overrides["scorer_options"] = options_given | {"nonfinite": nonfinite}
     try:
         proc = cls(model, **overrides)
