@@ -20,7 +20,7 @@ from typing import Any, get_args, get_origin
 
 from coffea_ad.errors import CoffeaADError, UnknownNameError
 
-__all__ = ["KNOWN_TYPES", "ConfigError", "load_config_file", "resolve_settings"]
+__all__ = ["KNOWN_TYPES", "ConfigError", "load_config_file", "parse_number", "resolve_settings"]
 
 #: types of keys whose default is ``None`` (the default gives no type)
 KNOWN_TYPES: dict[str, Any] = {"train_datasets": list[str] | None}
@@ -73,11 +73,18 @@ def _from_string(value: str, tp: Any) -> Any:
             return low == "true"
         if low in ("none", "null"):
             return None
-        for cast in (int, float):
-            try:
-                return cast(text)
-            except ValueError:
-                pass
+        return parse_number(text)
+    return text
+
+
+def parse_number(text: str) -> Any:
+    """``text`` as an int, else a float, else the stripped string (a ``key=value`` value)."""
+    text = text.strip()
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
     return text
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from coffea_ad.atomic import atomic_write_text
+from coffea_ad.config import parse_number
 from coffea_ad.errors import UnknownNameError
 from coffea_ad.inference.contract import InputSpec, ModelContract
 from coffea_ad.nn.data import dataset_files, signal_datasets, split_indices
@@ -54,19 +55,9 @@ def resolve_config(defaults: Mapping[str, Any], config: Mapping[str, Any] | None
         if key not in defaults:
             raise UnknownNameError(f"{recipe} config key", key, defaults)
         if isinstance(value, str) and isinstance(defaults[key], (list, tuple)):
-            value = [_scalar(v) for v in value.split(",") if v.strip()]
+            value = [parse_number(v) for v in value.split(",") if v.strip()]
         out[key] = value
     return out
-
-
-def _scalar(text: str) -> Any:
-    text = text.strip()
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
 
 
 def dataset_roles(fileset: Mapping[str, Any], train_datasets: Sequence[str] | None
