@@ -315,7 +315,7 @@ def calibrate(onnx_path, x_cal: np.ndarray, w_cal: np.ndarray, *, datasets: Sequ
         "datasets": list(datasets), "samples": dict(samples),
         "selection": dict(selection) if selection else contract.training.get("selection"),
         "n_jets": len(x_cal), "weighted": True, "command": command,
-        "table": table.to_dict()}
+        **provenance(), "table": table.to_dict()}
     contract.metrics["tag_threshold"] = {f"{e:g}": round(threshold_for_mistag(e), 6)
                                          for e in (0.1, 0.05, 0.01)}
     # the torch check ran on the flow before the map was appended
