@@ -10,6 +10,7 @@ models/svj_cflow``.
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -328,11 +329,24 @@ def calibrate(onnx_path, x_cal: np.ndarray, w_cal: np.ndarray, *, datasets: Sequ
                                                 weights_bkg=w_test, weights_sig=w), 4)
                                    for n, (x, w) in evals.items() if len(x)}
         contract.metrics["test_background_mean_score"] = float(np.mean(sb))
+    old_description = contract.description
+    contract.description += (" Score decorrelated: -ln of the QCD survival fraction at the "
+                             "jet's p_T" + (f" and {cfg['ddt_second']} quantile" if second else "")
+                             + f", measured on {', '.join(datasets)}.")
     contract.write(onnx_path.with_suffix(".json"))
     card = onnx_path.with_suffix(".md")
     if card.exists():
         g = np.exp(table.grid)
-        atomic_write_text(card, card.read_text() + (
+        # the card's header lines written at export describe the flow's own score
+        replace = {"- output `score`:": f"- output `score`: {contract.outputs[0].meaning}",
+                   "- output `nll`:": f"- output `nll`: {contract.outputs[1].meaning}",
+                   "- auc:": f"- auc: {json.dumps(contract.metrics.get('auc'))}",
+                   "- test_background_mean_score:": "- test_background_mean_score: "
+                   f"{contract.metrics.get('test_background_mean_score')}",
+                   old_description: contract.description}
+        text = "\n".join(next((v for k, v in replace.items() if line.startswith(k)), line)
+                         for line in card.read_text().splitlines()) + "\n"
+        atomic_write_text(card, text + (
             "\n## Decorrelation (p_T-flat mistag)\n\n"
             f"`score` = -ln ε(nll | p_T{', ' + cfg['ddt_second'] if second else ''}), measured "
             f"on {len(x_cal)} jets of {', '.join(datasets)} (not training jets) at {len(g)} "
