@@ -2,7 +2,8 @@
 closure on independent background-only QCD.
 
     python studies/svj_validation.py --data /work/data/svj --out OUT \\
-        --model models/svj_cflow_s0.onnx --model models/svj_cflow_s1.onnx ...
+        --model CAL/svj_flow_s0.onnx --model CAL/svj_flow_s1.onnx ... \\
+        [--closure-data qcd_phys --closure-data qcd_phys2] [--no-bdt]
 
 ``--data`` is a ``coffea-ad generate`` folder with the datasets (see ``SAMPLES`` below for the
 commands): ``qcd_train`` (the models' training QCD, used here only for the BDT ceiling),
@@ -15,9 +16,13 @@ bins, AUC with QCD reweighted to the signal's jet-p_T spectrum, and the same for
 gradient-boosted classifier on the model's substructure inputs (the ceiling; trained on
 ``qcd_train`` against half of the signal events, evaluated on ``qcd_test`` and the other
 half). The ABCD closure uses the event score of the SVJ processor (the larger of the two jets'
-scores) with the jet working point at 10 % mistag on ``qcd_test``, per m_T bin, with |Δη_jj|
+scores) with the jet working point at 10 % mistag (a decorrelated model's recorded
+``metrics.tag_threshold``, ln 10; otherwise the 90 % quantile of its qcd_test jet scores), per
+m_T bin, on the ``--closure-data`` datasets merged (default ``qcd_phys``), with |Δη_jj|
 (signal-like below 1.3) and with R_T = MET/m_T (signal-like above 0.15) as second variable, with
-and without the preselection MET/m_T > 0.25 (|Δη_jj| only; R_T is the cut variable there).
+and without the preselection MET/m_T > 0.25 (|Δη_jj| only; R_T is the cut variable there); for
+the first model and then per model, with the event tag rates in and out of |Δη_jj| < 1.3 per
+m_T bin. Also the QCD mistag per jet-p_T bin at each model's working point on ``qcd_test``.
 Prints the tables and writes ``OUT/svj_validation.json`` and ``OUT/svj_validation.md``.
 """
 
