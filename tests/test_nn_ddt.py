@@ -91,6 +91,14 @@ def test_fixed_cut_keeps_ten_percent_at_every_condition():
         # binomial error of this bin plus that of the calibration's ~2 bins of statistics
         sigma = np.sqrt(0.09 / s.sum() + 0.09 / (2 * s.sum()))
         assert abs(f - 0.10) < 4 * sigma, (lo, hi, f)
+    # against plain numpy: the 90 % quantile of the values in a narrow window around each
+    # interior grid point is mapped to a survival fraction of 0.10 (binomial error of the window)
+    for g in GRID[1:-1]:
+        window = np.abs(c2 - g) < 0.05
+        q90 = np.quantile(v2[window], 0.9)
+        eps = np.exp(-t(np.array([q90]), np.array([g]))[0])
+        n_cal = np.sum(np.abs(c - g) < GRID[1] - GRID[0])  # the calibration's tent window
+        assert abs(eps - 0.10) < 4 * np.sqrt(0.09 / window.sum() + 0.09 / n_cal), g
     # the raw value cut at its overall 90 % quantile is far from flat (the test has teeth)
     raw = np.quantile(v, 0.9)
     raw_f = [np.mean(v2[(c2 >= lo) & (c2 < hi)] > raw) for lo, hi in itertools.pairwise(edges)]
