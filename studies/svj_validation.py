@@ -57,6 +57,8 @@ SAMPLES = {
                 "--set pthat_min=300 --jobs 2 -o DATA",
     "qcd_phys2": "coffea-ad generate qcd -n 60000 -s 1405 --dataset qcd_phys2 "
                  "--set pthat_min=300 --jobs 2 -o DATA",
+    "qcd_phys3": "coffea-ad generate qcd -n 60000 -s 1407 --dataset qcd_phys3 "
+                 "--set pthat_min=300 --jobs 2 -o DATA",
     "qcd_cal": "coffea-ad generate qcd -n 40000 -s 1404 --dataset qcd_cal "
                "--set flatten_pthat=4.5 --set pthat_min=300 --jobs 2 -o DATA",
     "qcd_cal2": "coffea-ad generate qcd -n 80000 -s 1406 --dataset qcd_cal2 "
