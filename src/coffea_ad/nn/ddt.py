@@ -18,6 +18,12 @@ of c (tent-kernel weighted quantiles, linearly interpolated in c), continued bey
 knot with the last secant's slope and below the first with an exponential that reaches 0.
 The map is appended to an ONNX graph with plain operators (Gather, Clip, MatMul, Relu, Exp)
 by :func:`append_to_onnx`, so a processor cutting ``score > ln(1/ε)`` needs no extra input.
+
+A second condition makes the mistag flat in a second variable too (for the SVJ flow: ρ, the
+jet mass; at fixed m_T, small |Δη_jj| selects events whose subleading jet is heavier). It
+enters as its own background quantile at the jet's p_T (:func:`second_condition`, itself a map
+of this kind), so that a uniform grid in [0, 1] is equally filled at every p_T; the knots are
+then interpolated bilinearly.
 """
 
 from __future__ import annotations
