@@ -154,42 +154,41 @@ def fit_survival_table(value: np.ndarray, cond: np.ndarray, weights: np.ndarray 
     value = np.asarray(value, np.float64)
     cond = np.asarray(cond, np.float64)
     weights = np.ones_like(value) if weights is None else np.asarray(weights, np.float64)
-    grid = np.asarray(grid, np.float64)
-    levels = np.asarray(levels, np.float64)
+    g1 = np.asarray(grid, np.float64)
+    lv = np.asarray(levels, np.float64)
     if (cond2 is None) != (grid2 is None):
         raise ValueError("fit_survival_table: give both cond2 and grid2, or neither")
-    for g in (grid, grid2):
-        g = np.asarray(g if g is not None else [0.0, 1.0], np.float64)
+    for g in (g1, np.asarray(grid2 if grid2 is not None else [0.0, 1.0], np.float64)):
         if g.ndim != 1 or len(g) < 2 or not np.allclose(np.diff(g), g[1] - g[0]) \
                 or g[1] <= g[0]:
             raise ValueError(f"fit_survival_table: grid must be increasing and uniformly "
                              f"spaced (at least 2 points), found {g.tolist()}")
-    grid2 = None if grid2 is None else np.asarray(grid2, np.float64)
-    cond2 = np.zeros_like(cond) if cond2 is None else np.asarray(cond2, np.float64)
-    if np.any(np.diff(levels) <= 0) or levels[0] <= 0 or levels[-1] >= 1 or len(levels) < 3:
+    g2 = None if grid2 is None else np.asarray(grid2, np.float64)
+    c2 = np.zeros_like(cond) if cond2 is None else np.asarray(cond2, np.float64)
+    if np.any(np.diff(lv) <= 0) or lv[0] <= 0 or lv[-1] >= 1 or len(lv) < 3:
         raise ValueError(f"fit_survival_table: levels must increase strictly inside (0, 1), "
-                         f"at least 3, found {levels.tolist()}")
-    if not (value.shape == cond.shape == weights.shape == cond2.shape) or value.ndim != 1:
+                         f"at least 3, found {lv.tolist()}")
+    if not (value.shape == cond.shape == weights.shape == c2.shape) or value.ndim != 1:
         raise ValueError(f"fit_survival_table: value, conditions and weights must be 1-d of "
-                         f"one length, found {value.shape}, {cond.shape}, {cond2.shape}, "
+                         f"one length, found {value.shape}, {cond.shape}, {c2.shape}, "
                          f"{weights.shape}")
-    finite = np.isfinite(value) & np.isfinite(cond) & np.isfinite(cond2)
-    value, cond, cond2, weights = value[finite], cond[finite], cond2[finite], weights[finite]
-    nodes = len(grid) * (1 if grid2 is None else len(grid2))
-    table = SurvivalTable(grid, levels, np.zeros((nodes, len(levels))), np.zeros(nodes),
-                          np.zeros(nodes), np.zeros(nodes), grid2)
-    tent = table.weights(cond, cond2 if grid2 is not None else None)
+    finite = np.isfinite(value) & np.isfinite(cond) & np.isfinite(c2)
+    value, cond, c2, weights = value[finite], cond[finite], c2[finite], weights[finite]
+    nodes = len(g1) * (1 if g2 is None else len(g2))
+    table = SurvivalTable(g1, lv, np.zeros((nodes, len(lv))), np.zeros(nodes),
+                          np.zeros(nodes), np.zeros(nodes), g2)
+    tent = table.weights(cond, c2 if g2 is not None else None)
     u = table.u
-    m = max(2, min(tail_knots, len(levels)))
+    m = max(2, min(tail_knots, len(lv)))
     local = []
     for j in range(nodes):
         wj = weights * tent[:, j]
         sel = np.flatnonzero(wj > 0)
-        if len(sel) < 1.0 / (1.0 - levels[-1]):
-            where = f"{grid[j]:.4g}" if grid2 is None else \
-                f"({grid[j // len(grid2)]:.4g}, {grid2[j % len(grid2)]:.4g})"
+        if len(sel) < 1.0 / (1.0 - lv[-1]):
+            where = f"{g1[j]:.4g}" if g2 is None else \
+                f"({g1[j // len(g2)]:.4g}, {g2[j % len(g2)]:.4g})"
             raise ValueError(f"fit_survival_table: {len(sel)} entries near grid point "
-                             f"{where}, too few for the level {levels[-1]}")
+                             f"{where}, too few for the level {lv[-1]}")
         local.append((sel, wj[sel]))
         table.n_eff[j] = wj[sel].sum() ** 2 / (wj[sel] ** 2).sum()
     for it in range(iterations + 1):
@@ -201,16 +200,16 @@ def fit_survival_table(value: np.ndarray, cond: np.ndarray, weights: np.ndarray 
         interp = tent @ table.knots if it else None
         new = np.empty_like(table.knots)
         for j, (sel, wj) in enumerate(local):
-            for k, q in enumerate(levels):
+            for k, q in enumerate(lv):
                 shifted = value[sel] if interp is None else \
                     value[sel] - interp[sel, k] + table.knots[j, k]
                 new[j, k] = np.quantile(shifted, q, weights=wj, method="inverted_cdf")
         for i in range(1, new.shape[1]):  # ties (a discrete value) would divide by zero
             new[:, i] = np.maximum(new[:, i], new[:, i - 1] + MIN_GAP)
         table.knots = new
-    k = table.knots
-    table.slope_low = (u[1] - u[0]) / (k[:, 1] - k[:, 0])
-    table.slope_high = (u[-1] - u[-m]) / (k[:, -1] - k[:, -m])
+    kn = table.knots
+    table.slope_low = (u[1] - u[0]) / (kn[:, 1] - kn[:, 0])
+    table.slope_high = (u[-1] - u[-m]) / (kn[:, -1] - kn[:, -m])
     return table
 
 
