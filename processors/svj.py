@@ -21,7 +21,7 @@ import hist
 import numpy as np
 
 from coffea_ad.analysis import AnalysisProcessor
-from coffea_ad.errors import UnknownNameError
+from coffea_ad.errors import MissingFileError, UnknownNameError, UnsupportedError
 from coffea_ad.features import transverse_mass
 from coffea_ad.histos import jet_score_histogram, score_mass_histogram
 from coffea_ad.inference import OnnxScorer, WorkingPoint, read_working_point
@@ -194,7 +194,7 @@ class SVJProcessor(AnalysisProcessor):
         self.gen_jets = gen_jets
         self.met = met  # None: MET, PFMET, PuppiMET (or TreeMaker's MET/METPhi)
         if variations not in (None, "treemaker") and not Path(variations).is_file():
-            raise FileNotFoundError(f"variations: expected 'treemaker' or a correctionlib "
+            raise MissingFileError(f"variations: expected 'treemaker' or a correctionlib "
                                     f"JERC JSON file, {variations} does not exist")
         self.tag_threshold = float(tag_threshold)
         self.min_pt = float(min_pt)
@@ -227,7 +227,7 @@ class SVJProcessor(AnalysisProcessor):
             ("variations", self.variations), ("met", self.met),
             ("tag_threshold from a working point", self.working_point)) if value is not None]
         if unsupported:
-            raise NotImplementedError(
+            raise UnsupportedError(
                 f"svj processor on dask-awkward events: {', '.join(unsupported)} not "
                 "supported on this path; use --executor iterative, futures or dask")
 

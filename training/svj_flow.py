@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from coffea_ad.errors import ComputationError, InvalidArgumentError
 from coffea_ad.inference.contract import InputSpec, ModelContract, OutputSpec
 from coffea_ad.nn import recipe
 from coffea_ad.nn.data import concat_tables, load_fileset, load_jet_tables, split_indices
@@ -149,7 +150,7 @@ def run(config: dict[str, Any] | None, fileset: dict | str | Path,
     train_ds, signals, others = recipe.dataset_roles(fs, cfg["train_datasets"])
     cal_ds = list(cfg["calibration_datasets"] or [])
     if set(cal_ds) & set(train_ds):
-        raise ValueError(f"svj_flow: calibration datasets {sorted(set(cal_ds) & set(train_ds))} "
+        raise InvalidArgumentError(f"svj_flow: calibration datasets {sorted(set(cal_ds) & set(train_ds))} "
                          "are also training datasets; calibrate on an independent sample")
     evals = list(cfg["eval_datasets"]) if cfg["eval_datasets"] is not None else signals + others
     evals = [n for n in evals if n not in cal_ds]
@@ -261,10 +262,10 @@ def calibrate(onnx_path, x_cal: np.ndarray, w_cal: np.ndarray, *, datasets: Sequ
     onnx_path = Path(onnx_path)
     contract = ModelContract.read(onnx_path)
     if contract.training.get("calibration"):
-        raise ValueError(f"{onnx_path}: already calibrated; calibrate the flow's own export")
+        raise InvalidArgumentError(f"{onnx_path}: already calibrated; calibrate the flow's own export")
     names = [*cfg["conditions"], *cfg["inputs"]]
     if contract.features != names or names[0] != "log_pt":
-        raise ValueError(f"{onnx_path}: expected features starting with log_pt, {names}, found "
+        raise InvalidArgumentError(f"{onnx_path}: expected features starting with log_pt, {names}, found "
                          f"{contract.features}")
 
     def run(session, x, output):
@@ -297,8 +298,8 @@ def calibrate(onnx_path, x_cal: np.ndarray, w_cal: np.ndarray, *, datasets: Sequ
     score = run(tagged, x_cal, "score").astype(np.float64)
     diff = float(np.max(np.abs(score - table(nll, c, cond2))))
     if diff > 1e-3:
-        raise AssertionError(f"{onnx_path}: the ONNX decorrelation map differs from numpy by "
-                             f"{diff:g}")
+        raise ComputationError(f"{onnx_path}: the ONNX decorrelation map differs from numpy by "
+                               f"{diff:g}")
     with atomic_path(onnx_path) as tmp:
         onnx.save(model, str(tmp))
     contract.outputs = [

@@ -14,7 +14,7 @@ from typing import Any
 import awkward as ak
 import numpy as np
 
-from coffea_ad.errors import MissingBranchError, UnknownNameError
+from coffea_ad.errors import InvalidArgumentError, MissingBranchError, UnknownNameError
 from coffea_ad.features._columnar import delta_phi, dispatch, is_dask
 from coffea_ad.features.substructure import valid_constituents
 
@@ -140,7 +140,7 @@ def particle_list(
         if name not in PARTICLE_FEATURES:
             raise UnknownNameError("particle feature", name, PARTICLE_FEATURES)
     if n < 1:
-        raise ValueError(f"n must be a positive number of particles, got {n}")
+        raise InvalidArgumentError(f"n must be a positive number of particles, got {n}")
     record = dispatch(_particle_record, constituents, jets, label="particle-list", n=int(n),
                       features=features, pad_value=float(pad_value))
     return _split(record, ("values", "mask"))

@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from coffea_ad.errors import InvalidArgumentError
+
 __all__ = ["CDF_LEVELS", "DEFAULT_LEVELS", "SurvivalTable", "append_to_onnx", "fit_survival_table",
            "second_condition", "threshold_for_mistag"]
 
@@ -90,7 +92,7 @@ class SurvivalTable:
         if self.grid2 is None:
             return w
         if cond2 is None:
-            raise ValueError("SurvivalTable: this table needs the second condition")
+            raise InvalidArgumentError("SurvivalTable: this table needs the second condition")
         w2 = self._tent(self.grid2, cond2)
         return (w[:, :, None] * w2[:, None, :]).reshape(len(w), -1)
 
@@ -157,19 +159,19 @@ def fit_survival_table(value: np.ndarray, cond: np.ndarray, weights: np.ndarray 
     g1 = np.asarray(grid, np.float64)
     lv = np.asarray(levels, np.float64)
     if (cond2 is None) != (grid2 is None):
-        raise ValueError("fit_survival_table: give both cond2 and grid2, or neither")
+        raise InvalidArgumentError("fit_survival_table: give both cond2 and grid2, or neither")
     for g in (g1, np.asarray(grid2 if grid2 is not None else [0.0, 1.0], np.float64)):
         if g.ndim != 1 or len(g) < 2 or not np.allclose(np.diff(g), g[1] - g[0]) \
                 or g[1] <= g[0]:
-            raise ValueError(f"fit_survival_table: grid must be increasing and uniformly "
+            raise InvalidArgumentError(f"fit_survival_table: grid must be increasing and uniformly "
                              f"spaced (at least 2 points), found {g.tolist()}")
     g2 = None if grid2 is None else np.asarray(grid2, np.float64)
     c2 = np.zeros_like(cond) if cond2 is None else np.asarray(cond2, np.float64)
     if np.any(np.diff(lv) <= 0) or lv[0] <= 0 or lv[-1] >= 1 or len(lv) < 3:
-        raise ValueError(f"fit_survival_table: levels must increase strictly inside (0, 1), "
+        raise InvalidArgumentError(f"fit_survival_table: levels must increase strictly inside (0, 1), "
                          f"at least 3, found {lv.tolist()}")
     if not (value.shape == cond.shape == weights.shape == c2.shape) or value.ndim != 1:
-        raise ValueError(f"fit_survival_table: value, conditions and weights must be 1-d of "
+        raise InvalidArgumentError(f"fit_survival_table: value, conditions and weights must be 1-d of "
                          f"one length, found {value.shape}, {cond.shape}, {c2.shape}, "
                          f"{weights.shape}")
     finite = np.isfinite(value) & np.isfinite(cond) & np.isfinite(c2)
@@ -187,7 +189,7 @@ def fit_survival_table(value: np.ndarray, cond: np.ndarray, weights: np.ndarray 
         if len(sel) < 1.0 / (1.0 - lv[-1]):
             where = f"{g1[j]:.4g}" if g2 is None else \
                 f"({g1[j // len(g2)]:.4g}, {g2[j % len(g2)]:.4g})"
-            raise ValueError(f"fit_survival_table: {len(sel)} entries near grid point "
+            raise InvalidArgumentError(f"fit_survival_table: {len(sel)} entries near grid point "
                              f"{where}, too few for the level {lv[-1]}")
         local.append((sel, wj[sel]))
         table.n_eff[j] = wj[sel].sum() ** 2 / (wj[sel] ** 2).sum()
@@ -256,7 +258,7 @@ def _map_nodes(g, table: SurvivalTable, value: str, cond: str, cond2: str | None
     w = tent(cond, table.grid, "a")
     if table.grid2 is not None:
         if cond2 is None:
-            raise ValueError("append_to_onnx: this table needs a second condition")
+            raise InvalidArgumentError("append_to_onnx: this table needs a second condition")
         w2 = tent(cond2, table.grid2, "b")
         nodes.extend([
             n("Unsqueeze", [w, const("axis2", [2], np.int64)], [t("wa3")]),   # [N, J, 1]
@@ -308,7 +310,7 @@ def append_to_onnx(model, table: SurvivalTable, *, value: str = "nll",
     from onnx import TensorProto, helper, numpy_helper
 
     if (table.grid2 is None) != (second is None):
-        raise ValueError("append_to_onnx: give `second` exactly when the table has grid2")
+        raise InvalidArgumentError("append_to_onnx: give `second` exactly when the table has grid2")
     model = onnx.ModelProto.FromString(model.SerializeToString())
     g = model.graph
     old = f"_{output}_before_ddt"
