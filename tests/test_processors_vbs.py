@@ -162,7 +162,8 @@ def test_selection_scores_and_significance(vbs_fileset, vbs_models):
 
 def test_training_rows_take_the_processor_selection(vbs_fileset):
     """``event_rows(require="vbs")`` (the rows the shipped VBS models train on) keeps exactly
-    the events of the processor's default cuts, selected here from the raw branches."""
+    the events of the processor's default cuts, selected here from the raw branches, and with
+    ``cuts=`` those of other cuts."""
     from coffea.nanoevents import NanoEventsFactory, PFNanoAODSchema
 
     from coffea_ad.features import VBS_CUTS
@@ -179,6 +180,11 @@ def test_training_rows_take_the_processor_selection(vbs_fileset):
         if name == "hpp":  # the signal passes the full selection often (~10 %)
             assert keep.sum() >= 3
         assert counts[-1] == keep.sum()
+        # a looser training region through cuts=
+        _, loose, *_ = _reference(path, entry["metadata"])
+        rows = event_rows(events, ["mjj"], require="vbs", cuts=CUTS)
+        np.testing.assert_array_equal(rows["event"], np.flatnonzero(loose), err_msg=name)
+        assert loose.sum() > keep.sum()
 
 
 def test_opposite_sign_allowed_when_asked(vbs_fileset, vbs_models):

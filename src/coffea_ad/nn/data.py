@@ -262,7 +262,8 @@ def _event_weights(events) -> np.ndarray:
 
 
 def event_rows(events, names: Sequence[str], *, kind: str = "vbs", jets: str | None = None,
-               require: str | None = None) -> dict[str, np.ndarray]:
+               require: str | None = None, cuts: Mapping[str, Any] | None = None
+               ) -> dict[str, np.ndarray]:
     """One row per event of event-level variables (VBS or dijet + MET).
 
     Args:
@@ -276,6 +277,8 @@ def event_rows(events, names: Sequence[str], *, kind: str = "vbs", jets: str | N
             (``kind="vbs"`` only): keep the events of the full same-sign WW + 2 jets
             preselection with its default cuts
             (:func:`coffea_ad.features.vbs_selection`, what the ``vbs`` processor selects).
+        cuts: with ``require="vbs"``, overrides of the default cuts
+            (:data:`coffea_ad.features.VBS_CUTS`), e.g. a looser training region.
 
     Returns:
         ``{"x": [n, F] float32, "weight": [n], "event": [n]}``.
@@ -294,7 +297,7 @@ def event_rows(events, names: Sequence[str], *, kind: str = "vbs", jets: str | N
     if require is None:
         keep = np.ones(len(events), bool)
     elif require == "vbs" and kind == "vbs":
-        steps = features.vbs_selection(events, jets=jets or "Jet")
+        steps = features.vbs_selection(events, jets=jets or "Jet", **dict(cuts or {}))
         keep = np.ones(len(events), bool)
         for step in ak.fields(steps):
             keep &= ak.to_numpy(steps[step])
