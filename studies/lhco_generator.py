@@ -4,6 +4,7 @@
     python studies/lhco_generator.py pythia [--events 200]
     python studies/lhco_generator.py window [--data /work/data/lhco/r1] [--files 20]
     python studies/lhco_generator.py slices [--events 2000]
+    python studies/lhco_generator.py regions [--data /work/data/lhco/r1] [--max-files N]
 
 - ``stages``: CPU seconds (``time.process_time``, so the numbers hold on a shared machine) per
   stage of :class:`coffea_ad.samples.events.EventMaker` plus writing, after a first 500-event
@@ -15,6 +16,8 @@
   regions (leading FatJet p_T > 1.2 TeV; SR [3.3, 3.7), SB [3.0, 3.3) ∪ [3.7, 4.3) TeV).
   Generating a narrower window gives exactly the subset of these events inside it (equal
   weights): per generated event the SR+SB yield is N(SR+SB, window) / N(window).
+- ``regions``: SR and SB background events (the study's selection) in every completed
+  ``lhco_qcd`` file (provenance JSON present).
 - ``slices``: SR and SB cross sections (pb) fed by phase space outside the window: m̂ 2.5-2.8
   and 4.5-5.5 TeV, p̂T 1.0-1.1 TeV (m̂ 2.8-4.5). Settings outside the process's options are
   passed to EventMaker directly (the phase-space helper reads ``pthat_max`` when present).
@@ -170,6 +173,20 @@ def slices(args) -> None:
               flush=True)
 
 
+def regions(args) -> None:
+    import uproot
+
+    provs = sorted((args.data / "lhco_qcd").glob("lhco_qcd_*.json"))[: args.max_files]
+    n = n_sr = n_sb = 0
+    for prov in provs:
+        with uproot.open(prov.with_suffix(".root")) as f:
+            a = f["Events"].arrays(["FatJet_pt", "FatJet_eta", "FatJet_phi", "FatJet_mass"])
+        sr, sb = _regions(a.FatJet_pt, a.FatJet_eta, a.FatJet_phi, a.FatJet_mass)
+        n, n_sr, n_sb = n + len(sr), n_sr + int(sr.sum()), n_sb + int(sb.sum())
+    print(f"{len(provs)} files, {n} events, SR {n_sr} ({n_sr / n:.4f}), "
+          f"SB {n_sb} ({n_sb / n:.4f})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="what", required=True)
@@ -181,8 +198,12 @@ def main() -> None:
     p.add_argument("--data", type=Path, default=Path("/work/data/lhco/r1"))
     p.add_argument("--files", type=int, default=20)
     sub.add_parser("slices").add_argument("--events", type=int, default=2000)
+    p = sub.add_parser("regions")
+    p.add_argument("--data", type=Path, default=Path("/work/data/lhco/r1"))
+    p.add_argument("--max-files", type=int, default=None)
     args = ap.parse_args()
-    {"stages": stages, "pythia": pythia, "window": window, "slices": slices}[args.what](args)
+    {"stages": stages, "pythia": pythia, "window": window, "slices": slices,
+     "regions": regions}[args.what](args)
 
 
 if __name__ == "__main__":
