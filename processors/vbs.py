@@ -21,7 +21,7 @@ import numpy as np
 
 from coffea_ad.analysis import AnalysisProcessor
 from coffea_ad.errors import InvalidArgumentError, ModelContractError
-from coffea_ad.features import vbs_variables
+from coffea_ad.features import vbs_selection, vbs_selection_names, vbs_variables
 from coffea_ad.histos import score_mass_histogram
 from coffea_ad.inference import OnnxScorer
 from coffea_ad.processors._common import per_event, raw_weights
@@ -124,20 +124,14 @@ class VBSProcessor(AnalysisProcessor):
             score_range=(0.0, 1.0) if classifier else (1e-3, 1e2),
             log_score=not classifier, categories=(0,), category_label="selected")
 
-    def _lepton_charges(self, events: ak.Array) -> ak.Array:
-        """Charges of the merged leptons in the p_T order ``vbs_variables`` uses."""
-        present = [n for n in self.leptons if n in events.fields]
-        pt = ak.concatenate([events[n].pt for n in present], axis=1)
-        charge = ak.concatenate([events[n].charge for n in present], axis=1)
-        return charge[ak.argsort(pt, axis=1, ascending=False)]
+    def _cuts(self) -> dict[str, Any]:
+        return {"min_lep1_pt": self.min_lep1_pt, "min_lep2_pt": self.min_lep2_pt,
+                "max_lep_eta": self.max_lep_eta, "same_sign": self.same_sign,
+                "min_jet_pt": self.min_jet_pt, "max_jet_eta": self.max_jet_eta,
+                "min_mjj": self.min_mjj, "min_deta_jj": self.min_deta_jj}
 
     def cutflow_steps(self) -> list[str]:
-        names = ["all", ">=2 leptons",
-                 f"lepton pt>{self.min_lep1_pt:g},{self.min_lep2_pt:g} |eta|<{self.max_lep_eta:g}"]
-        if self.same_sign:
-            names.append("same-sign leptons")
-        return [*names, ">=2 jets", f"jet pt>{self.min_jet_pt:g} |eta|<{self.max_jet_eta:g}",
-                f"mjj>{self.min_mjj:g}", f"|deta_jj|>{self.min_deta_jj:g}"]
+        return ["all", *vbs_selection_names(**self._cuts())]
 
     def required_fields(self, events: Any) -> dict[str, Sequence[str]]:
         needs: dict[str, Sequence[str]] = {self.jets: ("pt", "eta", "phi", "mass"),
@@ -171,25 +165,10 @@ class VBSProcessor(AnalysisProcessor):
         genw = raw_weights(events, like=v.n_jets)
         weights = genw if scale is None else genw * scale
 
-        def f64(field: str) -> ak.Array:
-            return ak.values_astype(v[field], np.float64)
-
-        charges = ak.fill_none(ak.pad_none(self._lepton_charges(events), 2, axis=1), 0)
-        jet_eta = ak.fill_none(ak.pad_none(events[self.jets].eta, 2, axis=1), np.inf)
-        masks = [
-            v.n_leptons >= 2,
-            (f64("lep1_pt") > self.min_lep1_pt) & (f64("lep2_pt") > self.min_lep2_pt)
-            & (abs(f64("lep1_eta")) < self.max_lep_eta) & (abs(f64("lep2_eta")) < self.max_lep_eta),
-        ]
-        if self.same_sign:
-            masks.append(charges[:, 0] * charges[:, 1] > 0)
-        masks += [
-            v.n_jets >= 2,
-            (f64("jet1_pt") > self.min_jet_pt) & (f64("jet2_pt") > self.min_jet_pt)
-            & (abs(jet_eta[:, 0]) < self.max_jet_eta) & (abs(jet_eta[:, 1]) < self.max_jet_eta),
-            f64("mjj") > self.min_mjj,
-            f64("deta_jj") > self.min_deta_jj,
-        ]
+        # the selection of coffea_ad.features.vbs_selection: the training rows of
+        # event_rows(require="vbs") are these events too
+        steps = vbs_selection(events, jets=self.jets, leptons=self.leptons, **self._cuts())
+        masks = [steps[name] for name in ak.fields(steps)]
         keep = ak.ones_like(v.n_jets, dtype=bool)
         cutflow = {"c0": keep}
         for k, mask in enumerate(masks, start=1):

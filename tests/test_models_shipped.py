@@ -24,6 +24,8 @@ METRICS = {
     "lhco_cvae_sampler": (("auc_sr", "lhco_xy2"), (0.5, 1.0)),
     "lhco_jet_ae": (("auc", "lhco_xy2"), (0.5, 1.0)),
     "svj_flow": (("auc", "svj_3000_0.3"), (0.5, 1.0)),
+    "vbs_vae": (("auc", "hpp"), (0.5, 1.0)),
+    "vbs_vae_dnn": (("auc", "hpp"), (0.5, 1.0)),
 }
 
 
@@ -285,3 +287,92 @@ def test_bumphunt_runs_with_its_shipped_model(xy_file):
         got = h[{"category": hist.loc(k), "mjj": sum}].values(flow=True)
         np.testing.assert_allclose(got, ref.values(flow=True), err_msg=f"category {k}")
     assert h.sum(flow=True).value == search.sum() > 10
+
+
+@pytest.fixture(scope="module")
+def hpp_file(tmp_path_factory):
+    """200 events of the VBS benchmark signal (H±± -> W±W± via W W fusion, leptonic W): about
+    a tenth pass the vbs processor's default same-sign WW + 2 jets selection."""
+    pytest.importorskip("pythia8mc")
+    pytest.importorskip("fastjet")
+    from coffea_ad.samples import generate
+
+    return generate("hpp", events=200, seed=5, out=tmp_path_factory.mktemp("hpp"))
+
+
+def _vbs_reference(path):
+    """The vbs processor's default selection and its 13 model inputs from the raw branches
+    (CMS same-sign WW cuts: leptons p_T > 25, 20 GeV, |η| < 2.5, same sign; jets p_T > 50 GeV,
+    |η| < 4.7, m_jj > 500 GeV, |Δη_jj| > 2.5)."""
+    import awkward as ak
+    import uproot
+
+    with uproot.open(path) as f:
+        a = f["Events"].arrays()
+    order = ak.argsort(ak.concatenate([a.Electron_pt, a.Muon_pt], axis=1), axis=1,
+                       ascending=False)
+    lep = {v: ak.concatenate([a[f"Electron_{v}"], a[f"Muon_{v}"]], axis=1)[order]
+           for v in ("pt", "eta", "phi", "mass", "charge")}
+
+    def lead(arr, i):
+        return ak.to_numpy(ak.fill_none(ak.pad_none(arr, 2, axis=1)[:, i], 0)).astype(float)
+
+    lp = {v: (lead(lep[v], 0), lead(lep[v], 1)) for v in lep}
+    jp = {v: (lead(a[f"Jet_{v}"], 0), lead(a[f"Jet_{v}"], 1)) for v in ("pt", "eta", "phi", "mass")}
+
+    def mass(o):
+        px = [o["pt"][i] * np.cos(o["phi"][i]) for i in (0, 1)]
+        py = [o["pt"][i] * np.sin(o["phi"][i]) for i in (0, 1)]
+        pz = [o["pt"][i] * np.sinh(o["eta"][i]) for i in (0, 1)]
+        e = [np.sqrt(px[i] ** 2 + py[i] ** 2 + pz[i] ** 2 + np.maximum(o["mass"][i], 0) ** 2)
+             for i in (0, 1)]
+        return np.sqrt(np.maximum((e[0] + e[1]) ** 2 - (px[0] + px[1]) ** 2
+                                  - (py[0] + py[1]) ** 2 - (pz[0] + pz[1]) ** 2, 0))
+
+    n_lep, n_jet = ak.to_numpy(ak.num(lep["pt"])), ak.to_numpy(a.nJet)
+    mjj, deta = mass(jp), np.abs(jp["eta"][0] - jp["eta"][1])
+    keep = ((n_lep >= 2) & (lp["pt"][0] > 25) & (lp["pt"][1] > 20)
+            & (np.abs(lp["eta"][0]) < 2.5) & (np.abs(lp["eta"][1]) < 2.5)
+            & (lp["charge"][0] * lp["charge"][1] > 0) & (n_jet >= 2)
+            & (jp["pt"][0] > 50) & (jp["pt"][1] > 50)
+            & (np.abs(jp["eta"][0]) < 4.7) & (np.abs(jp["eta"][1]) < 4.7)
+            & (mjj > 500) & (deta > 2.5))
+    centre = 0.5 * (jp["eta"][0] + jp["eta"][1])
+    dphi = np.abs((jp["phi"][0] - jp["phi"][1] + np.pi) % (2 * np.pi) - np.pi)
+    feats = {"lep1_pt": lp["pt"][0], "lep1_eta": lp["eta"][0], "lep2_pt": lp["pt"][1],
+             "lep2_eta": lp["eta"][1], "zep1": np.abs(lp["eta"][0] - centre) / deta,
+             "zep2": np.abs(lp["eta"][1] - centre) / deta, "mjj": mjj, "deta_jj": deta,
+             "dphi_jj": dphi, "mll": mass(lp), "met": ak.to_numpy(a.MET_pt).astype(float),
+             "jet1_pt": jp["pt"][0], "jet2_pt": jp["pt"][1]}
+    weight = ak.to_numpy(a.genWeight).astype(float)
+    return keep, {k: v[keep] for k, v in feats.items()}, weight[keep]
+
+
+@pytest.mark.filterwarnings("ignore:Missing cross-reference index:RuntimeWarning")
+@pytest.mark.filterwarnings("ignore:Branch .* already exists:RuntimeWarning")
+def test_vbs_runs_with_its_shipped_models(hpp_file):
+    """The vbs processor with models/vbs_vae_dnn.onnx (and vbs_vae.onnx as a second model):
+    the cutflow's last count is the selection made from the raw branches here, and both score
+    histograms equal ONNX Runtime on inputs computed here from the raw branches."""
+    import hist
+
+    from coffea_ad.execution import run_processor
+    from coffea_ad.processors.vbs import VBSProcessor
+
+    proc = VBSProcessor(MODEL_DIR / "vbs_vae_dnn.onnx", models={"vae": MODEL_DIR / "vbs_vae.onnx"})
+    out = run_processor(hpp_file, proc, executor="iterative", chunksize=70)
+    path = next(iter(hpp_file["hpp"]["files"]))
+    keep, feats, weight = _vbs_reference(path)
+    assert list(out["cutflow"]["hpp"].values())[-1] == keep.sum() >= 5
+    for hname, model in (("events", "vbs_vae_dnn"), ("events_vae", "vbs_vae")):
+        contract = ModelContract.read(MODEL_DIR / f"{model}.json")
+        x = np.stack([feats[f] for f in contract.features], axis=1).astype(np.float32)
+        score = _ort(MODEL_DIR / f"{model}.onnx").run([contract.score], {"features": x})[0]
+        h = out["hists"][hname][{"dataset": "hpp", "systematic": "nominal", "category": sum,
+                                 "mjj": sum}]
+        ref = hist.Hist(h.axes["score"], storage=hist.storage.Weight())
+        # without lumi_fb the processor fills generator weights (H±± events are weighted)
+        ref.fill(score=score.ravel().astype(np.float64), weight=weight)
+        np.testing.assert_allclose(h.values(flow=True), ref.values(flow=True), rtol=1e-6,
+                                   err_msg=hname)
+        assert np.count_nonzero(ref.values()) >= 2  # scores spread over several bins

@@ -55,7 +55,7 @@ def vbs_models(vbs_fileset, tmp_path_factory):
     return a, b
 
 
-def _reference(path, meta):
+def _reference(path, meta, cuts=CUTS):
     """Cutflow counts, selected mask, m_jj and luminosity weights from the raw branches."""
     from coffea.nanoevents import NanoEventsFactory, PFNanoAODSchema
 
@@ -84,14 +84,14 @@ def _reference(path, meta):
                              - (pz[0] + pz[1]) ** 2, 0))
     steps = [
         n_lep >= 2,
-        (l1pt > CUTS["min_lep1_pt"]) & (l2pt > CUTS["min_lep2_pt"])
-        & (np.abs(l1eta) < CUTS["max_lep_eta"]) & (np.abs(l2eta) < CUTS["max_lep_eta"]),
+        (l1pt > cuts["min_lep1_pt"]) & (l2pt > cuts["min_lep2_pt"])
+        & (np.abs(l1eta) < cuts["max_lep_eta"]) & (np.abs(l2eta) < cuts["max_lep_eta"]),
         q > 0,
         n_jet >= 2,
-        (j["pt"][0] > CUTS["min_jet_pt"]) & (j["pt"][1] > CUTS["min_jet_pt"])
-        & (np.abs(j["eta"][0]) < CUTS["max_jet_eta"]) & (np.abs(j["eta"][1]) < CUTS["max_jet_eta"]),
-        (n_jet >= 2) & (mjj > CUTS["min_mjj"]),
-        (n_jet >= 2) & (np.abs(j["eta"][0] - j["eta"][1]) > CUTS["min_deta_jj"]),
+        (j["pt"][0] > cuts["min_jet_pt"]) & (j["pt"][1] > cuts["min_jet_pt"])
+        & (np.abs(j["eta"][0]) < cuts["max_jet_eta"]) & (np.abs(j["eta"][1]) < cuts["max_jet_eta"]),
+        (n_jet >= 2) & (mjj > cuts["min_mjj"]),
+        (n_jet >= 2) & (np.abs(j["eta"][0] - j["eta"][1]) > cuts["min_deta_jj"]),
     ]
     keep = np.ones(len(n_lep), bool)
     counts = [len(keep)]
@@ -158,6 +158,33 @@ def test_selection_scores_and_significance(vbs_fileset, vbs_models):
         if b > 0:
             bsm, sm = b + s, b
             assert abs(bsm - sm) / np.sqrt(sm) == pytest.approx(s_h / np.sqrt(b_h), rel=1e-9)
+
+
+def test_training_rows_take_the_processor_selection(vbs_fileset):
+    """``event_rows(require="vbs")`` (the rows the shipped VBS models train on) keeps exactly
+    the events of the processor's default cuts, selected here from the raw branches, and with
+    ``cuts=`` those of other cuts."""
+    from coffea.nanoevents import NanoEventsFactory, PFNanoAODSchema
+
+    from coffea_ad.features import VBS_CUTS
+    from coffea_ad.nn.data import event_rows
+
+    for name, entry in vbs_fileset.items():
+        path = next(iter(entry["files"]))
+        counts, keep, mjj, _, _ = _reference(path, entry["metadata"], VBS_CUTS)
+        events = NanoEventsFactory.from_root({str(path): "Events"}, schemaclass=PFNanoAODSchema,
+                                             mode="eager").events()
+        rows = event_rows(events, ["mjj"], require="vbs")
+        np.testing.assert_array_equal(rows["event"], np.flatnonzero(keep), err_msg=name)
+        np.testing.assert_allclose(rows["x"][:, 0], mjj[keep], rtol=1e-5)
+        if name == "hpp":  # the signal passes the full selection often (~10 %)
+            assert keep.sum() >= 3
+        assert counts[-1] == keep.sum()
+        # a looser training region through cuts=
+        _, loose, *_ = _reference(path, entry["metadata"])
+        rows = event_rows(events, ["mjj"], require="vbs", cuts=CUTS)
+        np.testing.assert_array_equal(rows["event"], np.flatnonzero(loose), err_msg=name)
+        assert loose.sum() > keep.sum()
 
 
 def test_opposite_sign_allowed_when_asked(vbs_fileset, vbs_models):

@@ -30,7 +30,9 @@ VBS_FEATURES = ["lep1_pt", "lep1_eta", "lep2_pt", "lep2_eta", "zep1", "zep2", "m
 CONFIG: dict[str, Any] = {
     "features": VBS_FEATURES,
     "jets": "Jet",
-    "require": "n_leptons",  # keep events with >= 2 leptons (the same-sign pair)
+    "require": "n_leptons",  # keep events with >= 2 leptons (the same-sign pair); "vbs": the
+    #                          vbs processor's preselection (cuts: vbs_cuts)
+    "vbs_cuts": {},          # require="vbs" only: overrides of features.VBS_CUTS
     "hidden": [32, 16],
     "latent": 4,
     "beta": 1.0,
@@ -83,7 +85,8 @@ def run(config: dict[str, Any] | None, fileset: dict | str | Path,
     fs = load_fileset(fileset)
     train_ds, signals, others = recipe.dataset_roles(fs, cfg["train_datasets"])
     tables = load_rows(fs, event_rows, datasets=train_ds + signals + others,
-                       names=cfg["features"], kind="vbs", jets=cfg["jets"], require=cfg["require"])
+                       names=cfg["features"], kind="vbs", jets=cfg["jets"],
+                       require=cfg["require"], cuts=cfg["vbs_cuts"])
     split = recipe.split_rows(recipe.merge_rows(tables, train_ds), cfg)
     centre, scale = standardization(split.part("train"))
     torch.manual_seed(cfg["seed"])
@@ -111,7 +114,8 @@ def run(config: dict[str, Any] | None, fileset: dict | str | Path,
         training={"datasets": train_ds, "fileset_datasets": list(fs),
                   "n_events": {"train": len(split.train), "val": len(split.val),
                                "test": len(split.test)},
-                  "selection": {"jets": cfg["jets"], "require": cfg["require"]},
+                  "selection": {"jets": cfg["jets"], "require": cfg["require"],
+                                "vbs_cuts": cfg["vbs_cuts"]},
                   "split": {"seed": cfg["seed"], "val_fraction": cfg["val_fraction"],
                             "test_fraction": cfg["test_fraction"]}},
         metrics={"auc": aucs, "significance": sig, "lumi_fb": cfg["lumi_fb"]},

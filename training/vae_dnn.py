@@ -29,7 +29,8 @@ __all__ = ["CONFIG", "run"]
 CONFIG: dict[str, Any] = {
     "features": VBS_FEATURES,
     "jets": "Jet",
-    "require": "n_leptons",
+    "require": "n_leptons",  # or "vbs": the vbs processor's preselection (with vbs_cuts)
+    "vbs_cuts": {},          # require="vbs" only: overrides of features.VBS_CUTS
     "hidden": [32, 16],
     "latent": 4,
     "beta": 1.0,
@@ -64,7 +65,8 @@ def run(config: dict[str, Any] | None, fileset: dict | str | Path,
         raise InvalidArgumentError(f"vae_dnn needs labelled BSM events: no dataset of {list(fs)} has "
                          f"metadata is_signal true")
     tables = load_rows(fs, event_rows, datasets=train_ds + signals, names=cfg["features"],
-                       kind="vbs", jets=cfg["jets"], require=cfg["require"])
+                       kind="vbs", jets=cfg["jets"], require=cfg["require"],
+                       cuts=cfg["vbs_cuts"])
     sm = recipe.split_rows(recipe.merge_rows(tables, train_ds), cfg)
     bsm = {n: recipe.split_rows(tables[n], cfg) for n in signals}
 
@@ -115,7 +117,8 @@ def run(config: dict[str, Any] | None, fileset: dict | str | Path,
         training={"datasets": train_ds, "signal_datasets": signals, "fileset_datasets": list(fs),
                   "n_events": {"sm_train": len(sm.train),
                                "bsm_train": {n: len(b.train) for n, b in bsm.items()}},
-                  "selection": {"jets": cfg["jets"], "require": cfg["require"]},
+                  "selection": {"jets": cfg["jets"], "require": cfg["require"],
+                                "vbs_cuts": cfg["vbs_cuts"]},
                   "split": {"seed": cfg["seed"], "val_fraction": cfg["val_fraction"],
                             "test_fraction": cfg["test_fraction"]}},
         metrics=metrics,

@@ -12,9 +12,12 @@ from __future__ import annotations
 from coffea_ad.features.constituents import CONSTITUENT_FIELDS, jet_constituents
 from coffea_ad.features.ecf import BETAS, efp1, energy_correlators
 from coffea_ad.features.event import (
+    VBS_CUTS,
     dijet_mass,
     event_variables,
     transverse_mass,
+    vbs_selection,
+    vbs_selection_names,
     vbs_variables,
 )
 from coffea_ad.features.graphs import GRAPH_NODE_FEATURES, constituent_graph
@@ -42,6 +45,7 @@ __all__ = [
     "GRAPH_NODE_FEATURES",
     "JET_FEATURES",
     "PARTICLE_FEATURES",
+    "VBS_CUTS",
     "JetFeature",
     "axes",
     "constituent_graph",
@@ -60,5 +64,7 @@ __all__ = [
     "ptd",
     "transverse_mass",
     "valid_constituents",
+    "vbs_selection",
+    "vbs_selection_names",
     "vbs_variables",
 ]

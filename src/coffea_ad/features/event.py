@@ -13,9 +13,11 @@ from typing import Any
 import awkward as ak
 import numpy as np
 
+from coffea_ad.errors import WrongTypeError
 from coffea_ad.features._columnar import delta_phi, dispatch, first_present
 
-__all__ = ["dijet_mass", "event_variables", "transverse_mass", "vbs_variables"]
+__all__ = ["VBS_CUTS", "dijet_mass", "event_variables", "transverse_mass", "vbs_selection",
+           "vbs_selection_names", "vbs_variables"]
 
 
 def _f64(array: Any) -> Any:
@@ -227,3 +229,74 @@ def _vbs_variables(events: ak.Array, *, jets: str, leptons: tuple[str, ...]) -> 
             "jet2_pt": out(j2["pt"]),
         }
     )
+
+
+#: Default cuts of :func:`vbs_selection` (and of the ``vbs`` processor), in the spirit of the CMS
+#: same-sign WW measurement (CMS, Phys. Lett. B 809 (2020) 135710, arXiv:2005.01173).
+VBS_CUTS: dict[str, Any] = {
+    "min_lep1_pt": 25.0, "min_lep2_pt": 20.0, "max_lep_eta": 2.5, "same_sign": True,
+    "min_jet_pt": 50.0, "max_jet_eta": 4.7, "min_mjj": 500.0, "min_deta_jj": 2.5,
+}
+
+
+def vbs_selection_names(**cuts: Any) -> list[str]:
+    """Cutflow labels of the steps of :func:`vbs_selection` with ``cuts`` (defaults
+    :data:`VBS_CUTS`)."""
+    c = {**VBS_CUTS, **cuts}
+    names = [">=2 leptons", (f"lepton pt>{c['min_lep1_pt']:g},{c['min_lep2_pt']:g} "
+                             f"|eta|<{c['max_lep_eta']:g}")]
+    if c["same_sign"]:
+        names.append("same-sign leptons")
+    return [*names, ">=2 jets", f"jet pt>{c['min_jet_pt']:g} |eta|<{c['max_jet_eta']:g}",
+            f"mjj>{c['min_mjj']:g}", f"|deta_jj|>{c['min_deta_jj']:g}"]
+
+
+def vbs_selection(events: ak.Array, *, jets: str = "Jet",
+                  leptons: tuple[str, ...] = ("Electron", "Muon"), **cuts: Any) -> ak.Array:
+    """The same-sign dilepton + two-jet preselection, step by step.
+
+    Two leptons (the leading two of the merged, p_T-ordered collections, as in
+    :func:`vbs_variables`) above p_T thresholds and within |η|, of the same charge, two jets
+    above p_T within |η| with m_jj and |Δη_jj| above thresholds. Pure awkward, so it runs on
+    eager events, on each dask-awkward partition and on typetracers.
+
+    Args:
+        events: NanoEvents with the jets, the lepton collections (``charge`` too) and MET.
+        jets, leptons: as in :func:`vbs_variables`.
+        cuts: overrides of :data:`VBS_CUTS` (unknown keys are an error).
+
+    Returns:
+        ``events * {step0, step1, ...}`` booleans, one per label of
+        :func:`vbs_selection_names` (each step alone; the selection is their AND).
+    """
+    unknown = sorted(set(cuts) - set(VBS_CUTS))
+    if unknown:
+        msg = f"vbs_selection: unknown cuts {unknown}; expected some of {sorted(VBS_CUTS)}"
+        raise WrongTypeError(msg)
+    c = {**VBS_CUTS, **cuts}
+    v = vbs_variables(events, jets=jets, leptons=leptons)
+
+    def f64(field: str) -> Any:
+        return ak.values_astype(v[field], np.float64)
+
+    present = [n for n in leptons if n in events.fields]
+    pt = ak.concatenate([events[n].pt for n in present], axis=1)
+    charge = ak.concatenate([events[n].charge for n in present], axis=1)
+    charge = charge[ak.argsort(pt, axis=1, ascending=False)]
+    charges = ak.fill_none(ak.pad_none(charge, 2, axis=1), 0)
+    jet_eta = ak.fill_none(ak.pad_none(events[jets].eta, 2, axis=1), np.inf)
+    masks = [
+        v.n_leptons >= 2,
+        (f64("lep1_pt") > c["min_lep1_pt"]) & (f64("lep2_pt") > c["min_lep2_pt"])
+        & (abs(f64("lep1_eta")) < c["max_lep_eta"]) & (abs(f64("lep2_eta")) < c["max_lep_eta"]),
+    ]
+    if c["same_sign"]:
+        masks.append(charges[:, 0] * charges[:, 1] > 0)
+    masks += [
+        v.n_jets >= 2,
+        (f64("jet1_pt") > c["min_jet_pt"]) & (f64("jet2_pt") > c["min_jet_pt"])
+        & (abs(jet_eta[:, 0]) < c["max_jet_eta"]) & (abs(jet_eta[:, 1]) < c["max_jet_eta"]),
+        f64("mjj") > c["min_mjj"],
+        f64("deta_jj") > c["min_deta_jj"],
+    ]
+    return ak.zip({f"step{k}": m for k, m in enumerate(masks)})

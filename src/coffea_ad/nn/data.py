@@ -262,7 +262,8 @@ def _event_weights(events) -> np.ndarray:
 
 
 def event_rows(events, names: Sequence[str], *, kind: str = "vbs", jets: str | None = None,
-               require: str | None = None) -> dict[str, np.ndarray]:
+               require: str | None = None, cuts: Mapping[str, Any] | None = None
+               ) -> dict[str, np.ndarray]:
     """One row per event of event-level variables (VBS or dijet + MET).
 
     Args:
@@ -272,7 +273,12 @@ def event_rows(events, names: Sequence[str], *, kind: str = "vbs", jets: str | N
         kind: which feature function.
         jets: jet collection (default ``Jet`` for VBS, ``FatJet`` for dijet).
         require: keep events where this count field is >= 2 (e.g. ``"n_leptons"``); the
-            defined-as-0 values of events without the objects are no physics.
+            defined-as-0 values of events without the objects are no physics. ``"vbs"``
+            (``kind="vbs"`` only): keep the events of the full same-sign WW + 2 jets
+            preselection with its default cuts
+            (:func:`coffea_ad.features.vbs_selection`, what the ``vbs`` processor selects).
+        cuts: with ``require="vbs"``, overrides of the default cuts
+            (:data:`coffea_ad.features.VBS_CUTS`), e.g. a looser training region.
 
     Returns:
         ``{"x": [n, F] float32, "weight": [n], "event": [n]}``.
@@ -288,7 +294,15 @@ def event_rows(events, names: Sequence[str], *, kind: str = "vbs", jets: str | N
     for n in names:
         if n not in ak.fields(table):
             raise UnknownNameError(f"{kind} event variable", n, ak.fields(table))
-    keep = np.ones(len(events), bool) if require is None else ak.to_numpy(table[require] >= 2)
+    if require is None:
+        keep = np.ones(len(events), bool)
+    elif require == "vbs" and kind == "vbs":
+        steps = features.vbs_selection(events, jets=jets or "Jet", **dict(cuts or {}))
+        keep = np.ones(len(events), bool)
+        for step in ak.fields(steps):
+            keep &= ak.to_numpy(steps[step])
+    else:
+        keep = ak.to_numpy(table[require] >= 2)
     x = np.stack([ak.to_numpy(table[n]).astype(np.float32) for n in names], axis=1) if names \
         else np.zeros((len(events), 0), np.float32)
     return {"x": x[keep], "weight": _event_weights(events)[keep],
