@@ -1,7 +1,8 @@
 """Helpers the processors share: input checks, event weights, MET, leading-jet pairs.
 
 Kept private to ``coffea_ad.processors``: every physics quantity comes from
-:mod:`coffea_ad.features`; these only check inputs and shape the per-chunk bookkeeping.
+:mod:`coffea_ad.features`; these check inputs, fill histograms from the processors' columns and
+shape the bookkeeping (per chunk, or as dask-awkward reductions).
 """
 
 from __future__ import annotations
@@ -18,18 +19,19 @@ from coffea_ad.errors import MissingBranchError
 __all__ = [
     "MET_NAMES",
     "chunk_output",
-    "count_histogram",
-    "event_weights",
+    "fill_histograms",
     "finish_output",
     "lazy_bookkeeping",
-    "lazy_event_weights",
     "lazy_twin",
     "leading_pair",
     "lumi_scale",
     "merge_dataset_histograms",
     "met_collection",
+    "per_event",
+    "raw_weights",
     "register_dataset",
     "require_fields",
+    "scores_flagged",
     "stack_datasets",
 ]
 
@@ -85,33 +87,27 @@ def met_collection(events: Any) -> Any:
                              needed_for="MET")
 
 
-def event_weights(events: Any, *, lumi_fb: float | None = None) -> np.ndarray:
-    """Per-event weights, float64: ``genWeight`` (1 for data), times the luminosity scale.
+def raw_weights(events: Any, *, like: Any) -> Any:
+    """Generator weights (``genWeight``, 1 for data) as a float64 awkward column, pure awkward
+    (runs on chunks, partitions and typetracers); the processors multiply them by
+    :func:`lumi_scale` for yields.
 
-    With ``lumi_fb`` the weights are yields, ``genWeight * xsec * 1000 * lumi_fb / sumw``
-    (``xsec`` in pb and ``sumw`` from the dataset metadata written by
-    :func:`coffea_ad.samples.generate_fileset`); without, raw generator weights.
-
-    Raises:
-        KeyError: ``lumi_fb`` given but the dataset metadata lacks ``xsec`` or ``sumw``.
+    Args:
+        like: any per-event array of ``events`` (shapes the ones of data without
+            ``genWeight``).
     """
-    n = len(events)
-    w = (ak.to_numpy(events.genWeight).astype(np.float64) if "genWeight" in events.fields
-         else np.ones(n))
-    return w if lumi_fb is None else w * lumi_scale(events.metadata, lumi_fb)
-
-
-def lazy_event_weights(events: Any, *, lumi_fb: float | None = None) -> tuple[Any, Any]:
-    """:func:`event_weights` of dask-awkward events: ``(raw generator weights, weights)``."""
-    import dask_awkward as dak
-
-    raw = (dak.values_astype(events.genWeight, np.float64) if "genWeight" in events.fields
-           else dak.ones_like(events.event, dtype=np.float64))
-    return raw, (raw if lumi_fb is None else raw * lumi_scale(events.metadata, lumi_fb))
+    if "genWeight" in events.fields:
+        return ak.values_astype(events.genWeight, np.float64)
+    return ak.values_astype(ak.ones_like(like), np.float64)
 
 
 def lumi_scale(metadata: Mapping[str, Any], lumi_fb: float) -> float:
-    """``xsec * 1000 * lumi_fb / sumw`` from the dataset metadata (see :func:`event_weights`)."""
+    """``xsec * 1000 * lumi_fb / sumw`` from the dataset metadata (``xsec`` in pb and ``sumw``
+    as written by :func:`coffea_ad.samples.generate_fileset`): weights times it are yields.
+
+    Raises:
+        KeyError: the dataset metadata lacks ``xsec`` or ``sumw``.
+    """
     if "xsec" not in metadata or "sumw" not in metadata:
         msg = (f"lumi_fb={lumi_fb} needs dataset metadata 'xsec' (pb) and 'sumw'; dataset "
                f"{metadata.get('dataset', '?')!r} has "
@@ -120,7 +116,7 @@ def lumi_scale(metadata: Mapping[str, Any], lumi_fb: float) -> float:
     return float(metadata["xsec"]) * 1000.0 * float(lumi_fb) / float(metadata["sumw"])
 
 
-def leading_pair(jets: Any, mask: Any) -> tuple[np.ndarray, Any]:
+def leading_pair(jets: Any, mask: Any) -> tuple[Any, Any]:
     """Events with at least two jets passing ``mask`` and those jets' leading two.
 
     Args:
@@ -128,17 +124,30 @@ def leading_pair(jets: Any, mask: Any) -> tuple[np.ndarray, Any]:
         mask: ``events * jets * bool`` preselection.
 
     Returns:
-        ``(has_pair, lead)``: ``events * bool`` numpy mask and ``pairs * 2 * record`` of the
+        ``(has_pair, lead)``: ``events * bool`` mask and ``pairs * 2 * record`` of the
         selected events' two leading passing jets.
     """
     good = jets[mask]
-    if is_lazy(good):  # the lazy path: a dask-awkward mask
-        import dask_awkward as dak
-
-        has_pair = dak.num(good, axis=1) >= 2
-    else:
-        has_pair = ak.to_numpy(ak.num(good, axis=1) >= 2)
+    has_pair = ak.num(good, axis=1) >= 2
     return has_pair, good[has_pair][:, :2]
+
+
+def per_event(values: Any, *masks: Any) -> Any:
+    """Rows computed on nested subsets of the events, back at one list per event.
+
+    ``values`` has one entry per event of the innermost subset; ``masks`` are the boolean
+    masks that made the subsets, innermost first (each at the level of the next one, the
+    last one per event). The result is ``events * var * values``: the entry of each selected
+    event as a list of one, an empty list for the others, so that one record array holds
+    columns of every selection depth (the shape :meth:`AnalysisProcessor.columns` returns).
+    Pure awkward: runs on chunks, partitions and typetracers.
+    """
+    out = values
+    for k, mask in enumerate(masks):
+        out = ak.unflatten(out, ak.values_astype(mask, np.int64))
+        if k:  # events * [0|1] * var * ...: merge the two list levels
+            out = ak.flatten(out, axis=2)
+    return out
 
 
 def register_dataset(hists: Mapping[str, Any], dataset: str, **labels: str) -> None:
@@ -165,22 +174,25 @@ def register_dataset(hists: Mapping[str, Any], dataset: str, **labels: str) -> N
         h.fill(**values, weight=0.0)
 
 
-def scores_counted(scorer: Any, events: Any, *, features: Any = None) -> tuple[Any, int]:
+def scores_flagged(scorer: Any, events: Any, *, features: Any = None) -> tuple[Any, Any]:
     """``scorer.score_events(events)`` (``scorer(features)`` when the features are given) and
-    the number of rows flagged non-finite.
+    the number of rows flagged non-finite per event (``None`` unless ``nonfinite="flag"``).
 
-    Under ``nonfinite="raise"`` (the default) a NaN/inf input or score raises, so the count is
-    0; under ``"flag"`` flagged rows carry -1 (below every anomaly cut) and are counted here,
-    so a run reports how many jets/events its histograms hold as "not anomalous" for that
-    reason instead of hiding them.
+    Under ``nonfinite="raise"`` (the default) a NaN/inf input or score raises, so nothing is
+    flagged; under ``"flag"`` flagged rows carry -1 (below every anomaly cut) and are counted
+    here, so a run reports how many jets/events its histograms hold as "not anomalous" for
+    that reason instead of hiding them.
     """
     from coffea_ad.inference.scorer import NONFINITE_MASK
 
     if getattr(scorer, "nonfinite", "raise") != "flag":
-        return (scorer.score_events(events) if features is None else scorer(features)), 0
+        return (scorer.score_events(events) if features is None else scorer(features)), None
     outs = (scorer.outputs_from_events(events) if features is None
             else scorer.outputs(features))
-    return outs[scorer.contract.score], int(ak.sum(outs[NONFINITE_MASK]))
+    flagged = ak.Array(outs[NONFINITE_MASK])
+    per_event = (ak.sum(flagged, axis=1) if flagged.ndim > 1
+                 else ak.values_astype(flagged, np.int64))
+    return outs[scorer.contract.score], per_event
 
 
 def refuse_lazy_flag(scorer: Any) -> None:
@@ -191,14 +203,54 @@ def refuse_lazy_flag(scorer: Any) -> None:
             "on dask-awkward events use nonfinite='raise'")
 
 
+def _fill_key(key: str) -> tuple[str, dict[str, str]]:
+    """``"NAME|axis=label|..."`` -> ``("NAME", {axis: label})``."""
+    name, *labels = key.split("|")
+    return name, dict(label.split("=", 1) for label in labels)
+
+
+def fill_histograms(hists: Mapping[str, Any], columns: Any, *, dataset: str,
+                    systematic: str) -> None:
+    """Fill ``hists`` from the per-event ``columns`` of :meth:`AnalysisProcessor.columns`,
+    eager (``hist``, numpy) or lazy (``hist.dask``, dask-awkward) alike.
+
+    Every column not starting with ``_`` is a fill: ``NAME`` or ``NAME|axis=label|...``,
+    a list per event (nested lists allowed) of records with the axes and ``weight`` of
+    histogram ``NAME``. The ``dataset`` axis gets ``dataset``, a ``systematic`` axis not set
+    by the key gets ``systematic``.
+    """
+    lazy = is_lazy(columns)
+    if lazy:
+        import dask_awkward as flat_ops
+    else:
+        flat_ops = ak
+    for key in columns.fields:
+        if key.startswith("_"):
+            continue
+        name, labels = _fill_key(key)
+        h = hists[name]
+        rows = columns[key]
+        while rows.ndim > 1:
+            rows = flat_ops.flatten(rows, axis=1)
+        values = {field: rows[field] for field in rows.fields}
+        if not lazy:
+            values = {field: ak.to_numpy(v) for field, v in values.items()}
+        axes = [ax.name for ax in h.axes]
+        fixed = {"dataset": dataset, **labels}
+        if "systematic" in axes:
+            fixed.setdefault("systematic", systematic)
+        h.fill(**fixed, **values)
+
+
 def chunk_output(
-    hists: dict[str, Any], *, dataset: str, events: Any, cutflow: dict[str, int],
-    provider: str, systematic: str, nonfinite_scores: int | None = None,
+    hists: dict[str, Any], *, dataset: str, columns: Any, steps: Sequence[str],
+    provider: str, systematic: str, count_nonfinite: bool = False,
 ) -> dict[str, Any]:
     """The accumulator every processor returns for one chunk: histograms (with ``dataset``
-    registered even when nothing passed), the cutflow, the entries read, the raw sum of
-    generator weights (whatever luminosity scaling the histograms carry) and the ONNX
-    execution provider that scored the chunk.
+    registered even when nothing passed), the cutflow (``columns["_cutflow"]`` counted per
+    step of ``steps``), the entries read, the raw sum of generator weights (whatever
+    luminosity scaling the histograms carry) and the ONNX execution provider that scored the
+    chunk.
 
     The histograms travel keyed by dataset (``hists_by_dataset``) and are stacked into one
     histogram per name by :func:`finish_output` (the processors' ``postprocess``): adding a
@@ -208,18 +260,29 @@ def chunk_output(
     (393k bins per dataset) with 8 datasets, that rebuild cost ~90 ms per chunk.
     """
     register_dataset(hists, dataset, systematic=systematic)
-    n_all = len(events)
+    n_all = len(columns)
+    masks = columns["_cutflow"]
+    _check_steps(masks.fields, steps)
+    cutflow = {step: int(ak.sum(masks[f"c{k}"], axis=None)) for k, step in enumerate(steps)}
     out = {
         "hists_by_dataset": {dataset: hists},
         "cutflow": {dataset: cutflow},
         "entries": {dataset: n_all},
-        "sumw": {dataset: float(event_weights(events).sum())},
+        "sumw": {dataset: float(np.sum(ak.to_numpy(columns["_genw"])))},
         "provider": {provider: n_all},
     }
-    if nonfinite_scores is not None:  # processors that count them (scores_counted)
+    if count_nonfinite:  # processors that count them (scores_flagged)
         # rows scored -1 for NaN/inf inputs or outputs (nonfinite="flag"), per dataset
-        out["nonfinite_scores"] = {dataset: int(nonfinite_scores)}
+        out["nonfinite_scores"] = {dataset: int(ak.sum(columns["_nonfinite"]))
+                                   if "_nonfinite" in columns.fields else 0}
     return out
+
+
+def _check_steps(fields: Sequence[str], steps: Sequence[str]) -> None:
+    if list(fields) != [f"c{k}" for k in range(len(steps))]:
+        msg = (f"cutflow columns {list(fields)} do not match the {len(steps)} cutflow steps "
+               f"{list(steps)}")
+        raise ValueError(msg)
 
 
 def stack_datasets(parts: Sequence[tuple[str, Any]]) -> Any:
@@ -271,46 +334,28 @@ def lazy_twin(h: Any) -> Any:
     return hist.dask.Hist(*h.axes, storage=h.storage_type())
 
 
-def count_histogram(name: str) -> Any:
-    """A lazy counter: ``name`` (string category) x one unit bin, weighted. dask-awkward
-    2025.3 cannot build scalar reductions on awkward 2.14, so counts and sums of weights are
-    one-bin histograms, turned into numbers by :func:`finish_lazy_bookkeeping`."""
-    import hist
-    import hist.dask
-
-    return hist.dask.Hist(hist.axis.StrCategory([], growth=True, name=name),
-                          hist.axis.Regular(1, 0.0, 2.0, name="one"), storage=hist.storage.Weight())
-
-
-def lazy_bookkeeping(*, dataset: str, steps: Sequence[tuple[str, Any]], weights: Any,
-                     ) -> dict[str, Any]:
-    """The cutflow and raw sum of weights of the lazy path, as count histograms.
-
-    Args:
-        dataset: the dataset name.
-        steps: ``(name, ones)`` in cutflow order, ``ones`` a dask-awkward array of 1s with
-            one entry per event passing the step (the first step: all events).
-        weights: raw generator weights of all events (dask-awkward).
+def lazy_bookkeeping(columns: Any, *, dataset: str, steps: Sequence[str]) -> dict[str, Any]:
+    """The cutflow and raw sum of weights of the lazy path, as ``dask_awkward.sum`` scalars
+    of the same columns the eager path counts (:func:`chunk_output`).
 
     Returns:
-        ``{"_lazy": {dataset: {...}}}``, merged into the processor's output and replaced by
-        ``cutflow``/``entries``/``sumw``/``provider`` in ``postprocess``.
+        ``{"_lazy": {dataset: {"cutflow": {step: count}, "sumw": sum}}}``, computed with the
+        histograms and turned into ``cutflow``/``entries``/``sumw``/``provider`` by
+        :func:`finish_output`.
     """
     import dask_awkward as dak
 
-    cutflow = count_histogram("step")
-    for name, ones in steps:
-        cutflow.fill(step=name, one=ones)
-    totals = count_histogram("dataset")
-    totals.fill(dataset=dataset, one=dak.ones_like(weights), weight=weights)
-    return {"_lazy": {dataset: {"cutflow": cutflow, "steps": [n for n, _ in steps],
-                                "totals": totals}}}
+    masks = columns["_cutflow"]
+    _check_steps(masks.fields, steps)
+    cutflow = {step: dak.sum(masks[f"c{k}"], axis=None) for k, step in enumerate(steps)}
+    return {"_lazy": {dataset: {"cutflow": cutflow,
+                                "sumw": dak.sum(columns["_genw"], axis=None)}}}
 
 
 def finish_output(output: dict[str, Any], *, provider: str) -> dict[str, Any]:
     """The processors' ``postprocess``: per-dataset histograms stacked
-    (:func:`merge_dataset_histograms`), and on the dask-awkward path the computed count
-    histograms of :func:`lazy_bookkeeping` replaced by the bookkeeping the Runner path
+    (:func:`merge_dataset_histograms`), and on the dask-awkward path the computed sums of
+    :func:`lazy_bookkeeping` replaced by the bookkeeping the Runner path
     returns (``cutflow``, ``entries``, ``sumw``, ``provider``)."""
     merge_dataset_histograms(output)
     lazy = output.pop("_lazy", None)
@@ -322,12 +367,10 @@ def finish_output(output: dict[str, Any], *, provider: str) -> dict[str, Any]:
         # the lazy path scores under nonfinite="raise" only (refuse_lazy_flag): a NaN score
         # fails the run, so none is hidden
         output["nonfinite_scores"][dataset] = 0
-        cutflow = parts["cutflow"]
-        output["cutflow"][dataset] = {
-            step: round(cutflow[{"step": step, "one": sum}].value) for step in parts["steps"]
-        }
-        n_all = output["cutflow"][dataset][parts["steps"][0]]
+        cutflow = {step: int(count) for step, count in parts["cutflow"].items()}
+        output["cutflow"][dataset] = cutflow
+        n_all = next(iter(cutflow.values()))  # the first step: all events
         output["entries"][dataset] = n_all
-        output["sumw"][dataset] = float(parts["totals"][{"dataset": dataset, "one": sum}].value)
+        output["sumw"][dataset] = float(parts["sumw"])
         output["provider"][provider] = output["provider"].get(provider, 0) + n_all
     return output

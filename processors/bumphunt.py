@@ -29,11 +29,11 @@ from coffea_ad.features import dijet_mass
 from coffea_ad.histos import jet_score_histogram, score_mass_histogram
 from coffea_ad.inference import OnnxScorer
 from coffea_ad.processors._common import (
-    lazy_bookkeeping,
-    lazy_twin,
     leading_pair,
+    per_event,
+    raw_weights,
     refuse_lazy_flag,
-    scores_counted,
+    scores_flagged,
 )
 
 __all__ = ["DEFAULT_MJJ_EDGES", "BumpHuntProcessor", "Combine"]
@@ -78,6 +78,7 @@ class BumpHuntProcessor(AnalysisProcessor):
     """
 
     name = "bumphunt"
+    counts_nonfinite = True
 
     def __init__(
         self,
@@ -174,88 +175,53 @@ class BumpHuntProcessor(AnalysisProcessor):
     def required_fields(self, events: Any) -> dict[str, tuple[str, ...]]:
         return {self.jets: ("pt", "eta", "phi", "mass")}
 
-    def process_chunk(self, events: ak.Array) -> dict[str, Any]:
-        dataset = events.metadata["dataset"]
-        n_all = len(events)
-        weights = self.weights(events)
+    def histograms(self) -> dict[str, Any]:
+        return {"events": self._histogram(), "sideband": self._histogram(),
+                "jets": jet_score_histogram(score_label="jet score")}
 
+    def cutflow_steps(self) -> list[str]:
+        return ["all", f">=2 {self.jets} (pt>{self.min_pt:g}, |eta|<{self.max_eta:g})",
+                f"search region |deta_jj|<={self.sideband_deta:g}"]
+
+    def check_lazy(self) -> None:
+        refuse_lazy_flag(self.scorer)
+
+    def columns(self, events: ak.Array, *, scale: float | None) -> ak.Array:
         jets = events[self.jets]
+        genw = raw_weights(events, like=ak.num(jets, axis=1))
+        weights = genw if scale is None else genw * scale
         # events * jets, aligned with jets
-        scores, nonfinite = scores_counted(self.scorer, events)
+        scores, flagged = scores_flagged(self.scorer, events)
         good = (jets["pt"] > self.min_pt) & (abs(jets["eta"]) < self.max_eta)
         has_pair, lead = leading_pair(jets, good)
-        lead_scores = scores[good][has_pair][:, :2]
-        s1 = ak.to_numpy(lead_scores[:, 0]).astype(np.float64)
-        s2 = ak.to_numpy(lead_scores[:, 1]).astype(np.float64)
-        score = _COMBINE[self.combine](s1, s2)
-        mjj = ak.to_numpy(dijet_mass(lead[:, 0], lead[:, 1]))
-        deta = np.abs(ak.to_numpy(lead[:, 0]["eta"]).astype(np.float64)
-                      - ak.to_numpy(lead[:, 1]["eta"]).astype(np.float64))
+        lead_scores = ak.values_astype(scores[good][has_pair][:, :2], np.float64)
+        score = _COMBINE[self.combine](lead_scores[:, 0], lead_scores[:, 1])
+        mjj = dijet_mass(lead[:, 0], lead[:, 1])
+        deta = abs(ak.values_astype(lead[:, 0]["eta"], np.float64)
+                   - ak.values_astype(lead[:, 1]["eta"], np.float64))
         w = weights[has_pair]
-        category = self._categories(score, mjj)
+        rows = ak.zip({"category": self._category_column(score, mjj), "score": score,
+                       "mjj": mjj, "weight": w})
         sideband = deta > self.sideband_deta
-
-        hists = {"events": self._histogram(), "sideband": self._histogram()}
-        for name, sel in (("events", ~sideband), ("sideband", sideband)):
-            hists[name].fill(dataset=dataset, systematic=self.systematic,
-                             category=category[sel], score=score[sel], mjj=mjj[sel],
-                             weight=w[sel])
-        hists["jets"] = jet_score_histogram(score_label="jet score")
-        hists["jets"].fill(dataset=dataset, score=np.concatenate([s1, s2]),
-                           weight=np.concatenate([w, w]))
-        cutflow = {
-            "all": n_all,
-            f">=2 {self.jets} (pt>{self.min_pt:g}, |eta|<{self.max_eta:g})": int(has_pair.sum()),
-            f"search region |deta_jj|<={self.sideband_deta:g}": int((~sideband).sum()),
+        cols = {
+            "events": per_event(rows[~sideband], ~sideband, has_pair),
+            "sideband": per_event(rows[sideband], sideband, has_pair),
+            # both leading jets of every dijet event
+            "jets": per_event(ak.zip({"score": lead_scores, "weight": w}), has_pair),
+            "_cutflow": ak.zip({"c0": ak.ones_like(has_pair), "c1": has_pair,
+                                "c2": per_event(~sideband, has_pair)}, depth_limit=1),
+            "_genw": genw,
         }
-        return self.bookkeeping(hists, events=events, cutflow=cutflow,
-                                nonfinite_scores=nonfinite)
+        if flagged is not None:
+            cols["_nonfinite"] = flagged
+        return ak.zip(cols, depth_limit=1)
 
-    def _lazy_categories(self, score: ak.Array, mjj: ak.Array) -> ak.Array:
-        """:meth:`_categories` of one partition (numpy in, numpy out)."""
+    def _category_column(self, score: ak.Array, mjj: ak.Array) -> ak.Array:
+        """:meth:`_categories` as an awkward column (numpy inside; the thresholds, correctionlib
+        or a QR network, run on the chunk's or partition's values)."""
         if ak.backend(score, mjj) == "typetracer":  # dask-awkward tracing which columns are read
             ak.typetracer.touch_data(score)
             ak.typetracer.touch_data(mjj)
             return ak.Array(ak.Array(np.zeros(0, np.int64)).layout.to_typetracer(forget_length=True))
         return ak.Array(self._categories(ak.to_numpy(score).astype(np.float64),
                                          ak.to_numpy(mjj).astype(np.float64)).astype(np.int64))
-
-    def process_lazy(self, events: Any) -> dict[str, Any]:
-        """:meth:`process_chunk` on dask-awkward events (the ``apply_to_fileset`` path): the same
-        selection, categories and histograms, built lazily; counts become numbers in
-        :meth:`postprocess`. Tested bin for bin against the Runner path."""
-        refuse_lazy_flag(self.scorer)
-        import dask_awkward as dak
-
-        dataset = events.metadata["dataset"]
-        raw_w, weights = self.lazy_weights(events)
-        jets = events[self.jets]
-        scores = self.scorer.score_events(events)
-        good = (jets["pt"] > self.min_pt) & (abs(jets["eta"]) < self.max_eta)
-        has_pair, lead = leading_pair(jets, good)
-        lead_scores = scores[good][has_pair][:, :2]
-        s1 = dak.values_astype(lead_scores[:, 0], np.float64)
-        s2 = dak.values_astype(lead_scores[:, 1], np.float64)
-        score = _COMBINE[self.combine](s1, s2)
-        mjj = dijet_mass(lead[:, 0], lead[:, 1])
-        deta = abs(dak.values_astype(lead[:, 0]["eta"], np.float64)
-                   - dak.values_astype(lead[:, 1]["eta"], np.float64))
-        w = weights[has_pair]
-        # the thresholds (correctionlib or a QR network) run on each partition's numpy arrays
-        meta = ak.Array(ak.Array(np.zeros(0, np.int64)).layout.to_typetracer(forget_length=True))
-        category = dak.map_partitions(self._lazy_categories, score, mjj, meta=meta,
-                                      label="qr-categories")
-        sideband = deta > self.sideband_deta
-        hists = {"events": lazy_twin(self._histogram()), "sideband": lazy_twin(self._histogram())}
-        for name, sel in (("events", ~sideband), ("sideband", sideband)):
-            hists[name].fill(dataset=dataset, systematic=self.systematic,
-                             category=category[sel], score=score[sel], mjj=mjj[sel],
-                             weight=w[sel])
-        hists["jets"] = lazy_twin(jet_score_histogram(score_label="jet score"))
-        for s in (s1, s2):
-            hists["jets"].fill(dataset=dataset, score=s, weight=w)
-        ones = dak.ones_like(raw_w)
-        steps = [("all", ones),
-                 (f">=2 {self.jets} (pt>{self.min_pt:g}, |eta|<{self.max_eta:g})", ones[has_pair]),
-                 (f"search region |deta_jj|<={self.sideband_deta:g}", ones[has_pair][~sideband])]
-        return {"hists": hists, **lazy_bookkeeping(dataset=dataset, steps=steps, weights=raw_w)}

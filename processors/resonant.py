@@ -30,10 +30,7 @@ from coffea_ad.features import dijet_mass, jet_features
 from coffea_ad.histos import score_mass_histogram
 from coffea_ad.inference import OnnxScorer
 from coffea_ad.inference.noise import event_normals
-from coffea_ad.processors._common import (
-    lazy_bookkeeping,
-    lazy_twin,
-)
+from coffea_ad.processors._common import per_event, raw_weights
 
 __all__ = ["DEFAULT_FEATURE_BINS", "EVENT_ID", "REGIONS", "ResonantProcessor"]
 
@@ -188,69 +185,84 @@ class ResonantProcessor(AnalysisProcessor):
             needs.update({name: () for name in EVENT_ID})
         return needs
 
-    def process_chunk(self, events: ak.Array) -> dict[str, Any]:
-        dataset = events.metadata["dataset"]
-        n_all = len(events)
-        weights = self.weights(events)
-
-        # NanoAOD jets are p_T-ordered: the second jet passing min_pt means both do
-        second_pt = ak.to_numpy(ak.fill_none(ak.pad_none(events[self.jets].pt, 2, axis=1)[:, 1],
-                                             0.0))
-        idx = np.flatnonzero(second_pt > self.min_pt)
-        sel = events[idx]
-        jets = sel[self.jets]
-        feats = jet_features(sel, self.jet_feature_names, jets=self.jets)
-        x = np.zeros((len(idx), len(self.features)), dtype=np.float32)
-        mjj = np.zeros(len(idx), dtype=np.float64)
-        if len(idx):
-            x = np.stack([ak.to_numpy(feats[base][:, j]).astype(np.float32)
-                          for base, j in self._columns], axis=1)
-            mjj = ak.to_numpy(dijet_mass(jets[:, 0], jets[:, 1])).astype(np.float64)
-        w = weights[idx]
-        ids = ([ak.to_numpy(sel[name]) for name in EVENT_ID] if self.sampler is not None
-               else None)
-        region, score, sampled = self._rows(x, mjj, ids)
-
-        hists: dict[str, hist.Hist] = {}
-        hists["events"] = score_mass_histogram(
+    def histograms(self) -> dict[str, Any]:
+        hists: dict[str, Any] = {"events": score_mass_histogram(
             mass="mjj", mass_label=r"$m_{jj}$ [GeV]", mass_edges=self.mjj_edges,
             score_label="cVAE score", categories=list(REGIONS),
-            category_label="m_jj region (0 low SB, 1 SR, 2 high SB)")
-        hists["events"].fill(dataset=dataset, systematic=self.systematic, category=region,
-                             score=score, mjj=mjj, weight=w)
+            category_label="m_jj region (0 low SB, 1 SR, 2 high SB)")}
+        for name in self.features:
+            hists[f"feature_{name}"] = self._feature_histogram(name)
+        return hists
 
-        k = self.samples_per_event
-        s_region, s_w = np.repeat(region, k), np.repeat(w, k) / k
+    def cutflow_steps(self) -> list[str]:
+        return ["all", f">=2 {self.jets} (pt>{self.min_pt:g})",
+                f"SR {self.signal_region[0]:g}<=mjj<={self.signal_region[1]:g}"]
+
+    def columns(self, events: ak.Array, *, scale: float | None) -> ak.Array:
+        """Selection, features, cVAE score and template rows; the model and its sampler run on
+        the chunk's (partition's) numpy values (:meth:`_partition`)."""
+        all_jets = events[self.jets]
+        genw = raw_weights(events, like=ak.num(all_jets, axis=1))
+        weights = genw if scale is None else genw * scale
+        # NanoAOD jets are p_T-ordered: the second jet passing min_pt means both do
+        second_pt = ak.fill_none(ak.pad_none(all_jets.pt, 2, axis=1)[:, 1], 0.0)
+        has_pair = second_pt > self.min_pt
+        sel = events[has_pair]
+        jets = sel[self.jets]
+        feats = jet_features(sel, self.jet_feature_names, jets=self.jets)
+        x = [ak.values_astype(feats[base][:, j], np.float32) for base, j in self._columns]
+        mjj = ak.values_astype(dijet_mass(jets[:, 0], jets[:, 1]), np.float64)
+        ids = [sel[name] for name in EVENT_ID] if self.sampler is not None else []
+        rec = self._partition(*x, mjj, *ids)
+        region, w, k = rec.region, weights[has_pair], self.samples_per_event
+        cols: dict[str, Any] = {"events": ak.zip({"category": region, "score": rec.score,
+                                                  "mjj": mjj, "weight": w})}
         for j, name in enumerate(self.features):
-            h = self._feature_histogram(name)
-            h.fill(dataset=dataset, source="data", region=region, value=x[:, j], weight=w)
-            if self.sampler is not None:
-                h.fill(dataset=dataset, source="cvae", region=s_region, value=sampled[:, j],
-                       weight=s_w)
-            hists[f"feature_{name}"] = h
-
-        cutflow = {
-            "all": n_all,
-            f">=2 {self.jets} (pt>{self.min_pt:g})": len(idx),
-            f"SR {self.signal_region[0]:g}<=mjj<={self.signal_region[1]:g}":
-                int((region == 1).sum()),
-        }
-        out = self.bookkeeping(hists, events=events, cutflow=cutflow)
+            cols[f"feature_{name}|source=data"] = ak.zip({"region": region, "value": x[j],
+                                                          "weight": w})
+            if self.sampler is not None:  # k template rows per event, each weighted w / k
+                cols[f"feature_{name}|source=cvae"] = ak.zip(
+                    {"region": region, "value": rec[f"t{j}"], "weight": w / k})
         if self.keep_arrays:
-            acc = processor.column_accumulator
-            sr, s_sr = region == 1, s_region == 1
-            out["arrays"] = {dataset: {
-                "data_x": acc(x[sr]),
-                "data_mjj": acc(mjj[sr]),
-                "data_weight": acc(w[sr]),
-                "data_score": acc(score[sr]),
-                "cvae_x": acc(sampled[s_sr] if self.sampler is not None
-                              else np.zeros((0, len(self.features)), np.float32)),
-                "cvae_mjj": acc(np.repeat(mjj, k)[s_sr] if self.sampler is not None
-                                else np.zeros(0)),
-                "cvae_weight": acc(s_w[s_sr] if self.sampler is not None else np.zeros(0)),
-            }}
-        return out
+            cols["_rows"] = ak.zip({"mjj": mjj, "weight": w, "region": region,
+                                    "score": rec.score,
+                                    **{f"x{j}": c for j, c in enumerate(x)},
+                                    **{f"t{j}": rec[f"t{j}"] for j in range(len(x))}},
+                                   depth_limit=1)
+        cols = {key: per_event(value, has_pair) for key, value in cols.items()}
+        cols["_cutflow"] = ak.zip({"c0": ak.ones_like(has_pair), "c1": has_pair,
+                                   "c2": per_event(region == 1, has_pair)}, depth_limit=1)
+        cols["_genw"] = genw
+        return ak.zip(cols, depth_limit=1)
+
+    def extra_output(self, columns: ak.Array, dataset: str) -> dict[str, Any]:
+        """With ``keep_arrays``: the signal-region rows of data and template (column
+        accumulators, Runner executors only)."""
+        if not self.keep_arrays:
+            return {}
+        rows = ak.flatten(columns["_rows"], axis=1)
+        n_f, k = len(self.features), self.samples_per_event
+        sr = ak.to_numpy(rows.region) == 1
+        mjj, w = ak.to_numpy(rows.mjj)[sr], ak.to_numpy(rows.weight)[sr]
+        acc = processor.column_accumulator
+        data_x = np.zeros((int(sr.sum()), n_f), np.float32)
+        cvae_x = np.zeros((0, n_f), np.float32)
+        for j in range(n_f):
+            data_x[:, j] = ak.to_numpy(rows[f"x{j}"])[sr]
+        if self.sampler is not None:
+            cvae_x = np.zeros((int(sr.sum()) * k, n_f), np.float32)
+            for j in range(n_f):  # event-major, the k template rows of each event in a row
+                cvae_x[:, j] = ak.to_numpy(ak.flatten(rows[f"t{j}"][sr]))
+        has_template = self.sampler is not None
+        return {"arrays": {dataset: {
+            "data_x": acc(data_x),
+            "data_mjj": acc(mjj),
+            "data_weight": acc(w),
+            "data_score": acc(ak.to_numpy(rows.score)[sr]),
+            "cvae_x": acc(cvae_x),
+            "cvae_mjj": acc(np.repeat(mjj, k) if has_template else np.zeros(0)),
+            "cvae_weight": acc(np.repeat(w, k) / k if has_template else np.zeros(0)),
+        }}}
 
     def _rows(self, x: np.ndarray, mjj: np.ndarray, ids: list[np.ndarray] | None
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -269,7 +281,7 @@ class ResonantProcessor(AnalysisProcessor):
         return region, score, sampled
 
     def _partition(self, *columns: ak.Array) -> ak.Array:
-        """:meth:`_rows` of one dask-awkward partition: feature columns, m_jj, then the event
+        """:meth:`_rows` of one chunk or dask-awkward partition: feature columns, m_jj, then the event
         ids; returns ``{region, score, t0 .. t(F-1)}`` with ``t`` the template, ``[n, k]``."""
         n_f, k = len(self.features), self.samples_per_event
         if ak.backend(*columns) == "typetracer":  # dask-awkward tracing which columns are read
@@ -298,53 +310,3 @@ class ResonantProcessor(AnalysisProcessor):
             # per-event weight and region, as the template needs
             fields[f"t{j}"] = ak.from_regular(ak.Array(np.ascontiguousarray(t[:, :, j])), axis=1)
         return ak.zip(fields, depth_limit=1)
-
-    def process_lazy(self, events: Any) -> dict[str, Any]:
-        """:meth:`process_chunk` on dask-awkward events (the ``apply_to_fileset`` path): the same
-        selection, scores, template and histograms, built lazily; the cVAE and its sampler
-        run per partition. The template noise is a function of the event ids, so every bin
-        equals the chunked executors'. No per-event arrays (``keep_arrays``) here."""
-        import dask_awkward as dak
-
-        dataset = events.metadata["dataset"]
-        raw_w, weights = self.lazy_weights(events)
-        second_pt = dak.fill_none(dak.pad_none(events[self.jets].pt, 2, axis=1)[:, 1], 0.0)
-        has_pair = second_pt > self.min_pt
-        sel = events[has_pair]
-        jets = sel[self.jets]
-        feats = jet_features(sel, self.jet_feature_names, jets=self.jets)
-        cols = [feats[base][:, j] for base, j in self._columns]
-        mjj = dak.values_astype(dijet_mass(jets[:, 0], jets[:, 1]), np.float64)
-        ids = [sel[name] for name in EVENT_ID] if self.sampler is not None else []
-        meta = self._partition(*[ak.Array(ak.Array(np.zeros(0, np.float32)).layout
-                                          .to_typetracer(forget_length=True))
-                                 for _ in range(len(cols) + 1 + len(ids))])
-        rec = dak.map_partitions(self._partition, *cols, mjj, *ids, meta=meta,
-                                 label="resonant-rows")
-        w = weights[has_pair]
-        region = rec.region
-        hists: dict[str, Any] = {}
-        hists["events"] = lazy_twin(score_mass_histogram(
-            mass="mjj", mass_label=r"$m_{jj}$ [GeV]", mass_edges=self.mjj_edges,
-            score_label="cVAE score", categories=list(REGIONS),
-            category_label="m_jj region (0 low SB, 1 SR, 2 high SB)"))
-        hists["events"].fill(dataset=dataset, systematic=self.systematic, category=region,
-                             score=rec.score, mjj=mjj, weight=w)
-        k = self.samples_per_event
-        s_region = dak.flatten(dak.broadcast_arrays(region, rec.t0)[0]) \
-            if self.sampler is not None else None
-        s_w = dak.flatten(dak.broadcast_arrays(w, rec.t0)[0]) / k \
-            if self.sampler is not None else None
-        for j, name in enumerate(self.features):
-            h = lazy_twin(self._feature_histogram(name))
-            h.fill(dataset=dataset, source="data", region=region, value=cols[j], weight=w)
-            if self.sampler is not None:
-                h.fill(dataset=dataset, source="cvae", region=s_region,
-                       value=dak.flatten(rec[f"t{j}"]), weight=s_w)
-            hists[f"feature_{name}"] = h
-        ones = dak.ones_like(raw_w)
-        steps = [("all", ones),
-                 (f">=2 {self.jets} (pt>{self.min_pt:g})", ones[has_pair]),
-                 (f"SR {self.signal_region[0]:g}<=mjj<={self.signal_region[1]:g}",
-                  ones[has_pair][region == 1])]
-        return {"hists": hists, **lazy_bookkeeping(dataset=dataset, steps=steps, weights=raw_w)}

@@ -26,12 +26,12 @@ from coffea_ad.features import transverse_mass
 from coffea_ad.histos import jet_score_histogram, score_mass_histogram
 from coffea_ad.inference import OnnxScorer, WorkingPoint, read_working_point
 from coffea_ad.processors._common import (
-    lazy_bookkeeping,
-    lazy_twin,
     leading_pair,
     met_collection,
+    per_event,
+    raw_weights,
     refuse_lazy_flag,
-    scores_counted,
+    scores_flagged,
 )
 from coffea_ad.systematics import (
     correctionlib_jet_variations,
@@ -152,6 +152,7 @@ class SVJProcessor(AnalysisProcessor):
     """
 
     name = "svj"
+    counts_nonfinite = True
 
     def __init__(
         self,
@@ -207,20 +208,43 @@ class SVJProcessor(AnalysisProcessor):
                      {self.met or "MET|PFMET|PuppiMET": ("pt", "phi")})
         return {self.jets: ("pt", "eta", "phi", "mass"), **met_needs}
 
-    def process_chunk(self, events: ak.Array) -> dict[str, Any]:
-        dataset = events.metadata["dataset"]
-        weights = self.weights(events)
+    def histograms(self) -> dict[str, Any]:
+        return {"events": score_mass_histogram(), "abcd": abcd_histogram(self.abcd_variable),
+                "jets": jet_score_histogram()}
+
+    def cutflow_steps(self) -> list[str]:
+        steps = ["all", f">=2 {self.jets} (pt>{self.min_pt:g}, |eta|<{self.max_eta:g})"]
+        if self.max_deta is not None:
+            steps.append(f"|deta_j1j2|<{self.max_deta:g}")
+        steps.append(f"mT>={self.min_mt:g}")
+        if self.min_met_over_mt is not None:
+            steps.append(f"MET/mT>{self.min_met_over_mt:g}")
+        return steps
+
+    def check_lazy(self) -> None:
+        refuse_lazy_flag(self.scorer)
+        unsupported = [name for name, value in (
+            ("variations", self.variations), ("met", self.met),
+            ("tag_threshold from a working point", self.working_point)) if value is not None]
+        if unsupported:
+            raise NotImplementedError(
+                f"svj processor on dask-awkward events: {', '.join(unsupported)} not "
+                "supported on this path; use --executor iterative, futures or dask")
+
+    def columns(self, events: ak.Array, *, scale: float | None) -> ak.Array:
         jets = with_mass(events[self.jets])
+        genw = raw_weights(events, like=ak.num(jets, axis=1))
+        weights = genw if scale is None else genw * scale
         # constituent-list models (padded inputs) score through score_events; dense models
         # keep their feature table so variations can replace p_T and mass in it
         padded = any(spec.pad_length is not None for spec in self.scorer.contract.inputs)
         features = None if padded else self.scorer.features_from_events(events)
-        scores, nonfinite = scores_counted(self.scorer, events, features=features)
-        out = {"events": score_mass_histogram(), "abcd": abcd_histogram(self.abcd_variable)}
-        cutflow, lead_scores, w = self._fill(out, events, jets, scores, weights, self.systematic)
-        h_jets = jet_score_histogram()
-        h_jets.fill(dataset=dataset, score=ak.to_numpy(ak.flatten(lead_scores)),
-                    weight=np.repeat(w, 2))
+        scores, flagged = scores_flagged(self.scorer, events, features=features)
+        cols, cutflow = self._selection(events, jets, scores, weights, label=None)
+        cols["_cutflow"] = ak.zip({f"c{k}": m for k, m in enumerate(cutflow)}, depth_limit=1)
+        cols["_genw"] = genw
+        if flagged is not None:
+            cols["_nonfinite"] = flagged
         for label, varied in self._variations(events, jets).items():
             # a variation scales four-momenta: the features of each varied jet are its nominal
             # ones with p_T and mass replaced (substructure ratios are scale invariant)
@@ -233,10 +257,8 @@ class SVJProcessor(AnalysisProcessor):
                         feats = ak.with_field(
                             feats, ak.values_astype(varied[name], np.float32), name)
                 var_scores = self.scorer(feats)
-            self._fill(out, events, varied, var_scores, weights, label)
-        hists = {**out, "jets": h_jets}
-        return self.bookkeeping(hists, events=events, cutflow=cutflow,
-                                nonfinite_scores=nonfinite)
+            cols.update(self._selection(events, varied, var_scores, weights, label=label)[0])
+        return ak.zip(cols, depth_limit=1)
 
     def _variations(self, events: Any, jets: Any) -> dict[str, Any]:
         if self.variations is None:
@@ -246,111 +268,57 @@ class SVJProcessor(AnalysisProcessor):
         gen = events[self.gen_jets] if self.gen_jets in events.fields else None
         return correctionlib_jet_variations(jets, self.variations, gen_jets=gen)
 
-    def _fill(self, hists: dict[str, Any], events: Any, jets: Any, scores: Any,
-              weights: np.ndarray, systematic: str) -> tuple[dict[str, int], Any, np.ndarray]:
-        """Selection, m_T and tags of one jet collection (nominal or a variation), filled into
-        ``hists["events"]`` and ``hists["abcd"]`` at ``systematic``: returns
-        ``(cutflow, leading scores, weights)``."""
-        dataset = events.metadata["dataset"]
+    def _selection(self, events: Any, jets: Any, scores: Any, weights: Any, *,
+                   label: str | None) -> tuple[dict[str, Any], list[Any]]:
+        """Selection, m_T and tags of one jet collection (the nominal, ``label=None``, or a
+        variation): the ``events``/``abcd`` fill columns (and ``jets`` for the nominal) and
+        the cutflow masks."""
+        def f64(x: Any) -> Any:
+            return ak.values_astype(x, np.float64)
+
         good = (jets["pt"] > self.min_pt) & (abs(jets["eta"]) < self.max_eta)
         two_jets, lead = leading_pair(jets, good)
         lead_scores = scores[good][two_jets][:, :2]
         met = (events[self.met] if self.met else met_collection(events))[two_jets]
-        mt = ak.to_numpy(transverse_mass(lead[:, 0], lead[:, 1], met))
-        w = weights[two_jets]
-
-        cutflow = {
-            "all": len(events),
-            f">=2 {self.jets} (pt>{self.min_pt:g}, |eta|<{self.max_eta:g})": int(two_jets.sum()),
-        }
-        keep = np.ones(len(mt), dtype=bool)
-        # float64: |Δη| of float32 η would put events on the other side of a bin edge
-        deta = np.abs(ak.to_numpy(lead[:, 0]["eta"]).astype(np.float64)
-                      - ak.to_numpy(lead[:, 1]["eta"]).astype(np.float64))
-        met_pt = ak.to_numpy(met["pt"]).astype(np.float64)
-        # m_T = 0 only for massless back-to-back jets without MET: R_T = 0 there
-        ratio = np.divide(met_pt, mt, out=np.zeros_like(mt), where=mt > 0)
-        if self.max_deta is not None:
-            keep &= deta < self.max_deta
-            cutflow[f"|deta_j1j2|<{self.max_deta:g}"] = int(keep.sum())
-        keep &= mt >= self.min_mt
-        cutflow[f"mT>={self.min_mt:g}"] = int(keep.sum())
-        if self.min_met_over_mt is not None:
-            keep &= ratio > self.min_met_over_mt  # an event with m_T = 0 fails
-            cutflow[f"MET/mT>{self.min_met_over_mt:g}"] = int(keep.sum())
-
-        lead_scores = lead_scores[keep]
-        mt, w = mt[keep], w[keep]
-        if self.working_point is not None:
-            lead_pt = ak.to_numpy(lead["pt"][keep]).astype(np.float64)
-            passed = ak.to_numpy(lead_scores).astype(np.float64) > self.working_point.threshold(
-                lead_pt)
-            ntag = passed.sum(axis=1) if len(passed) else np.zeros(0, dtype=np.int64)
-        else:
-            ntag = ak.to_numpy(ak.sum(lead_scores > self.tag_threshold, axis=1))
-        max_score = ak.to_numpy(ak.max(lead_scores, axis=1))
-
-        hists["events"].fill(dataset=dataset, systematic=systematic, category=ntag,
-                             score=max_score, mt=mt, weight=w)
-        second = {"deta_jj": deta, "met_over_mt": ratio}[self.abcd_variable][keep]
-        hists["abcd"].fill(dataset=dataset, systematic=systematic, score=max_score,
-                           **{self.abcd_variable: second}, mt=mt, weight=w)
-        return cutflow, lead_scores, w
-
-    def process_lazy(self, events: Any) -> dict[str, Any]:
-        """:meth:`process_chunk` on dask-awkward events (the ``apply_to_fileset`` path): the same
-        selection and histograms, built lazily (``hist.dask``); counts become numbers in
-        :meth:`postprocess`. Tested bin for bin against the Runner path."""
-        refuse_lazy_flag(self.scorer)
-        import dask_awkward as dak
-
-        unsupported = [name for name, value in (
-            ("variations", self.variations), ("met", self.met),
-            ("tag_threshold from a working point", self.working_point)) if value is not None]
-        if unsupported:
-            raise NotImplementedError(
-                f"svj processor on dask-awkward events: {', '.join(unsupported)} not "
-                "supported on this path; use --executor iterative, futures or dask")
-        dataset = events.metadata["dataset"]
-        raw_w, weights = self.lazy_weights(events)
-        jets = events[self.jets]
-        scores = self.scorer.score_events(events)
-        good = (jets["pt"] > self.min_pt) & (abs(jets["eta"]) < self.max_eta)
-        two_jets, lead = leading_pair(jets, good)
-        lead_scores = scores[good][two_jets][:, :2]
-        met = met_collection(events)[two_jets]
         mt = transverse_mass(lead[:, 0], lead[:, 1], met)
         w = weights[two_jets]
-        ones = dak.ones_like(raw_w)
-        steps = [("all", ones),
-                 (f">=2 {self.jets} (pt>{self.min_pt:g}, |eta|<{self.max_eta:g})", ones[two_jets])]
-        ones_pair = ones[two_jets]
-        deta = abs(dak.values_astype(lead[:, 0]["eta"], np.float64)
-                   - dak.values_astype(lead[:, 1]["eta"], np.float64))
-        met_pt = dak.values_astype(met["pt"], np.float64)
+        # float64: |Δη| of float32 η would put events on the other side of a bin edge
+        deta = abs(f64(lead[:, 0]["eta"]) - f64(lead[:, 1]["eta"]))
+        met_pt = f64(met["pt"])
+        # m_T = 0 only for massless back-to-back jets without MET: R_T = 0 there
         positive = mt > 0
-        ratio = dak.where(positive, met_pt / dak.where(positive, mt, 1.0), 0.0)
+        ratio = ak.where(positive, met_pt / ak.where(positive, mt, 1.0), 0.0)
+
+        cutflow = [ak.ones_like(two_jets), two_jets]
+        steps = []
         keep = mt >= self.min_mt
         if self.max_deta is not None:
-            steps.append((f"|deta_j1j2|<{self.max_deta:g}", ones_pair[deta < self.max_deta]))
-            keep = keep & (deta < self.max_deta)
-        steps.append((f"mT>={self.min_mt:g}", ones_pair[keep]))
+            steps.append(deta < self.max_deta)
+            keep = keep & steps[-1]
+        steps.append(keep)
         if self.min_met_over_mt is not None:
-            keep = keep & (ratio > self.min_met_over_mt)
-            steps.append((f"MET/mT>{self.min_met_over_mt:g}", ones_pair[keep]))
+            keep = keep & (ratio > self.min_met_over_mt)  # an event with m_T = 0 fails
+            steps.append(keep)
+        cutflow += [per_event(step, two_jets) for step in steps]
+
         sel_scores = lead_scores[keep]
-        mt_k, w_k = mt[keep], w[keep]
-        ntag = dak.sum(sel_scores > self.tag_threshold, axis=1)
-        max_score = dak.max(sel_scores, axis=1)
-        h_events = lazy_twin(score_mass_histogram())
-        h_events.fill(dataset=dataset, systematic=self.systematic, category=ntag,
-                      score=max_score, mt=mt_k, weight=w_k)
+        mt, w = mt[keep], w[keep]
+        if self.working_point is not None:  # numpy: the Runner path only (check_lazy)
+            lead_pt = ak.to_numpy(lead["pt"][keep]).astype(np.float64)
+            passed = ak.to_numpy(sel_scores).astype(np.float64) > self.working_point.threshold(
+                lead_pt)
+            ntag = ak.Array(passed.sum(axis=1) if len(passed) else np.zeros(0, np.int64))
+        else:
+            ntag = ak.sum(sel_scores > self.tag_threshold, axis=1)
+        max_score = ak.max(sel_scores, axis=1)
         second = {"deta_jj": deta, "met_over_mt": ratio}[self.abcd_variable][keep]
-        h_abcd = lazy_twin(abcd_histogram(self.abcd_variable))
-        h_abcd.fill(dataset=dataset, systematic=self.systematic, score=max_score,
-                    **{self.abcd_variable: second}, mt=mt_k, weight=w_k)
-        h_jets = lazy_twin(jet_score_histogram())
-        h_jets.fill(dataset=dataset, score=dak.flatten(sel_scores),
-                    weight=dak.flatten(dak.broadcast_arrays(w_k, sel_scores)[0]))
-        return {"hists": {"events": h_events, "abcd": h_abcd, "jets": h_jets},
-                **lazy_bookkeeping(dataset=dataset, steps=steps, weights=raw_w)}
+        tag = "" if label is None else f"|systematic={label}"
+        cols = {
+            f"events{tag}": ak.zip({"category": ntag, "score": max_score, "mt": mt,
+                                    "weight": w}),
+            f"abcd{tag}": ak.zip({"score": max_score, self.abcd_variable: second, "mt": mt,
+                                  "weight": w}),
+        }
+        if label is None:  # both leading jets of the selected events
+            cols["jets"] = ak.zip({"score": sel_scores, "weight": w})
+        return {k: per_event(v, keep, two_jets) for k, v in cols.items()}, cutflow

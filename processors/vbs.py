@@ -24,10 +24,7 @@ from coffea_ad.errors import ModelContractError
 from coffea_ad.features import vbs_variables
 from coffea_ad.histos import score_mass_histogram
 from coffea_ad.inference import OnnxScorer
-from coffea_ad.processors._common import (
-    lazy_bookkeeping,
-    lazy_twin,
-)
+from coffea_ad.processors._common import per_event, raw_weights
 
 __all__ = ["VBS_MJJ_EDGES", "VBSProcessor"]
 
@@ -134,34 +131,8 @@ class VBSProcessor(AnalysisProcessor):
         charge = ak.concatenate([events[n].charge for n in present], axis=1)
         return charge[ak.argsort(pt, axis=1, ascending=False)]
 
-    def _step_masks(self, events: ak.Array) -> ak.Array:
-        """The preselection, step by step, as ``events * {step0, step1, ...}`` booleans (pure
-        awkward: runs on eager events, on each dask-awkward partition and on typetracers)."""
-        v = vbs_variables(events, jets=self.jets, leptons=self.leptons)
-
-        def f64(field: str) -> ak.Array:
-            return ak.values_astype(v[field], np.float64)
-
-        charges = ak.fill_none(ak.pad_none(self._lepton_charges(events), 2, axis=1), 0)
-        jet_eta = ak.fill_none(ak.pad_none(events[self.jets].eta, 2, axis=1), np.inf)
-        masks = [
-            v.n_leptons >= 2,
-            (f64("lep1_pt") > self.min_lep1_pt) & (f64("lep2_pt") > self.min_lep2_pt)
-            & (abs(f64("lep1_eta")) < self.max_lep_eta) & (abs(f64("lep2_eta")) < self.max_lep_eta),
-        ]
-        if self.same_sign:
-            masks.append(charges[:, 0] * charges[:, 1] > 0)
-        masks += [
-            v.n_jets >= 2,
-            (f64("jet1_pt") > self.min_jet_pt) & (f64("jet2_pt") > self.min_jet_pt)
-            & (abs(jet_eta[:, 0]) < self.max_jet_eta) & (abs(jet_eta[:, 1]) < self.max_jet_eta),
-            f64("mjj") > self.min_mjj,
-            f64("deta_jj") > self.min_deta_jj,
-        ]
-        return ak.zip({f"step{k}": m for k, m in enumerate(masks)})
-
-    def _step_names(self) -> list[str]:
-        names = [">=2 leptons",
+    def cutflow_steps(self) -> list[str]:
+        names = ["all", ">=2 leptons",
                  f"lepton pt>{self.min_lep1_pt:g},{self.min_lep2_pt:g} |eta|<{self.max_lep_eta:g}"]
         if self.same_sign:
             names.append("same-sign leptons")
@@ -188,54 +159,51 @@ class VBSProcessor(AnalysisProcessor):
             out.append(("events" if not label else f"events_{label}", scorer))
         return out
 
-    def process_chunk(self, events: ak.Array) -> dict[str, Any]:
-        dataset = events.metadata["dataset"]
-        n_all = len(events)
-        weights = self.weights(events)
+    def histograms(self) -> dict[str, Any]:
+        return {("events" if not label else f"events_{label}"):
+                self._histogram(self.scorer_for(label)) for label in self.labels}
+
+    def columns(self, events: ak.Array, *, scale: float | None) -> ak.Array:
+        """The preselection step by step, the event variables and the scores of the selected
+        events (pure awkward: runs on eager events, on each dask-awkward partition and on
+        typetracers)."""
         v = vbs_variables(events, jets=self.jets, leptons=self.leptons)
-        masks = self._step_masks(events)
-        keep = np.ones(n_all, dtype=bool)
-        cutflow = {"all": n_all}
-        for k, name in enumerate(self._step_names()):
-            keep &= ak.to_numpy(masks[f"step{k}"])
-            cutflow[name] = int(keep.sum())
+        genw = raw_weights(events, like=v.n_jets)
+        weights = genw if scale is None else genw * scale
+
+        def f64(field: str) -> ak.Array:
+            return ak.values_astype(v[field], np.float64)
+
+        charges = ak.fill_none(ak.pad_none(self._lepton_charges(events), 2, axis=1), 0)
+        jet_eta = ak.fill_none(ak.pad_none(events[self.jets].eta, 2, axis=1), np.inf)
+        masks = [
+            v.n_leptons >= 2,
+            (f64("lep1_pt") > self.min_lep1_pt) & (f64("lep2_pt") > self.min_lep2_pt)
+            & (abs(f64("lep1_eta")) < self.max_lep_eta) & (abs(f64("lep2_eta")) < self.max_lep_eta),
+        ]
+        if self.same_sign:
+            masks.append(charges[:, 0] * charges[:, 1] > 0)
+        masks += [
+            v.n_jets >= 2,
+            (f64("jet1_pt") > self.min_jet_pt) & (f64("jet2_pt") > self.min_jet_pt)
+            & (abs(jet_eta[:, 0]) < self.max_jet_eta) & (abs(jet_eta[:, 1]) < self.max_jet_eta),
+            f64("mjj") > self.min_mjj,
+            f64("deta_jj") > self.min_deta_jj,
+        ]
+        keep = ak.ones_like(v.n_jets, dtype=bool)
+        cutflow = {"c0": keep}
+        for k, mask in enumerate(masks, start=1):
+            keep = keep & mask
+            cutflow[f"c{k}"] = keep
 
         selected = v[keep]
         w = weights[keep]
-        mjj = ak.to_numpy(selected.mjj).astype(np.float64)
-        hists = {}
+        mjj = ak.values_astype(selected.mjj, np.float64)
+        cols: dict[str, Any] = {}
         for key, scorer in self._scorers(selected.fields):
-            score = ak.to_numpy(scorer(selected[scorer.contract.features])).astype(np.float64)
-            h = self._histogram(scorer)
-            h.fill(dataset=dataset, systematic=self.systematic, category=np.zeros(len(w), int),
-                   score=score, mjj=mjj, weight=w)
-            hists[key] = h
-        return self.bookkeeping(hists, events=events, cutflow=cutflow)
-
-    def process_lazy(self, events: Any) -> dict[str, Any]:
-        """:meth:`process_chunk` on dask-awkward events (the ``apply_to_fileset`` path): the same
-        selection (:meth:`_step_masks` mapped over the partitions) and histograms, built
-        lazily; counts become numbers in :meth:`postprocess`."""
-        import dask_awkward as dak
-
-        dataset = events.metadata["dataset"]
-        raw_w, weights = self.lazy_weights(events)
-        v = vbs_variables(events, jets=self.jets, leptons=self.leptons)
-        masks = dak.map_partitions(self._step_masks, events, label="vbs-selection")
-        ones = dak.ones_like(raw_w)
-        steps = [("all", ones)]
-        keep = None
-        for k, name in enumerate(self._step_names()):
-            keep = masks[f"step{k}"] if keep is None else keep & masks[f"step{k}"]
-            steps.append((name, ones[keep]))
-        selected = v[keep]
-        w = weights[keep]
-        mjj = dak.values_astype(selected.mjj, np.float64)
-        hists = {}
-        for key, scorer in self._scorers(selected.fields):
-            score = dak.values_astype(scorer(selected[scorer.contract.features]), np.float64)
-            h = lazy_twin(self._histogram(scorer))
-            h.fill(dataset=dataset, systematic=self.systematic,
-                   category=dak.zeros_like(w, dtype=np.int64), score=score, mjj=mjj, weight=w)
-            hists[key] = h
-        return {"hists": hists, **lazy_bookkeeping(dataset=dataset, steps=steps, weights=raw_w)}
+            score = ak.values_astype(scorer(selected[scorer.contract.features]), np.float64)
+            cols[key] = per_event(ak.zip({"category": ak.zeros_like(mjj, dtype=np.int64),
+                                          "score": score, "mjj": mjj, "weight": w}), keep)
+        cols["_cutflow"] = ak.zip(cutflow, depth_limit=1)
+        cols["_genw"] = genw
+        return ak.zip(cols, depth_limit=1)

@@ -7,11 +7,19 @@ A processor subclasses :class:`AnalysisProcessor` and
   :attr:`~AnalysisProcessor.scorers`, which the run record reads: models, sha256, providers);
 - names the branches it needs in :meth:`~AnalysisProcessor.required_fields` (checked on every
   chunk before anything is computed);
-- implements :meth:`~AnalysisProcessor.process_chunk` (eager NanoEvents, the Runner path) and,
-  when it supports the dask-awkward path, :meth:`~AnalysisProcessor.process_lazy`;
-- gets event weights (:meth:`~AnalysisProcessor.weights`), the per-chunk bookkeeping
-  (:meth:`~AnalysisProcessor.bookkeeping`: cutflow, entries, sum of weights, provider) and
-  ``postprocess`` (per-dataset histograms stacked, lazy counts turned into numbers) from here.
+- writes its selection, features and scores ONCE, as :meth:`~AnalysisProcessor.columns`: an
+  eager function of one awkward chunk returning per-event columns (histogram fills, cutflow
+  masks, generator weights). The Runner executors call it on each chunk; on dask-awkward
+  events the same function is mapped over the partitions (``dask_awkward.map_partitions``,
+  as :mod:`coffea_ad.features` does), so the two paths cannot drift apart;
+- names its empty histograms (:meth:`~AnalysisProcessor.histograms`) and cutflow steps
+  (:meth:`~AnalysisProcessor.cutflow_steps`).
+
+The histograms are filled from the columns in one place
+(:func:`coffea_ad.processors._common.fill_histograms`: ``hist`` on a chunk, ``hist.dask`` on
+dask-awkward events), the bookkeeping (cutflow, entries, sum of weights, provider) is counted
+from the same columns (numbers on a chunk, ``dask_awkward.sum`` reductions lazily), and
+``postprocess`` stacks the per-dataset histograms.
 """
 
 from __future__ import annotations
@@ -45,6 +53,9 @@ class AnalysisProcessor(processor.ProcessorABC):
 
     #: name used in messages (``coffea-ad run NAME``)
     name: ClassVar[str] = "analysis"
+    #: whether the output carries ``nonfinite_scores`` (rows scored -1 under
+    #: ``nonfinite="flag"``, counted from the ``_nonfinite`` column)
+    counts_nonfinite: ClassVar[bool] = False
 
     def __init__(self, *, systematic: str = "nominal", lumi_fb: float | None = None) -> None:
         self.scorers: dict[str, Any] = {}
@@ -72,45 +83,66 @@ class AnalysisProcessor(processor.ProcessorABC):
         """``{collection: fields}`` the chunk ``events`` must carry (``"A|B"``: one of them)."""
         return {}
 
-    def process_chunk(self, events: Any) -> dict[str, Any]:
-        """The analysis of one chunk of eager NanoEvents: histograms and bookkeeping."""
+    def histograms(self) -> dict[str, Any]:
+        """The empty (eager) histograms, by name; the lazy path fills twins of them."""
         raise NotImplementedError
 
-    def process_lazy(self, events: Any) -> dict[str, Any]:
-        """The analysis on dask-awkward events (``--executor dask-awkward``)."""
-        msg = f"the {self.name} processor runs on the Runner executors only, not dask-awkward"
-        raise NotImplementedError(msg)
+    def cutflow_steps(self) -> list[str]:
+        """Cutflow step names, in the order of the ``_cutflow`` columns (``c0``, ``c1``, ...);
+        the first step is ``"all"``."""
+        raise NotImplementedError
+
+    def columns(self, events: Any, *, scale: float | None) -> Any:
+        """The analysis of one eager chunk as per-event columns (an awkward record array, one
+        entry per event), pure awkward so that it also runs on typetracers:
+
+        - ``NAME`` or ``NAME|axis=label|...``: a list per event of records whose fields are
+          the axes (and ``weight``) of histogram ``NAME``, with string axes fixed to the
+          labels (the ``dataset`` axis, and ``systematic`` when not given, are set by the
+          caller); see :func:`coffea_ad.processors._common.per_event`;
+        - ``_cutflow``: ``{c0, c1, ...}`` booleans (or lists of them) per step of
+          :meth:`cutflow_steps`; ``_genw``: raw generator weight; optional ``_nonfinite``
+          (flagged rows per event) and other ``_``-prefixed columns for
+          :meth:`extra_output`.
+
+        ``scale`` multiplies the generator weights (the luminosity scale; ``None``: raw).
+        """
+        raise NotImplementedError
+
+    def check_lazy(self) -> None:
+        """Refuse, with the reason, settings the dask-awkward path cannot run."""
+
+    def extra_output(self, columns: Any, dataset: str) -> dict[str, Any]:
+        """Further outputs of an eager chunk, from its columns (Runner executors only)."""
+        return {}
 
     # ----------------------------------------------------------------------- shared steps
     def process(self, events: Any) -> dict[str, Any]:
-        from coffea_ad.processors._common import require_fields
+        from coffea_ad.processors import _common
 
-        require_fields(events, self.required_fields(events), processor=self.name)
+        _common.require_fields(events, self.required_fields(events), processor=self.name)
+        dataset = events.metadata["dataset"]
+        scale = (None if self.lumi_fb is None
+                 else _common.lumi_scale(events.metadata, self.lumi_fb))
+        hists = self.histograms()
+        steps = self.cutflow_steps()
         if is_lazy(events):
-            return self.process_lazy(events)
-        return self.process_chunk(events)
+            self.check_lazy()
+            import dask_awkward as dak
 
-    def weights(self, events: Any) -> Any:
-        """Per-event weights of eager events (``genWeight`` × luminosity scale)."""
-        from coffea_ad.processors._common import event_weights
-
-        return event_weights(events, lumi_fb=self.lumi_fb)
-
-    def lazy_weights(self, events: Any) -> tuple[Any, Any]:
-        """``(raw generator weights, weights)`` of dask-awkward events."""
-        from coffea_ad.processors._common import lazy_event_weights
-
-        return lazy_event_weights(events, lumi_fb=self.lumi_fb)
-
-    def bookkeeping(self, hists: dict[str, Any], *, events: Any, cutflow: dict[str, int],
-                    nonfinite_scores: int | None = None) -> dict[str, Any]:
-        """The output of one eager chunk: ``hists`` plus cutflow, entries, sum of weights and
-        provider (see :func:`coffea_ad.processors._common.chunk_output`)."""
-        from coffea_ad.processors._common import chunk_output
-
-        return chunk_output(hists, dataset=events.metadata["dataset"], events=events,
-                            cutflow=cutflow, provider=self.provider,
-                            systematic=self.systematic, nonfinite_scores=nonfinite_scores)
+            columns = dak.map_partitions(self.columns, events, scale=scale,
+                                         label=f"{self.name}-columns")
+            hists = {name: _common.lazy_twin(h) for name, h in hists.items()}
+            _common.fill_histograms(hists, columns, dataset=dataset, systematic=self.systematic)
+            return {"hists": hists,
+                    **_common.lazy_bookkeeping(columns, dataset=dataset, steps=steps)}
+        columns = self.columns(events, scale=scale)
+        _common.fill_histograms(hists, columns, dataset=dataset, systematic=self.systematic)
+        out = _common.chunk_output(hists, dataset=dataset, columns=columns, steps=steps,
+                                   provider=self.provider, systematic=self.systematic,
+                                   count_nonfinite=self.counts_nonfinite)
+        out.update(self.extra_output(columns, dataset))
+        return out
 
     def postprocess(self, accumulator: dict[str, Any]) -> dict[str, Any]:
         from coffea_ad.processors._common import finish_output
