@@ -24,6 +24,7 @@ METRICS = {
     "lhco_cvae_sampler": (("auc_sr", "lhco_xy2"), (0.5, 1.0)),
     "lhco_jet_ae": (("auc", "lhco_xy2"), (0.5, 1.0)),
     "svj_flow": (("auc", "svj_3000_0.3"), (0.5, 1.0)),
+    "svj_gae": (("auc_qcd_test_pt_reweighted", "svj_3000_0.3"), (0.6, 0.8)),
 }
 
 
