@@ -27,7 +27,7 @@ The sides of each comparison run alternately, ``--repeats`` times each after a w
 ≥ 0.8 x read-only, constituent chain ≥ 0.4 x read-only, Dask 1 worker ≥ 0.9 x iterative,
 2-worker efficiency ≥ 90 % at the default chunk size and at 10k-event chunks.
 
-    python benchmarks/bench_chain.py --events 40000 --events-per-file 20000 --replicas 2 --repeats 3
+    python benchmarks/bench_chain.py --events 40000 --events-per-file 20000 --repeats 3
 
 The default chunk size is the one users get (``coffea-ad run`` / ``run_processor``:
 100 000, i.e. whole 20 000-event files here); ``--chunksizes 100000,10000`` also runs
@@ -263,8 +263,12 @@ def main() -> None:
     parser.add_argument("--chunksizes", default="100000,10000",
                         help="chunk sizes of the Dask comparison (the first one, run_processor's "
                              "and the CLI's default, is also the one of the chain comparison)")
-    parser.add_argument("--replicas", type=int, default=2,
+    parser.add_argument("--replicas", type=int, default=1,
                         help="process each generated dataset this many times per run")
+    parser.add_argument("--dask-replicas", type=int, default=4,
+                        help="the same for the Dask comparison: enough chunks (12 at the "
+                             "default chunk size) to keep 2 workers busy to the end")
+    parser.add_argument("--dask-repeats", type=int, default=2)
     parser.add_argument("--models", default="dense,gae",
                         help="chains to compare with read-only: dense (the dense AE), gae "
                              "(models/svj_gae.onnx)")
@@ -276,6 +280,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.events, args.events_per_file, args.repeats, args.replicas = 2000, 1000, 1, 1
+        args.dask_replicas, args.dask_repeats = 1, 1
         args.chunksizes = "100000,500"
 
     from coffea_ad.execution import dask_client, run_processor
@@ -307,9 +312,10 @@ def main() -> None:
               f"{', '.join(branches)}")
 
     def run(proc: processor.ProcessorABC, chunksize: int, cpu: list[float] | None = None,
-            **kw: Any) -> float:
-        wall, cpu_s, out = timed(lambda: run_processor(fileset, proc, chunksize=chunksize, **kw))
-        assert out["run_info"]["entries_processed"] == n_events, out["run_info"]
+            fs: dict[str, Any] = fileset, **kw: Any) -> float:
+        wall, cpu_s, out = timed(lambda: run_processor(fs, proc, chunksize=chunksize, **kw))
+        n_events = out["run_info"]["entries_processed"]
+        assert n_events == sum(d["metadata"]["nevents"] for d in fs.values()), out["run_info"]
         if cpu is not None:  # in-process runs: CPU time is what other users can't steal
             cpu.append(n_events / cpu_s)
         return n_events / wall
@@ -349,16 +355,20 @@ def main() -> None:
 
     if not args.no_dask and "dense" in chains:
         chain = chains["dense"]
+        dfs = {f"{name}_{k}": entry for k in range(args.dask_replicas)
+               for name, entry in generated.items()}
+        d_events = sum(d["metadata"]["nevents"] for d in dfs.values())
         for cs in chunksizes:
-            print(f"\n[dense] Dask vs iterative, chunksize {cs}: events/s (median of "
-                  f"{args.repeats}; min..max; cluster start not timed)")
+            print(f"\n[dense] Dask vs iterative, chunksize {cs}, {d_events} events per run: "
+                  f"events/s (median of {args.dask_repeats}; min..max; cluster start not "
+                  "timed)")
             with dask_client(workers=1, threads=1) as one, dask_client(workers=2,
                                                                         threads=1) as two:
                 med = show(alternate({
-                    "iterative": lambda c=cs: run(chain, c, executor="iterative"),
-                    "dask x1": lambda c=cs: run(chain, c, client=one),
-                    "dask x2": lambda c=cs: run(chain, c, client=two),
-                }, args.repeats))
+                    "iterative": lambda c=cs: run(chain, c, fs=dfs, executor="iterative"),
+                    "dask x1": lambda c=cs: run(chain, c, fs=dfs, client=one),
+                    "dask x2": lambda c=cs: run(chain, c, fs=dfs, client=two),
+                }, args.dask_repeats))
             one_vs_it = med["dask x1"] / med["iterative"]
             eff = med["dask x2"] / (2 * med["dask x1"])
             lines = [(f"chunksize {cs}: dask 1 worker / iterative = {one_vs_it:.2f} "
