@@ -7,7 +7,7 @@ histograms, for the dense-AE SVJ chain on a Dask LocalCluster (2 workers x 1 thr
 - the datasets grow 1 -> 10 -> 100 (the same file under that many dataset names: a signal
   grid of 100 mass points costs what 100 datasets cost);
 - the systematics grow 1 -> 5 (the real CMS ``pfnano.root``, which has generator AK8 jets,
-  copied to 20 files; nominal alone vs nominal + JES and JER up/down from the CMS JERC
+  copied to 10 files; nominal alone vs nominal + JES and JER up/down from the CMS JERC
   correctionlib file).
 
 Each configuration runs in a fresh process with a fresh cluster (cluster start not timed),
@@ -120,7 +120,7 @@ def main() -> int:
     parser.add_argument("--events", default="1,4,16", help="event multiples (files of one "
                         "dataset)")
     parser.add_argument("--datasets", default="1,10,100")
-    parser.add_argument("--sys-files", type=int, default=20,
+    parser.add_argument("--sys-files", type=int, default=10,
                         help="copies of pfnano.root (10 events each) for the systematics")
     parser.add_argument("--svj", action="append", default=[], metavar="KEY=VALUE",
                         help="SVJProcessor option (JSON value or string), e.g. "
