@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import awkward as ak
+import numba
 import numpy as np
 
 from coffea_ad.errors import MissingBranchError, UnknownNameError
@@ -171,19 +172,17 @@ def _particle_arrays(constituents: ak.Array, jets: ak.Array, *, n: int,
                                      needed_for=f"the particle feature {name!r}")
         return ak.to_numpy(ak.flatten(c[field], axis=None), allow_missing=False)
 
-    jet_of = np.repeat(np.arange(n_jets), counts)
     pt = flat("pt", "pt").astype(np.float64)
-    # p_T-ordered within each jet, ties in input order (the awkward form's stable argsort)
-    order = np.lexsort((-pt, jet_of))
-    rank = np.arange(len(order)) - offsets[jet_of]  # jet_of is sorted, so is jet_of[order]
-    keep = rank < n
-    rows, slots, src = jet_of[keep], rank[keep], order[keep]
+    # the first n constituents of each jet by decreasing p_T, ties in input order (the
+    # awkward form's stable argsort): a sort per jet, not one over all constituents
+    src, dest = _top_n_slots(offsets, pt, n)
+    rows = dest // n
 
     def jet_column(field: str) -> np.ndarray:
         values = ak.to_numpy(ak.flatten(jets[field], axis=1), allow_missing=False)
         return values.astype(np.float64)[rows]
 
-    values = np.full((n_jets, n, len(features)), np.float32(pad_value), dtype=np.float32)
+    values = np.full((n_jets * n, len(features)), np.float32(pad_value), dtype=np.float32)
     for j, name in enumerate(features):
         if name in ("deta", "dphi", "delta_r"):
             deta = flat("eta", name)[src].astype(np.float64) - jet_column("eta")
@@ -193,7 +192,8 @@ def _particle_arrays(constituents: ak.Array, jets: ak.Array, *, n: int,
         elif name == "log_pt":
             col = np.log(pt[src])
         elif name in ("pt_frac", "log_pt_frac"):
-            total = np.bincount(jet_of, weights=pt, minlength=n_jets)
+            total = np.bincount(np.repeat(np.arange(n_jets), counts), weights=pt,
+                                minlength=n_jets)
             col = pt[src] / total[rows]
             col = col if name == "pt_frac" else np.log(col)
         elif name == "pdg_class":
@@ -201,7 +201,29 @@ def _particle_arrays(constituents: ak.Array, jets: ak.Array, *, n: int,
         else:
             col = flat(name, name)[src].astype(np.float64)
         # jets with NaN/inf axis: defined pad value instead of NaN in Δη/Δφ/ΔR
-        values[rows, slots, j] = np.where(np.isfinite(col), col, pad_value)
-    mask = np.zeros((n_jets, n), dtype=np.bool_)
-    mask[rows, slots] = True
-    return values, mask
+        values[dest, j] = np.where(np.isfinite(col), col, pad_value)
+    mask = np.zeros(n_jets * n, dtype=np.bool_)
+    mask[dest] = True
+    return values.reshape(n_jets, n, len(features)), mask.reshape(n_jets, n)
+
+
+@numba.njit(cache=True)
+def _top_n_slots(offsets, pt, n):  # pragma: no cover - numba
+    """For the constituents of each jet (``offsets``) sorted by decreasing ``pt`` with ties in
+    input order, the first ``n``: their flat index (``src``) and their slot in the padded
+    ``[n_jets * n]`` block (``dest`` = jet * n + rank)."""
+    n_jets = len(offsets) - 1
+    total = 0
+    for i in range(n_jets):
+        total += min(offsets[i + 1] - offsets[i], n)
+    src = np.empty(total, dtype=np.int64)
+    dest = np.empty(total, dtype=np.int64)
+    k = 0
+    for i in range(n_jets):
+        start, stop = offsets[i], offsets[i + 1]
+        order = np.argsort(-pt[start:stop], kind="mergesort")  # mergesort: stable
+        for r in range(min(stop - start, n)):
+            src[k] = start + order[r]
+            dest[k] = i * n + r
+            k += 1
+    return src, dest
