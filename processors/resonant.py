@@ -107,7 +107,7 @@ class ResonantProcessor(AnalysisProcessor):
         model: str | Path,
         *,
         sampler: str | Path | None = None,
-        signal_region: tuple[float, float] | Sequence[float] = (3300.0, 3700.0),
+        signal_region: tuple[float, float] | Sequence[float] | str = (3300.0, 3700.0),
         min_pt: float = 300.0,
         jets: str = "FatJet",
         samples_per_event: int = 1,

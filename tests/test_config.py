@@ -50,3 +50,38 @@ def test_config_file_then_set(tmp_path):
         load_config_file(bad)
     with pytest.raises(ConfigError, match=r"epochs=.*expected int"):
         resolve_settings(DEFAULTS, file_values={"epochs": "ten"})
+
+
+def test_processor_settings_are_typed_by_the_constructor_annotations():
+    from coffea_ad.config import processor_settings
+    from coffea_ad.processors import get_processor
+
+    def resolve(name, *pairs, file_values=None):
+        defaults, types, other = processor_settings(get_processor(name))
+        return resolve_settings(defaults, types=types, other_keys=other, overrides=pairs,
+                                file_values=file_values)
+
+    # a number where the type also takes a string, the string otherwise
+    assert resolve("svj", "tag_threshold=0.3", "tag_threshold=0.25") == {"tag_threshold": 0.25}
+    assert resolve("svj", "tag_threshold=model") == {"tag_threshold": "model"}
+    assert resolve("svj", "min_pt=150", "max_deta=none") == {"min_pt": 150.0, "max_deta": None}
+    # lists from a,b or JSON; one item is a list of one
+    assert resolve("bumphunt", "mjj_edges=0,1000,8000") == {"mjj_edges": [0.0, 1000.0, 8000.0]}
+    assert resolve("bumphunt", "mjj_edges=[0, 500]") == {"mjj_edges": [0.0, 500.0]}
+    assert resolve("vbs", "leptons=Muon", "same_sign=false") == {"leptons": ["Muon"],
+                                                                  "same_sign": False}
+    # a mapping from k=v,k2=v2
+    assert resolve("vbs", "models=dnn=a.onnx,vae=b.onnx") == {
+        "models": {"dnn": "a.onnx", "vae": "b.onnx"}}
+    # the resonant signal region: "low:high" stays the string the processor parses
+    assert resolve("resonant", "signal_region=1300:1700") == {"signal_region": "1300:1700"}
+    assert resolve("resonant", "signal_region=1300,1700") == {"signal_region": (1300.0, 1700.0)}
+    # a config file's values are validated the same way, then --set wins
+    assert resolve("svj", "min_pt=170", file_values={"min_pt": 150, "lumi_fb": 2}) == {
+        "min_pt": 170.0, "lumi_fb": 2.0}
+    with pytest.raises(ConfigError, match=r"abcd_variable='dphi'.*'deta_jj' or 'met_over_mt'"):
+        resolve("svj", "abcd_variable=dphi")
+    with pytest.raises(ConfigError, match="min_pt='high': expected float"):
+        resolve("svj", "min_pt=high")
+    with pytest.raises(UnknownNameError, match="tag_treshold"):
+        resolve("svj", "tag_treshold=0.2")

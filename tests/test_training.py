@@ -215,3 +215,29 @@ def test_cli_train_prints_one_line_per_epoch_and_quiet_silences_it(small_fileset
     quiet = _cli(*args, str(tmp_path / "b"), "--quiet")
     assert quiet.returncode == 0, quiet.stderr
     assert not [ln for ln in quiet.stderr.splitlines() if ln.startswith("epoch")]
+
+
+def test_contract_records_the_whole_resolved_config(dense_run):
+    from coffea_ad.training import dense_ae
+
+    _, out = dense_run
+    contract = ModelContract.read(out.with_name("dense_ae.onnx"))
+    # every CONFIG key, defaults included, with the run's overrides (as JSON holds them)
+    expected = json.loads(json.dumps({**dense_ae.CONFIG, **FAST, "epochs": 10}, default=str))
+    assert contract.training["config"] == expected
+
+
+def test_cli_train_config_file_then_set_lands_in_the_contract(small_fileset, tmp_path):
+    from coffea_ad.training import pca
+
+    fileset = tmp_path / "fileset.json"
+    fileset.write_text(json.dumps(small_fileset))
+    config = tmp_path / "pca.yaml"
+    config.write_text("n_components: 3\nbdt: false\n")
+    res = _cli("train", "pca", "--fileset", str(fileset), "--config", str(config),
+               "--set", "n_components=2", "--out", str(tmp_path / "models" / "pca"))
+    assert res.returncode == 0, res.stderr
+    recorded = ModelContract.read(tmp_path / "models" / "pca.json").training["config"]
+    expected = json.loads(json.dumps({**pca.CONFIG, "n_components": 2, "bdt": False},
+                                     default=str))
+    assert recorded == expected

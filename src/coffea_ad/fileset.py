@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from coffea_ad.errors import FilesetError
 
@@ -96,7 +96,8 @@ def dedupe_files(fileset: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]
     dropped: list[str] = []
     for name, entry in fileset.items():
         files = entry.get("files") if isinstance(entry, Mapping) else entry
-        items = list(files.items()) if isinstance(files, Mapping) else [(f, None) for f in files]
+        items = (list(files.items()) if isinstance(files, Mapping)
+                 else [(f, None) for f in cast("Iterable[str]", files)])
         seen: dict[str, str] = {}
         kept = []
         for path, tree in items:

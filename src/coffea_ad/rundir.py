@@ -69,7 +69,7 @@ def _hists_json(hists: Mapping[str, Any]) -> str:
 
 
 def _arrays_npz(arrays: Mapping[str, Mapping[str, Any]], path: Path) -> None:
-    flat = {}
+    flat: dict[str, Any] = {}
     for dataset, cols in arrays.items():
         for name, col in cols.items():
             value = getattr(col, "value", col)  # coffea column_accumulator or plain array

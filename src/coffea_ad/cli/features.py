@@ -66,7 +66,8 @@ def features(input_file: str, output: Path, jets: str, names: str | None, tree: 
                                              schemaclass=PFNanoAODSchema,
                                              mode="virtual").events()
     try:
-        table = jet_table(events, wanted, jets=jets, nonfinite=nonfinite, puppi=puppi)
+        table = jet_table(events, wanted, jets=jets, puppi=puppi,
+                          nonfinite="zero" if nonfinite == "zero" else "raise")
     except CoffeaADError as err:
         hint = ""
         if names is None:

@@ -11,8 +11,6 @@ from typing import cast
 
 import click
 
-from coffea_ad.cli import parse_settings
-
 __all__ = ["run"]
 
 
@@ -37,13 +35,15 @@ def _resources(pairs: tuple[str, ...], option: str) -> dict[str, float]:
 
 
 def run_configuration(proc: object, *, processor_name: str, model: str,
-                      overrides: dict[str, object], options: dict[str, object]
-                      ) -> dict[str, object]:
+                      overrides: dict[str, object], options: dict[str, object],
+                      resolved: dict[str, object] | None = None,
+                      config_file: dict[str, object] | None = None) -> dict[str, object]:
     """Everything that decided a run's numbers, for run.json: the command line, the
     processor's settings (every plain attribute, so defaults too, e.g. ``tag_threshold``,
-    ``lumi_fb``, cuts), the model (path, sha256, contract summary) and the executor options
-    (package versions are run.json's ``versions``). ``coffea-ad report`` prints it at the
-    top of the page."""
+    ``lumi_fb``, cuts), the resolved configuration (every constructor setting: its default,
+    else the config file's value, else ``--set``'s, typed), the config file, the model (path,
+    sha256, contract summary) and the executor options (package versions are run.json's
+    ``versions``). ``coffea-ad report`` prints it at the top of the page."""
     import sys
 
     from coffea_ad.execution import processor_fingerprint
@@ -61,11 +61,47 @@ def run_configuration(proc: object, *, processor_name: str, model: str,
     return {
         "command": ["coffea-ad", *sys.argv[1:]],
         "processor": {"name": processor_name, "class": fingerprint["class"],
-                      "settings": fingerprint["params"], "set_on_command_line": overrides},
+                      "settings": fingerprint["params"], "set_on_command_line": overrides,
+                      "resolved": _json_safe(resolved or {}),
+                      "config_file": _json_safe(config_file)},
         "model": {"path": str(Path(model).resolve()), "sha256": file_sha256(model),
                   "contract": contract},
         "executor": json.loads(json.dumps(options, default=str)),
     }
+
+
+def _json_safe(value: object) -> object:
+    return json.loads(json.dumps(value, default=str))
+
+
+def resolve_processor_settings(cls: type, *, processor_name: str, config_file: str | None,
+                               settings: tuple[str, ...]
+                               ) -> tuple[dict[str, object], dict[str, object], dict[str, object]]:
+    """``(given, resolved, file_values)``: the settings from ``--config`` then ``--set``, typed
+    by the processor's constructor annotations (:func:`coffea_ad.config.processor_settings`),
+    and every setting with its default filled in; a bad key or value is a usage error."""
+    import math
+
+    from coffea_ad.config import ConfigError, load_config_file, processor_settings, resolve_settings
+    from coffea_ad.errors import UnknownNameError
+
+    defaults, types, other_keys = processor_settings(cls)
+    try:
+        file_values = load_config_file(config_file) if config_file else {}
+        given = resolve_settings(defaults, file_values=file_values, overrides=settings,
+                                 what=f"{processor_name} setting", types=types,
+                                 other_keys=other_keys)
+    except (ConfigError, UnknownNameError) as err:
+        raise click.BadParameter(str(err), param_hint="--set/--config") from None
+    raw = dict(pair.split("=", 1) for pair in settings)
+    for key, value in given.items():
+        # NaN compares false with everything: a NaN cut silently selects nothing (or all)
+        if isinstance(value, float) and (math.isnan(value) or (
+                math.isinf(value) and "threshold" in key)):
+            shown = raw.get(key, value)
+            raise click.BadParameter(f"{key}={str(shown).strip()}: expected a finite number",
+                                     param_hint="--set")
+    return given, {**defaults, **given}, dict(file_values)
 
 
 def _scheduler_address(scheduler: str) -> str:
@@ -177,8 +213,12 @@ def _check_options(ctx: click.Context, *, executor: str, scheduler: str | None,
 @click.option("--schema", type=click.Choice(["pfnano", "nanoaod", "treemaker", "scouting"]),
               default="pfnano",
               show_default=True, help="NanoEvents schema of the input files.")
+@click.option("--config", "config_file", default=None,
+              type=click.Path(exists=True, dir_okay=False),
+              help="TOML or YAML file of processor settings (applied before --set).")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
-              help="Processor option, e.g. --set tag_threshold=0.5 (repeatable).")
+              help="Processor setting, e.g. --set tag_threshold=0.5 (repeatable; typed by the "
+                   "processor's arguments; lists as a,b or JSON, mappings as k=v,k2=v2).")
 @click.option("--nonfinite", type=click.Choice(["raise", "flag"]), default="raise",
               show_default=True,
               help="NaN/inf model inputs or scores: fail the run, or score those rows -1 "
@@ -192,7 +232,8 @@ def run(ctx: click.Context, processor_name: str, fileset: str, model: str, execu
         scheduler: str | None, workers: int, threads: int, chunksize: int,
         maxchunks: int | None, skip_bad_files: bool, checkpoint_dir: str | None,
         resources: tuple[str, ...], worker_resources: tuple[str, ...], retries: int,
-        progress: bool, schema: str, settings: tuple[str, ...], nonfinite: str,
+        progress: bool, schema: str, config_file: str | None, settings: tuple[str, ...],
+        nonfinite: str,
         overwrite: bool, out: str) -> None:
     """Run PROCESSOR (e.g. svj) over a fileset and write OUT as one set: histograms.json
     (hist), histograms.root, cutflow.json and run.json (entries held and processed per file,
@@ -235,7 +276,8 @@ def run(ctx: click.Context, processor_name: str, fileset: str, model: str, execu
     worker_res = _resources(worker_resources, "--worker-resources")
     _check_options(ctx, executor=executor, scheduler=scheduler, task_res=task_res,
                    worker_res=worker_res)
-    overrides = parse_settings(settings)
+    overrides, resolved, file_values = resolve_processor_settings(
+        cls, processor_name=processor_name, config_file=config_file, settings=settings)
     import inspect as _inspect
 
     accepted = _inspect.signature(cls).parameters
@@ -243,7 +285,7 @@ def run(ctx: click.Context, processor_name: str, fileset: str, model: str, execu
     # jets as JetsAK8, scouting NanoAOD as ScoutingFatJet with ScoutingMET
     for key, value in SCHEMA_DEFAULTS.get(schema, {}).items():
         if key in accepted and key not in overrides:
-            overrides[key] = value
+            overrides[key] = resolved[key] = value
     if nonfinite != "raise":
         if executor == "dask-awkward":
             raise click.UsageError("--nonfinite flag is counted per chunk on the Runner "
@@ -251,6 +293,7 @@ def run(ctx: click.Context, processor_name: str, fileset: str, model: str, execu
         options_given: dict[str, object] = dict(
             cast("dict[str, object]", overrides.get("scorer_options") or {}))
         overrides["scorer_options"] = options_given | {"nonfinite": nonfinite}
+        resolved["scorer_options"] = overrides["scorer_options"]
     try:
         proc = cls(model, **overrides)
     except TypeError as err:  # a missing or unknown setting: name the processor's settings
@@ -318,8 +361,11 @@ def run(ctx: click.Context, processor_name: str, fileset: str, model: str, execu
     info["configuration"] = run_configuration(
         proc, processor_name=processor_name, model=model, overrides=overrides,
         options={**options, "schema": options["schema"].__name__, "scheduler": scheduler,
-                 "worker_resources": worker_res or None})
-    info["settings"] = overrides
+                 "worker_resources": worker_res or None},
+        resolved=resolved,
+        config_file={"path": str(Path(config_file).resolve()), "values": file_values}
+        if config_file else None)
+    info["settings"] = _json_safe(overrides)
     counted = result.get("nonfinite_scores")
     if counted is not None:
         info["nonfinite_scores"] = counted

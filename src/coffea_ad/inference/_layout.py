@@ -183,7 +183,7 @@ def derive_mask(given: dict[str, Any], spec: InputSpec, contract: ModelContract)
         arr = given[other.name]
         col = arr[other.features[0]] if arr.fields else arr
         counts = ak.to_numpy(ak.flatten(ak.num(col, axis=-1), axis=None))
-        mask = np.arange(spec.pad_length)[None, :] < counts[:, None]
+        mask = np.arange(int(spec.pad_length or 0))[None, :] < counts[:, None]
         return mask.astype(np.dtype(spec.dtype))
     raise ModelContractError(
         f"model {contract.name!r} needs input {spec.name!r}, which was not given and cannot "

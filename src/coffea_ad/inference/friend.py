@@ -147,7 +147,7 @@ def write_score_friend(
         # which outputs become branches, with their dtypes
         extra = [] if not all_outputs else [
             o.name for o in contract.outputs if o.name != contract.score and not o.shape]
-        fields = {name: np.dtype(np.float32)}
+        fields: dict[str, np.dtype[Any]] = {name: np.dtype(np.float32)}
         fields |= {f"{name}_{o}": np.dtype(np.float32) for o in extra}
         if scorer.nonfinite == "flag":
             fields[f"{name}_{NONFINITE_MASK}"] = np.dtype(bool)

@@ -115,7 +115,8 @@ def finish(model, contract: ModelContract, *, out: str | Path,
         out: ``models/NAME`` (suffix optional).
         example: inputs to trace with.
         check: inputs of another batch size for the ONNX Runtime vs torch check (rtol 1e-4).
-        config: the resolved recipe configuration (written into the card).
+        config: the resolved recipe configuration (written whole into the contract's
+            ``training["config"]`` and the card).
         history: the training :class:`~coffea_ad.nn.fit.History`.
         training_files: datasets whose files' sha256 go into the contract.
         fileset: the normalized fileset the datasets come from.
@@ -128,6 +129,9 @@ def finish(model, contract: ModelContract, *, out: str | Path,
     contract.name = paths["onnx"].stem
     if fileset is not None and training_files:
         contract.training["files"] = dataset_files(fileset, training_files)
+    # the whole resolved configuration (defaults, config file, --set), as the card shows it:
+    # the contract is what travels with the model into a run
+    contract.training["config"] = json.loads(json.dumps(dict(config), default=str))
     module = onnx_model if onnx_model is not None else model
     export_onnx(module, example, paths["onnx"], output_names=module.output_names,
                 opset=contract.opset, contract=contract)

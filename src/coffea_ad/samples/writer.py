@@ -41,7 +41,7 @@ class EventsWriter:
     def __init__(self, path: str | Path, *, compression: uproot.compression.Compression | None = None):
         self.path = Path(path)
         self._file = uproot.recreate(self.path, compression=compression or uproot.ZSTD(1))
-        self._tree = None
+        self._tree: Any = None
         self.n_events = 0
         self.sumw = 0.0
         self.sumw2 = 0.0

@@ -128,7 +128,7 @@ def significance_scan(
     if np.ndim(cuts) == 0:
         n = int(cuts)  # type: ignore[arg-type]
         if n < 1:
-            msg = f"significance_scan: expected cuts >= 1 or an array of cuts, found {cuts}"
+            msg = f"significance_scan: expected cuts >= 1 or an array of cuts, found {cuts!s}"
             raise ValueError(msg)
         cut_values = np.unique(np.quantile(s_sm, np.arange(n) / n))
     else:
