@@ -14,7 +14,7 @@ import awkward as ak
 import numpy as np
 
 from coffea_ad.analysis import is_lazy
-from coffea_ad.errors import MissingBranchError
+from coffea_ad.errors import InvalidArgumentError, MissingBranchError, MissingMetadataError
 
 __all__ = [
     "MET_NAMES",
@@ -112,7 +112,7 @@ def lumi_scale(metadata: Mapping[str, Any], lumi_fb: float) -> float:
         msg = (f"lumi_fb={lumi_fb} needs dataset metadata 'xsec' (pb) and 'sumw'; dataset "
                f"{metadata.get('dataset', '?')!r} has "
                f"{sorted(k for k in metadata if k != 'dataset')}")
-        raise KeyError(msg)
+        raise MissingMetadataError(msg)
     return float(metadata["xsec"]) * 1000.0 * float(lumi_fb) / float(metadata["sumw"])
 
 
@@ -198,7 +198,7 @@ def scores_flagged(scorer: Any, events: Any, *, features: Any = None) -> tuple[A
 def refuse_lazy_flag(scorer: Any) -> None:
     """The dask-awkward path cannot count flagged rows per chunk: refuse ``"flag"`` there."""
     if getattr(scorer, "nonfinite", "raise") == "flag":
-        raise ValueError(
+        raise InvalidArgumentError(
             "nonfinite='flag' is counted on the Runner executors (iterative, futures, dask); "
             "on dask-awkward events use nonfinite='raise'")
 
@@ -282,7 +282,7 @@ def _check_steps(fields: Sequence[str], steps: Sequence[str]) -> None:
     if list(fields) != [f"c{k}" for k in range(len(steps))]:
         msg = (f"cutflow columns {list(fields)} do not match the {len(steps)} cutflow steps "
                f"{list(steps)}")
-        raise ValueError(msg)
+        raise InvalidArgumentError(msg)
 
 
 def stack_datasets(parts: Sequence[tuple[str, Any]]) -> Any:

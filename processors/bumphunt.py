@@ -24,7 +24,7 @@ import awkward as ak
 import numpy as np
 
 from coffea_ad.analysis import AnalysisProcessor
-from coffea_ad.errors import UnknownNameError
+from coffea_ad.errors import InvalidArgumentError, UnknownNameError
 from coffea_ad.features import dijet_mass
 from coffea_ad.histos import jet_score_histogram, score_mass_histogram
 from coffea_ad.inference import OnnxScorer
@@ -103,7 +103,7 @@ class BumpHuntProcessor(AnalysisProcessor):
         if self.scorer.contract.level != "jet":
             msg = (f"bumphunt needs a jet-level model (one score per jet), found level "
                    f"{self.scorer.contract.level!r} in {self.model}")
-            raise ValueError(msg)
+            raise InvalidArgumentError(msg)
         self.jets = self.scorer.contract.jets or "FatJet"
         self.combine: Combine = combine
         self.min_pt = float(min_pt)
@@ -125,11 +125,11 @@ class BumpHuntProcessor(AnalysisProcessor):
             if self.qr_scorer.contract.kind != "quantile_regression" or "quantiles" not in extra:
                 msg = (f"bumphunt: expected a quantile-regression model (training/qr.py) as "
                        f"thresholds, found kind {self.qr_scorer.contract.kind!r} in {thresholds}")
-                raise ValueError(msg)
+                raise InvalidArgumentError(msg)
             if extra.get("combine", combine) != combine:
                 msg = (f"bumphunt: the thresholds in {thresholds} were fitted to the "
                        f"{extra['combine']!r} score, found combine={combine!r}")
-                raise ValueError(msg)
+                raise InvalidArgumentError(msg)
             n_q = len(extra["quantiles"])
         else:
             # The JSON travels with the processor (workers may not see the client's disk);

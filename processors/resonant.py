@@ -25,7 +25,7 @@ import numpy as np
 from coffea import processor
 
 from coffea_ad.analysis import AnalysisProcessor
-from coffea_ad.errors import ModelContractError
+from coffea_ad.errors import InvalidArgumentError, ModelContractError
 from coffea_ad.features import dijet_mass, jet_features
 from coffea_ad.histos import score_mass_histogram
 from coffea_ad.inference import OnnxScorer
@@ -123,13 +123,13 @@ class ResonantProcessor(AnalysisProcessor):
         if isinstance(signal_region, str):  # from the CLI: --set signal_region=3300:3700
             signal_region = [x for x in signal_region.replace(":", ",").split(",") if x]
         if len(signal_region) != 2:
-            raise ValueError(f"signal_region: expected (low, high), found {signal_region!r}")
+            raise InvalidArgumentError(f"signal_region: expected (low, high), found {signal_region!r}")
         low, high = (float(x) for x in signal_region)
         if not low < high:
-            raise ValueError(f"signal_region: expected (low, high) with low < high, found "
+            raise InvalidArgumentError(f"signal_region: expected (low, high) with low < high, found "
                              f"{tuple(signal_region)}")
         if samples_per_event < 1:
-            raise ValueError(f"samples_per_event must be >= 1, found {samples_per_event}")
+            raise InvalidArgumentError(f"samples_per_event must be >= 1, found {samples_per_event}")
         self.model = str(model)
         self.scorer = self.add_scorer("model", OnnxScorer(self.model, **(scorer_options or {})))
         contract = self.scorer.contract

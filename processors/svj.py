@@ -21,7 +21,12 @@ import hist
 import numpy as np
 
 from coffea_ad.analysis import AnalysisProcessor
-from coffea_ad.errors import UnknownNameError
+from coffea_ad.errors import (
+    InvalidArgumentError,
+    MissingFileError,
+    UnknownNameError,
+    UnsupportedError,
+)
 from coffea_ad.features import transverse_mass
 from coffea_ad.histos import DEFAULT_MT_EDGES, jet_score_histogram, score_mass_histogram
 from coffea_ad.inference import OnnxScorer, WorkingPoint, read_working_point
@@ -121,7 +126,7 @@ def abcd_histogram(variable: AbcdVariable = "deta_jj", *,
 def _check_binning(binning: str) -> None:
     if binning not in ("coarse", "fine"):
         msg = f"abcd_binning must be 'coarse' or 'fine', found {binning!r}"
-        raise ValueError(msg)
+        raise InvalidArgumentError(msg)
 
 
 class SVJProcessor(AnalysisProcessor):
@@ -233,7 +238,7 @@ class SVJProcessor(AnalysisProcessor):
         self.gen_jets = gen_jets
         self.met = met  # None: MET, PFMET, PuppiMET (or TreeMaker's MET/METPhi)
         if variations not in (None, "treemaker") and not Path(variations).is_file():
-            raise FileNotFoundError(f"variations: expected 'treemaker' or a correctionlib "
+            raise MissingFileError(f"variations: expected 'treemaker' or a correctionlib "
                                     f"JERC JSON file, {variations} does not exist")
         self.tag_threshold = float(tag_threshold)
         self.min_pt = float(min_pt)
@@ -267,7 +272,7 @@ class SVJProcessor(AnalysisProcessor):
             ("variations", self.variations), ("met", self.met),
             ("tag_threshold from a working point", self.working_point)) if value is not None]
         if unsupported:
-            raise NotImplementedError(
+            raise UnsupportedError(
                 f"svj processor on dask-awkward events: {', '.join(unsupported)} not "
                 "supported on this path; use --executor iterative, futures or dask")
 

@@ -20,7 +20,7 @@ import awkward as ak
 import numpy as np
 
 from coffea_ad.analysis import AnalysisProcessor
-from coffea_ad.errors import ModelContractError
+from coffea_ad.errors import InvalidArgumentError, ModelContractError
 from coffea_ad.features import vbs_variables
 from coffea_ad.histos import score_mass_histogram
 from coffea_ad.inference import OnnxScorer
@@ -93,7 +93,7 @@ class VBSProcessor(AnalysisProcessor):
         for label, path in {"": model, **dict(models or {})}.items():
             if label and not label.isidentifier():
                 msg = f"vbs: model labels must be identifiers, found {label!r}"
-                raise ValueError(msg)
+                raise InvalidArgumentError(msg)
             scorer = OnnxScorer(path, **(scorer_options or {}))
             if scorer.contract.level != "event":
                 msg = (f"vbs needs event-level models, found level {scorer.contract.level!r} "

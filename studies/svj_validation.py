@@ -2,7 +2,8 @@
 closure on independent background-only QCD.
 
     python studies/svj_validation.py --data /work/data/svj --out OUT \\
-        --model models/svj_cflow_s0.onnx --model models/svj_cflow_s1.onnx ...
+        --model CAL/svj_flow_s0.onnx --model CAL/svj_flow_s1.onnx ... \\
+        [--closure-data qcd_phys --closure-data qcd_phys2] [--no-bdt]
 
 ``--data`` is a ``coffea-ad generate`` folder with the datasets (see ``SAMPLES`` below for the
 commands): ``qcd_train`` (the models' training QCD, used here only for the BDT ceiling),
@@ -15,15 +16,20 @@ bins, AUC with QCD reweighted to the signal's jet-p_T spectrum, and the same for
 gradient-boosted classifier on the model's substructure inputs (the ceiling; trained on
 ``qcd_train`` against half of the signal events, evaluated on ``qcd_test`` and the other
 half). The ABCD closure uses the event score of the SVJ processor (the larger of the two jets'
-scores) with the jet working point at 10 % mistag on ``qcd_test``, per m_T bin, with |Δη_jj|
+scores) with the jet working point at 10 % mistag (a decorrelated model's recorded
+``metrics.tag_threshold``, ln 10; otherwise the 90 % quantile of its qcd_test jet scores), per
+m_T bin, on the ``--closure-data`` datasets merged (default ``qcd_phys``), with |Δη_jj|
 (signal-like below 1.3) and with R_T = MET/m_T (signal-like above 0.15) as second variable, with
-and without the preselection MET/m_T > 0.25 (|Δη_jj| only; R_T is the cut variable there).
+and without the preselection MET/m_T > 0.25 (|Δη_jj| only; R_T is the cut variable there); for
+the first model and then per model, with the event tag rates in and out of |Δη_jj| < 1.3 per
+m_T bin. Also the QCD mistag per jet-p_T bin at each model's working point on ``qcd_test``.
 Prints the tables and writes ``OUT/svj_validation.json`` and ``OUT/svj_validation.md``.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -49,6 +55,14 @@ SAMPLES = {
                 "--set flatten_pthat=4.5 --set pthat_min=300 --jobs 2 -o DATA",
     "qcd_phys": "coffea-ad generate qcd -n 60000 -s 1403 --dataset qcd_phys "
                 "--set pthat_min=300 --jobs 2 -o DATA",
+    "qcd_phys2": "coffea-ad generate qcd -n 60000 -s 1405 --dataset qcd_phys2 "
+                 "--set pthat_min=300 --jobs 2 -o DATA",
+    "qcd_phys3": "coffea-ad generate qcd -n 60000 -s 1407 --dataset qcd_phys3 "
+                 "--set pthat_min=300 --jobs 2 -o DATA",
+    "qcd_cal": "coffea-ad generate qcd -n 40000 -s 1404 --dataset qcd_cal "
+               "--set flatten_pthat=4.5 --set pthat_min=300 --jobs 2 -o DATA",
+    "qcd_cal2": "coffea-ad generate qcd -n 80000 -s 1406 --dataset qcd_cal2 "
+                "--set flatten_pthat=4.5 --set pthat_min=300 --jobs 2 -o DATA",
     "svj_M_R": "coffea-ad generate svj -n 8000 -s $((1410 + M/100)) --dataset svj_M_R "
                "--set mzprime=M --set rinv=R --jobs 2 -o DATA",
 }
@@ -132,6 +146,21 @@ def closure(scores_j: np.ndarray, table: dict[str, np.ndarray], threshold: float
                      for v in np.atleast_1d(c.pull)]}
 
 
+def working_point(model: OnnxJetModel, test_scores: np.ndarray, weights: np.ndarray) -> float:
+    """The model's recorded 10 % working point (decorrelated models: ln 10 by construction),
+    else the 90 % quantile of its qcd_test jet scores."""
+    recorded = model.contract.get("metrics", {}).get("tag_threshold", {})
+    if f"{MISTAG:g}" in recorded:
+        return float(recorded[f"{MISTAG:g}"])
+    return weighted_quantile(test_scores, weights, 1.0 - MISTAG)
+
+
+def working_point_source(model: OnnxJetModel) -> str:
+    if f"{MISTAG:g}" in model.contract.get("metrics", {}).get("tag_threshold", {}):
+        return "the model's recorded 10 % working point, ln 10"
+    return "10 % mistag on qcd_test"
+
+
 def weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> float:
     order = np.argsort(values)
     cw = np.cumsum(weights[order])
@@ -145,12 +174,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", type=Path, action="append", required=True,
                     help="ONNX model with its contract (repeat for seeds of one recipe)")
     ap.add_argument("--no-bdt", action="store_true", help="skip the supervised ceiling")
+    ap.add_argument("--closure-data", action="append", metavar="DATASET",
+                    help="independent unflattened QCD for the ABCD closure (repeat to merge; "
+                         "default qcd_phys)")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
 
     train = svj_tables.load(args.data, "qcd_train")
     test = svj_tables.load(args.data, "qcd_test")
-    phys = svj_tables.load(args.data, "qcd_phys")
+    closure_names = args.closure_data or ["qcd_phys"]
+    parts = [svj_tables.load(args.data, n) for n in closure_names]
+    phys = {k: np.concatenate([t[k] for t in parts]) for k in parts[0]}
     models = [OnnxJetModel(p) for p in args.model]
     inputs = [f for f in models[0].features if f not in ("log_pt", "pt", "eta", "phi")]
     wb, ptb = jet_weights(test), jet_pt(test)
@@ -188,12 +222,28 @@ def main(argv: list[str] | None = None) -> int:
                     + (f"{bdt['auc']:.3f} | {bdt['auc_ptrw']:.3f} |" if bdt else "— | — |"))
         print(rows[-1], flush=True)
 
-    # closure: first model (the shipped one), working point on qcd_test jets
-    thr = weighted_quantile(test_scores[0], wb, 1.0 - MISTAG)
+    # the mistag per jet-p_T bin at each model's working point, on the independent qcd_test
+    thresholds = [working_point(m, sb, wb) for m, sb in zip(models, test_scores, strict=True)]
+    rows += ["", "QCD mistag (qcd_test, physical weights) per jet p_T at each model's working "
+             "point (" + ", ".join(f"{t:.4g}" for t in thresholds) + "; mean ± sd over models):",
+             "", "| jet p_T [GeV] | " + " | ".join(f"{int(a)}-{int(b)}" for a, b in
+                                                   itertools.pairwise(PT_BINS))
+             + " |", "|---" * len(PT_BINS) + "|"]
+    fr = np.array([[np.sum(wb[(ptb >= a) & (ptb < b) & (sb > t)]) / np.sum(wb[(ptb >= a) & (ptb < b)])
+                    for a, b in itertools.pairwise(PT_BINS)]
+                   for sb, t in zip(test_scores, thresholds, strict=True)])
+    rows.append("| mistag | " + " | ".join(
+        f"{fr[:, i].mean():.3f} ± {fr[:, i].std(ddof=1) if len(fr) > 1 else 0:.3f}"
+        for i in range(fr.shape[1])) + " |")
+    result["mistag_pt_bins"] = fr.tolist()
+    print("\n".join(rows[-5:]), flush=True)
+
+    # closure: first model (the shipped one), at its working point
+    thr = thresholds[0]
     phys_scores = models[0].jet_scores(phys)
-    rows += ["", (f"ABCD closure on qcd_phys ({len(phys['mt'])} preselected events), "
-             f"jet threshold {thr:.4g} (10 % mistag on qcd_test), model {args.model[0].name}, "
-             f"m_T bins {MT_EDGES.astype(int).tolist()}:"), "",
+    rows += ["", (f"ABCD closure on {'+'.join(closure_names)} ({len(phys['mt'])} preselected "
+             f"events), jet threshold {thr:.4g} ({working_point_source(models[0])}), model "
+             f"{args.model[0].name}, m_T bins {MT_EDGES.astype(int).tolist()}:"), "",
              "| second variable | MET/m_T > 0.25 | χ²/ndf | p-value | pulls per m_T bin |",
              "|---|---|---|---|---|"]
     for second, min_rt in (("deta_jj", None), ("deta_jj", 0.25), ("met_over_mt", None)):
@@ -203,6 +253,34 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(f"| {second} | {'yes' if min_rt else 'no'} | {c['chi2']:.1f}/{c['ndf']} | "
                     f"{c['p_value']:.3f} | {pulls} |")
         print(rows[-1], flush=True)
+    # the same closure for every model (seed spread of the closure)
+    if len(models) > 1:
+        rows += ["", "Closure per model (|Δη_jj| / R_T, χ²/ndf p):", ""]
+        result["closure_per_model"] = []
+        for mdl, t in zip(models, thresholds, strict=True):
+            ps = phys_scores if mdl is models[0] else mdl.jet_scores(phys)
+            cs = [closure(ps, phys, t, second=v, min_rt=None) for v in ("deta_jj", "met_over_mt")]
+            result["closure_per_model"].append(
+                {"model": str(mdl.path), **{c["second"]: {k: c[k] for k in ("chi2", "ndf", "p_value")}
+                                           for c in cs}})
+            rows.append(f"- {mdl.path.name}: " + "; ".join(
+                f"{c['second']} {c['chi2']:.1f}/{c['ndf']} p = {c['p_value']:.3f}" for c in cs))
+            print(rows[-1], flush=True)
+    # why a closure fails: event tag rate in A (|Δη_jj| < 1.3) and B per m_T bin
+    n = len(phys["mt"])
+    tagged = np.maximum(phys_scores[:n], phys_scores[n:]) > thr
+    rows += ["", ("Event tag rate (larger jet score above threshold) per m_T bin, |Δη_jj| < 1.3 "
+             "vs ≥ 1.3 (unweighted, binomial errors):"), "",
+             "| m_T [GeV] | events < 1.3 | rate < 1.3 | events ≥ 1.3 | rate ≥ 1.3 |",
+             "|---|---|---|---|---|"]
+    for a, b in itertools.pairwise(MT_EDGES):
+        m = (phys["mt"] >= a) & (phys["mt"] < b)
+        cells = []
+        for sel in (m & (phys["deta"] < 1.3), m & (phys["deta"] >= 1.3)):
+            f = tagged[sel].mean() if sel.any() else np.nan
+            cells += [str(int(sel.sum())), f"{f:.3f} ± {np.sqrt(f * (1 - f) / max(sel.sum(), 1)):.3f}"]
+        rows.append(f"| {int(a)}-{int(b)} | " + " | ".join(cells) + " |")
+    print("\n".join(rows[-len(MT_EDGES) - 3:]), flush=True)
     result["threshold"] = thr
     result["samples"] = SAMPLES
     text = "\n".join(rows) + "\n"

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from coffea_ad.errors import InvalidArgumentError
 from coffea_ad.inference.contract import InputSpec, ModelContract, OutputSpec
 from coffea_ad.nn import recipe
 from coffea_ad.nn.data import dijet_score_rows, load_fileset, load_rows
@@ -55,7 +56,7 @@ def run(config: dict[str, Any] | None, fileset: dict | str | Path,
 
     cfg = recipe.resolve_config(CONFIG, config, recipe="qr")
     if not cfg["model"]:
-        raise ValueError("qr: expected config 'model' (path of a jet-level .onnx), found none")
+        raise InvalidArgumentError("qr: expected config 'model' (path of a jet-level .onnx), found none")
     fs = load_fileset(fileset)
     train_ds, signals, _ = recipe.dataset_roles(fs, cfg["train_datasets"])
     scorer = OnnxScorer(cfg["model"], intra_op_threads=cfg["threads"])

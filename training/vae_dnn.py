@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from coffea_ad.errors import InvalidArgumentError
 from coffea_ad.inference.contract import InputSpec, ModelContract, OutputSpec
 from coffea_ad.nn import recipe
 from coffea_ad.nn.data import event_rows, load_fileset, load_rows
@@ -60,7 +61,7 @@ def run(config: dict[str, Any] | None, fileset: dict | str | Path,
     fs = load_fileset(fileset)
     train_ds, signals, _ = recipe.dataset_roles(fs, cfg["train_datasets"])
     if not signals:
-        raise ValueError(f"vae_dnn needs labelled BSM events: no dataset of {list(fs)} has "
+        raise InvalidArgumentError(f"vae_dnn needs labelled BSM events: no dataset of {list(fs)} has "
                          f"metadata is_signal true")
     tables = load_rows(fs, event_rows, datasets=train_ds + signals, names=cfg["features"],
                        kind="vbs", jets=cfg["jets"], require=cfg["require"])

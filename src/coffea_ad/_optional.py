@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
+from coffea_ad.errors import MissingDependencyError
+
 __all__ = ["require"]
 
 # module name -> extra of coffea-ad that provides it
@@ -40,4 +42,4 @@ def require(module: str, *, purpose: str = "") -> ModuleType:
         )
         if extra == "cpu":
             msg += "  (or 'coffea-ad[gpu]' for onnxruntime-gpu; never both)"
-        raise ModuleNotFoundError(msg, name=module) from err
+        raise MissingDependencyError(msg, name=module) from err

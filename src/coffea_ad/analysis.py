@@ -29,6 +29,8 @@ from typing import Any, ClassVar
 
 from coffea import processor
 
+from coffea_ad.errors import InvalidArgumentError
+
 __all__ = ["AnalysisProcessor", "is_lazy"]
 
 
@@ -67,7 +69,7 @@ class AnalysisProcessor(processor.ProcessorABC):
         """Register ``scorer`` under ``label`` (its model is then recorded with the run)."""
         if label in self.scorers:
             msg = f"{self.name}: a scorer is already registered as {label!r}"
-            raise ValueError(msg)
+            raise InvalidArgumentError(msg)
         self.scorers[label] = scorer
         return scorer
 

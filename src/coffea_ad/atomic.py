@@ -21,7 +21,7 @@ import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from coffea_ad.errors import InputOverwriteError, OutputExistsError
+from coffea_ad.errors import InputOverwriteError, MissingFileError, OutputExistsError
 
 __all__ = [
     "atomic_dir",
@@ -96,7 +96,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         yield tmp
         if not tmp.exists():
-            raise FileNotFoundError(f"the writer of {path} produced no file at {tmp}")
+            raise MissingFileError(f"the writer of {path} produced no file at {tmp}")
         fsync_path(tmp)
         os.replace(tmp, path)
     except BaseException:

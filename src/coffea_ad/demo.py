@@ -24,6 +24,8 @@ from typing import Any
 import hist
 import numpy as np
 
+from coffea_ad.errors import InvalidArgumentError
+
 __all__ = ["OUTPUT_FILES", "DemoConfig", "jet_auc_from_histogram", "run_demo", "threshold_at_efficiency"]
 
 #: Files the demo writes under ``--out`` (README lists them too).
@@ -68,7 +70,7 @@ def threshold_at_efficiency(h: hist.Hist, efficiency: float) -> float:
     edges = h.axes[0].edges
     total = values.sum()
     if total <= 0:
-        raise ValueError("cannot set a working point on an empty histogram")
+        raise InvalidArgumentError("cannot set a working point on an empty histogram")
     tail = np.cumsum(values[::-1])[::-1] / total  # tail[i]: fraction in bins >= i (flow incl.)
     # bins with flow: index 0 = underflow, 1..n = regular, n+1 = overflow; bin i>=1 starts at edges[i-1]
     for i in range(1, len(values)):

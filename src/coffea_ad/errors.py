@@ -11,18 +11,27 @@ from collections.abc import Iterable
 
 __all__ = [
     "CoffeaADError",
+    "ComputationError",
     "FilesetError",
     "FolderBusyError",
     "InputOverwriteError",
+    "InvalidArgumentError",
     "InvalidOutputError",
     "MissingBranchError",
+    "MissingDependencyError",
+    "MissingFileError",
+    "MissingMetadataError",
     "ModelContractError",
     "ModelFileError",
     "NonFiniteInputError",
     "NonFiniteScoreError",
     "OutputExistsError",
+    "OutputWriteError",
     "ReportInputError",
+    "StatisticsInputError",
     "UnknownNameError",
+    "UnsupportedError",
+    "WrongTypeError",
     "nearest_first",
 ]
 
@@ -119,3 +128,44 @@ class ReportInputError(CoffeaADError, ValueError):
     def __init__(self, message: str, *, usage: bool = True) -> None:
         super().__init__(message)
         self.usage = usage
+
+
+class InvalidArgumentError(CoffeaADError, ValueError):
+    """An argument or setting outside its allowed values, or inconsistent with another one."""
+
+
+class StatisticsInputError(InvalidArgumentError):
+    """Inputs of a statistical method (scores, weights, histograms, cuts, fit ranges) that do
+    not fit together or that the method cannot use."""
+
+
+class MissingFileError(CoffeaADError, FileNotFoundError):
+    """A file the computation needs (working point, corrections, generator card) is absent."""
+
+
+class WrongTypeError(CoffeaADError, TypeError):
+    """An argument, processor or output of the wrong kind."""
+
+
+class ComputationError(CoffeaADError, RuntimeError):
+    """A computation that could not finish (an external generator, a fit, a writer)."""
+
+
+class UnsupportedError(CoffeaADError, NotImplementedError):
+    """A valid request this code path does not support (it names the path that does)."""
+
+
+class MissingMetadataError(CoffeaADError, KeyError):
+    """Dataset metadata or a configuration entry the computation needs is absent."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+class MissingDependencyError(CoffeaADError, ModuleNotFoundError):
+    """An optional package (or a module of this one) that the requested feature needs cannot
+    be imported; the message names the extra to install."""
+
+
+class OutputWriteError(CoffeaADError, OSError):
+    """An output file cannot be created or written."""

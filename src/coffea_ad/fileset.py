@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, cast
 
-from coffea_ad.errors import FilesetError
+from coffea_ad.errors import FilesetError, MissingFileError
 
 __all__ = [
     "EXPECTED",
@@ -50,7 +50,7 @@ def read_fileset(path: str | os.PathLike[str], *, missing_ok: bool = False) -> d
     if not path.exists():
         if missing_ok:
             return {}
-        raise FileNotFoundError(f"fileset JSON {path} does not exist")
+        raise MissingFileError(f"fileset JSON {path} does not exist")
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as err:

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from coffea_ad._optional import require
+from coffea_ad.errors import MissingFileError
 
 __all__ = ["input_location", "is_url"]
 
@@ -39,5 +40,5 @@ def input_location(path: str | os.PathLike[str]) -> str | Path:
         return text
     local = Path(text)
     if not local.is_file():
-        raise FileNotFoundError(f"input file {local} does not exist")
+        raise MissingFileError(f"input file {local} does not exist")
     return local

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from coffea_ad.atomic import atomic_dir, atomic_write_text, refuse_existing
-from coffea_ad.errors import InvalidOutputError
+from coffea_ad.errors import InvalidOutputError, MissingFileError
 
 __all__ = [
     "RUN_FILES",
@@ -153,7 +153,7 @@ def read_run_dir(outdir: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[s
     outdir = Path(outdir)
     record_path = outdir / "run.json"
     if not record_path.is_file():
-        raise FileNotFoundError(f"expected {record_path}, written by `coffea-ad run -o {outdir}`")
+        raise MissingFileError(f"expected {record_path}, written by `coffea-ad run -o {outdir}`")
     try:
         info = json.loads(record_path.read_text())
     except ValueError as err:

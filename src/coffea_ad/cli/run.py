@@ -247,7 +247,7 @@ def run(ctx: click.Context, processor_name: str, fileset: str, model: str, execu
         TreeMakerSchema,
     )
 
-    from coffea_ad.errors import CoffeaADError, UnknownNameError
+    from coffea_ad.errors import CoffeaADError, InvalidArgumentError, UnknownNameError
     from coffea_ad.execution import (
         RUN_INFO_KEY,
         IncompleteRunError,
@@ -308,7 +308,7 @@ def run(ctx: click.Context, processor_name: str, fileset: str, model: str, execu
             f"optional: {optional}"
         ) from err
     except ValueError as err:  # a setting of the right name but a bad value
-        if isinstance(err, CoffeaADError):
+        if isinstance(err, CoffeaADError) and not isinstance(err, InvalidArgumentError):
             raise  # a model/contract problem: one line from the CLI group
         raise click.BadParameter(f"processor {processor_name!r}: {err}",
                                  param_hint="--set") from err

@@ -13,6 +13,7 @@ from coffea import processor
 from coffea.nanoevents import PFNanoAODSchema
 
 from coffea_ad._optional import require
+from coffea_ad.errors import WrongTypeError
 from coffea_ad.execution.clients import dask_client
 from coffea_ad.execution.planning import inspect_file
 from coffea_ad.execution.provenance import (
@@ -141,7 +142,7 @@ def _apply(fileset: Mapping[str, Any] | str | Path, processor_instance: processo
                                 "skipbadfiles": skipbadfiles}, started=started)
     warn_skipped(unreadable, stacklevel=4)  # points at the caller of apply_processor
     if not isinstance(output, MutableMapping):
-        raise TypeError("apply_processor needs a processor whose output is a dict, found "
+        raise WrongTypeError("apply_processor needs a processor whose output is a dict, found "
                         f"{type(output).__name__}")
     output[RUN_INFO_KEY] = info
     return dict(output) if not isinstance(output, dict) else output

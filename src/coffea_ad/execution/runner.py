@@ -15,6 +15,7 @@ from typing import Any, Literal
 from coffea import processor
 from coffea.nanoevents import PFNanoAODSchema
 
+from coffea_ad.errors import InvalidArgumentError, WrongTypeError
 from coffea_ad.execution.checkpoints import checkpointer
 from coffea_ad.execution.clients import AnnotatedDaskExecutor, dask_client
 from coffea_ad.execution.planning import plan
@@ -179,7 +180,7 @@ def run_processor(
                                workers=workers, threads=threads, chunksize=chunksize,
                                skipbadfiles=skipbadfiles, treename=treename, schema=schema)
     if executor not in EXECUTORS:
-        raise ValueError(f"executor must be one of {', '.join(map(repr, EXECUTORS))}, "
+        raise InvalidArgumentError(f"executor must be one of {', '.join(map(repr, EXECUTORS))}, "
                          f"got {executor!r}")
     if executor == "dask":
         with client_for(options, client) as dask_client_:
@@ -205,7 +206,7 @@ def run_with_runner(fileset: Mapping[str, Any] | str | Path,
             "(pass skipbadfiles=True / --skip-bad-files to skip them):\n  "
             + "\n  ".join(unreadable), run_info={"files": the_plan.files})
     if not the_plan.chunks:
-        raise ValueError(f"no file of the fileset could be opened: {unreadable}")
+        raise InvalidArgumentError(f"no file of the fileset could be opened: {unreadable}")
 
     ex: processor.ExecutorBase
     if options.executor == "iterative":
@@ -261,7 +262,7 @@ def run_with_runner(fileset: Mapping[str, Any] | str | Path,
         raise IncompleteRunError("no chunk produced output; every chunk was skipped:\n  "
                                  + "\n  ".join(skipped), run_info=info)
     if not isinstance(output, MutableMapping):
-        raise TypeError("run_processor needs a processor whose output is a dict (to add "
+        raise WrongTypeError("run_processor needs a processor whose output is a dict (to add "
                         f"'{RUN_INFO_KEY}'), found {type(output).__name__}")
     warn_skipped(skipped, stacklevel=3)  # points at the caller of run_processor
     output[RUN_INFO_KEY] = info

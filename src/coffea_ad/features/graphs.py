@@ -25,7 +25,7 @@ from typing import Any, Literal
 import awkward as ak
 import numpy as np
 
-from coffea_ad.errors import UnknownNameError
+from coffea_ad.errors import InvalidArgumentError, UnknownNameError
 from coffea_ad.features._columnar import delta_phi, dispatch
 from coffea_ad.features.particles import (
     PARTICLE_FEATURES,
@@ -151,9 +151,9 @@ def constituent_graph(
     if weight not in ("delta_r", "gaussian", "unit"):
         raise UnknownNameError("edge weight", weight, ["delta_r", "gaussian", "unit"])
     if knn is not None and not 1 <= knn < n:
-        raise ValueError(f"knn must be between 1 and n - 1 = {n - 1}, got {knn}")
+        raise InvalidArgumentError(f"knn must be between 1 and n - 1 = {n - 1}, got {knn}")
     if r_c <= 0:
-        raise ValueError(f"r_c must be a positive ΔR, got {r_c}")
+        raise InvalidArgumentError(f"r_c must be a positive ΔR, got {r_c}")
     record = dispatch(_graph_record, constituents, jets, label="constituent-graph", n=int(n),
                       features=features, r_c=float(r_c), knn=knn, weight=weight)
     names = ("nodes", "mask", "adjacency", "edge_index", "edge_weight", "edge_mask")

@@ -15,7 +15,7 @@ import awkward as ak
 import numba
 import numpy as np
 
-from coffea_ad.errors import MissingBranchError, UnknownNameError
+from coffea_ad.errors import InvalidArgumentError, MissingBranchError, UnknownNameError
 from coffea_ad.features._columnar import delta_phi, dispatch, is_dask
 from coffea_ad.features.substructure import valid_constituents
 
@@ -141,7 +141,7 @@ def particle_list(
         if name not in PARTICLE_FEATURES:
             raise UnknownNameError("particle feature", name, PARTICLE_FEATURES)
     if n < 1:
-        raise ValueError(f"n must be a positive number of particles, got {n}")
+        raise InvalidArgumentError(f"n must be a positive number of particles, got {n}")
     if not is_dask(constituents) and ak.backend(constituents, jets) == "cpu":
         return _particle_arrays(constituents, jets, n=int(n), features=features,
                                 pad_value=float(pad_value))

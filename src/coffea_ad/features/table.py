@@ -16,7 +16,12 @@ from typing import Any, Literal
 import awkward as ak
 import numpy as np
 
-from coffea_ad.errors import MissingBranchError, NonFiniteInputError, UnknownNameError
+from coffea_ad.errors import (
+    InvalidArgumentError,
+    MissingBranchError,
+    NonFiniteInputError,
+    UnknownNameError,
+)
 from coffea_ad.features._columnar import dispatch, first_present, is_typetracer
 from coffea_ad.features.constituents import jet_constituents
 from coffea_ad.features.ecf import BETAS, _energy_correlators, beta_label
@@ -175,10 +180,10 @@ def jet_features(
             raise UnknownNameError("jet feature", name, JET_FEATURES)
     for name, source in (sources or {}).items():
         if source != "constituents" and not (source.startswith("branch:") and source[7:]):
-            raise ValueError(f"source of jet feature {name!r}: expected 'constituents' or "
+            raise InvalidArgumentError(f"source of jet feature {name!r}: expected 'constituents' or "
                              f"'branch:FIELD[/FIELD]', given {source!r}")
     if nonfinite not in ("raise", "zero"):
-        raise ValueError(f"nonfinite must be 'raise' or 'zero', got {nonfinite!r}")
+        raise InvalidArgumentError(f"nonfinite must be 'raise' or 'zero', got {nonfinite!r}")
     return dispatch(_jet_features, events, label="jet-features", names=tuple(names), jets=jets,
                     nonfinite=nonfinite, puppi=puppi,
                     sources=tuple(sorted((sources or {}).items())))

@@ -20,7 +20,7 @@ import awkward as ak
 import numpy as np
 
 from coffea_ad.atomic import atomic_path, refuse_existing, refuse_same_file
-from coffea_ad.errors import MissingBranchError
+from coffea_ad.errors import InvalidArgumentError, MissingBranchError, OutputWriteError
 from coffea_ad.inference.contract import file_sha256
 from coffea_ad.inference.scorer import NONFINITE_MASK, OnnxScorer
 from coffea_ad.remote import input_location, is_url
@@ -113,7 +113,7 @@ def write_score_friend(
     from coffea.nanoevents import NanoEventsFactory
 
     if schema not in SCHEMAS:
-        raise ValueError(f"schema must be one of {sorted(SCHEMAS)}, given {schema!r}")
+        raise InvalidArgumentError(f"schema must be one of {sorted(SCHEMAS)}, given {schema!r}")
     schemaclass = getattr(coffea.nanoevents, SCHEMAS[schema])
     alignment = TREEMAKER_ALIGNMENT if schema == "treemaker" else ALIGNMENT_BRANCHES
 
@@ -123,7 +123,7 @@ def write_score_friend(
     name = name or contract.name
     input_path, output_path = input_location(input_path), Path(output_path)
     if step_size < 1:
-        raise ValueError(f"step_size must be >= 1, found {step_size}")
+        raise InvalidArgumentError(f"step_size must be >= 1, found {step_size}")
     local_input = [] if is_url(input_path) else [input_path]
     refuse_same_file(output_path, [*local_input, scorer.model_path], option="output")
     refuse_existing(output_path, overwrite=overwrite)
@@ -167,7 +167,7 @@ def write_score_friend(
             try:
                 outfile = uproot.recreate(tmp_path)
             except OSError as err:
-                raise OSError(f"cannot create the friend file {output_path}: {err}") from err
+                raise OutputWriteError(f"cannot create the friend file {output_path}: {err}") from err
             with warnings.catch_warnings(), outfile:
                 # coffea's schema warns about cross-references PFNano files lack; not ours
                 warnings.filterwarnings("ignore", category=RuntimeWarning,

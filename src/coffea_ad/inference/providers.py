@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from coffea_ad._optional import require
+from coffea_ad.errors import InvalidArgumentError
 
 __all__ = [
     "DEFAULT_PREFERENCE",
@@ -83,7 +84,7 @@ def select_providers(
     )
     chosen = [p for p in dict.fromkeys(wanted) if p in avail]
     if not chosen:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"none of the requested execution providers {wanted} is available in this "
             f"onnxruntime build; available: {avail}"
             + (

@@ -29,7 +29,9 @@ import numpy as np
 
 from coffea_ad._optional import require
 from coffea_ad.errors import (
+    InvalidArgumentError,
     MissingBranchError,
+    MissingDependencyError,
     ModelContractError,
     NonFiniteInputError,
     NonFiniteScoreError,
@@ -166,14 +168,14 @@ class OnnxScorer:
         jets: str | None = None,
     ) -> None:
         if batch_size is not None and batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, found {batch_size}")
+            raise InvalidArgumentError(f"batch_size must be >= 1, found {batch_size}")
         if graph_optimization not in ("disable", "basic", "extended", "all"):
-            raise ValueError(
+            raise InvalidArgumentError(
                 "graph_optimization must be one of 'disable', 'basic', 'extended', 'all', "
                 f"found {graph_optimization!r}"
             )
         if nonfinite not in ("raise", "flag"):
-            raise ValueError(f"nonfinite must be 'raise' or 'flag', found {nonfinite!r}")
+            raise InvalidArgumentError(f"nonfinite must be 'raise' or 'flag', found {nonfinite!r}")
         self.model_path = Path(model_path).resolve()
         self.providers = None if providers is None else tuple(providers)
         self.intra_op_threads = intra_op_threads
@@ -364,7 +366,7 @@ class OnnxScorer:
             try:
                 from coffea_ad.features import jet_features
             except ImportError as err:
-                raise ImportError(
+                raise MissingDependencyError(
                     "OnnxScorer.score_events needs coffea_ad.features.jet_features, "
                     f"which cannot be imported: {err}"
                 ) from err

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from coffea_ad.errors import UnknownNameError
+from coffea_ad.errors import InvalidArgumentError, MissingFileError, UnknownNameError
 
 __all__ = [
     "WorkingPoint",
@@ -67,20 +67,20 @@ def write_working_point(
     out = Path(path) if path is not None else working_point_path(model_path)
     if pt_edges is None:
         if np.ndim(threshold) != 0:
-            raise ValueError(f"a constant working point takes one number, given {threshold!r}")
+            raise InvalidArgumentError(f"a constant working point takes one number, given {threshold!r}")
         data: Any = float(threshold)  # type: ignore[arg-type]
     else:
         edges = [float(e) for e in pt_edges]
         values = [float(v) for v in np.atleast_1d(threshold)]
         if len(edges) != len(values) + 1 or np.any(np.diff(edges) <= 0):
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"binned working point: expected increasing pt_edges of length "
                 f"len(threshold) + 1 = {len(values) + 1}, given {edges}"
             )
         data = cs.Binning(nodetype="binning", input=PT_INPUT, edges=edges, content=values,
                           flow="clamp")
     if not np.all(np.isfinite(np.atleast_1d(threshold))):
-        raise ValueError(f"working point thresholds must be finite, given {threshold!r}")
+        raise InvalidArgumentError(f"working point thresholds must be finite, given {threshold!r}")
     correction = cs.Correction(
         name=name, version=1,
         description=(f"{description} " if description else "")
@@ -160,7 +160,7 @@ def read_working_point(source: str | os.PathLike[str], *, name: str = "tag") -> 
     if path.suffix == ".onnx":
         path = working_point_path(path)
     if not path.is_file():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"working point file {path} does not exist (write it with "
             "coffea_ad.inference.write_working_point, or give the threshold as a number)"
         )

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from coffea_ad._optional import require
+from coffea_ad.errors import InvalidArgumentError
 from coffea_ad.nn.losses import mse
 from coffea_ad.nn.scaling import Standardize, standardization
 
@@ -71,7 +72,7 @@ def fit_pca(x: np.ndarray, *, n_components: int, weights: np.ndarray | None = No
     """
     sklearn_decomposition = require("sklearn.decomposition", purpose="the PCA baseline")
     if not 0 < n_components < x.shape[1]:
-        raise ValueError(f"fit_pca: expected 0 < n_components < {x.shape[1]} (features), found "
+        raise InvalidArgumentError(f"fit_pca: expected 0 < n_components < {x.shape[1]} (features), found "
                          f"{n_components}")
     centre, scale = standardization(x, weights=weights)
     pca = sklearn_decomposition.PCA(n_components=n_components, random_state=seed)

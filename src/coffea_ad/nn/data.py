@@ -18,7 +18,7 @@ from typing import Any
 import awkward as ak
 import numpy as np
 
-from coffea_ad.errors import UnknownNameError
+from coffea_ad.errors import InvalidArgumentError, UnknownNameError
 from coffea_ad.fileset import load_fileset
 from coffea_ad.inference.contract import file_sha256
 
@@ -208,7 +208,7 @@ def load_jet_tables(fileset: Fileset | str | Path, names: Sequence[str], *,
 def concat_tables(tables: Sequence[JetTable]) -> JetTable:
     """Concatenate tables with equal feature names; event numbers are made unique."""
     if not tables:
-        raise ValueError("concat_tables: expected at least one table, found none")
+        raise InvalidArgumentError("concat_tables: expected at least one table, found none")
     offset = 0
     events = []
     for t in tables:
@@ -238,7 +238,7 @@ def split_indices(n: int, *, val_fraction: float, test_fraction: float, seed: in
         ``(train, val, test)`` sorted index arrays.
     """
     if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
-        raise ValueError(f"split_indices: expected fractions in [0, 1) summing below 1, found "
+        raise InvalidArgumentError(f"split_indices: expected fractions in [0, 1) summing below 1, found "
                          f"val {val_fraction} and test {test_fraction}")
     rng = np.random.default_rng(seed)
     if groups is None:

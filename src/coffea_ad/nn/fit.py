@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from coffea_ad._optional import require
+from coffea_ad.errors import InvalidArgumentError
 
 torch = require("torch", purpose="coffea_ad.nn")
 
@@ -141,11 +142,11 @@ def fit(model, train: Arrays, val: Arrays, *, train_weights: np.ndarray | None =
     n_train = len(train[0])
     if any(len(a) != n_train for a in [*train, *aux_train]) or any(
             len(a) != len(val[0]) for a in [*val, *aux_val]):
-        raise ValueError(f"fit: every train (val) array needs the same first axis; found "
+        raise InvalidArgumentError(f"fit: every train (val) array needs the same first axis; found "
                          f"{[len(a) for a in [*train, *aux_train]]} and "
                          f"{[len(a) for a in [*val, *aux_val]]}")
     if n_train == 0 or len(val[0]) == 0:
-        raise ValueError(f"fit: expected non-empty train and validation samples, found "
+        raise InvalidArgumentError(f"fit: expected non-empty train and validation samples, found "
                          f"{n_train} and {len(val[0])} rows")
     callback = _EPOCH_CALLBACK.get()
     old_threads = torch.get_num_threads()

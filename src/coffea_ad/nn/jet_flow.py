@@ -27,6 +27,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from coffea_ad._optional import require
+from coffea_ad.errors import InvalidArgumentError
 
 torch = require("torch", purpose="coffea_ad.nn")
 nn = torch.nn
@@ -64,11 +65,11 @@ class SubstructureFlow(nn.Module):
         super().__init__()
         zuko = require("zuko", purpose="the conditional flow")
         if len(log_inputs) != n_inputs:
-            raise ValueError(f"SubstructureFlow: expected {n_inputs} log_inputs flags, found "
+            raise InvalidArgumentError(f"SubstructureFlow: expected {n_inputs} log_inputs flags, found "
                              f"{len(log_inputs)}")
         n = n_inputs + n_conditions
         if len(centre) != n or len(scale) != n:
-            raise ValueError(f"SubstructureFlow: expected centre and scale of length {n}, found "
+            raise InvalidArgumentError(f"SubstructureFlow: expected centre and scale of length {n}, found "
                              f"{len(centre)} and {len(scale)}")
         self.n_conditions, self.n_inputs = n_conditions, n_inputs
         self.register_buffer("log_mask", torch.tensor(list(log_inputs), dtype=torch.bool))

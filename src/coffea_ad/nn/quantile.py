@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from coffea_ad._optional import require
+from coffea_ad.errors import InvalidArgumentError
 from coffea_ad.nn.losses import pinball
 from coffea_ad.nn.scaling import Standardize, make_mlp
 
@@ -50,7 +51,7 @@ class QuantileRegressor(nn.Module):
         super().__init__()
         taus = list(quantiles)
         if not taus or any(not 0 < t < 1 for t in taus) or sorted(set(taus)) != taus:
-            raise ValueError(f"quantiles: expected strictly increasing levels in (0, 1), "
+            raise InvalidArgumentError(f"quantiles: expected strictly increasing levels in (0, 1), "
                              f"found {taus}")
         self.quantiles = taus
         self.n_inputs, self.log_inputs = n_inputs, log_inputs

@@ -16,7 +16,7 @@ import numpy as np
 
 from coffea_ad.atomic import atomic_write_text
 from coffea_ad.config import parse_number
-from coffea_ad.errors import UnknownNameError
+from coffea_ad.errors import InvalidArgumentError, MissingMetadataError, UnknownNameError
 from coffea_ad.inference.contract import InputSpec, ModelContract
 from coffea_ad.nn.data import dataset_files, signal_datasets, split_indices
 from coffea_ad.nn.export import (
@@ -77,7 +77,7 @@ def dataset_roles(fileset: Mapping[str, Any], train_datasets: Sequence[str] | No
             if n not in fileset:
                 raise UnknownNameError("dataset", n, names)
     if not train:
-        raise ValueError(f"no background dataset to train on: every dataset of {names} has "
+        raise InvalidArgumentError(f"no background dataset to train on: every dataset of {names} has "
                          f"is_signal true; name them with train_datasets")
     signals = [n for n in signals if n not in train]
     others = [n for n in names if n not in train and n not in signals]
@@ -185,7 +185,7 @@ def split_rows(rows: dict[str, np.ndarray], cfg: Mapping[str, Any]) -> Split:
                                test_fraction=cfg["test_fraction"], seed=cfg["seed"],
                                groups=rows["event"])
     if len(tr) == 0 or len(va) == 0:
-        raise ValueError(f"too few rows to train: {len(rows['event'])} background rows give "
+        raise InvalidArgumentError(f"too few rows to train: {len(rows['event'])} background rows give "
                          f"{len(tr)} train and {len(va)} validation rows")
     return Split(rows, tr, va, te)
 
@@ -199,7 +199,7 @@ def luminosity_weights(fileset: Mapping[str, Any], name: str, gen_weight: np.nda
     """
     meta = fileset[name].get("metadata", {})
     if "xsec" not in meta or "sumw" not in meta:
-        raise KeyError(f"dataset {name!r}: expected metadata 'xsec' and 'sumw' for luminosity "
+        raise MissingMetadataError(f"dataset {name!r}: expected metadata 'xsec' and 'sumw' for luminosity "
                        f"weights, found {sorted(meta)}")
     return (np.asarray(gen_weight, np.float64) * float(meta["xsec"]) * 1000.0 * lumi_fb
             / float(meta["sumw"]) / fraction)

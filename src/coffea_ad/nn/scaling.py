@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from coffea_ad._optional import require
+from coffea_ad.errors import InvalidArgumentError
 
 torch = require("torch", purpose="coffea_ad.nn")
 nn = torch.nn
@@ -53,7 +54,7 @@ def standardization(x: np.ndarray, *, mask: np.ndarray | None = None,
     flat = x.reshape(-1, n_features)
     wf = w.reshape(-1)
     if wf.sum() <= 0:
-        raise ValueError(f"standardization: expected at least one row with weight > 0, found "
+        raise InvalidArgumentError(f"standardization: expected at least one row with weight > 0, found "
                          f"{x.shape[0]} rows with total weight {wf.sum()}")
     centre = (flat * wf[:, None]).sum(axis=0) / wf.sum()
     var = ((flat - centre) ** 2 * wf[:, None]).sum(axis=0) / wf.sum()
@@ -78,7 +79,7 @@ class Standardize(nn.Module):
         s = torch.ones(n_features) if scale is None else torch.as_tensor(
             np.asarray(scale, dtype=np.float32))
         if c.shape != (n_features,) or s.shape != (n_features,):
-            raise ValueError(f"Standardize: expected centre and scale of shape ({n_features},), "
+            raise InvalidArgumentError(f"Standardize: expected centre and scale of shape ({n_features},), "
                              f"found {tuple(c.shape)} and {tuple(s.shape)}")
         self.register_buffer("centre", c.clone())
         self.register_buffer("scale", s.clone())

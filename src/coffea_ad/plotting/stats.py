@@ -18,6 +18,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from coffea_ad._optional import require
+from coffea_ad.errors import StatisticsInputError
 from coffea_ad.plotting.distributions import _finish, cms_figure, events_ylabel
 from coffea_ad.plotting.labels import PlotLabel
 from coffea_ad.stats.abcd import ABCDClosure
@@ -121,7 +122,7 @@ def plot_abcd_closure(
     edges = pred.counts.mass_edges
     if edges is None:
         msg = "plot_abcd_closure: expected a closure with mass bins (mass_edges), found none"
-        raise ValueError(msg)
+        raise StatisticsInputError(msg)
     hep = require("mplhep", purpose="CMS-style plots")
     fig, top, bottom = _ratio_figure()
     centres = 0.5 * (edges[1:] + edges[:-1])

@@ -21,7 +21,7 @@ from __future__ import annotations
 import importlib
 
 from coffea_ad._checkout import extend_from_checkout
-from coffea_ad.errors import UnknownNameError
+from coffea_ad.errors import UnknownNameError, WrongTypeError
 
 extend_from_checkout(__path__, __file__, "processors")
 
@@ -62,5 +62,5 @@ def get_processor(name: str) -> type:
     if not (isinstance(found, type) and issubclass(found, ProcessorABC)):
         msg = (f"processor {name!r}: expected a coffea ProcessorABC subclass, found "
                f"{type(found).__name__} {found!r}")
-        raise TypeError(msg)
+        raise WrongTypeError(msg)
     return found

@@ -10,6 +10,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from coffea_ad._optional import require
+from coffea_ad.errors import InvalidArgumentError
 from coffea_ad.stats.roc import auc, max_sic, roc_curve
 
 __all__ = ["fit_data_vs_template", "sr_classifier"]
@@ -78,9 +79,9 @@ def sr_classifier(
     xd, wd, owner = rows("data", names)
     xt, wt, _ = rows("cvae", names)
     if len(xt) == 0:
-        raise ValueError("no cVAE template rows: run the resonant processor with its sampler")
+        raise InvalidArgumentError("no cVAE template rows: run the resonant processor with its sampler")
     if min(len(xd), len(xt)) < 2 * folds:
-        raise ValueError(f"too few signal-region rows for {folds} folds: {len(xd)} data, "
+        raise InvalidArgumentError(f"too few signal-region rows for {folds} folds: {len(xd)} data, "
                          f"{len(xt)} template")
     x = np.concatenate([xd, xt])
     y = np.concatenate([np.ones(len(xd)), np.zeros(len(xt))])

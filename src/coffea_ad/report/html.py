@@ -16,6 +16,7 @@ from typing import Any
 
 from coffea_ad._optional import require
 from coffea_ad.atomic import atomic_write_text
+from coffea_ad.errors import MissingFileError
 
 __all__ = ["markdown_to_html", "write_html"]
 
@@ -99,5 +100,5 @@ def write_html(markdown_path: str | Path, html_path: str | Path | None = None, *
     if missing:
         msg = (f"{src}: figures referenced but not found beside it: {missing} (expected files "
                f"in {src.parent})")
-        raise FileNotFoundError(msg)
+        raise MissingFileError(msg)
     return atomic_write_text(out, page)

@@ -31,7 +31,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from coffea_ad.atomic import atomic_write_text
-from coffea_ad.errors import UnknownNameError
+from coffea_ad.errors import InvalidArgumentError, UnknownNameError
 from coffea_ad.stats.abcd import abcd_closure
 from coffea_ad.stats.bumphunt import fit_dijet_background, fit_signal_plus_background
 from coffea_ad.stats.roc import histogram_score_bins, roc_curve
@@ -214,7 +214,7 @@ def _abcd_section(p: _Page, *, x_cut: float | None, y_axis: str, y_cut: float | 
                   y_pass: Literal["above", "below"]) -> None:
     if x_cut is None or y_cut is None:
         msg = "write_report: an ABCD section needs abcd_x_cut= and abcd_y_cut= as well"
-        raise ValueError(msg)
+        raise InvalidArgumentError(msg)
     hb = p.bkg[{n: sum for n in p.bkg.axes.name if n not in ("score", y_axis, p.mass_axis)}]
     cl = abcd_closure(hb, x_cut=x_cut, y_cut=y_cut, x_axis="score",
                       y_axis=y_axis, mass_axis=p.mass_axis, y_pass=y_pass)
@@ -362,7 +362,7 @@ def write_report(
         found = [n for n in ("mt", "mjj") if n in names]
         if not found:
             msg = f"write_report: expected a mass axis 'mt' or 'mjj', found axes {names}"
-            raise ValueError(msg)
+            raise InvalidArgumentError(msg)
         mass_axis = found[0]
     datasets = list(h.axes["dataset"])
     for d in [*backgrounds, *signals]:
@@ -380,7 +380,7 @@ def write_report(
 
     if not backgrounds:
         msg = "write_report: expected at least one background dataset, found none"
-        raise ValueError(msg)
+        raise InvalidArgumentError(msg)
     bkg = h[{"dataset": hist.loc(backgrounds[0])}]
     for d in backgrounds[1:]:
         bkg = bkg + h[{"dataset": hist.loc(d)}]

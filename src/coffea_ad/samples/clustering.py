@@ -35,6 +35,7 @@ import numba
 import numpy as np
 
 from coffea_ad._optional import require
+from coffea_ad.errors import InvalidArgumentError
 from coffea_ad.samples.detector import offsets_of
 
 __all__ = [
@@ -548,7 +549,7 @@ def substructure_flat(
         ``tau4``.
     """
     if backend not in ("numba", "fastjet"):
-        raise ValueError(f"backend must be 'numba' or 'fastjet', got {backend!r}")
+        raise InvalidArgumentError(f"backend must be 'numba' or 'fastjet', got {backend!r}")
     n_jets = len(offsets) - 1
     if n_jets == 0:
         empty = np.zeros(0, dtype=np.float32)

@@ -29,6 +29,7 @@ import numba
 import numpy as np
 
 from coffea_ad._optional import require
+from coffea_ad.errors import ComputationError, InvalidArgumentError
 from coffea_ad.samples.clustering import cluster_flat, substructure_flat
 from coffea_ad.samples.detector import DetectorConfig, is_invisible, offsets_of, simulate, unflatten
 from coffea_ad.samples.processes import get_process, pythia_commands
@@ -65,9 +66,9 @@ class EventMaker:
         self.pythia = pythia8mc.Pythia("", False)
         for cmd in pythia_commands(process, settings, seed=seed):
             if not self.pythia.readString(cmd):
-                raise ValueError(f"Pythia rejected the command {cmd!r} (process {process!r})")
+                raise InvalidArgumentError(f"Pythia rejected the command {cmd!r} (process {process!r})")
         if not self.pythia.init():
-            raise RuntimeError(f"Pythia failed to initialise process {process!r} with {settings}")
+            raise ComputationError(f"Pythia failed to initialise process {process!r} with {settings}")
         self.rng = np.random.default_rng(seed)
         self._charge_keys = np.zeros(0, dtype=np.int32)
         self._charge_values = np.zeros(0, dtype=np.int32)
@@ -114,7 +115,7 @@ class EventMaker:
         while missing > 0:  # nextBatch skips failed events: top up until n
             got = self.pythia.nextBatch(missing)
             if len(got) == 0:
-                raise RuntimeError("Pythia returned no events (every event failed)")
+                raise ComputationError("Pythia returned no events (every event failed)")
             parts.append(got)
             missing -= len(got)
         return parts[0] if len(parts) == 1 else ak.concatenate(parts)

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from coffea_ad.atomic import atomic_write_text
-from coffea_ad.errors import FilesetError, FolderBusyError, UnknownNameError
+from coffea_ad.errors import FilesetError, FolderBusyError, InvalidArgumentError, UnknownNameError
 from coffea_ad.fileset import read_fileset as _read_fileset
 from coffea_ad.samples.processes import get_process, resolve_settings
 
@@ -298,13 +298,13 @@ def _plan(
     tasks: list[_FileTask] = []
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         # numpy's SeedSequence takes only non-negative integers
-        raise ValueError(f"seed must be an integer >= 0, found {seed!r}")
+        raise InvalidArgumentError(f"seed must be an integer >= 0, found {seed!r}")
     for dataset, req in requests.items():
         for key in req:
             if key not in _REQUEST_KEYS:
                 raise UnknownNameError(f"request key of dataset {dataset!r}", key, _REQUEST_KEYS)
         if "process" not in req or "events" not in req:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"request for dataset {dataset!r} needs 'process' and 'events', got {sorted(req)}"
             )
         process = str(req["process"])
@@ -312,10 +312,10 @@ def _plan(
         settings = resolve_settings(process, req.get("settings"))
         events = int(req["events"])
         if events <= 0:
-            raise ValueError(f"dataset {dataset!r}: events must be positive, got {events}")
+            raise InvalidArgumentError(f"dataset {dataset!r}: events must be positive, got {events}")
         per_file = int(req.get("events_per_file") or DEFAULT_EVENTS_PER_FILE)
         if per_file <= 0:
-            raise ValueError(f"dataset {dataset!r}: events_per_file must be positive, got {per_file}")
+            raise InvalidArgumentError(f"dataset {dataset!r}: events_per_file must be positive, got {per_file}")
         resolved[dataset] = (process, settings)
         n_files = -(-events // per_file)
         for i in range(n_files):

@@ -43,7 +43,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from coffea_ad.errors import UnknownNameError
+from coffea_ad.errors import InvalidArgumentError, UnknownNameError, WrongTypeError
 
 __all__ = [
     "COMMON_SETTINGS",
@@ -551,7 +551,7 @@ def resolve_settings(process: str, settings: Mapping[str, Any] | None = None) ->
     if process == "svj":
         svj_lambda(out["alpha_dark"], float(out["mdark"]))  # validates 'peak'/'low'/'high'
         if not 0.0 <= float(out["rinv"]) <= 1.0:
-            raise ValueError(f"rinv must be in [0, 1], got {out['rinv']}")
+            raise InvalidArgumentError(f"rinv must be in [0, 1], got {out['rinv']}")
     return dict(sorted(out.items()))
 
 
@@ -574,7 +574,7 @@ def _coerce(key: str, value: Any, kind: type | tuple[type, ...]) -> Any:
                 pass
         return value
     names = " or ".join(k.__name__ for k in kinds)
-    raise TypeError(f"setting {key!r} expects {names}, got {value!r} ({type(value).__name__})")
+    raise WrongTypeError(f"setting {key!r} expects {names}, got {value!r} ({type(value).__name__})")
 
 
 def pythia_commands(process: str, resolved: Mapping[str, Any], *, seed: int) -> list[str]:

@@ -22,6 +22,8 @@ import awkward as ak
 import numpy as np
 import uproot
 
+from coffea_ad.errors import ComputationError
+
 __all__ = ["EventsWriter"]
 
 
@@ -102,7 +104,7 @@ def _uint32_counters() -> Iterator[None]:
 
         original = _cascadetree.Tree.write_anew
     except (ImportError, AttributeError) as err:  # a future uproot: fail loudly, not int32
-        raise RuntimeError(
+        raise ComputationError(
             "cannot write NanoAOD uint32 counters: uproot's tree writer changed "
             f"(uproot {uproot.__version__})"
         ) from err

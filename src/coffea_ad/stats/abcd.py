@@ -31,6 +31,8 @@ from numpy.typing import ArrayLike, NDArray
 # scipy.special, not scipy.stats: the latter takes seconds to import for two functions
 from scipy import special as _special
 
+from coffea_ad.errors import StatisticsInputError
+
 __all__ = [
     "ABCDClosure",
     "ABCDCounts",
@@ -170,7 +172,7 @@ def _select(
     if direction == "below":
         return values < cut
     msg = f"{name}_pass: expected 'above' or 'below', found {direction!r}"
-    raise ValueError(msg)
+    raise StatisticsInputError(msg)
 
 
 def _counts_from_arrays(
@@ -189,18 +191,18 @@ def _counts_from_arrays(
     yv = np.asarray(y, dtype=np.float64).ravel()
     if xv.shape != yv.shape:
         msg = f"ABCD: expected x and y of equal length, found {xv.size} and {yv.size}"
-        raise ValueError(msg)
+        raise StatisticsInputError(msg)
     w = np.ones_like(xv) if weights is None else np.asarray(weights, dtype=np.float64).ravel()
     if w.shape != xv.shape:
         msg = f"ABCD: expected one weight per event ({xv.size}), found {w.size}"
-        raise ValueError(msg)
+        raise StatisticsInputError(msg)
     px = _select(xv, x_cut, x_pass, "x")
     py = _select(yv, y_cut, y_pass, "y")
     # region index: A=0, B=1, C=2, D=3
     region = np.where(px, np.where(py, 0, 1), np.where(py, 2, 3))
     if (mass is None) != (mass_edges is None):
         msg = "ABCD: expected both mass= and mass_edges= or neither, found only one"
-        raise ValueError(msg)
+        raise StatisticsInputError(msg)
     if mass is None:
         nbins, mbin, edges = 1, np.zeros(xv.size, dtype=np.intp), None
         inside = np.ones(xv.size, bool)
@@ -208,12 +210,12 @@ def _counts_from_arrays(
         m = np.asarray(mass, dtype=np.float64).ravel()
         if m.shape != xv.shape:
             msg = f"ABCD: expected one mass per event ({xv.size}), found {m.size}"
-            raise ValueError(msg)
+            raise StatisticsInputError(msg)
         edges = np.asarray(mass_edges, dtype=np.float64)
         nbins = edges.size - 1
         if nbins < 1 or np.any(np.diff(edges) <= 0):
             msg = f"ABCD: expected increasing mass_edges with >= 2 entries, found {edges}"
-            raise ValueError(msg)
+            raise StatisticsInputError(msg)
         # events outside the mass range are not in any bin (like hist without flow)
         mbin = np.searchsorted(edges, m, side="right") - 1
         inside = (mbin >= 0) & (mbin < nbins)
@@ -246,7 +248,7 @@ def _edge_index(axis: Any, cut: float) -> int:
             f"ABCD: cut {cut} on axis {axis.name!r} must lie on a bin edge of the histogram; "
             f"nearest edges: {near}"
         )
-        raise ValueError(msg)
+        raise StatisticsInputError(msg)
     return k
 
 
@@ -279,12 +281,12 @@ def _counts_from_hist(
             f"ABCD: expected a histogram with axes {wanted} only, found extra axes {extra}; "
             "select or sum them first, e.g. h[{'dataset': 'qcd', 'category': sum}]"
         )
-        raise ValueError(msg)
+        raise StatisticsInputError(msg)
     values = np.asarray(h.values(flow=True), dtype=np.float64)
     variances = h.variances(flow=True)
     if variances is None:
         msg = f"ABCD: histogram storage {h.storage_type.__name__} has no variances"
-        raise ValueError(msg)
+        raise StatisticsInputError(msg)
     variances = np.asarray(variances, dtype=np.float64)
     values = np.moveaxis(values, idx, range(len(idx)))
     variances = np.moveaxis(variances, idx, range(len(idx)))
@@ -295,7 +297,7 @@ def _counts_from_hist(
         above, below = slice(k, None), slice(0, k)
         if direction not in ("above", "below"):
             msg = f"{name}_pass: expected 'above' or 'below', found {direction!r}"
-            raise ValueError(msg)
+            raise StatisticsInputError(msg)
         return (above, below) if direction == "above" else (below, above)
 
     xp, xf = split(h.axes[x_axis], x_cut, x_pass, "x")
@@ -361,7 +363,7 @@ def abcd_regions(
         if y_axis is None:
             names = [ax.name for ax in data.axes]
             msg = f"ABCD: expected y_axis= naming the second variable's axis; axes are {names}"
-            raise ValueError(msg)
+            raise StatisticsInputError(msg)
         return _counts_from_hist(
             data,
             x_axis=x_axis,
@@ -374,7 +376,7 @@ def abcd_regions(
         )
     if y is None:
         msg = "ABCD: expected per-event x and y arrays (or a hist.Hist), found no y"
-        raise ValueError(msg)
+        raise StatisticsInputError(msg)
     return _counts_from_arrays(
         data,
         y,
@@ -419,7 +421,7 @@ def _counts(data: Any, y: ArrayLike | None, *, x_cut: float | None, y_cut: float
             "ABCD: expected x_cut= and y_cut= with arrays or a histogram, found "
             f"x_cut={x_cut}, y_cut={y_cut}"
         )
-        raise ValueError(msg)
+        raise StatisticsInputError(msg)
     return abcd_regions(data, y, x_cut=x_cut, y_cut=y_cut, **options)
 
 
@@ -540,7 +542,7 @@ def merged_mass_edges(counts: np.ndarray, edges: np.ndarray, *, n_bins: int) -> 
     filled = np.flatnonzero(counts > 0)
     if filled.size == 0:
         msg = "merged_mass_edges: expected a mass distribution with events, found none"
-        raise ValueError(msg)
+        raise StatisticsInputError(msg)
     lo, hi = filled[0], filled[-1] + 1
     need = counts.sum() / n_bins
     out, acc = [edges[lo]], 0.0

@@ -29,6 +29,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy import special as _special
 
 from coffea_ad._optional import require
+from coffea_ad.errors import StatisticsInputError
 
 __all__ = [
     "DijetFit",
@@ -83,24 +84,24 @@ def _as_counts_edges(counts: Any, edges: ArrayLike | None) -> tuple[NDArray, NDA
         if len(counts.axes) != 1:
             names = [ax.name for ax in counts.axes]
             msg = f"bump hunt: expected a 1-d m_jj histogram, found axes {names}"
-            raise ValueError(msg)
+            raise StatisticsInputError(msg)
         n = np.asarray(counts.values(), dtype=np.float64)
         e = np.asarray(counts.axes[0].edges, dtype=np.float64)
     else:
         if edges is None:
             msg = "bump hunt: expected edges= with a counts array (or pass a hist.Hist)"
-            raise ValueError(msg)
+            raise StatisticsInputError(msg)
         n = np.asarray(counts, dtype=np.float64).ravel()
         e = np.asarray(edges, dtype=np.float64).ravel()
     if e.size != n.size + 1:
         msg = f"bump hunt: expected len(edges) = len(counts) + 1, found {e.size} and {n.size}"
-        raise ValueError(msg)
+        raise StatisticsInputError(msg)
     if np.any(np.diff(e) <= 0) or e[0] <= 0:
         msg = f"bump hunt: expected positive increasing m_jj edges, found {e}"
-        raise ValueError(msg)
+        raise StatisticsInputError(msg)
     if np.any(n < 0) or not np.all(np.isfinite(n)):
         msg = "bump hunt: expected finite non-negative counts"
-        raise ValueError(msg)
+        raise StatisticsInputError(msg)
     return n, e
 
 
@@ -219,7 +220,7 @@ def _start_values(
             f"bump hunt: expected at least {n_params + 1} non-empty bins for a "
             f"{n_params}-parameter fit, found {np.count_nonzero(ok)}"
         )
-        raise ValueError(msg)
+        raise StatisticsInputError(msg)
     dens = n[ok] / np.diff(xe)[ok]
     lx = np.log(xc[ok])
     cols = [np.ones_like(lx), np.log1p(-xc[ok]), -lx, -(lx**2), -(lx**3)][:n_params]
@@ -302,12 +303,12 @@ def fit_dijet_background(
     """
     if n_params not in (3, 4, 5):
         msg = f"fit_dijet_background: expected n_params in (3, 4, 5), found {n_params}"
-        raise ValueError(msg)
+        raise StatisticsInputError(msg)
     n, e = _as_counts_edges(counts, edges)
     xe = e / sqrt_s
     if xe[-1] >= 1:
         msg = f"bump hunt: expected m_jj edges below sqrt_s={sqrt_s}, found up to {e[-1]}"
-        raise ValueError(msg)
+        raise StatisticsInputError(msg)
     shape0, cov = _start_values(n, xe, n_params)
     chol = np.linalg.cholesky(cov + 1e-12 * np.diag(np.diag(cov)))
     model = _Model(xe, shape0, chol, None)
@@ -366,7 +367,7 @@ def gaussian_signal(
     """
     if not width > 0:
         msg = f"gaussian_signal: expected width > 0, found {width}"
-        raise ValueError(msg)
+        raise StatisticsInputError(msg)
     cdf = _special.ndtr((np.asarray(edges, dtype=np.float64) - mass) / width)
     return norm * np.diff(cdf)
 
@@ -405,7 +406,7 @@ def fit_signal_plus_background(
     if signal is None:
         if mass is None or width is None:
             msg = "fit_signal_plus_background: expected signal=, or mass= and width= for a Gaussian"
-            raise ValueError(msg)
+            raise StatisticsInputError(msg)
         sig = gaussian_signal(e, mass=mass, width=width)
     elif callable(signal):
         sig = np.asarray(signal(e), dtype=np.float64)
@@ -413,13 +414,13 @@ def fit_signal_plus_background(
         sig = np.asarray(signal, dtype=np.float64).ravel()
     if sig.shape != n.shape:
         msg = f"fit_signal_plus_background: expected {n.size} signal bins, found {sig.size}"
-        raise ValueError(msg)
+        raise StatisticsInputError(msg)
     if not sig.sum() > 0:
         msg = (
             "fit_signal_plus_background: the signal template has no events inside the fit "
             f"range [{e[0]}, {e[-1]}] GeV"
         )
-        raise ValueError(msg)
+        raise StatisticsInputError(msg)
     if background is None:
         background = fit_dijet_background(n, e, sqrt_s=sqrt_s, n_params=n_params)
     elif (
@@ -433,7 +434,7 @@ def fit_signal_plus_background(
             f"{background.params.size} parameters"
             + ("" if np.array_equal(background.counts, n) else " on different counts")
         )
-        raise ValueError(msg)
+        raise StatisticsInputError(msg)
     bmodel: _Model = background._model
     model = _Model(bmodel.xe, bmodel.shape0, bmodel.chol, sig)
     names = ["mu", "norm"] + [f"z{i}" for i in range(1, n_params)]
@@ -512,7 +513,7 @@ def scan_signal_mass(
     m = np.asarray(masses, dtype=np.float64).ravel()
     if not relative_width > 0:
         msg = f"scan_signal_mass: expected relative_width > 0, found {relative_width}"
-        raise ValueError(msg)
+        raise StatisticsInputError(msg)
     widths = relative_width * m
     fits = [  # one fit per hypothesis: a handful of masses, each a full minimisation
         fit_signal_plus_background(n, e, mass=mi, width=wi, sqrt_s=sqrt_s, n_params=n_params,

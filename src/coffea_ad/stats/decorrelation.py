@@ -18,6 +18,8 @@ import numba
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from coffea_ad.errors import StatisticsInputError
+
 __all__ = ["distance_correlation", "distance_covariance_sq", "inverse_jsd"]
 
 
@@ -99,14 +101,14 @@ def _prepare(x: ArrayLike, y: ArrayLike, weights: ArrayLike | None):
             "distance correlation: expected x and y of equal length >= 2, "
             f"found {xv.size}, {yv.size}"
         )
-        raise ValueError(msg)
+        raise StatisticsInputError(msg)
     w = np.ones_like(xv) if weights is None else np.asarray(weights, dtype=np.float64).ravel()
     if w.shape != xv.shape or np.any(w < 0) or not w.sum() > 0:
         msg = "distance correlation: expected one non-negative weight per event with a positive sum"
-        raise ValueError(msg)
+        raise StatisticsInputError(msg)
     if not (np.all(np.isfinite(xv)) and np.all(np.isfinite(yv)) and np.all(np.isfinite(w))):
         msg = "distance correlation: expected finite x, y and weights, found NaN/inf"
-        raise ValueError(msg)
+        raise StatisticsInputError(msg)
     return xv, yv, w / w.sum()
 
 
@@ -186,7 +188,7 @@ def inverse_jsd(
     b = np.asarray(rejected, dtype=np.float64).ravel()
     if a.shape != b.shape or not (a.sum() > 0 and b.sum() > 0):
         msg = "inverse_jsd: expected two histograms with equal binning and positive totals"
-        raise ValueError(msg)
+        raise StatisticsInputError(msg)
     pa, pb = a / a.sum(), b / b.sum()
     mid = 0.5 * (pa + pb)
     with np.errstate(divide="ignore", invalid="ignore"):

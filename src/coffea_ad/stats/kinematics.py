@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from coffea_ad.errors import StatisticsInputError
 from coffea_ad.stats.roc import auc
 
 __all__ = ["BinnedAUC", "binned_auc", "reweight_to", "reweighted_auc"]
@@ -27,7 +28,7 @@ def _weights(values: NDArray, weights: ArrayLike | None, what: str) -> NDArray[n
         return np.ones(len(values))
     w = np.asarray(weights, dtype=np.float64).ravel()
     if w.shape != values.shape:
-        raise ValueError(f"{what}: expected one weight per value ({values.size}), found "
+        raise StatisticsInputError(f"{what}: expected one weight per value ({values.size}), found "
                          f"{w.size}")
     return w
 
@@ -35,7 +36,7 @@ def _weights(values: NDArray, weights: ArrayLike | None, what: str) -> NDArray[n
 def _edges(edges: ArrayLike) -> NDArray[np.float64]:
     e = np.asarray(edges, dtype=np.float64).ravel()
     if e.size < 2 or not np.all(np.diff(e) > 0):
-        raise ValueError(f"bin edges: expected at least two increasing values, found {e.tolist()}")
+        raise StatisticsInputError(f"bin edges: expected at least two increasing values, found {e.tolist()}")
     return e
 
 
@@ -73,7 +74,7 @@ def reweight_to(
     hb = np.histogram(vb, e, weights=wb)[0]
     hs = np.histogram(vs, e, weights=ws)[0]
     if not hb.sum() > 0 or not hs.sum() > 0:
-        raise ValueError("reweight_to: expected background and signal inside the bin edges "
+        raise StatisticsInputError("reweight_to: expected background and signal inside the bin edges "
                          f"[{e[0]}, {e[-1]}], found totals {hb.sum()!r} and {hs.sum()!r}")
     ratio = np.divide(hs / hs.sum(), hb / hb.sum(), out=np.zeros(len(hb)), where=hb > 0)
     idx = np.searchsorted(e, vb, side="right") - 1
@@ -158,7 +159,7 @@ def binned_auc(
     vb = np.asarray(values_bkg, dtype=np.float64).ravel()
     vs = np.asarray(values_sig, dtype=np.float64).ravel()
     if sb.shape != vb.shape or ss.shape != vs.shape:
-        raise ValueError("binned_auc: expected one binning value per score, found "
+        raise StatisticsInputError("binned_auc: expected one binning value per score, found "
                          f"{sb.size}/{vb.size} (background), {ss.size}/{vs.size} (signal)")
     wb, ws = _weights(vb, weights_bkg, "weights_bkg"), _weights(vs, weights_sig, "weights_sig")
     ib = np.searchsorted(e, vb, side="right") - 1

@@ -28,6 +28,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy import special as _special
 
 from coffea_ad.atomic import atomic_write_text
+from coffea_ad.errors import StatisticsInputError
 
 __all__ = [
     "CorrectionlibThresholds",
@@ -74,7 +75,7 @@ def weighted_binned_quantiles(
     w = np.ones_like(v) if weights is None else np.asarray(weights, dtype=np.float64).ravel()
     if np.any(w < 0):
         msg = "weighted_binned_quantiles: expected non-negative weights, found negative ones"
-        raise ValueError(msg)
+        raise StatisticsInputError(msg)
     keep = (b >= 0) & (b < n_bins) & (w > 0)
     v, b, w = v[keep], b[keep], w[keep]
     p = np.asarray(probs, dtype=np.float64)
@@ -207,20 +208,20 @@ def quantile_thresholds(
             "quantile_thresholds: expected score and mjj of equal length, "
             f"found {s.size}, {m.size}"
         )
-        raise ValueError(msg)
+        raise StatisticsInputError(msg)
     w = np.ones_like(s) if weights is None else np.asarray(weights, dtype=np.float64).ravel()
     q = np.asarray(quantiles, dtype=np.float64).ravel()
     if q.size == 0 or np.any((q <= 0) | (q >= 1)) or np.any(np.diff(q) <= 0):
         msg = f"quantile_thresholds: expected increasing quantiles in (0, 1), found {q}"
-        raise ValueError(msg)
+        raise StatisticsInputError(msg)
     if fit not in ("poly", "binned"):
         msg = f"quantile_thresholds: expected fit 'poly' or 'binned', found {fit!r}"
-        raise ValueError(msg)
+        raise StatisticsInputError(msg)
     edges = np.asarray(mass_edges, dtype=np.float64)
     nb = edges.size - 1
     if nb < 1 or np.any(np.diff(edges) <= 0):
         msg = f"quantile_thresholds: expected increasing mass_edges, found {edges}"
-        raise ValueError(msg)
+        raise StatisticsInputError(msg)
     b = np.searchsorted(edges, m, side="right") - 1
     inside = (b >= 0) & (b < nb)
     sumw = np.bincount(b[inside], weights=w[inside], minlength=nb)
@@ -246,7 +247,7 @@ def quantile_thresholds(
                     f"{degree + 1} m_jj bins with a measurable threshold, found "
                     f"{np.count_nonzero(ok)}; use fewer bins, a lower degree, or more events"
                 )
-                raise ValueError(msg)
+                raise StatisticsInputError(msg)
             continue
         coef[k] = np.polynomial.polynomial.polyfit(t[ok], binned[ok, k], degree, w=1 / err[ok, k])
     return QuantileThresholds(
@@ -302,12 +303,12 @@ def category_shape_test(
             "category_shape_test: expected 0 <= selected <= total bin by bin with equal "
             f"lengths, found lengths {k.size}, {n.size}"
         )
-        raise ValueError(msg)
+        raise StatisticsInputError(msg)
     ok = n > 0
     eff = k[ok].sum() / n[ok].sum()
     if not 0 < eff < 1:
         msg = f"category_shape_test: expected an overall fraction in (0, 1), found {eff}"
-        raise ValueError(msg)
+        raise StatisticsInputError(msg)
     chi2 = float(np.sum((k[ok] - n[ok] * eff) ** 2 / (n[ok] * eff * (1 - eff))))
     ndf = int(np.count_nonzero(ok) - 1)
     return chi2, ndf, float(_special.chdtrc(ndf, chi2))
@@ -362,7 +363,7 @@ def thresholds_to_correctionlib(
                     "thresholds_to_correctionlib: binned thresholds have empty m_jj bins "
                     f"(quantile {thresholds.quantiles[k]}); use fit='poly' or coarser bins"
                 )
-                raise ValueError(msg)
+                raise StatisticsInputError(msg)
             node = cs.Binning(
                 nodetype="binning",
                 input=thresholds.variable,

@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from coffea_ad.errors import StatisticsInputError
+
 __all__ = [
     "WorkingPoint",
     "auc",
@@ -35,24 +37,24 @@ def _scores_weights(
     s = np.asarray(scores, dtype=np.float64).ravel()
     if s.size == 0:
         msg = f"{what}: expected at least one score, found an empty array"
-        raise ValueError(msg)
+        raise StatisticsInputError(msg)
     if not np.all(np.isfinite(s)):
         bad = int(np.count_nonzero(~np.isfinite(s)))
         msg = f"{what}: expected finite scores, found {bad} NaN/inf of {s.size}"
-        raise ValueError(msg)
+        raise StatisticsInputError(msg)
     if weights is None:
         w = np.ones_like(s)
     else:
         w = np.asarray(weights, dtype=np.float64).ravel()
         if w.shape != s.shape:
             msg = f"{what}: expected one weight per score ({s.size}), found {w.size} weights"
-            raise ValueError(msg)
+            raise StatisticsInputError(msg)
         if not np.all(np.isfinite(w)):
             msg = f"{what}: expected finite weights, found NaN/inf"
-            raise ValueError(msg)
+            raise StatisticsInputError(msg)
     if not w.sum() > 0:
         msg = f"{what}: expected a positive sum of weights, found {w.sum()!r}"
-        raise ValueError(msg)
+        raise StatisticsInputError(msg)
     return s, w
 
 
@@ -189,7 +191,7 @@ def _sic_points(
     if max_rel_bkg_uncertainty is not None:
         if not max_rel_bkg_uncertainty > 0:
             msg = f"expected max_rel_bkg_uncertainty > 0, found {max_rel_bkg_uncertainty}"
-            raise ValueError(msg)
+            raise StatisticsInputError(msg)
         with np.errstate(divide="ignore", invalid="ignore"):
             n_eff = np.where(bkg_w2 > 0, bkg * bkg / bkg_w2, 0.0)
         keep &= n_eff >= 1.0 / max_rel_bkg_uncertainty**2
@@ -246,7 +248,7 @@ def max_sic(
             if max_rel_bkg_uncertainty
             else "max_sic: no threshold with FPR > 0"
         )
-        raise ValueError(msg)
+        raise StatisticsInputError(msg)
     i = int(np.argmax(sic))
     return WorkingPoint(
         threshold=float(thr[i]), tpr=float(tpr[i]), fpr=float(fpr[i]), sic=float(sic[i])
@@ -278,18 +280,18 @@ def working_point(
     """
     if (fpr is None) == (tpr is None):
         msg = f"working_point: expected exactly one of fpr= or tpr=, found fpr={fpr}, tpr={tpr}"
-        raise ValueError(msg)
+        raise StatisticsInputError(msg)
     f, t, thr = roc_curve(scores_bkg, scores_sig, weights_bkg=weights_bkg, weights_sig=weights_sig)
     if fpr is not None:
         if not 0.0 <= fpr <= 1.0:
             msg = f"working_point: expected 0 <= fpr <= 1, found {fpr}"
-            raise ValueError(msg)
+            raise StatisticsInputError(msg)
         # fpr is non-decreasing along the curve: last index with f <= target
         i = int(np.searchsorted(f, fpr, side="right")) - 1
     else:
         if not 0.0 <= tpr <= 1.0:  # type: ignore[operator]
             msg = f"working_point: expected 0 <= tpr <= 1, found {tpr}"
-            raise ValueError(msg)
+            raise StatisticsInputError(msg)
         i = int(np.searchsorted(t, tpr, side="left"))
         i = min(i, t.size - 1)
     with np.errstate(divide="ignore", invalid="ignore"):

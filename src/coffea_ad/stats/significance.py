@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from coffea_ad.errors import StatisticsInputError
+
 __all__ = ["SignificanceScan", "significance", "significance_scan"]
 
 
@@ -86,10 +88,10 @@ def _prepare(scores: ArrayLike, weights: ArrayLike | None, what: str):
     w = np.ones_like(s) if weights is None else np.asarray(weights, dtype=np.float64).ravel()
     if w.shape != s.shape:
         msg = f"{what}: expected one weight per score ({s.size}), found {w.size}"
-        raise ValueError(msg)
+        raise StatisticsInputError(msg)
     if not (np.all(np.isfinite(s)) and np.all(np.isfinite(w))):
         msg = f"{what}: expected finite scores and weights, found NaN/inf"
-        raise ValueError(msg)
+        raise StatisticsInputError(msg)
     return s, w
 
 
@@ -129,7 +131,7 @@ def significance_scan(
         n = int(cuts)  # type: ignore[arg-type]
         if n < 1:
             msg = f"significance_scan: expected cuts >= 1 or an array of cuts, found {cuts!s}"
-            raise ValueError(msg)
+            raise StatisticsInputError(msg)
         cut_values = np.unique(np.quantile(s_sm, np.arange(n) / n))
     else:
         cut_values = np.sort(np.asarray(cuts, dtype=np.float64).ravel())
@@ -146,7 +148,7 @@ def significance_scan(
             f">= min_sm_events={min_sm_events} effective events; "
             f"largest SM yield found {n_sm.max() if n_sm.size else 0.0:g}"
         )
-        raise ValueError(msg)
+        raise StatisticsInputError(msg)
     best = int(np.nanargmax(sigma))
     return SignificanceScan(
         cuts=cut_values, n_sm=n_sm, n_bsm=n_bsm, sigma=sigma, best_index=best, threshold=threshold

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from coffea_ad.errors import StatisticsInputError
+
 __all__ = [
     "KFoldResult",
     "kfold_classifier",
@@ -36,13 +38,13 @@ def region_masks(mjj: ArrayLike, signal_region: Sequence[float],
     m = np.asarray(mjj, dtype=np.float64)
     low, high = (float(v) for v in signal_region)
     if not low < high:
-        raise ValueError(f"signal_region: expected (low, high) with low < high, found {tuple(signal_region)}")
+        raise StatisticsInputError(f"signal_region: expected (low, high) with low < high, found {tuple(signal_region)}")
     in_sr = (m >= low) & (m < high)
     inside = np.ones(m.shape, bool)
     if window is not None:
         lo, hi = (float(v) for v in window)
         if not (lo <= low and high <= hi):
-            raise ValueError(f"window {tuple(window)} must contain the signal region {(low, high)}")
+            raise StatisticsInputError(f"window {tuple(window)} must contain the signal region {(low, high)}")
         inside = (m >= lo) & (m < hi)
     return in_sr, inside & ~in_sr
 
@@ -109,11 +111,11 @@ def kfold_classifier(
     x1 = np.asarray(x1, dtype=np.float64)
     x0 = np.asarray(x0, dtype=np.float64)
     if len(x1) < k or len(x0) < k:
-        raise ValueError(f"kfold_classifier: need at least k={k} rows per class, found "
+        raise StatisticsInputError(f"kfold_classifier: need at least k={k} rows per class, found "
                          f"{len(x1)} and {len(x0)}")
     rng = np.random.default_rng(seed)
     if (groups1 is None) != (groups0 is None):
-        raise ValueError("kfold_classifier: give groups for both classes or for neither")
+        raise StatisticsInputError("kfold_classifier: give groups for both classes or for neither")
     if groups1 is not None:
         g = np.concatenate([np.asarray(groups1), np.asarray(groups0)])
         f = _folds(len(g), k, rng, g)
