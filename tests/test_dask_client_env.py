@@ -15,15 +15,17 @@ def _env(name: str) -> str | None:
     return os.environ.get(name)
 
 
-def test_workers_start_without_malloc_trim_threshold_but_with_one_thread_numerics():
+def test_workers_start_without_malloc_trim_threshold_but_with_one_thread_numerics(
+        monkeypatch):
     import dask
 
     from coffea_ad.execution import dask_client
 
     # distributed's own default, which the cluster must not pass on
     assert dask.config.get("distributed.nanny.pre-spawn-environ")["MALLOC_TRIM_THRESHOLD_"]
-    if "MALLOC_TRIM_THRESHOLD_" in os.environ:
-        pytest.skip("this process's environment sets MALLOC_TRIM_THRESHOLD_ itself")
+    # a cluster started earlier in this process by distributed's defaults (other tests) can
+    # leave the variable in os.environ, which workers inherit whatever the configuration says
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
     with dask_client(workers=1, threads=1) as client:
         trim = client.run(_env, "MALLOC_TRIM_THRESHOLD_")
         omp = client.run(_env, "OMP_NUM_THREADS")
