@@ -230,6 +230,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                train_fs, out / "models" / y_axis / label)
         t_train = time.perf_counter() - t
         proc = SVJProcessor(trained["onnx"], tag_threshold=1.0, abcd_variable=y_axis,
+                            abcd_binning="fine",
                             min_mt=args.min_mt,
                             scorer_options={"intra_op_threads": 1})
         res = run_processor(test_fs, proc, executor="iterative", chunksize=50_000)

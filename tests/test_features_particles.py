@@ -179,3 +179,26 @@ def test_chunk_without_jets_gives_empty_fixed_shapes(events):
         assert g["edge_index"].shape == (0, 2, n_edges)
         assert g["edge_weight"].shape == (0, n_edges)
         assert g["adjacency"].shape == (0, 5, 5)
+
+
+def test_numpy_particle_list_equals_the_awkward_form(events):
+    # eager input takes the numpy path; the awkward form (kept for dask-awkward) must give
+    # the same blocks, including the non-finite jet axis and the p_T sum over all constituents
+    from coffea_ad.features._columnar import dispatch
+    from coffea_ad.features.particles import _particle_record, _split
+
+    cons = jet_constituents(events)
+    jets = events.FatJet
+    eta = ak.to_numpy(ak.flatten(jets.eta)).copy()
+    eta[1] = np.nan  # one jet with a NaN axis: its Δη/ΔR become the pad value
+    jets = ak.with_field(jets, ak.unflatten(eta, ak.num(jets)), "eta")
+    feats = ("deta", "dphi", "delta_r", "log_pt", "pt_frac", "log_pt_frac", "pdg_class",
+             "mass", "d0")
+    for n in (50, 7):
+        fast = particle_list(cons, jets, n=n, features=feats, pad_value=-2.0)
+        record = dispatch(_particle_record, cons, jets, label="particle-list", n=n,
+                          features=feats, pad_value=-2.0)
+        slow = _split(record, ("values", "mask"))
+        np.testing.assert_array_equal(fast[1], slow[1])
+        np.testing.assert_allclose(fast[0], slow[0], rtol=2e-7, atol=0)
+        assert (fast[0][1, :, 0] == -2.0).all()

@@ -21,8 +21,10 @@ from coffea_ad.errors import ModelContractError, ModelFileError, NonFiniteInputE
 from coffea_ad.inference import (
     FLAG_VALUE,
     NONFINITE_MASK,
+    InputSpec,
     ModelContract,
     OnnxScorer,
+    OutputSpec,
     release_sessions,
     select_providers,
     session_creations,
@@ -125,6 +127,60 @@ def test_batching_does_not_change_scores(tiny_ae_onnx, batch_size):
     assert s.stats.batches == -(-100 // batch_size)
     assert s.stats.rows == 100
     assert s.stats.calls == 1
+
+
+def test_default_batch_size_feeds_about_256_kb_per_call(tiny_ae_onnx):
+    # the tiny AE takes 6 float32 per row: 24 B; 262144 / 24 = 10922 rows -> 8192 (2**13)
+    s = OnnxScorer(tiny_ae_onnx, intra_op_threads=1)
+    assert s.batch_size == 8192
+    x = raw_features(20000)
+    np.testing.assert_allclose(s(x), direct_ort(tiny_ae_onnx, x)["loss"], rtol=1e-5, atol=1e-6)
+    assert s.stats.batches == 3  # 8192 + 8192 + 3616 rows
+
+
+def test_auto_batch_size_of_a_padded_constituent_contract():
+    from coffea_ad.inference import auto_batch_size
+
+    # 50 constituents x 7 float32 + a 50-float mask = 1600 B per jet: 262144 / 1600 = 163
+    # jets -> 128; a huge row is clamped to 64, a tiny one to 65536
+    contract = ModelContract(
+        name="g", kind="graph_autoencoder", level="jet", jets="FatJet", opset=17,
+        inputs=[InputSpec("particles", list("abcdefg"), [50, 7], pad_length=50),
+                InputSpec("mask", ["mask"], [50], pad_length=50)],
+        outputs=[OutputSpec("loss", "score")], score="loss")
+    assert auto_batch_size(contract) == 128
+    big = ModelContract(name="b", kind="autoencoder", level="jet", jets="FatJet", opset=17,
+                        inputs=[InputSpec("x", ["x"], [100_000])],
+                        outputs=[OutputSpec("loss", "score")], score="loss")
+    assert auto_batch_size(big) == 64
+    tiny = ModelContract(name="t", kind="autoencoder", level="jet", jets="FatJet", opset=17,
+                         inputs=[InputSpec("x", ["x"], [1])],
+                         outputs=[OutputSpec("loss", "score")], score="loss")
+    assert auto_batch_size(tiny) == 65536
+
+
+def test_score_call_asks_onnx_runtime_for_the_score_only(tiny_ae_onnx):
+    # the reconstruction output is neither fetched nor copied when only the score is wanted
+    s = OnnxScorer(tiny_ae_onnx, intra_op_threads=1)
+    asked: list = []
+    session = s.session
+    real_run = session.run
+
+    class Spy:
+        def __getattr__(self, name):
+            return getattr(session, name)
+
+        def run(self, names, feeds):
+            asked.append(list(names))
+            return real_run(names, feeds)
+
+    s._session = Spy()
+    x = raw_features(30)
+    got = s(x)
+    assert asked == [["loss"]]
+    np.testing.assert_allclose(got, direct_ort(tiny_ae_onnx, x)["loss"], rtol=1e-5, atol=1e-6)
+    assert set(s.outputs(x)) == {"loss", "reconstruction"}
+    assert asked[-1] == ["loss", "reconstruction"]
 
 
 def test_jagged_scores_keep_events_by_jets_structure(scorer, tiny_ae_onnx):

@@ -26,6 +26,7 @@ METRICS = {
     "svj_flow": (("auc", "svj_3000_0.3"), (0.5, 1.0)),
     "vbs_vae": (("auc", "hpp"), (0.5, 1.0)),
     "vbs_vae_dnn": (("auc", "hpp"), (0.5, 1.0)),
+    "svj_gae": (("auc_qcd_test_pt_reweighted", "svj_3000_0.3"), (0.6, 0.8)),
 }
 
 

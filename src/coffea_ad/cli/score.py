@@ -25,8 +25,9 @@ __all__ = ["inspect", "score"]
 @click.option("--name", default=None, help="Score branch name (default: the contract's name).")
 @click.option("--step-size", default=100_000, show_default=True, type=click.IntRange(min=1),
               help="Entries per chunk.")
-@click.option("--batch-size", default=65536, show_default=True, type=click.IntRange(min=1),
-              help="Rows per ONNX Runtime call.")
+@click.option("--batch-size", default=None, type=click.IntRange(min=1),
+              help="Rows per ONNX Runtime call (default: about 256 kB of input per call, "
+                   "a power of two; see coffea_ad.inference.auto_batch_size).")
 @click.option("--provider", "providers", multiple=True,
               help="Execution provider in order of preference (repeat): cuda, tensorrt, cpu "
                    "or full names. Default: GPU when available, CPU otherwise.")
@@ -46,7 +47,7 @@ __all__ = ["inspect", "score"]
 @click.option("--all-outputs", is_flag=True, help="Also write the model's other per-row scalar outputs.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUTPUT (never the input).")
 def score(input_file: str, model: Path, output: Path, tree: str, name: str | None, step_size: int,
-          batch_size: int, providers: tuple[str, ...], threads: int | None, nonfinite: str,
+          batch_size: int | None, providers: tuple[str, ...], threads: int | None, nonfinite: str,
           schema: str, jets: str | None, puppi: bool, all_outputs: bool, overwrite: bool) -> None:
     """Score INPUT.root (a local path or a root:// / https:// URL) with an ONNX model into a
     friend tree aligned by run/lumi/event."""

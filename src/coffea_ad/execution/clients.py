@@ -47,15 +47,25 @@ def dask_client(
         with client:
             yield client
         return
-    with distributed.LocalCluster(
-        n_workers=workers,
-        threads_per_worker=threads,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=None,
-        resources=dict(worker_resources) if worker_resources else None,
-        memory_limit=memory_limit,
-    ) as cluster, distributed.Client(cluster) as client:
+    import dask
+
+    # distributed starts workers with MALLOC_TRIM_THRESHOLD_=65536 (less fragmentation for
+    # long-lived workers). Setting it switches off glibc's adaptive mmap threshold, so every
+    # array above 128 kB is a fresh mmap: page faults and zeroing on each of the many large
+    # temporaries of a chunk. Measured on the SVJ chain (1 worker, 240k events): 25k ev/s
+    # with it, 38k without, the rate of the same chain in the client process.
+    environ = {k: v for k, v in dask.config.get("distributed.nanny.pre-spawn-environ",
+                                                {}).items() if k != "MALLOC_TRIM_THRESHOLD_"}
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}), \
+            distributed.LocalCluster(
+                n_workers=workers,
+                threads_per_worker=threads,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address=None,
+                resources=dict(worker_resources) if worker_resources else None,
+                memory_limit=memory_limit,
+            ) as cluster, distributed.Client(cluster) as client:
         yield client
 
 

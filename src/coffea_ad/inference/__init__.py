@@ -19,11 +19,13 @@ from coffea_ad.inference.contract import (
 from coffea_ad.inference.friend import FriendSummary, write_score_friend
 from coffea_ad.inference.providers import available_providers, select_providers
 from coffea_ad.inference.scorer import (
+    BATCH_BYTES,
     FLAG_VALUE,
     NONFINITE_MASK,
     OnnxScorer,
     ScorerStats,
     add_scores,
+    auto_batch_size,
 )
 from coffea_ad.inference.session import release_sessions, session_creations
 from coffea_ad.inference.working_point import (
@@ -34,6 +36,7 @@ from coffea_ad.inference.working_point import (
 )
 
 __all__ = [
+    "BATCH_BYTES",
     "CONTRACT_VERSION",
     "FLAG_VALUE",
     "NONFINITE_MASK",
@@ -46,6 +49,7 @@ __all__ = [
     "ScorerStats",
     "WorkingPoint",
     "add_scores",
+    "auto_batch_size",
     "available_providers",
     "file_sha256",
     "graph_signature",

@@ -59,12 +59,14 @@ from coffea_ad.inference.contract import InputSpec, ModelContract, sidecar_path
 from coffea_ad.inference.session import GraphOptimization, session_creations
 
 __all__ = [
+    "BATCH_BYTES",
     "FLAG_VALUE",
     "NONFINITE_MASK",
     "NonFinitePolicy",
     "OnnxScorer",
     "ScorerStats",
     "add_scores",
+    "auto_batch_size",
 ]
 
 
@@ -79,6 +81,22 @@ FLAG_VALUE: float = -1.0
 #: Key of the boolean "inputs were not finite" output of :meth:`OnnxScorer.outputs` under
 #: ``nonfinite="flag"``.
 NONFINITE_MASK = "nonfinite"
+
+
+#: Input bytes per ``session.run`` call of the default batch size. One call over a whole
+#: chunk streams every intermediate array of the model through main memory (100k jets x 10
+#: float32 = 4 MB per layer); batches of ~256 kB of input keep them in L2/L3 and cost one
+#: ~10 us call each. Measured with ``benchmarks/bench_inference.py`` (batch-size scans).
+BATCH_BYTES: int = 256 * 1024
+
+
+def auto_batch_size(contract: ModelContract) -> int:
+    """Rows per ``session.run`` call that feed about :data:`BATCH_BYTES` of input: a power of
+    two between 64 and 65536 (8192 for 6 float32 features, 128 for 50 x 8 float32)."""
+    row_bytes = sum(int(np.prod(spec.shape, dtype=np.int64)) * np.dtype(spec.dtype).itemsize
+                    for spec in contract.inputs)
+    rows = BATCH_BYTES // max(row_bytes, 1)
+    return int(min(max(1 << max(int(rows).bit_length() - 1, 0), 64), 65536))
 
 
 @dataclass(frozen=True)
@@ -111,7 +129,10 @@ class OnnxScorer:
         providers: execution providers in order of preference (names or aliases such as
             ``"cuda"``); ``None`` prefers TensorRT, then CUDA, then CPU, among those this
             ``onnxruntime`` build offers (see :func:`~coffea_ad.inference.providers.select_providers`).
-        batch_size: rows per ``session.run`` call.
+        batch_size: rows per ``session.run`` call; ``None`` (default): as many rows as feed
+            about :data:`BATCH_BYTES` of input (a power of two, 64 to 65536), so that the
+            model's intermediate arrays of one batch stay in the CPU caches (8192 rows for 6
+            float32 features, 128 jets for 50 constituents x 8 floats).
         intra_op_threads: ONNX Runtime intra-op threads; ``None`` lets ONNX Runtime decide
             (all cores), set 1 on batch workers that run one task per core.
         graph_optimization: ONNX Runtime graph optimization level.
@@ -139,14 +160,14 @@ class OnnxScorer:
         model_path: str | os.PathLike[str],
         *,
         providers: Sequence[str] | None = None,
-        batch_size: int = 65536,
+        batch_size: int | None = None,
         intra_op_threads: int | None = None,
         graph_optimization: GraphOptimization = "all",
         nonfinite: NonFinitePolicy = "raise",
         puppi: bool = True,
         jets: str | None = None,
     ) -> None:
-        if batch_size < 1:
+        if batch_size is not None and batch_size < 1:
             raise InvalidArgumentError(f"batch_size must be >= 1, found {batch_size}")
         if graph_optimization not in ("disable", "basic", "extended", "all"):
             raise InvalidArgumentError(
@@ -157,7 +178,6 @@ class OnnxScorer:
             raise InvalidArgumentError(f"nonfinite must be 'raise' or 'flag', found {nonfinite!r}")
         self.model_path = Path(model_path).resolve()
         self.providers = None if providers is None else tuple(providers)
-        self.batch_size = int(batch_size)
         self.intra_op_threads = intra_op_threads
         self.graph_optimization: GraphOptimization = graph_optimization
         self.nonfinite: NonFinitePolicy = nonfinite
@@ -188,6 +208,8 @@ class OnnxScorer:
                 self._inv_scale[spec.name] = (1.0 / np.asarray(spec.scale, np.float64)).astype(
                     spec.dtype
                 )
+        self.batch_size = int(batch_size) if batch_size is not None else auto_batch_size(
+            self.contract)
         self._session: Any = None
         self._generation = _session.generation()
         self._lock = threading.Lock()
@@ -329,7 +351,7 @@ class OnnxScorer:
                     return dak.unflatten(flat, counts)
                 return {k: dak.unflatten(v, counts) for k, v in flat.items()}
         feeds = {k: np.asarray(v) for k, v in feeds.items()}
-        outs = self._run_numpy(feeds)
+        outs = self._run_numpy(feeds, only=only)
         counts = ak.to_numpy(ak.num(jets, axis=1))
         offsets = np.zeros(len(counts) + 1, dtype=np.int64)
         np.cumsum(counts, out=offsets[1:])
@@ -392,17 +414,20 @@ class OnnxScorer:
                     "pass a {input_name: array} mapping, not a single array"
                 )
             arrays = {self.contract.inputs[0].name: np.asarray(x)}
-        outs = self._run_numpy(arrays)
+        outs = self._run_numpy(arrays, only=only)
         return outs[only] if only is not None else outs
 
     # ------------------------------------------------------------------ numpy core
     def _run_numpy(
-        self, arrays: dict[str, np.ndarray], *, owned: bool = False
+        self, arrays: dict[str, np.ndarray], *, owned: bool = False, only: str | None = None
     ) -> dict[str, np.ndarray]:
-        """Check, scale, batch and run ``{input_name: [n, *shape]}``; return every output.
+        """Check, scale, batch and run ``{input_name: [n, *shape]}``; return every output, or
+        only the output ``only``.
 
         ``owned``: the arrays are scratch of this scorer and may be modified in place (the
-        awkward path); otherwise the caller's arrays are never written to.
+        awkward path); otherwise the caller's arrays are never written to. ``only``: ONNX
+        Runtime is asked for that output alone, so the others (a graph AE's reconstruction
+        is 350 floats per jet) are neither copied out nor checked for NaN.
         """
         feeds, n = self._check_numpy_inputs(arrays)
         bad = self._nonfinite_rows(feeds, n)
@@ -420,7 +445,7 @@ class OnnxScorer:
                 if name not in mine:
                     feeds[name] = feeds[name].copy()
                 feeds[name][bad] = 0
-        outs = self._run_batches(feeds, n)
+        outs = self._run_batches(feeds, n, [only] if only is not None else None)
         bad_out = self._nonfinite_outputs(outs, n, flagged=bad)
         if self.nonfinite == "flag":
             mask = np.zeros(n, dtype=bool) if bad is None else bad.copy()
@@ -468,12 +493,13 @@ class OnnxScorer:
             )
         return bad
 
-    def _run_batches(self, feeds: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
+    def _run_batches(self, feeds: dict[str, np.ndarray], n: int,
+                     names: list[str] | None = None) -> dict[str, np.ndarray]:
         session = self.session
-        names = self.contract.output_names
+        names = list(self.contract.output_names) if names is None else names
         if n == 0:
             return {o.name: np.zeros((0, *o.shape), dtype=session_output_dtype(session, o.name))
-                    for o in self.contract.outputs}
+                    for o in self.contract.outputs if o.name in names}
         if n <= self.batch_size:
             results = session.run(names, feeds)
             with self._lock:
@@ -575,7 +601,7 @@ class OnnxScorer:
         for spec in specs:
             if spec.name not in arrays:
                 arrays[spec.name] = derive_mask(given, spec, self.contract)
-        outs = self._run_numpy(arrays, owned=True)
+        outs = self._run_numpy(arrays, owned=True, only=only)
         wanted = [only] if only is not None else list(outs)
         result = {k: graft(template, outs[k]) for k in wanted}
         return result[only] if only is not None else result
