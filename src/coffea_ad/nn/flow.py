@@ -12,7 +12,9 @@ inputs.
 
 Both expose ``training_loss(features, mjj) -> [batch]`` (for :func:`coffea_ad.nn.fit.fit`)
 and ``sample(mjj, seed=...) -> features`` in raw units; sampling is a deterministic function
-of ``(mjj, seed)``.
+of ``(mjj, seed)``. :class:`EnsembleSampler` samples an equal-weight mixture of several fitted
+estimators (independently seeded fits, or the lowest-validation-loss epochs of one fit, as
+CATHODE does), which averages out the mismodelling of any single fit.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from coffea_ad.nn.cvae import ConditionalVAE
 torch = require("torch", purpose="coffea_ad.nn")
 nn = torch.nn
 
-__all__ = ["ConditionalFlow", "LatentCVAE", "LogitScaler"]
+__all__ = ["ConditionalFlow", "EnsembleSampler", "LatentCVAE", "LogitScaler"]
 
 _EPS = 1e-4  # keeps logit finite at the box edges (≈ ±9.2 before standardizing)
 
@@ -155,3 +157,43 @@ class LatentCVAE(nn.Module):
         y = self.cvae.sample(np.asarray(mjj, np.float32).reshape(-1, 1), generator=gen)
         with torch.no_grad():
             return self.pre.inverse(y).numpy()
+
+
+class EnsembleSampler:
+    """Equal-weight mixture of fitted conditional samplers.
+
+    ``sample(mjj, seed=s)`` gives each entry of ``mjj`` to exactly one member (a seeded
+    permutation of ``arange(n) % len(members)``, so the members' shares differ by at most
+    one row) and draws it from that member with a seed derived from ``s``: the result is a
+    deterministic function of ``(mjj, seed)``, as for a single estimator.
+
+    Args:
+        members: objects with ``sample(mjj, seed=...) -> [n, F]`` (e.g.
+            :class:`ConditionalFlow`, :class:`LatentCVAE`), all with the same ``F``.
+    """
+
+    def __init__(self, members: Sequence):
+        if not members:
+            raise ValueError("EnsembleSampler: expected at least one member, found none")
+        self.members = list(members)
+
+    def assignment(self, n: int, seed: int) -> np.ndarray:
+        """The member index of each of ``n`` rows for ``seed``."""
+        return np.random.default_rng([int(seed), 0]).permutation(np.arange(n) % len(self.members))
+
+    def member_seeds(self, seed: int) -> np.ndarray:
+        return np.random.default_rng([int(seed), 1]).integers(0, 2**31 - 1, len(self.members))
+
+    def sample(self, mjj: np.ndarray, *, seed: int = 0) -> np.ndarray:
+        mjj = np.asarray(mjj, dtype=np.float32).reshape(-1)
+        which, seeds = self.assignment(len(mjj), seed), self.member_seeds(seed)
+        out = None
+        for i, member in enumerate(self.members):
+            sel = which == i
+            if not sel.any():
+                continue
+            rows = np.asarray(member.sample(mjj[sel], seed=int(seeds[i])))
+            if out is None:
+                out = np.empty((len(mjj), rows.shape[1]), dtype=rows.dtype)
+            out[sel] = rows
+        return out if out is not None else np.zeros((0, 0), np.float32)
