@@ -148,7 +148,7 @@ def test_kfold_classifier_is_out_of_fold_and_finds_a_real_difference():
         assert len(set(f[g == label])) == 1
 
 
-@pytest.mark.parametrize("kind", ["flow", "cvae"])
+@pytest.mark.parametrize("kind", ["flow", "cvae", "cvae-prior"])
 def test_density_estimators_follow_the_requested_mjj(kind):
     """Toy background whose first feature's mean moves with m_jj: samples drawn at two
     requested m_jj values reproduce both means (the sampler is conditioned), and a
@@ -164,12 +164,29 @@ def test_density_estimators_follow_the_requested_mjj(kind):
     x = np.stack([100.0 + 0.1 * (m - 3000.0) + rng.normal(0, 10.0, n),  # mean 100 .. 230
                   rng.beta(4, 2, n)], axis=1).astype(np.float32)
     torch.manual_seed(0)
-    model = (ConditionalFlow(x, m, transforms=2, hidden=(32, 32)) if kind == "flow"
-             else LatentCVAE(x, m, hidden=(32, 32), latent=2, beta=0.5))
+    if kind == "flow":
+        model = ConditionalFlow(x, m, transforms=2, hidden=(32, 32))
+    elif kind == "cvae":
+        model = LatentCVAE(x, m, hidden=(32, 32), latent=2, beta=0.5)
+    else:
+        model = LatentCVAE(x, m, hidden=(32, 32), latent=2, beta=0.02, prior_components=3)
     fit(model, [x[:3200], m[:3200]], [x[3200:], m[3200:]], epochs=25, batch_size=128,
         lr=3e-3, patience=5, seed=0, threads=1)
-    if kind == "cvae":
+    if kind.startswith("cvae"):
         model.calibrate_noise(x, m)
+    if kind == "cvae-prior":
+        model.fit_latent_prior(x, m, seed=0)
+        # the mixture reproduces the encoded rows' mean and covariance (a GMM's moments
+        # match its data's at the maximum likelihood), which differ from N(0, 1) at small beta
+        z = model.encode(x, m, seed=0)
+        w, mu, ch = (t.numpy().astype(np.float64) for t in
+                     (model.prior_weights, model.prior_means, model.prior_chol))
+        mean = w @ mu
+        cov = sum(wk * (c @ c.T + np.outer(mk - mean, mk - mean))
+                  for wk, mk, c in zip(w, mu, ch, strict=True))
+        np.testing.assert_allclose(w.sum(), 1.0, rtol=1e-5)
+        np.testing.assert_allclose(mean, z.mean(0), atol=0.02 * z.std(0).max())
+        np.testing.assert_allclose(cov, np.cov(z.T), rtol=0.05, atol=0.01 * np.cov(z.T).max())
     for mass, mean in ((3100.0, 110.0), (4200.0, 220.0)):
         s = model.sample(np.full(3000, mass), seed=1)
         assert abs(s[:, 0].mean() - mean) < 8.0, (mass, s[:, 0].mean())
