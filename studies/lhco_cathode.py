@@ -14,7 +14,16 @@ written by ``coffea-ad generate lhco``, computes the LHCO inputs with
 
 The density estimators are fitted once, on the sidebands of the data with the largest
 injection (the most signal contamination any row of the scan sees); the classifiers are
-retrained at every S/B.
+retrained at every S/B. Each estimator is an ensemble as in CATHODE: ``--fits`` independently
+seeded fits (own initial weights and 80/20 split), of each the ``--snapshots`` epochs with the
+lowest validation loss; the template is their equal mixture
+(:class:`coffea_ad.nn.flow.EnsembleSampler`). With ``--store`` the fitted snapshots are kept
+(npz state dicts) and reused, so a scan can be split over several runs
+(``--fidelity no`` skips the fidelity AUCs there); ``--seed`` with a fixed ``--fit-seed``
+varies the injection, templates and classifiers around the same fits.
+
+4. beyond kinematics: max SIC in the two halves of the leading-jet p_T, and whether the SR
+   background kept by the classifier's cut keeps the m_jj shape (chi-square p-value).
 """
 
 from __future__ import annotations
