@@ -172,8 +172,8 @@ def main() -> None:
                     help="size the injection pool and the SB contamination for this S/B "
                          "(default: the largest of --sb), so that runs over parts of the scan "
                          "share the same density estimators and evaluation signal")
-    ap.add_argument("--oversample", type=int, default=4)
-    ap.add_argument("--epochs", type=int, default=30, help="flow epochs (max, per fit)")
+    ap.add_argument("--oversample", type=int, default=3)
+    ap.add_argument("--epochs", type=int, default=25, help="flow epochs (max, per fit)")
     ap.add_argument("--batch", type=int, default=1024)
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--ensemble", type=int, default=1, help="classifiers per fold")
@@ -193,8 +193,8 @@ def main() -> None:
     ap.add_argument("--flow-bins", type=int, default=8)
     ap.add_argument("--cvae-hidden", type=int, nargs="+", default=[64, 64])
     ap.add_argument("--cvae-latent", type=int, default=4)
-    ap.add_argument("--cvae-beta", type=float, default=0.02)
-    ap.add_argument("--cvae-prior", type=int, default=0,
+    ap.add_argument("--cvae-beta", type=float, default=0.01)
+    ap.add_argument("--cvae-prior", type=int, default=10,
                     help="latent prior: 0 = N(0, 1); K > 0 = K-component Gaussian mixture "
                          "fitted to the encoded SB training rows")
     ap.add_argument("--cvae-epochs", type=int, default=40)
