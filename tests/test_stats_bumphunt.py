@@ -259,3 +259,23 @@ def test_significance_of_a_one_bin_signal_by_hand(n_sig: float, rel: float) -> N
     assert abs(res.mu - n_sig) < 0.01 * res.mu_err
     assert res.significance == pytest.approx(z_profiled, rel=rel)
     assert res.significance < z_known
+
+
+def test_sparse_category_with_empty_bins() -> None:
+    # a 1 %-like category: ~150 events over 28 bins, the high-mass bins often empty
+    truth = _narrow_truth(150.0)
+    counts = np.random.default_rng(5).poisson(truth).astype(float)
+    assert np.count_nonzero(counts == 0) >= 3
+    fit = fit_dijet_background(counts, NARROW, sqrt_s=NARROW_SQRT_S)
+    assert fit.valid
+    assert np.all(fit.expected > 0)
+    assert fit.expected.sum() == pytest.approx(counts.sum(), rel=1e-5)
+    # Poisson deviance by hand, an empty bin contributing 2 nu (n ln(n / nu) -> 0)
+    nu, n = fit.expected, counts
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_term = np.where(n > 0, n * np.log(n / nu), 0.0)
+    assert fit.deviance == pytest.approx(2 * np.sum(nu - n + log_term), rel=1e-6)
+    res = fit_signal_plus_background(counts, NARROW, mass=3500.0, width=150.0,
+                                     sqrt_s=NARROW_SQRT_S)
+    assert res.valid
+    assert res.mu_err > 0
