@@ -279,3 +279,18 @@ def test_sparse_category_with_empty_bins() -> None:
                                      sqrt_s=NARROW_SQRT_S)
     assert res.valid
     assert res.mu_err > 0
+
+
+@pytest.mark.parametrize("total", [4.0e3, 1.6e5])
+def test_five_parameter_fit_in_a_narrow_range(total: float) -> None:
+    # the start covariance has a condition number ~3e10 here and was not always
+    # Cholesky-factorisable (this toy raised LinAlgError before the fit started)
+    counts = np.random.default_rng(1).poisson(_narrow_truth(total)).astype(float)
+    five = fit_dijet_background(counts, NARROW, sqrt_s=NARROW_SQRT_S, n_params=5)
+    four = fit_dijet_background(counts, NARROW, sqrt_s=NARROW_SQRT_S, n_params=4)
+    assert five.valid
+    assert five.expected.sum() == pytest.approx(counts.sum(), rel=1e-5)
+    assert five.ndf == NARROW.size - 1 - 5
+    # nested models: the 5-parameter minimum cannot be above the 4-parameter one
+    assert five.deviance <= four.deviance + 1e-3
+    assert 0.01 < five.p_value < 0.999
