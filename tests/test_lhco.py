@@ -75,7 +75,7 @@ def test_lhco_rows_match_a_plain_loop_over_the_branches(lhco_small):
                      lead_pt_min=1000.0)
     for name in ("lhco_xy2", "lhco_qcd"):
         t = rows[name]
-        expect, mjj = [], []
+        expect, mjj, lead = [], [], []
         for path in fs[name]["files"]:
             a = uproot.open(path)["Events"].arrays(library="np")
             for i in range(len(a["FatJet_pt"])):
@@ -88,6 +88,7 @@ def test_lhco_rows_match_a_plain_loop_over_the_branches(lhco_small):
                 r21 = [t2[j] / t1[j] if t1[j] > 0 else 0.0 for j in (lo, hi)]
                 r32 = [t3[j] / t2[j] if t2[j] > 0 else 0.0 for j in (lo, hi)]
                 expect.append([m[lo], m[hi] - m[lo], *r21, *r32])
+                lead.append(pt[0])
                 e = a["FatJet_eta"][i][:2]
                 p = a["FatJet_phi"][i][:2]
                 px, py = pt[:2] * np.cos(p), pt[:2] * np.sin(p)
@@ -97,6 +98,7 @@ def test_lhco_rows_match_a_plain_loop_over_the_branches(lhco_small):
         assert len(t["x"]) == len(expect) > 0
         np.testing.assert_allclose(t["x"], np.array(expect), rtol=2e-5, atol=1e-3)
         np.testing.assert_allclose(t["mjj"], mjj, rtol=1e-4)
+        np.testing.assert_allclose(t["pt_j1"], lead, rtol=1e-6)
         assert np.all(t["x"][:, 1] >= 0)
 
 
@@ -146,7 +148,7 @@ def test_kfold_classifier_is_out_of_fold_and_finds_a_real_difference():
         assert len(set(f[g == label])) == 1
 
 
-@pytest.mark.parametrize("kind", ["flow", "cvae"])
+@pytest.mark.parametrize("kind", ["flow", "cvae", "cvae-prior"])
 def test_density_estimators_follow_the_requested_mjj(kind):
     """Toy background whose first feature's mean moves with m_jj: samples drawn at two
     requested m_jj values reproduce both means (the sampler is conditioned), and a
@@ -162,12 +164,29 @@ def test_density_estimators_follow_the_requested_mjj(kind):
     x = np.stack([100.0 + 0.1 * (m - 3000.0) + rng.normal(0, 10.0, n),  # mean 100 .. 230
                   rng.beta(4, 2, n)], axis=1).astype(np.float32)
     torch.manual_seed(0)
-    model = (ConditionalFlow(x, m, transforms=2, hidden=(32, 32)) if kind == "flow"
-             else LatentCVAE(x, m, hidden=(32, 32), latent=2, beta=0.5))
+    if kind == "flow":
+        model = ConditionalFlow(x, m, transforms=2, hidden=(32, 32))
+    elif kind == "cvae":
+        model = LatentCVAE(x, m, hidden=(32, 32), latent=2, beta=0.5)
+    else:
+        model = LatentCVAE(x, m, hidden=(32, 32), latent=2, beta=0.02, prior_components=3)
     fit(model, [x[:3200], m[:3200]], [x[3200:], m[3200:]], epochs=25, batch_size=128,
         lr=3e-3, patience=5, seed=0, threads=1)
-    if kind == "cvae":
+    if kind.startswith("cvae"):
         model.calibrate_noise(x, m)
+    if kind == "cvae-prior":
+        model.fit_latent_prior(x, m, seed=0)
+        # the mixture reproduces the encoded rows' mean and covariance (a GMM's moments
+        # match its data's at the maximum likelihood), which differ from N(0, 1) at small beta
+        z = model.encode(x, m, seed=0)
+        w, mu, ch = (t.numpy().astype(np.float64) for t in
+                     (model.prior_weights, model.prior_means, model.prior_chol))
+        mean = w @ mu
+        cov = sum(wk * (c @ c.T + np.outer(mk - mean, mk - mean))
+                  for wk, mk, c in zip(w, mu, ch, strict=True))
+        np.testing.assert_allclose(w.sum(), 1.0, rtol=1e-5)
+        np.testing.assert_allclose(mean, z.mean(0), atol=0.02 * z.std(0).max())
+        np.testing.assert_allclose(cov, np.cov(z.T), rtol=0.05, atol=0.01 * np.cov(z.T).max())
     for mass, mean in ((3100.0, 110.0), (4200.0, 220.0)):
         s = model.sample(np.full(3000, mass), seed=1)
         assert abs(s[:, 0].mean() - mean) < 8.0, (mass, s[:, 0].mean())
@@ -198,3 +217,43 @@ def test_event_normals_are_a_function_of_the_event_and_standard_normal():
     assert abs(np.corrcoef(z[:, 0], z[:, 1])[0, 1]) < 0.03
     # another seed, other numbers
     assert not np.allclose(event_normals(4, run[:10], lumi[:10], event[:10], 5), z[:20:2])
+
+
+class _PointMass:
+    """A conditional 'estimator' of a point mass at (c, m_jj/1000): the simplest object with
+    the samplers' ``sample(mjj, seed=...)`` interface, to see which member drew each row."""
+
+    def __init__(self, c: float):
+        self.c = c
+
+    def sample(self, mjj, *, seed=0):
+        mjj = np.asarray(mjj, np.float32)
+        return np.stack([np.full(len(mjj), self.c, np.float32), mjj / 1000.0], axis=1)
+
+
+def test_ensemble_sampler_is_an_equal_mixture_and_deterministic():
+    pytest.importorskip("torch")
+    from coffea_ad.nn.flow import EnsembleSampler
+
+    ens = EnsembleSampler([_PointMass(0.0), _PointMass(1.0), _PointMass(2.0)])
+    m = np.linspace(3000.0, 4000.0, 1001)
+    s = ens.sample(m, seed=5)
+    # each row comes from one member, at its own m_jj (the condition follows the row)
+    np.testing.assert_allclose(s[:, 1], m / 1000.0, rtol=1e-6)
+    counts = np.bincount(s[:, 0].astype(int), minlength=3)
+    assert sorted(counts) == [333, 334, 334]  # 1001 rows over 3 members
+    np.testing.assert_array_equal(s, ens.sample(m, seed=5))
+    assert not np.array_equal(s[:, 0], ens.sample(m, seed=6)[:, 0])
+    # the member of row i is a fixed function of (n, seed), and a flow member is drawn with
+    # its own derived seed: the ensemble of one flow equals the flow with that seed
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("zuko")
+    from coffea_ad.nn.flow import ConditionalFlow
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(200, 2)).astype(np.float32)
+    torch.manual_seed(0)
+    flow = ConditionalFlow(x, rng.uniform(3000, 4000, 200), transforms=1, hidden=(8,))
+    one = EnsembleSampler([flow])
+    np.testing.assert_array_equal(one.sample(m[:20], seed=3),
+                                  flow.sample(m[:20], seed=int(one.member_seeds(3)[0])))

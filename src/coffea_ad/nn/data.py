@@ -351,7 +351,8 @@ def lhco_rows(events, *, jets: str = "FatJet", lead_pt_min: float = 1200.0,
     ``tau21``, ``tau32``: the same code the processors use).
 
     Returns:
-        ``{"x": [n, 4 or 6] float32, "mjj": [n] float32, "weight", "event"}``.
+        ``{"x": [n, 4 or 6] float32, "mjj": [n] float32, "pt_j1": [n] float32 (the leading
+        jet's p_T, not an input: for checks in p_T bins), "weight", "event"}``.
     """
     from coffea_ad.features import dijet_mass, jet_features
 
@@ -376,8 +377,8 @@ def lhco_rows(events, *, jets: str = "FatJet", lead_pt_min: float = 1200.0,
     j = sel[jets]
     mjj = ak.to_numpy(dijet_mass(j[:, 0], j[:, 1])).astype(np.float32) if len(idx) else \
         np.zeros(0, np.float32)
-    return {"x": x, "mjj": mjj, "weight": _event_weights(events)[idx],
-            "event": idx.astype(np.int64)}
+    return {"x": x, "mjj": mjj, "pt_j1": lead[idx].astype(np.float32),
+            "weight": _event_weights(events)[idx], "event": idx.astype(np.int64)}
 
 
 def load_rows(fileset: Fileset | str | Path, rows, *, datasets: Sequence[str] | None = None,

@@ -12,7 +12,9 @@ inputs.
 
 Both expose ``training_loss(features, mjj) -> [batch]`` (for :func:`coffea_ad.nn.fit.fit`)
 and ``sample(mjj, seed=...) -> features`` in raw units; sampling is a deterministic function
-of ``(mjj, seed)``.
+of ``(mjj, seed)``. :class:`EnsembleSampler` samples an equal-weight mixture of several fitted
+estimators (independently seeded fits, or the lowest-validation-loss epochs of one fit, as
+CATHODE does), which averages out the mismodelling of any single fit.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from coffea_ad.nn.cvae import ConditionalVAE
 torch = require("torch", purpose="coffea_ad.nn")
 nn = torch.nn
 
-__all__ = ["ConditionalFlow", "LatentCVAE", "LogitScaler"]
+__all__ = ["ConditionalFlow", "EnsembleSampler", "LatentCVAE", "LogitScaler"]
 
 _EPS = 1e-4  # keeps logit finite at the box edges (≈ ±9.2 before standardizing)
 
@@ -125,10 +127,20 @@ class LatentCVAE(nn.Module):
     which puts template events at τ21 > 1 or Δm < 0 and misses the peaks near the edges; in
     the logit space both problems are gone and the Gaussian observation noise is a much
     better model.
+
+    ``beta`` sets the observation noise the loss implies: per-row loss = mean squared error
+    over the F features + β KL is the ELBO of a Gaussian decoder of variance F β / 2 (in the
+    standardized logit space), so β = 0.5 with 4 features allows unit variance, the whole
+    spread of the data, and the decoder ignores the latent. A small β (≈ 0.01) keeps the
+    detail, but the encoded training set no longer fills N(0, 1); with ``prior_components``
+    > 0, :meth:`fit_latent_prior` fits a Gaussian mixture (scikit-learn) to the encoded
+    training rows and :meth:`sample` draws the latent from it instead (the "two-stage VAE",
+    Dai & Wipf, arXiv:1903.05789).
     """
 
     def __init__(self, x: np.ndarray, mjj: np.ndarray, *, hidden: Sequence[int] = (64, 64),
-                 latent: int = 4, beta: float = 1.0, activation: str = "elu"):
+                 latent: int = 4, beta: float = 1.0, activation: str = "elu",
+                 prior_components: int = 0):
         super().__init__()
         n = int(np.shape(x)[1])
         self.n_features = n
@@ -137,6 +149,13 @@ class LatentCVAE(nn.Module):
         self.cvae = ConditionalVAE(n, 1, hidden=hidden, latent=latent, beta=beta,
                                    activation=activation, centre=np.zeros(n), scale=np.ones(n),
                                    cond_centre=[c.mean()], cond_scale=[c.std() + 1e-6])
+        k = int(prior_components)
+        self.prior_components = k
+        # mixture prior of the latent (weights, means, Cholesky factors); until
+        # fit_latent_prior is called: one standard normal component repeated
+        self.register_buffer("prior_weights", torch.full((k,), 1.0 / max(k, 1)))
+        self.register_buffer("prior_means", torch.zeros(k, latent))
+        self.register_buffer("prior_chol", torch.eye(latent).repeat(k, 1, 1))
 
     def training_loss(self, features, mjj):
         return self.cvae.training_loss(self.pre(features), mjj.reshape(-1, 1))
@@ -149,9 +168,93 @@ class LatentCVAE(nn.Module):
             y = self.pre(torch.as_tensor(x, dtype=torch.float32))
         return self.cvae.calibrate_noise(y, np.asarray(mjj, np.float32).reshape(-1, 1))
 
+    def encode(self, x: np.ndarray, mjj: np.ndarray, *, seed: int = 0) -> np.ndarray:
+        """One draw of the posterior q(z | x, m_jj) per row (eval mode)."""
+        cv = self.cvae
+        self.eval()
+        with torch.no_grad():
+            y = cv.scaler(self.pre(torch.as_tensor(x, dtype=torch.float32)))
+            c = cv.condition(torch.as_tensor(np.asarray(mjj, np.float32).reshape(-1, 1)))
+            h = cv.encoder(torch.cat([y, c], dim=1))
+            mu, logvar = cv.to_mean(h), cv.to_logvar(h)
+            gen = torch.Generator().manual_seed(int(seed))
+            return (mu + torch.randn(mu.shape, generator=gen) * (0.5 * logvar).exp()).numpy()
+
+    def fit_latent_prior(self, x: np.ndarray, mjj: np.ndarray, *, seed: int = 0,
+                         max_rows: int = 100_000) -> None:
+        """Fit the latent mixture prior to the encoded ``x`` (at most ``max_rows``, seeded)."""
+        from sklearn.mixture import GaussianMixture
+
+        if self.prior_components == 0:
+            raise ValueError("fit_latent_prior: built with prior_components=0 (standard normal)")
+        rng = np.random.default_rng(seed)
+        pick = rng.permutation(len(x))[:max_rows]
+        z = self.encode(np.asarray(x)[pick], np.asarray(mjj)[pick], seed=seed)
+        gmm = GaussianMixture(self.prior_components, covariance_type="full",
+                              random_state=seed).fit(z)
+        self.prior_weights.copy_(torch.as_tensor(gmm.weights_, dtype=torch.float32))
+        self.prior_means.copy_(torch.as_tensor(gmm.means_, dtype=torch.float32))
+        self.prior_chol.copy_(torch.as_tensor(np.linalg.cholesky(gmm.covariances_),
+                                              dtype=torch.float32))
+
     def sample(self, mjj: np.ndarray, *, seed: int = 0) -> np.ndarray:
         """As :meth:`ConditionalFlow.sample`."""
         gen = torch.Generator().manual_seed(int(seed))
-        y = self.cvae.sample(np.asarray(mjj, np.float32).reshape(-1, 1), generator=gen)
+        cond = np.asarray(mjj, np.float32).reshape(-1, 1)
+        if len(cond) == 0:
+            return np.zeros((0, self.n_features), np.float32)
+        if self.prior_components == 0:
+            y = self.cvae.sample(cond, generator=gen)
+        else:
+            cv = self.cvae
+            self.eval()
+            with torch.no_grad():
+                n = len(cond)
+                comp = torch.multinomial(self.prior_weights, n, replacement=True, generator=gen)
+                eps = torch.randn((n, cv.latent, 1), generator=gen)
+                z = self.prior_means[comp] + (self.prior_chol[comp] @ eps)[:, :, 0]
+                noise = torch.randn((n, cv.n_features), generator=gen)
+                mean = cv.decode(z, cv.condition(torch.as_tensor(cond)))
+                y = cv.scaler.inverse(mean + noise * cv.noise_scale)
         with torch.no_grad():
             return self.pre.inverse(y).numpy()
+
+
+class EnsembleSampler:
+    """Equal-weight mixture of fitted conditional samplers.
+
+    ``sample(mjj, seed=s)`` gives each entry of ``mjj`` to exactly one member (a seeded
+    permutation of ``arange(n) % len(members)``, so the members' shares differ by at most
+    one row) and draws it from that member with a seed derived from ``s``: the result is a
+    deterministic function of ``(mjj, seed)``, as for a single estimator.
+
+    Args:
+        members: objects with ``sample(mjj, seed=...) -> [n, F]`` (e.g.
+            :class:`ConditionalFlow`, :class:`LatentCVAE`), all with the same ``F``.
+    """
+
+    def __init__(self, members: Sequence):
+        if not members:
+            raise ValueError("EnsembleSampler: expected at least one member, found none")
+        self.members = list(members)
+
+    def assignment(self, n: int, seed: int) -> np.ndarray:
+        """The member index of each of ``n`` rows for ``seed``."""
+        return np.random.default_rng([int(seed), 0]).permutation(np.arange(n) % len(self.members))
+
+    def member_seeds(self, seed: int) -> np.ndarray:
+        return np.random.default_rng([int(seed), 1]).integers(0, 2**31 - 1, len(self.members))
+
+    def sample(self, mjj: np.ndarray, *, seed: int = 0) -> np.ndarray:
+        mjj = np.asarray(mjj, dtype=np.float32).reshape(-1)
+        which, seeds = self.assignment(len(mjj), seed), self.member_seeds(seed)
+        out = None
+        for i, member in enumerate(self.members):
+            sel = which == i
+            if not sel.any():
+                continue
+            rows = np.asarray(member.sample(mjj[sel], seed=int(seeds[i])))
+            if out is None:
+                out = np.empty((len(mjj), rows.shape[1]), dtype=rows.dtype)
+            out[sel] = rows
+        return out if out is not None else np.zeros((0, 0), np.float32)
