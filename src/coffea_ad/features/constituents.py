@@ -214,22 +214,24 @@ def _flat_links(jet_pt: ak.Array, cand_pt: ak.Array, jet_idx: ak.Array,
     link_offsets = _offsets(_counts(jet_idx))
     ji = ak.to_numpy(ak.flatten(jet_idx, axis=1))
     ci = ak.to_numpy(ak.flatten(cand_idx, axis=1))
-    global_jet, global_cand, per_jet, ordered = _link_targets(
-        jet_offsets, cand_offsets, link_offsets, ji, ci)
+    global_cand, per_jet, ordered = _link_targets(jet_offsets, cand_offsets, link_offsets,
+                                                  ji, ci, None)
     # a stable sort by jet keeps the link-table order inside each jet; PFNano writes the
-    # links jet by jet, so the sort is usually skipped
+    # links jet by jet, so the sort (and the jet index per link it needs) is usually skipped
     if not ordered:
+        global_jet = np.empty(len(global_cand), dtype=np.int64)
+        _link_targets(jet_offsets, cand_offsets, link_offsets, ji, ci, global_jet)
         global_cand = global_cand[np.argsort(global_jet, kind="stable")]
     return JetLinks(jet_offsets, _offsets(per_jet), global_cand)
 
 
 @numba.njit(cache=True)
-def _link_targets(jet_offsets, cand_offsets, link_offsets, ji, ci):  # pragma: no cover - numba
-    """Per valid link: flattened jet and candidate index; links per jet; whether the links
-    are already jet-ordered. One pass (numpy needed a repeat per event array and a mask)."""
-    n = ji.shape[0]
-    global_jet = np.empty(n, dtype=np.int64)
-    global_cand = np.empty(n, dtype=np.int64)
+def _link_targets(jet_offsets, cand_offsets, link_offsets, ji, ci,
+                  global_jet):  # pragma: no cover - numba
+    """Per valid link: the flattened candidate index (and, when ``global_jet`` is an array,
+    the flattened jet index into it); links per jet; whether the links are already
+    jet-ordered. One pass (numpy needed a repeat per event array and a mask)."""
+    global_cand = np.empty(ji.shape[0], dtype=np.int64)
     per_jet = np.zeros(jet_offsets[-1], dtype=np.int64)
     m = 0
     last = -1
@@ -249,11 +251,12 @@ def _link_targets(jet_offsets, cand_offsets, link_offsets, ji, ci):  # pragma: n
             if g < last:
                 ordered = False
             last = g
-            global_jet[m] = g
+            if global_jet is not None:
+                global_jet[m] = g
             global_cand[m] = first_cand + c
             per_jet[g] += 1
             m += 1
-    return global_jet[:m], global_cand[:m], per_jet, ordered
+    return global_cand[:m], per_jet, ordered
 
 
 def _offsets(counts: np.ndarray) -> np.ndarray:
