@@ -90,6 +90,14 @@ def _moments_kernel(offsets, index, pt, weight, eta, phi, axis_eta, axis_phi, ra
     # constituent k of the flat buffers is candidate index[k] (None: k itself); weight (None:
     # none) scales p_T in the branches' precision, as awkward's pt * puppiWeight does, so the
     # grouped records and the flat link table give the same bits
+    longest = 0
+    for jet in range(offsets.shape[0] - 1):
+        longest = max(longest, offsets[jet + 1] - offsets[jet])
+    # the valid constituents' w, η, Δφ of the first pass, reused by the second (no second
+    # gather through the index, no second validity check or φ wrap; the same numbers)
+    buf_w = np.empty(longest)
+    buf_e = np.empty(longest)
+    buf_dphi = np.empty(longest)
     for jet in range(offsets.shape[0] - 1):
         sum_pt = 0.0
         sum_w = 0.0
@@ -106,9 +114,12 @@ def _moments_kernel(offsets, index, pt, weight, eta, phi, axis_eta, axis_phi, ra
                 continue  # no defined energy flow: left out of every sum
             if n == 0:
                 ref = f  # Δφ reference: covariance is translation invariant, wraps are not
-            n += 1
             w = p * p
             dphi = _wrap(f - ref)
+            buf_w[n] = w
+            buf_e[n] = e
+            buf_dphi[n] = dphi
+            n += 1
             sum_pt += p
             sum_w += w
             sum_we += w * e
@@ -130,13 +141,10 @@ def _moments_kernel(offsets, index, pt, weight, eta, phi, axis_eta, axis_phi, ra
         b = 0.0
         c = 0.0
         # second pass about the weighted mean: collinear constituents give exactly 0
-        for k in range(offsets[jet], offsets[jet + 1]):
-            p, e, f = _constituent(k, index, pt, weight, eta, phi)
-            if not (p > 0.0 and np.isfinite(p) and np.isfinite(e) and np.isfinite(f)):
-                continue
-            w = p * p
-            de = e - mean_e
-            dp = _wrap(f - ref) - mean_p
+        for q in range(n):
+            w = buf_w[q]
+            de = buf_e[q] - mean_e
+            dp = buf_dphi[q] - mean_p
             a += w * de * de
             b += w * dp * dp
             c += w * de * dp
