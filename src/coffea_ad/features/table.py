@@ -210,6 +210,15 @@ def _safe_ratio(num: Any, den: Any) -> Any:
 def _check_finite(values: Any, name: str, jets: str, nonfinite: str) -> Any:
     if is_typetracer(values):
         return values
+    if nonfinite == "raise":
+        # one numpy pass over the flat buffer (no awkward broadcasting for a check that
+        # almost always passes); option-typed values keep the awkward form
+        try:
+            flat = ak.to_numpy(ak.flatten(values, axis=None))
+        except (TypeError, ValueError):
+            flat = None
+        if flat is not None and np.isfinite(flat).all():
+            return values
     finite = np.isfinite(values)
     if nonfinite == "zero":
         return ak.where(finite, values, 0.0)
