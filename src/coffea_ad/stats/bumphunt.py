@@ -68,15 +68,36 @@ def dijet_function(x: ArrayLike, p0: float, p1: float, p2: float, p3: float = 0.
     return p0 * np.exp(p1 * np.log1p(-x) - (p2 + p3 * lx + p4 * lx * lx) * lx)
 
 
-def _shape_integrals(xe: NDArray[np.float64], shape: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Integral over each bin [xe_i, xe_i+1] of the dijet function with p0 = 1."""
+def _log_shape(x: NDArray[np.float64], shape: NDArray[np.float64]) -> NDArray[np.float64]:
+    """ln f(x) of the dijet function with p0 = 1 and shape = (p1, ..., p(n-1))."""
+    p = np.zeros(4)
+    p[: shape.size] = shape
+    lx = np.log(x)
+    return p[0] * np.log1p(-x) - (p[1] + p[2] * lx + p[3] * lx * lx) * lx
+
+
+def _shape_integrals(
+    xe: NDArray[np.float64], shape: NDArray[np.float64]
+) -> tuple[NDArray[np.float64], float]:
+    """Integral over each bin [xe_i, xe_i+1] of the dijet function with p0 = 1, as
+    ``(integrals * exp(-log_scale), log_scale)``.
+
+    The function is evaluated in log space and divided by its largest value in the range
+    before exponentiating: over a narrow x range p1, p2, p3 are nearly degenerate and the
+    minimiser (or a linear start on a spectrum with a bump) visits values such as
+    p1 = -900, p2 = 930, where x^-p2 alone is 1e557 and the plain product overflows to inf
+    (then the expected counts are NaN and the fit fails) although the shape inside the range
+    is smooth and ordinary.
+    """
     half = 0.5 * np.diff(xe)
     mid = 0.5 * (xe[1:] + xe[:-1])
     nodes = mid[:, None] + half[:, None] * _GL_X[None, :]
-    p = np.zeros(4)
-    p[: shape.size] = shape
-    vals = dijet_function(nodes, 1.0, *p)
-    return (vals * _GL_W[None, :]).sum(axis=1) * half
+    log_f = _log_shape(nodes, shape)
+    log_scale = float(np.max(log_f))
+    if not np.isfinite(log_scale):  # NaN parameters: let the caller see NaN, not a crash
+        return np.full(mid.size, np.nan), np.nan
+    vals = np.exp(log_f - log_scale)
+    return (vals * _GL_W[None, :]).sum(axis=1) * half, log_scale
 
 
 def _as_counts_edges(counts: Any, edges: ArrayLike | None) -> tuple[NDArray, NDArray]:
@@ -147,7 +168,14 @@ class DijetFit:
     def density(self, mjj: ArrayLike) -> NDArray[np.float64]:
         """Fitted events per GeV at ``mjj`` (GeV)."""
         m = np.asarray(mjj, dtype=np.float64)
-        return dijet_function(m / self.sqrt_s, *self.params) / self.sqrt_s
+        if self._model is None:
+            return dijet_function(m / self.sqrt_s, *self.params) / self.sqrt_s
+        # from the fit's normalisation in log space: p0 alone can be outside the float range
+        # when the shape parameters are large (see _shape_integrals)
+        integ, log_scale = _shape_integrals(self._model.xe, self.params[1:])
+        norm = float(self._values[0])
+        return norm * np.exp(_log_shape(m / self.sqrt_s, self.params[1:]) - log_scale) / (
+            integ.sum() * self.sqrt_s)
 
 
 @dataclass(frozen=True)
@@ -230,6 +258,19 @@ def _start_values(
     return coef[1:], cov[1:, 1:]
 
 
+def _whitening(cov: NDArray[np.float64]) -> NDArray[np.float64]:
+    """A square root L of ``cov`` (L L^T = cov) that exists when cov is singular.
+
+    Over a narrow x range the 5-parameter terms are so collinear that the start covariance
+    has a condition number beyond double precision and a Cholesky factorisation fails (seen
+    with 160k events in 3.0-4.4 TeV); the symmetric square root from the eigen-decomposition,
+    with eigenvalues floored at 1e-14 of the largest, is a well-defined map for any cov.
+    """
+    lam, vec = np.linalg.eigh(0.5 * (cov + cov.T))
+    lam = np.maximum(lam, 1e-14 * max(float(lam.max()), np.finfo(float).tiny))
+    return vec * np.sqrt(lam)
+
+
 class _Model:
     """Expected counts per bin: norm * normalised shape integrals (+ mu * signal).
 
@@ -250,7 +291,7 @@ class _Model:
         return float(par[0]), float(par[1]), np.asarray(par[2:])
 
     def background(self, norm: float, z: NDArray) -> NDArray[np.float64]:
-        integ = _shape_integrals(self.xe, self.shape(z))
+        integ, _ = _shape_integrals(self.xe, self.shape(z))
         return norm * integ / integ.sum()
 
     def bins(self, par: NDArray) -> NDArray[np.float64]:
@@ -278,6 +319,9 @@ def _minimise(n: NDArray, model: _Model, start: list[float], names: list[str]) -
         m.errors["mu"] = max(float(np.sqrt(n @ s)) / float(model.signal @ s), 1e-3)
     m.migrad()
     if not m.valid:  # a second pass from where the first stopped usually converges
+        m.migrad()
+    if not m.valid:  # the simplex does not need a good gradient to get near the minimum
+        m.simplex()
         m.migrad()
     m.hesse()
     return m
@@ -310,8 +354,7 @@ def fit_dijet_background(
         msg = f"bump hunt: expected m_jj edges below sqrt_s={sqrt_s}, found up to {e[-1]}"
         raise StatisticsInputError(msg)
     shape0, cov = _start_values(n, xe, n_params)
-    chol = np.linalg.cholesky(cov + 1e-12 * np.diag(np.diag(cov)))
-    model = _Model(xe, shape0, chol, None)
+    model = _Model(xe, shape0, _whitening(cov), None)
     names = ["norm"] + [f"z{i}" for i in range(1, n_params)]
     m = _minimise(n, model, [float(n.sum())] + [0.0] * (n_params - 1), names)
     vals = np.asarray(m.values)
@@ -319,7 +362,12 @@ def fit_dijet_background(
 
     def physical(v: NDArray) -> NDArray[np.float64]:
         sh = model.shape(v[1:])
-        return np.concatenate([[v[0] / _shape_integrals(xe, sh).sum()], sh])
+        integ, log_scale = _shape_integrals(xe, sh)
+        # p0 = norm / integral, formed in log space; it is 0 or inf (not NaN) only when the
+        # shape parameters are so large that p0 itself is outside the float range
+        with np.errstate(over="ignore", under="ignore", divide="ignore"):
+            p0 = np.exp(np.log(v[0]) - np.log(integ.sum()) - log_scale)
+        return np.concatenate([[p0], sh])
 
     # p0 = norm / integral(shape) depends on every fitted parameter: propagate the full
     # covariance with a central-difference Jacobian (steps of 1e-3 of each error)
@@ -329,12 +377,14 @@ def fit_dijet_background(
     else:
         cov_v = np.asarray(m.covariance)
         steps = 1e-3 * np.sqrt(np.diag(cov_v))
-        jac = np.stack(
-            [(physical(vals + dv) - physical(vals - dv)) / (2 * h)
-             for h, dv in zip(steps, np.diag(steps), strict=True)],
-            axis=1,
-        )
-        errors = np.sqrt(np.diag(jac @ cov_v @ jac.T))
+        with np.errstate(invalid="ignore"):  # p0 outside the float range: NaN error, said so
+            jac = np.stack(
+                [(physical(vals + dv) - physical(vals - dv)) / (2 * h)
+                 for h, dv in zip(steps, np.diag(steps), strict=True)],
+                axis=1,
+            )
+        with np.errstate(over="ignore", invalid="ignore"):
+            errors = np.sqrt(np.diag(jac @ cov_v @ jac.T))
     fit = DijetFit(
         edges=e,
         counts=n,
