@@ -24,6 +24,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from coffea_ad._optional import require
+from coffea_ad.errors import InvalidArgumentError
 from coffea_ad.nn.cvae import ConditionalVAE
 
 torch = require("torch", purpose="coffea_ad.nn")
@@ -186,7 +187,7 @@ class LatentCVAE(nn.Module):
         from sklearn.mixture import GaussianMixture
 
         if self.prior_components == 0:
-            raise ValueError("fit_latent_prior: built with prior_components=0 (standard normal)")
+            raise InvalidArgumentError("fit_latent_prior: built with prior_components=0 (standard normal)")
         rng = np.random.default_rng(seed)
         pick = rng.permutation(len(x))[:max_rows]
         z = self.encode(np.asarray(x)[pick], np.asarray(mjj)[pick], seed=seed)
@@ -235,7 +236,7 @@ class EnsembleSampler:
 
     def __init__(self, members: Sequence):
         if not members:
-            raise ValueError("EnsembleSampler: expected at least one member, found none")
+            raise InvalidArgumentError("EnsembleSampler: expected at least one member, found none")
         self.members = list(members)
 
     def assignment(self, n: int, seed: int) -> np.ndarray:
