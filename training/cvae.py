@@ -126,7 +126,10 @@ def run(config: dict[str, Any] | None, fileset: dict | str | Path,
                             "n_events": {"train": len(tr), "val": len(va),
                                          "test_sr": len(te_sr)},
                             "selection": {"jets": cfg["jets"], "min_pt": cfg["min_pt"],
-                                          "jet_order": "p_T"}},
+                                          "jet_order": "p_T"},
+                            **({"logit_box": {"low": np.round(box["low"], 6).tolist(),
+                                              "high": np.round(box["high"], 6).tolist()}}
+                               if box else {})},
                   "metrics": {"auc_sr": aucs, "max_sic_sr": sics}}
     condition = InputSpec("condition", ["mjj"], [1], scaling="in_graph")
     contract = ModelContract(
