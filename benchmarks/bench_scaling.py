@@ -13,7 +13,9 @@ histograms, for the dense-AE SVJ chain on a Dask LocalCluster (2 workers x 1 thr
 Each configuration runs in a fresh process with a fresh cluster (cluster start not timed),
 so the peak RSS (``ru_maxrss``) of the client and of each worker is that configuration's; a
 warm-up run on one file per worker (imports, numba cache, ONNX sessions: the "cold" column)
-comes before the timed run.
+comes before the timed runs. Each configuration is timed ``--repeats`` times (default 3) on
+its cluster and the median wall time is reported, with the spread (min..max), so one slow
+run on a shared machine does not make a point of the scan.
 Targets: time linear in events; output memory per dataset and systematic ≤ 1 MB for the
 default histograms.
 
@@ -35,6 +37,7 @@ import json
 import pickle
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -86,13 +89,15 @@ def run_one(config: dict[str, Any]) -> dict[str, Any]:
         t = time.perf_counter()
         run_processor(warm, proc, client=client, chunksize=config["chunksize"])
         cold = time.perf_counter() - t
-        t = time.perf_counter()
-        out = run_processor(fileset, proc, client=client, chunksize=config["chunksize"])
-        wall = time.perf_counter() - t
+        walls = []
+        for _ in range(max(1, int(config.get("repeats", 1)))):
+            t = time.perf_counter()
+            out = run_processor(fileset, proc, client=client, chunksize=config["chunksize"])
+            walls.append(time.perf_counter() - t)
         workers = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     assert out["run_info"]["entries_processed"] == n_events, out["run_info"]
     hist_bytes, n_ds, n_sys = output_bytes(out)
-    return {"wall_s": wall, "cold_s": cold, "events": n_events, "client_peak_mb": _maxrss_mb(),
+    return {"wall_s": statistics.median(walls), "walls_s": walls, "cold_s": cold, "events": n_events, "client_peak_mb": _maxrss_mb(),
             "client_before_mb": rss_before, "worker_peak_mb": max(workers.values()),
             "hist_bytes": hist_bytes, "pickled_bytes": len(pickle.dumps(out["hists"])),
             "datasets": n_ds, "systematics": n_sys}
@@ -125,6 +130,8 @@ def main() -> int:
     parser.add_argument("--svj", action="append", default=[], metavar="KEY=VALUE",
                         help="SVJProcessor option (JSON value or string), e.g. "
                              "abcd_binning=fine")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="timed runs per configuration (median reported)")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/coffea_ad_bench"))
     parser.add_argument("--quick", action="store_true", help="1,4 events; 1,10 datasets")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # a configuration (JSON), internal
@@ -133,7 +140,7 @@ def main() -> int:
         print(json.dumps(run_one(json.loads(args.one))))
         return 0
     if args.quick:
-        args.events, args.datasets, args.sys_files = "1,4", "1,10", 5
+        args.events, args.datasets, args.sys_files, args.repeats = "1,4", "1,10", 5, 1
 
     sys.path.insert(0, str(HERE))
     from bench_chain import prepare
@@ -170,13 +177,16 @@ def main() -> int:
 
     print(f"dense-AE SVJ chain, Dask LocalCluster 2 workers x 1 thread, default chunk size; "
           f"files of {per_file} events (generated qcd) and 10 events (pfnano.root); "
-          f"SVJProcessor options {svj_opts or 'default'}")
-    print(f"{'configuration':<16} {'events':>7} {'wall s':>7} {'ms/kev':>7} {'cold s':>7} "
+          f"SVJProcessor options {svj_opts or 'default'}; wall: median of {args.repeats} "
+          f"runs (min..max)")
+    print(f"{'configuration':<16} {'events':>7} {'wall s':>7} {'min..max':>13} {'ms/kev':>7} "
+          f"{'cold s':>7} "
           f"{'client MB':>10} "
           f"{'worker MB':>10} {'hists MB':>9} {'MB per ds x sys':>16}")
     results = {}
     for label, cfg in configs:
-        cfg = {**cfg, "model": str(model), "chunksize": 100_000, "svj": svj_opts}
+        cfg = {**cfg, "model": str(model), "chunksize": 100_000, "svj": svj_opts,
+               "repeats": args.repeats}
         proc = subprocess.run([sys.executable, __file__, "--one", json.dumps(cfg)],
                               capture_output=True, text=True, check=False)
         if proc.returncode != 0:
@@ -185,7 +195,8 @@ def main() -> int:
         r = json.loads(proc.stdout.strip().splitlines()[-1])
         results[label] = r
         per = r["hist_bytes"] / (r["datasets"] * r["systematics"]) / 1e6
-        print(f"{label:<16} {r['events']:>7} {r['wall_s']:>7.2f} "
+        spread = f"{min(r['walls_s']):.2f}..{max(r['walls_s']):.2f}"
+        print(f"{label:<16} {r['events']:>7} {r['wall_s']:>7.2f} {spread:>13} "
               f"{r['wall_s'] / r['events'] * 1e6:>7.1f} {r['cold_s']:>7.2f} "
               f"{r['client_peak_mb']:>10.0f} "
               f"{r['worker_peak_mb']:>10.0f} {r['hist_bytes'] / 1e6:>9.2f} {per:>16.3f}")
@@ -194,7 +205,7 @@ def main() -> int:
     if len(ev) >= 2:
         (n0, t0), (n1, t1) = ev[0], ev[-1]
         slope = (t1 - t0) / (n1 - n0)
-        print(f"\ntime vs events: {slope * 1e6:.1f} ms per 1000 events beyond the first "
+        print(f"\ntime vs events (medians): {slope * 1e6:.1f} ms per 1000 events beyond the first "
               f"{n0}, fixed cost {t0 - slope * n0:.2f} s; t({n1})/t({n0}) = {t1 / t0:.2f} for "
               f"{n1 / n0:.0f}x the events")
     worst = max(r["hist_bytes"] / (r["datasets"] * r["systematics"]) for r in results.values())

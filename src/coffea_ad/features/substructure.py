@@ -25,8 +25,10 @@ from coffea_ad.features._columnar import (
     is_typetracer,
     touch_and_template,
 )
+from coffea_ad.features.constituents import PUPPI_WEIGHT, JetLinks
 
-__all__ = ["axes", "girth", "jet_shapes", "lha", "moments", "ptd", "valid_constituents"]
+__all__ = ["MOMENT_NAMES", "axes", "girth", "jet_shapes", "lha", "linked_moments", "moments",
+           "ptd", "valid_constituents"]
 
 
 def valid_constituents(constituents: ak.Array, *, with_mass: bool = False) -> ak.Array:
@@ -55,6 +57,8 @@ def valid_constituents(constituents: ak.Array, *, with_mass: bool = False) -> ak
 
 
 _OBSERVABLES = ("ptd", "axis_major", "axis_minor", "girth", "lha")
+#: Columns of :func:`linked_moments`.
+MOMENT_NAMES = _OBSERVABLES
 
 
 @numba.njit(cache=True)
@@ -69,9 +73,31 @@ def _wrap(x):  # pragma: no cover - numba
     return x
 
 
+@numba.njit(cache=True, inline="always")
+def _constituent(k, index, pt, weight, eta, phi):  # pragma: no cover - numba
+    i = k
+    if index is not None:
+        i = index[k]
+    p = pt[i]
+    if weight is not None:
+        p = p * weight[i]  # float32 x float32 -> float32, as in awkward
+    return np.float64(p), np.float64(eta[i]), np.float64(phi[i])
+
+
 @numba.njit(cache=True)
-def _moments_kernel(offsets, pt, eta, phi, axis_eta, axis_phi, radius,
+def _moments_kernel(offsets, index, pt, weight, eta, phi, axis_eta, axis_phi, radius,
                     out):  # pragma: no cover - numba
+    # constituent k of the flat buffers is candidate index[k] (None: k itself); weight (None:
+    # none) scales p_T in the branches' precision, as awkward's pt * puppiWeight does, so the
+    # grouped records and the flat link table give the same bits
+    longest = 0
+    for jet in range(offsets.shape[0] - 1):
+        longest = max(longest, offsets[jet + 1] - offsets[jet])
+    # the valid constituents' w, η, Δφ of the first pass, reused by the second (no second
+    # gather through the index, no second validity check or φ wrap; the same numbers)
+    buf_w = np.empty(longest)
+    buf_e = np.empty(longest)
+    buf_dphi = np.empty(longest)
     for jet in range(offsets.shape[0] - 1):
         sum_pt = 0.0
         sum_w = 0.0
@@ -83,21 +109,24 @@ def _moments_kernel(offsets, pt, eta, phi, axis_eta, axis_phi, radius,
         n = 0
         has_axis = np.isfinite(axis_eta[jet]) and np.isfinite(axis_phi[jet])
         for k in range(offsets[jet], offsets[jet + 1]):
-            p = pt[k]
-            if not (p > 0.0 and np.isfinite(p) and np.isfinite(eta[k]) and np.isfinite(phi[k])):
+            p, e, f = _constituent(k, index, pt, weight, eta, phi)
+            if not (p > 0.0 and np.isfinite(p) and np.isfinite(e) and np.isfinite(f)):
                 continue  # no defined energy flow: left out of every sum
             if n == 0:
-                ref = phi[k]  # Δφ reference: covariance is translation invariant, wraps are not
-            n += 1
+                ref = f  # Δφ reference: covariance is translation invariant, wraps are not
             w = p * p
-            dphi = _wrap(phi[k] - ref)
+            dphi = _wrap(f - ref)
+            buf_w[n] = w
+            buf_e[n] = e
+            buf_dphi[n] = dphi
+            n += 1
             sum_pt += p
             sum_w += w
-            sum_we += w * eta[k]
+            sum_we += w * e
             sum_wp += w * dphi
             if has_axis:
-                de = eta[k] - axis_eta[jet]
-                dp = _wrap(phi[k] - axis_phi[jet])
+                de = e - axis_eta[jet]
+                dp = _wrap(f - axis_phi[jet])
                 dr = np.sqrt(de * de + dp * dp)
                 sum_dr += p * dr
                 sum_lha += p * np.sqrt(dr / radius)
@@ -112,13 +141,10 @@ def _moments_kernel(offsets, pt, eta, phi, axis_eta, axis_phi, radius,
         b = 0.0
         c = 0.0
         # second pass about the weighted mean: collinear constituents give exactly 0
-        for k in range(offsets[jet], offsets[jet + 1]):
-            p = pt[k]
-            if not (p > 0.0 and np.isfinite(p) and np.isfinite(eta[k]) and np.isfinite(phi[k])):
-                continue
-            w = p * p
-            de = eta[k] - mean_e
-            dp = _wrap(phi[k] - ref) - mean_p
+        for q in range(n):
+            w = buf_w[q]
+            de = buf_e[q] - mean_e
+            dp = buf_dphi[q] - mean_p
             a += w * de * de
             b += w * dp * dp
             c += w * de * dp
@@ -159,10 +185,44 @@ def moments(constituents: ak.Array, jets: ak.Array | None = None, *,
         axis_eta, axis_phi = (np.ascontiguousarray(
             ak.to_numpy(ak.flatten(jets[f], axis=1)), dtype=np.float64) for f in ("eta", "phi"))
     out = np.zeros((n_jets, len(_OBSERVABLES)))
-    _moments_kernel(offsets, cols["pt"], cols["eta"], cols["phi"], axis_eta, axis_phi,
-                    float(radius), out)
+    _moments_kernel(offsets, None, cols["pt"], None, cols["eta"], cols["phi"], axis_eta,
+                    axis_phi, float(radius), out)
     return {name: ak.unflatten(out[:, i].astype(np.float32), jets_per_event)
             for i, name in enumerate(_OBSERVABLES)}
+
+
+def linked_moments(links: JetLinks, axis_eta: np.ndarray | None = None,
+                   axis_phi: np.ndarray | None = None, *, radius: float = 0.8,
+                   puppi: bool = True) -> np.ndarray:
+    """:func:`moments` from the flat link table of eager events (no grouped records).
+
+    The same numbers as ``moments(jet_constituents(events, puppi=puppi), jets)``, bit for bit:
+    the same kernel walks the same constituents in the same order, reading the candidate
+    branches through ``links.cand_index`` instead of from gathered copies.
+
+    Args:
+        links: :func:`~coffea_ad.features.constituents.jet_links` of the events.
+        axis_eta, axis_phi: ``[n_jets]`` jet axis (flattened jets) of girth and LHA; None
+            gives 0 for those two.
+        radius: jet radius R of the LHA.
+        puppi: scale each candidate's p_T by its ``puppiWeight`` when the table has one.
+
+    Returns:
+        ``float64 [n_jets, 5]``: ptd, axis_major, axis_minor, girth, lha (the order of
+        :data:`MOMENT_NAMES`).
+    """
+    assert links.cands is not None
+    n_jets = len(links.offsets) - 1
+    if axis_eta is None or axis_phi is None:
+        axis_eta = axis_phi = np.full(n_jets, np.nan)
+    weight = (links.column(PUPPI_WEIGHT) if puppi and PUPPI_WEIGHT in links.cands.fields
+              else None)
+    out = np.zeros((n_jets, len(_OBSERVABLES)))
+    _moments_kernel(links.offsets, links.cand_index, links.column("pt"), weight,
+                    links.column("eta"), links.column("phi"),
+                    np.ascontiguousarray(axis_eta, dtype=np.float64),
+                    np.ascontiguousarray(axis_phi, dtype=np.float64), float(radius), out)
+    return out
 
 
 def jet_shapes(constituents: ak.Array, jets: ak.Array, *, radius: float = 0.8) -> ak.Array:

@@ -23,9 +23,9 @@ from coffea_ad.errors import (
     UnknownNameError,
 )
 from coffea_ad.features._columnar import dispatch, first_present, is_typetracer
-from coffea_ad.features.constituents import jet_constituents
+from coffea_ad.features.constituents import jet_constituents, jet_links
 from coffea_ad.features.ecf import BETAS, _energy_correlators, beta_label
-from coffea_ad.features.substructure import moments
+from coffea_ad.features.substructure import MOMENT_NAMES, linked_moments, moments
 
 __all__ = ["BRANCH_EQUIVALENTS", "JET_FEATURES", "JetFeature", "jet_features", "jet_table"]
 
@@ -210,6 +210,15 @@ def _safe_ratio(num: Any, den: Any) -> Any:
 def _check_finite(values: Any, name: str, jets: str, nonfinite: str) -> Any:
     if is_typetracer(values):
         return values
+    if nonfinite == "raise":
+        # one numpy pass over the flat buffer (no awkward broadcasting for a check that
+        # almost always passes); option-typed values keep the awkward form
+        try:
+            flat = ak.to_numpy(ak.flatten(values, axis=None))
+        except (TypeError, ValueError):
+            flat = None
+        if flat is not None and np.isfinite(flat).all():
+            return values
     finite = np.isfinite(values)
     if nonfinite == "zero":
         return ak.where(finite, values, 0.0)
@@ -264,7 +273,13 @@ def _jet_features(events: ak.Array, *, names: tuple[str, ...], jets: str,
         columns[name] = _check_finite(columns[name], name, jets, nonfinite)
 
     ecf_names = [n for n in names_left if JET_FEATURES[n].source == "ecf"]
-    if wanted & _CONSTITUENT_FEATURES or ecf_names:
+    if (wanted & _CONSTITUENT_FEATURES and not ecf_names and "efp1" not in wanted
+            and not is_typetracer(events)):
+        # eager events, η–φ shapes and counts only: straight from the flat link table, the
+        # same numbers without building grouped constituent records (most of this stage's
+        # time in a chain)
+        columns.update(_linked_features(events, collection, wanted, jets=jets, puppi=puppi))
+    elif wanted & _CONSTITUENT_FEATURES or ecf_names:
         # the ECFs use the rapidity (candidate mass); the η–φ shapes do not: carrying only
         # what is used keeps the PUPPI scaling from reading the mass branch for nothing
         cand_fields = ("pt", "eta", "phi", "mass") if ecf_names or "efp1" in wanted else (
@@ -278,9 +293,7 @@ def _jet_features(events: ak.Array, *, names: tuple[str, ...], jets: str,
             if shape_names & {"girth", "lha"}:
                 axis = ak.zip({f: _branch(collection, f, jets, "girth/lha")
                                for f in ("eta", "phi")})
-            # AK8 (FatJet) or AK4 radius for the LHA normalisation
-            radius = 0.8 if jets.startswith("FatJet") or "AK8" in jets else 0.4
-            values = moments(constituents, axis, radius=radius)
+            values = moments(constituents, axis, radius=_radius(jets))
             for name in shape_names:
                 columns[name] = values[name]
         betas = sorted({float(n.split("_b")[1]) for n in ecf_names} | (
@@ -294,6 +307,38 @@ def _jet_features(events: ak.Array, *, names: tuple[str, ...], jets: str,
     # without_parameters: branch docstrings from the file are not part of a feature's type
     return ak.zip({n: ak.without_parameters(ak.values_astype(columns[n], np.float32))
                    for n in names}, depth_limit=2)
+
+
+def _radius(jets: str) -> float:
+    """AK8 (FatJet) or AK4 radius, for the LHA normalisation."""
+    return 0.8 if jets.startswith("FatJet") or "AK8" in jets else 0.4
+
+
+def _linked_features(events: ak.Array, collection: Any, wanted: set[str], *, jets: str,
+                     puppi: bool) -> dict[str, Any]:
+    """n_constituents and the η–φ shapes of eager events from :func:`jet_links`."""
+    links = jet_links(events, jets=jets)
+
+    def per_jet(values: np.ndarray) -> ak.Array:
+        return ak.Array(ak.contents.ListOffsetArray(
+            ak.index.Index64(links.jet_offsets), ak.contents.NumpyArray(values)))
+
+    columns: dict[str, Any] = {}
+    if "n_constituents" in wanted:
+        columns["n_constituents"] = per_jet(links.counts)
+    shape_names = wanted & set(MOMENT_NAMES)
+    if shape_names:
+        axis_eta = axis_phi = None
+        if shape_names & {"girth", "lha"}:
+            axis_eta, axis_phi = (ak.to_numpy(ak.flatten(_branch(collection, f, jets,
+                                                                   "girth/lha"), axis=1))
+                                  for f in ("eta", "phi"))
+        values = linked_moments(links, axis_eta, axis_phi, radius=_radius(jets), puppi=puppi)
+        for k, name in enumerate(MOMENT_NAMES):
+            if name in shape_names:
+                # float32 here, as the grouped path's moments() returns them
+                columns[name] = per_jet(values[:, k].astype(np.float32))
+    return columns
 
 
 def jet_table(

@@ -1,0 +1,144 @@
+"""Re-export models/svj_gae.onnx from its own weights with the current GraphAutoencoder graph.
+
+No retraining: the weights (and so the contract, card and AUCs) stay; only the ONNX graph is
+rebuilt by nn/graph_ae.py's forward (padding masks folded into the degree vector, no mask
+product after each layer, the linear maps as Gemm). The new file replaces the old one only if
+its scores equal the old export's on the given jets within ``--rtol`` (printed: max
+absolute and relative difference, fraction bit-identical, and ONNX Runtime throughput of
+both on one thread).
+
+    python studies/reexport_svj_gae.py --files F1.root F2.root [--model models/svj_gae.onnx]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load_weights(path: Path) -> dict[str, np.ndarray]:
+    import onnx
+    from onnx import numpy_helper
+
+    return {i.name: numpy_helper.to_array(i) for i in onnx.load(str(path)).graph.initializer}
+
+
+def module_from_onnx(path: Path, contract: dict) -> object:
+    """The GraphAutoencoder of ``training/gae.py`` with the weights of the export at ``path``."""
+    import torch
+
+    from coffea_ad.nn.graph_ae import GraphAutoencoder
+
+    weights = load_weights(path)
+    feats = contract["inputs"][0]["features"]
+    layers = [f"{part}.{k}" for part in ("encoder", "decoder") for k in range(3)]
+    widths = [weights[f"{name}.linear.bias"].shape[0] for name in layers]
+    # Gemm exports name the Linear weights ([out, in]); older MatMul exports hold them
+    # transposed ([in, out]) under generated names, in layer order
+    matmuls = [w for name, w in weights.items() if name.startswith("onnx::MatMul")]
+    mats = [weights[f"{name}.linear.weight"].T if f"{name}.linear.weight" in weights
+            else matmuls[k] for k, name in enumerate(layers)]
+    model = GraphAutoencoder(
+        len(feats), contract["inputs"][0]["pad_length"], eta_index=feats.index("deta"),
+        phi_index=feats.index("dphi"), r_c=0.1, adjacency="hard", hidden=widths[:2],
+        latent=widths[2], activation="elu", centre=weights["scaler.centre"].copy(),
+        scale=weights["scaler.scale"].copy())
+    assert "ΔR<0.1 hard" in contract["description"], contract["description"]
+    with torch.no_grad():
+        for layer, name, mat in zip((*model.encoder, *model.decoder), layers, mats,
+                                    strict=True):
+            assert mat.shape == tuple(layer.linear.weight.shape[::-1]), (name, mat.shape)
+            layer.linear.weight.copy_(torch.from_numpy(mat.T.copy()))
+            layer.linear.bias.copy_(torch.from_numpy(weights[f"{name}.linear.bias"]))
+    return model.eval()
+
+
+def padded_jets(files: list[str], contract: dict) -> tuple[np.ndarray, np.ndarray]:
+    from coffea.nanoevents import NanoEventsFactory, PFNanoAODSchema
+
+    from coffea_ad.features import jet_constituents, particle_list
+
+    spec = contract["inputs"][0]
+    xs, ms = [], []
+    for path in files:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            ev = NanoEventsFactory.from_root({path: "Events"}, schemaclass=PFNanoAODSchema,
+                                             mode="virtual").events()
+        x, m = particle_list(jet_constituents(ev), ev.FatJet, n=spec["pad_length"],
+                             features=spec["features"], pad_value=spec["pad_value"])
+        xs.append(np.asarray(x, dtype=np.float32))
+        ms.append(np.asarray(m, dtype=np.float32))
+    return np.concatenate(xs), np.concatenate(ms)
+
+
+def scores(path: Path, x: np.ndarray, m: np.ndarray, batch: int = 128) -> tuple[np.ndarray,
+                                                                                 float]:
+    """Loss of every jet and jets per CPU second (one thread)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    names = [i.name for i in sess.get_inputs()]
+    out = np.empty(len(x), dtype=np.float32)
+    best = float("inf")
+    for _ in range(3):
+        t = time.process_time()
+        for a in range(0, len(x), batch):
+            out[a:a + batch] = sess.run(["loss"], {names[0]: x[a:a + batch],
+                                                   names[1]: m[a:a + batch]})[0]
+        best = min(best, time.process_time() - t)
+    return out, len(x) / best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, default=REPO / "models" / "svj_gae.onnx")
+    parser.add_argument("--files", nargs="+", required=True, help="PFNano files of the jets")
+    parser.add_argument("--rtol", type=float, default=1e-6)
+    parser.add_argument("--dry-run", action="store_true", help="compare, do not replace")
+    args = parser.parse_args()
+
+    import torch
+
+    from coffea_ad.nn.export import export_onnx
+
+    contract = json.loads(args.model.with_suffix(".json").read_text())
+    x, m = padded_jets(args.files, contract)
+    model = module_from_onnx(args.model, contract)
+    fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=args.model.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        export_onnx(model, {"particles": torch.from_numpy(x[:64]),
+                            "mask": torch.from_numpy(m[:64])}, tmp_path,
+                    output_names=list(model.output_names))
+        old, old_rate = scores(args.model, x, m)
+        new, new_rate = scores(tmp_path, x, m)
+        diff = np.abs(new - old)
+        rel = float(np.max(diff / np.maximum(np.abs(old), 1e-30)))
+        print(f"{len(x)} jets: max |diff| {diff.max():.3g}, max relative {rel:.3g}, "
+              f"bit-identical {np.mean(new == old):.4f}; old {old_rate / 1e3:.1f} kjet/s, "
+              f"new {new_rate / 1e3:.1f} kjet/s (CPU, 1 thread, batch 128)")
+        if rel > args.rtol:
+            raise SystemExit(f"scores differ by {rel:.3g} > rtol {args.rtol}: not replaced")
+        if args.dry_run:
+            return
+        tmp_path.replace(args.model)  # temp file + rename
+        print(f"replaced {args.model}")
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+if __name__ == "__main__":
+    main()
