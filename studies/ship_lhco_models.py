@@ -4,7 +4,7 @@
     python studies/ship_lhco_models.py --data /work/data/lhco/r1 --out models
 
 (the cVAE as shipped now: ``--only cvae --qcd-files 400 --cvae-beta 0.01 --cvae-prior 10
---cvae-batch 512``; see models/README.md).
+--cvae-batch 512 --cvae-latent 6 --cvae-logit``; see models/README.md).
 
 Uses the first ``--qcd-files`` background files and ``--signal-files`` 2-prong signal files
 (seed-15 recipe files are byte-reproducible; their sha256 goes into each contract).
