@@ -73,6 +73,18 @@ def _build(family: str):
         return CVAESampler(cvae), lambda n: {
             "noise": RNG.normal(size=(n, 4 + 4)).astype(np.float32),
             "condition": RNG.uniform(2500, 4500, size=(n, 1)).astype(np.float32)}
+    if family == "cvae_logit_sampler":  # logit box and mixture prior
+        box = {"low": [-5.0, -5.0, -5.0, -5.0], "high": [5.0, 5.0, 5.0, 5.0]}
+        cvae = ConditionalVAE(4, latent=2, cond_centre=[8.2], cond_scale=[0.2], hidden=(16, 16),
+                              **box)
+        cvae.noise_scale.copy_(torch.tensor([0.1, 0.2, 0.3, 0.4]))
+        prior = ([0.3, 0.7], [[1.0, 0.0], [-1.0, 0.5]], [np.eye(2), 0.5 * np.eye(2)])
+        return CVAESampler(cvae, prior), lambda n: {
+            "noise": RNG.normal(size=(n, 2 + 4 + 1)).astype(np.float32),
+            "condition": RNG.uniform(2500, 4500, size=(n, 1)).astype(np.float32)}
+    if family == "cvae_logit":
+        return (ConditionalVAE(4, cond_centre=[8.2], cond_scale=[0.2], hidden=(16, 16),
+                               low=[-5.0] * 4, high=[5.0] * 4), _cvae_inputs)
     if family == "quantile":
         return (QuantileRegressor(1, quantiles=(0.3, 0.6, 0.9), centre=[8.0], scale=[0.3],
                                   target_centre=0.2, target_scale=0.1),
@@ -84,7 +96,7 @@ def _build(family: str):
 
 
 FAMILIES = ["dense_ae", "vae", "vae_classifier", "particle_vae", "graph_ae", "graph_ae_weighted",
-            "cvae", "cvae_sampler", "quantile", "pca"]
+            "cvae", "cvae_sampler", "cvae_logit", "cvae_logit_sampler", "quantile", "pca"]
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -137,3 +149,68 @@ def test_export_writes_a_contract_the_scorer_side_can_read(tmp_path):
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     assert [i.name for i in sess.get_inputs()] == back.input_names
     assert [o.name for o in sess.get_outputs()] == back.output_names
+
+
+def test_cvae_mixture_prior_sampler_matches_a_numpy_reference(tmp_path):
+    """The mixture-prior sampler graph (ONNX Runtime) draws the latent as the numpy reference
+    does: component = number of cumulative weights below Φ(last noise column), z = μ_k + L_k ε;
+    the components come with their weights' frequencies and z has the mixture's mean and
+    covariance; decoding that z in torch gives ONNX Runtime's features."""
+    from scipy.stats import norm
+
+    torch.manual_seed(5)
+    cvae = ConditionalVAE(4, latent=2, cond_centre=[8.2], cond_scale=[0.2], hidden=(16, 16))
+    cvae.noise_scale.copy_(torch.tensor([0.1, 0.2, 0.3, 0.4]))
+    w = np.array([0.2, 0.5, 0.3])
+    mu = np.array([[-3.0, 0.0], [0.0, 2.0], [4.0, -1.0]])
+    chol = np.array([[[1.0, 0.0], [0.5, 0.3]], [[0.2, 0.0], [0.0, 0.2]],
+                     [[0.7, 0.0], [-0.4, 0.9]]])
+    sampler = CVAESampler(cvae, prior=(w, mu, chol))
+    assert sampler.noise_width == 2 + 4 + 1
+    rng = np.random.default_rng(11)
+    n = 60_000
+    noise = rng.normal(size=(n, 7)).astype(np.float32)
+    cond = rng.uniform(2500, 4500, size=(n, 1)).astype(np.float32)
+    path = export_onnx(sampler, {"noise": noise[:5], "condition": cond[:5]},
+                       tmp_path / "s.onnx", output_names=sampler.output_names)
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
+        None, {"noise": noise, "condition": cond})[0]
+    # numpy reference of the latent
+    u = norm.cdf(noise[:, -1].astype(np.float64))
+    k = np.searchsorted(np.cumsum(w)[:-1], u, side="left")  # count of edges strictly below u
+    z = mu[k] + np.einsum("nij,nj->ni", chol[k], noise[:, :2].astype(np.float64))
+    freq = np.bincount(k, minlength=3) / n
+    np.testing.assert_allclose(freq, w, atol=4 * np.sqrt(0.25 / n))
+    mean = w @ mu
+    cov = sum(wi * (c @ c.T + np.outer(m - mean, m - mean)) for wi, m, c in zip(w, mu, chol,
+                                                                               strict=True))
+    np.testing.assert_allclose(z.mean(0), mean, atol=0.05)
+    np.testing.assert_allclose(np.cov(z.T), cov, rtol=0.03, atol=0.03)
+    with torch.no_grad():
+        zt = torch.as_tensor(z, dtype=torch.float32)
+        lat = sampler.latent(torch.as_tensor(noise)).numpy()
+        mean_x = cvae.decode(zt, cvae.condition(torch.as_tensor(cond)))
+        ref = cvae.scaler.inverse(mean_x + torch.as_tensor(noise[:, 2:6]) * cvae.noise_scale)
+    np.testing.assert_allclose(lat, z, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got, ref.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_cvae_logit_box_round_trip_and_bounds():
+    """With a logit box the cVAE's feature map inverts exactly inside the box (numpy logit as
+    the reference), and whatever the decoder outputs comes back inside the box."""
+    from coffea_ad.nn.cvae import logit_box
+
+    x = RNG.uniform([0.0, 0.1], [500.0, 0.9], size=(400, 2))
+    low, high, y = logit_box(x)
+    np.testing.assert_allclose(low, x.min(0) - 0.02 * (x.max(0) - x.min(0)))
+    cvae = ConditionalVAE(2, latent=1, hidden=(8,), cond_centre=[8.2], cond_scale=[0.2],
+                          centre=y.mean(0), scale=y.std(0), low=low, high=high)
+    xt = torch.as_tensor(x, dtype=torch.float32)
+    with torch.no_grad():
+        m = cvae.to_model(xt).numpy()
+        back = cvae.from_model(torch.as_tensor(m)).numpy()
+        wild = cvae.from_model(torch.as_tensor([[50.0, -50.0], [-3.0, 3.0]])).numpy()
+    np.testing.assert_allclose(m, (y - y.mean(0)) / y.std(0), rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(back, x, rtol=1e-4, atol=1e-3)
+    assert np.all(wild >= low - 1e-3)
+    assert np.all(wild <= high + 1e-3)

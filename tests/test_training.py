@@ -133,6 +133,8 @@ def test_recipe_list_is_every_family():
     ("particle_vae", {"n_particles": 16, "n_out": 12, "hidden": 16}, "particle_vae"),
     ("gae", {"n_particles": 16, "hidden": [8], "latent": 3}, "graph_autoencoder"),
     ("cvae", {"sr_low": 2700.0, "sr_high": 3300.0, "min_pt": 200.0, "hidden": [16, 16]}, "cvae"),
+    ("cvae", {"sr_low": 2700.0, "sr_high": 3300.0, "min_pt": 200.0, "hidden": [16, 16],
+              "beta": 0.01, "prior_components": 2, "latent": 3}, "cvae"),
 ])
 def test_constituent_and_resonant_recipes_export_valid_models(name, config, kind, small_fileset,
                                                               tmp_path):
@@ -151,6 +153,17 @@ def test_constituent_and_resonant_recipes_export_valid_models(name, config, kind
     if name == "cvae":
         sampler = ModelContract.read(tmp_path / "cvae_sampler.json")
         assert sampler.input_names == ["noise", "condition"]
+        # latent, one per feature, and with a mixture prior the component column
+        n_f = len(contract.input("features").features)
+        width = config.get("latent", 4) + n_f + (1 if config.get("prior_components") else 0)
+        noise = sampler.input("noise")
+        assert noise.shape == [width]
+        assert len(noise.features) == width
+        sess = ort.InferenceSession(str(tmp_path / "cvae_sampler.onnx"))
+        out = sess.run(None, {"noise": np.zeros((3, width), np.float32),
+                              "condition": np.full((3, 1), 3000.0, np.float32)})[0]
+        assert out.shape == (3, n_f)
+        assert np.all(np.isfinite(out))
 
 
 def test_qr_recipe_on_the_dense_ae_score(dense_run, small_fileset, tmp_path):

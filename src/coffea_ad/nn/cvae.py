@@ -10,7 +10,10 @@ The condition is ``log(m_jj)`` standardized in the graph (``log_condition``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+
+import numpy as np
 
 from coffea_ad._optional import require
 from coffea_ad.nn.losses import kl_divergence, mse
@@ -19,7 +22,23 @@ from coffea_ad.nn.scaling import Standardize, make_mlp
 torch = require("torch", purpose="coffea_ad.nn")
 nn = torch.nn
 
-__all__ = ["CVAESampler", "ConditionalVAE"]
+__all__ = ["LOGIT_EPS", "CVAESampler", "ConditionalVAE", "fit_latent_prior", "logit_box"]
+
+#: clip of the box fraction before the logit (keeps it finite: about ±9.2)
+LOGIT_EPS = 1e-4
+
+
+def logit_box(x, *, margin: float = 0.02) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Box ``(low, high)`` of the rows ``x`` (min/max widened by ``margin`` of the range on
+    each side, so no training row sits on an edge) and ``x``'s logit features in it (what
+    :meth:`ConditionalVAE.to_model` computes before standardizing), for the standardization.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    lo, hi = x.min(axis=0), x.max(axis=0)
+    span = np.where(hi > lo, hi - lo, 1.0)
+    lo, hi = lo - margin * span, hi + margin * span
+    u = np.clip((x - lo) / (hi - lo), LOGIT_EPS, 1 - LOGIT_EPS)
+    return lo, hi, np.log(u) - np.log1p(-u)
 
 
 class ConditionalVAE(nn.Module):
@@ -34,8 +53,14 @@ class ConditionalVAE(nn.Module):
         hidden, latent, beta, activation: architecture and KL weight.
         log_condition: take ``log`` of the condition before standardizing it (m_jj spans
             a factor of a few; its log is closer to uniform).
-        centre, scale: feature standardization.
+        centre, scale: feature standardization (of the logit features with ``low``/``high``).
         cond_centre, cond_scale: standardization of the (log) condition.
+        low, high: optional per-feature box: the networks then see
+            ``standardize(logit((x - low) / (high - low)))`` (values clipped to the box) and
+            reconstructions and samples come back through the inverse, so they stay inside
+            it. Gaussian noise in that space models features bounded on one or both sides
+            (jet mass > 0, τ in (0, 1)) far better than in raw units, where a sampled template
+            has τ > 1 or m < 0 and misses the peaks near the edges (:func:`logit_box`).
     """
 
     output_names = ("score", "reconstruction")
@@ -45,11 +70,18 @@ class ConditionalVAE(nn.Module):
                  activation: str = "elu", log_condition: bool = True,
                  centre: Sequence[float] | None = None, scale: Sequence[float] | None = None,
                  cond_centre: Sequence[float] | None = None,
-                 cond_scale: Sequence[float] | None = None):
+                 cond_scale: Sequence[float] | None = None,
+                 low: Sequence[float] | None = None, high: Sequence[float] | None = None):
         super().__init__()
         self.n_features, self.n_conditions, self.latent = n_features, n_conditions, latent
         self.beta, self.log_condition = beta, log_condition
         self.scaler = Standardize(n_features, centre, scale)
+        self.logit = low is not None
+        if (low is None) != (high is None):
+            raise ValueError("ConditionalVAE: give both low and high, or neither")
+        if self.logit:
+            self.register_buffer("low", torch.as_tensor(np.asarray(low), dtype=torch.float32))
+            self.register_buffer("high", torch.as_tensor(np.asarray(high), dtype=torch.float32))
         self.cond_scaler = Standardize(n_conditions, cond_centre, cond_scale)
         self.encoder = make_mlp([n_features + n_conditions, *hidden], activation,
                                 last_activation=True)
@@ -60,6 +92,20 @@ class ConditionalVAE(nn.Module):
         # calibrate_noise() is called after training
         self.register_buffer("noise_scale", torch.zeros(n_features))
 
+    def to_model(self, features):
+        """Raw features -> the standardized (logit) features the networks see."""
+        if self.logit:
+            u = ((features - self.low) / (self.high - self.low)).clamp(LOGIT_EPS, 1 - LOGIT_EPS)
+            features = torch.log(u) - torch.log(1.0 - u)
+        return self.scaler(features)
+
+    def from_model(self, y):
+        """Inverse of :meth:`to_model` (raw units)."""
+        y = self.scaler.inverse(y)
+        if self.logit:
+            y = self.low + torch.sigmoid(y) * (self.high - self.low)
+        return y
+
     def condition(self, c):
         """Raw condition -> the standardized (log) condition the networks see."""
         c = c.reshape(c.shape[0], self.n_conditions)
@@ -69,7 +115,7 @@ class ConditionalVAE(nn.Module):
         return self.decoder(torch.cat([z, c_std], dim=1))
 
     def terms(self, features, condition):
-        x = self.scaler(features)
+        x = self.to_model(features)
         c = self.condition(condition)
         h = self.encoder(torch.cat([x, c], dim=1))
         mu, logvar = self.to_mean(h), self.to_logvar(h)
@@ -79,7 +125,7 @@ class ConditionalVAE(nn.Module):
 
     def forward(self, features, condition):
         r, reco, kl = self.terms(features, condition)
-        return reco + self.beta * kl, self.scaler.inverse(r)
+        return reco + self.beta * kl, self.from_model(r)
 
     def training_loss(self, features, condition):
         _, reco, kl = self.terms(features, condition)
@@ -97,12 +143,22 @@ class ConditionalVAE(nn.Module):
         with torch.no_grad():
             f = torch.as_tensor(features, dtype=torch.float32)
             c = torch.as_tensor(condition, dtype=torch.float32)
-            x = self.scaler(f)
+            x = self.to_model(f)
             cs = self.condition(c)
             h = self.encoder(torch.cat([x, cs], dim=1))
             r = self.decode(self.to_mean(h), cs)
             self.noise_scale.copy_((x - r).square().mean(dim=0).sqrt())
         return self.noise_scale.clone()
+
+    def encode(self, features, condition, *, generator=None):
+        """One draw of the posterior ``q(z | x, c)`` per row (eval mode), ``[n, latent]``."""
+        self.eval()
+        with torch.no_grad():
+            f = torch.as_tensor(features, dtype=torch.float32)
+            c = torch.as_tensor(condition, dtype=torch.float32)
+            h = self.encoder(torch.cat([self.to_model(f), self.condition(c)], dim=1))
+            mu, logvar = self.to_mean(h), self.to_logvar(h)
+            return mu + torch.randn(mu.shape, generator=generator) * (0.5 * logvar).exp()
 
     def sample(self, condition, *, generator=None):
         """Draw one feature vector per condition row from ``p(x | z, c)``: ``z ~ N(0, 1)``,
@@ -117,7 +173,29 @@ class ConditionalVAE(nn.Module):
             z = torch.randn((c.shape[0], self.latent), generator=generator)
             eps = torch.randn((c.shape[0], self.n_features), generator=generator)
             mean = self.decode(z, self.condition(c))
-            return self.scaler.inverse(mean + eps * self.noise_scale)
+            return self.from_model(mean + eps * self.noise_scale)
+
+
+def fit_latent_prior(cvae: ConditionalVAE, features, condition, components: int, *,
+                     seed: int = 0, max_rows: int = 100_000
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gaussian mixture (scikit-learn, full covariances) fitted to one posterior draw of at
+    most ``max_rows`` rows (seeded choice): at small ``beta`` the encoded training rows no
+    longer fill ``N(0, 1)``, so sampling the decoder from ``N(0, 1)`` blurs the template;
+    sampling from the fitted mixture does not (the "two-stage VAE", Dai & Wipf,
+    arXiv:1903.05789).
+
+    Returns ``(weights [K], means [K, latent], cholesky factors [K, latent, latent])``.
+    """
+    from sklearn.mixture import GaussianMixture
+
+    rng = np.random.default_rng(seed)
+    pick = np.sort(rng.permutation(len(features))[:max_rows])
+    gen = torch.Generator().manual_seed(int(seed))
+    z = cvae.encode(np.asarray(features)[pick], np.asarray(condition)[pick],
+                    generator=gen).numpy().astype(np.float64)
+    gmm = GaussianMixture(int(components), covariance_type="full", random_state=seed).fit(z)
+    return gmm.weights_, gmm.means_, np.linalg.cholesky(gmm.covariances_)
 
 
 class CVAESampler(nn.Module):
@@ -126,16 +204,50 @@ class CVAESampler(nn.Module):
     ``noise`` is ``[batch, latent + n_features]`` standard normal drawn by the caller (ONNX
     RandomNormal would tie the randomness to the runtime's seed handling): the first
     ``latent`` columns are ``z``, the rest the observation noise scaled by ``noise_scale``.
+
+    With ``prior = (weights, means, cholesky)`` (:func:`fit_latent_prior`) the latent is drawn
+    from that Gaussian mixture instead of ``N(0, 1)``, still from standard-normal columns only:
+    ``noise`` gets one more column ``n`` (the last); ``u = Φ(n)`` (ONNX ``Erf``) is uniform and
+    picks component ``k`` = the number of cumulative weights ``w_1, w_1 + w_2, ...`` below
+    ``u``; then ``z = means[k] + cholesky[k] @ noise[:, :latent]``.
     """
 
     output_names = ("features",)
 
-    def __init__(self, cvae: ConditionalVAE):
+    def __init__(self, cvae: ConditionalVAE, prior: tuple | None = None):
         super().__init__()
         self.cvae = cvae
+        self.components = 0 if prior is None else len(prior[0])
+        if prior is not None:
+            w, mu, chol = (np.asarray(a, dtype=np.float64) for a in prior)
+            if (w.shape != (self.components,) or mu.shape != (self.components, cvae.latent)
+                    or chol.shape != (self.components, cvae.latent, cvae.latent)):
+                msg = (f"CVAESampler: prior shapes {w.shape}, {mu.shape}, {chol.shape} do not "
+                       f"match {self.components} components of a {cvae.latent}-d latent")
+                raise ValueError(msg)
+            edges = np.cumsum(w / w.sum())[:-1]
+            self.register_buffer("prior_edges", torch.as_tensor(edges, dtype=torch.float32))
+            self.register_buffer("prior_means", torch.as_tensor(mu, dtype=torch.float32))
+            self.register_buffer("prior_chol", torch.as_tensor(chol, dtype=torch.float32))
+
+    @property
+    def noise_width(self) -> int:
+        """Standard-normal columns per row the graph takes."""
+        return self.cvae.latent + self.cvae.n_features + (1 if self.components else 0)
+
+    def latent(self, noise):
+        """The latent ``z`` of each noise row (``N(0, 1)`` or the mixture prior)."""
+        z = noise[:, : self.cvae.latent]
+        if not self.components:
+            return z
+        u = 0.5 * (1.0 + torch.erf(noise[:, -1:] * (1.0 / math.sqrt(2.0))))
+        comp = (u > self.prior_edges).to(torch.int64).sum(dim=1)
+        return self.prior_means[comp] + torch.matmul(self.prior_chol[comp],
+                                                     z.unsqueeze(-1)).squeeze(-1)
 
     def forward(self, noise, condition):
         c = self.cvae.condition(condition)
-        z, eps = noise[:, : self.cvae.latent], noise[:, self.cvae.latent:]
-        mean = self.cvae.decode(z, c)
-        return self.cvae.scaler.inverse(mean + eps * self.cvae.noise_scale)
+        lat, nf = self.cvae.latent, self.cvae.n_features
+        eps = noise[:, lat: lat + nf]
+        mean = self.cvae.decode(self.latent(noise), c)
+        return self.cvae.from_model(mean + eps * self.cvae.noise_scale)
