@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from coffea_ad._optional import require
+from coffea_ad.errors import InvalidArgumentError, ModelContractError
 from coffea_ad.nn.losses import kl_divergence, mse
 from coffea_ad.nn.scaling import Standardize, make_mlp
 
@@ -78,7 +79,7 @@ class ConditionalVAE(nn.Module):
         self.scaler = Standardize(n_features, centre, scale)
         self.logit = low is not None
         if (low is None) != (high is None):
-            raise ValueError("ConditionalVAE: give both low and high, or neither")
+            raise InvalidArgumentError("ConditionalVAE: give both low and high, or neither")
         if self.logit:
             self.register_buffer("low", torch.as_tensor(np.asarray(low), dtype=torch.float32))
             self.register_buffer("high", torch.as_tensor(np.asarray(high), dtype=torch.float32))
@@ -224,7 +225,7 @@ class CVAESampler(nn.Module):
                     or chol.shape != (self.components, cvae.latent, cvae.latent)):
                 msg = (f"CVAESampler: prior shapes {w.shape}, {mu.shape}, {chol.shape} do not "
                        f"match {self.components} components of a {cvae.latent}-d latent")
-                raise ValueError(msg)
+                raise ModelContractError(msg)
             edges = np.cumsum(w / w.sum())[:-1]
             self.register_buffer("prior_edges", torch.as_tensor(edges, dtype=torch.float32))
             self.register_buffer("prior_means", torch.as_tensor(mu, dtype=torch.float32))
