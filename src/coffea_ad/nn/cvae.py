@@ -23,7 +23,8 @@ from coffea_ad.nn.scaling import Standardize, make_mlp
 torch = require("torch", purpose="coffea_ad.nn")
 nn = torch.nn
 
-__all__ = ["LOGIT_EPS", "CVAESampler", "ConditionalVAE", "fit_latent_prior", "logit_box"]
+__all__ = ["LOGIT_EPS", "CVAESampler", "ConditionalVAE", "fit_latent_prior", "gaussian_mixture",
+           "logit_box"]
 
 #: clip of the box fraction before the logit (keeps it finite: about ±9.2)
 LOGIT_EPS = 1e-4
@@ -188,13 +189,20 @@ def fit_latent_prior(cvae: ConditionalVAE, features, condition, components: int,
 
     Returns ``(weights [K], means [K, latent], cholesky factors [K, latent, latent])``.
     """
-    from sklearn.mixture import GaussianMixture
-
     rng = np.random.default_rng(seed)
     pick = np.sort(rng.permutation(len(features))[:max_rows])
     gen = torch.Generator().manual_seed(int(seed))
     z = cvae.encode(np.asarray(features)[pick], np.asarray(condition)[pick],
                     generator=gen).numpy().astype(np.float64)
+    return gaussian_mixture(z, components, seed=seed)
+
+
+def gaussian_mixture(z, components: int, *, seed: int = 0
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(weights, means, cholesky factors)`` of a full-covariance Gaussian mixture
+    (scikit-learn) fitted to the latent rows ``z``."""
+    from sklearn.mixture import GaussianMixture
+
     gmm = GaussianMixture(int(components), covariance_type="full", random_state=seed).fit(z)
     return gmm.weights_, gmm.means_, np.linalg.cholesky(gmm.covariances_)
 

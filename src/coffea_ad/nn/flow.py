@@ -25,15 +25,12 @@ import numpy as np
 
 from coffea_ad._optional import require
 from coffea_ad.errors import InvalidArgumentError
-from coffea_ad.nn.cvae import ConditionalVAE
+from coffea_ad.nn.cvae import LOGIT_EPS, ConditionalVAE, gaussian_mixture, logit_box
 
 torch = require("torch", purpose="coffea_ad.nn")
 nn = torch.nn
 
 __all__ = ["ConditionalFlow", "EnsembleSampler", "LatentCVAE", "LogitScaler"]
-
-_EPS = 1e-4  # keeps logit finite at the box edges (≈ ±9.2 before standardizing)
-
 
 class LogitScaler(nn.Module):
     """x -> standardize(logit((x - low) / (high - low))) and back.
@@ -44,18 +41,15 @@ class LogitScaler(nn.Module):
 
     def __init__(self, x: np.ndarray, *, margin: float = 0.02):
         super().__init__()
-        x = np.asarray(x, dtype=np.float64)
-        lo, hi = x.min(axis=0), x.max(axis=0)
-        span = np.where(hi > lo, hi - lo, 1.0)
-        lo, hi = lo - margin * span, hi + margin * span
+        lo, hi, _ = logit_box(x, margin=margin)
         self.register_buffer("low", torch.as_tensor(lo, dtype=torch.float32))
         self.register_buffer("high", torch.as_tensor(hi, dtype=torch.float32))
-        y = self._logit(torch.as_tensor(x, dtype=torch.float32))
+        y = self._logit(torch.as_tensor(np.asarray(x, dtype=np.float64), dtype=torch.float32))
         self.register_buffer("centre", y.mean(0))
         self.register_buffer("scale", y.std(0).clamp_min(1e-6))
 
     def _logit(self, x):
-        u = ((x - self.low) / (self.high - self.low)).clamp(_EPS, 1.0 - _EPS)
+        u = ((x - self.low) / (self.high - self.low)).clamp(LOGIT_EPS, 1.0 - LOGIT_EPS)
         return torch.log(u) - torch.log1p(-u)
 
     def forward(self, x):
@@ -184,19 +178,15 @@ class LatentCVAE(nn.Module):
     def fit_latent_prior(self, x: np.ndarray, mjj: np.ndarray, *, seed: int = 0,
                          max_rows: int = 100_000) -> None:
         """Fit the latent mixture prior to the encoded ``x`` (at most ``max_rows``, seeded)."""
-        from sklearn.mixture import GaussianMixture
-
         if self.prior_components == 0:
             raise InvalidArgumentError("fit_latent_prior: built with prior_components=0 (standard normal)")
         rng = np.random.default_rng(seed)
         pick = rng.permutation(len(x))[:max_rows]
         z = self.encode(np.asarray(x)[pick], np.asarray(mjj)[pick], seed=seed)
-        gmm = GaussianMixture(self.prior_components, covariance_type="full",
-                              random_state=seed).fit(z)
-        self.prior_weights.copy_(torch.as_tensor(gmm.weights_, dtype=torch.float32))
-        self.prior_means.copy_(torch.as_tensor(gmm.means_, dtype=torch.float32))
-        self.prior_chol.copy_(torch.as_tensor(np.linalg.cholesky(gmm.covariances_),
-                                              dtype=torch.float32))
+        weights, means, chol = gaussian_mixture(z, self.prior_components, seed=seed)
+        self.prior_weights.copy_(torch.as_tensor(weights, dtype=torch.float32))
+        self.prior_means.copy_(torch.as_tensor(means, dtype=torch.float32))
+        self.prior_chol.copy_(torch.as_tensor(chol, dtype=torch.float32))
 
     def sample(self, mjj: np.ndarray, *, seed: int = 0) -> np.ndarray:
         """As :meth:`ConditionalFlow.sample`."""
