@@ -352,6 +352,14 @@ def main() -> None:
             print(f"    {stage:<40} {sec / n_events * 1e6:8.1f}  {sec / total:6.1%}  "
                   f"{sec / stages['read']:5.2f}")
         print(f"  chunk output pickled: median {statistics.median(sizes) / 1e6:.2f} MB")
+        # what the target leaves for the work on top of the read, against what each part takes
+        per_k = 1e6 / n_events  # seconds -> ms per 1000 events
+        budget = stages["read"] * (1 / target - 1)
+        print(f"  at the target, everything but the read may take {budget * per_k:.1f} ms per "
+              f"1000 events ({1 / target - 1:.2f} x the read); it takes "
+              f"{(total - stages['read']) * per_k:.1f}, of which ONNX Runtime "
+              f"{stages.get('ONNX Runtime', 0.0) * per_k:.1f} and features/graphs "
+              f"{stages.get('features/graphs', 0.0) * per_k:.1f}")
 
     if not args.no_dask and "dense" in chains:
         chain = chains["dense"]

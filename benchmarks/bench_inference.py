@@ -18,7 +18,11 @@ Prints: throughput per chunk size (jets/s, ratio ours/torch_wrapper; target >= 2
 throughput against two simple limits of this machine: memory bandwidth (a measured large
 numpy copy) over the bytes each jet must move (its float32 features in, its score out),
 and peak float32 FLOPs (a measured large numpy matmul on one thread) over the model's
-matmul FLOPs per jet (counted by torch's FlopCounterMode).
+matmul FLOPs per jet (counted by torch's FlopCounterMode). Then the bare kernels on the same
+flat rows, ONNX Runtime's session against the torch module without torch_wrapper, with the
+ELUs and with identities in their place: the ratio of the bare kernels is the most any
+wrapper around them can reach, and the difference between the two rows is the time the
+exponentials take.
 
 Then the constituent-level models (the graph AE of ``training/gae.py`` and the particle VAE
 of ``training/particle_vae.py``, their default architectures, random weights): one torch
@@ -38,6 +42,7 @@ import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch/onnxruntime read it
 
@@ -216,6 +221,63 @@ def padded_jets(n_jets: int, n_feat: int, n: int = 50, seed: int = 0) -> tuple[n
     return x, mask
 
 
+def kernel_ceiling(model: ScoredAE, ours: OnnxScorer, theirs: TorchAEWrapper, tmp: Path,
+                   n: int, repeats: int) -> None:
+    """The bare kernels on the same flat ``[n, 6]`` float32 rows next to ours and torch_wrapper
+    on the awkward chunk of those rows: ONNX Runtime's session (our batches) and the torch
+    module itself (no wrapper, no awkward), with the ELUs and with identities in their place
+    (the same matmuls). ``torch_wrapper / bare ONNX Runtime`` is the most any scorer that runs
+    this ONNX Runtime kernel could reach (one with no work around the kernel at all)."""
+    import copy
+
+    import onnxruntime
+
+    chunk = make_chunk(n)
+    flat = ak.flatten(chunk)
+    x = np.stack([ak.to_numpy(flat[f]) for f in FEATURES], axis=1).astype(np.float32)
+    xt = torch.from_numpy(x)
+    linear = copy.deepcopy(model)
+    linear.net = torch.nn.Sequential(*(torch.nn.Identity() if isinstance(m, torch.nn.ELU)
+                                       else m for m in linear.net))
+    (tmp / "linear").mkdir(exist_ok=True)
+    lin_onnx, _ = export(linear, tmp / "linear")
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1
+    sessions = {"elu": ours.session, "identity": onnxruntime.InferenceSession(
+        str(lin_onnx), options, providers=["CPUExecutionProvider"])}
+    modules = {"elu": model, "identity": linear}
+    batch = ours.batch_size
+
+    def ort(session: Any) -> None:
+        for start in range(0, n, batch):
+            session.run(["loss"], {"features": x[start:start + batch]})
+
+    def bare_torch(module: torch.nn.Module) -> None:
+        with torch.no_grad():
+            module(xt)
+
+    funcs: dict[str, Callable[[], object]] = {"ours": lambda: ours(chunk),
+                                               "torch_wrapper": lambda: theirs(chunk)}
+    for key in sessions:
+        funcs[f"ort {key}"] = lambda s=sessions[key]: ort(s)
+        funcs[f"torch {key}"] = lambda m=modules[key]: bare_torch(m)
+    med = interleaved(funcs, repeats)
+    print(f"\nbare kernels on the same {n} flat rows (ONNX Runtime session, batches of "
+          f"{batch}; torch module, one call), with ours and torch_wrapper on their chunk:")
+    for key in sessions:
+        print(f"  activations {key:<8}: ONNX Runtime {med[f'ort {key}'] * 1e3:7.2f} ms, torch "
+              f"{med[f'torch {key}'] * 1e3:7.2f} ms, "
+              f"ratio {med[f'torch {key}'] / med[f'ort {key}']:.2f}x")
+    ort_t, torch_t = med["ort elu"], med["torch elu"]
+    print(f"  ours {med['ours'] * 1e3:.2f} ms = ONNX Runtime + {(med['ours'] - ort_t) * 1e3:.2f} "
+          f"ms; torch_wrapper {med['torch_wrapper'] * 1e3:.2f} ms = torch + "
+          f"{(med['torch_wrapper'] - torch_t) * 1e3:.2f} ms")
+    print(f"  ours / torch_wrapper {med['torch_wrapper'] / med['ours']:.2f}x; ceiling with "
+          f"nothing around ONNX Runtime's kernel: torch_wrapper / ONNX Runtime = "
+          f"{med['torch_wrapper'] / ort_t:.2f}x; the ELUs' exponentials are "
+          f"{1 - med['ort identity'] / ort_t:.0%} of ONNX Runtime's time")
+
+
 def bench_constituents(tmp: Path, chunks: list[int], repeats: int) -> None:
     for label, (module, feats) in constituent_models().items():
         n_part = 50
@@ -356,6 +418,7 @@ def main(argv: list[str] | None = None) -> int:
               f"jet = {peak / flops / 1e6:.0f} Mjet/s")
         print(f"ours at >= 100k jets: {rate / 1e6:.2f} Mjet/s = {rate * jet_bytes / bw:.1%} of "
               f"the bandwidth limit, {rate * flops / peak:.1%} of the FLOP limit")
+        kernel_ceiling(model, ours, theirs, Path(tmp), max(chunks), args.repeats)
 
         if args.constituent_chunks:
             bench_constituents(Path(tmp), [int(c) for c in args.constituent_chunks.split(",")],
