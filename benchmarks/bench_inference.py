@@ -258,8 +258,8 @@ def kernel_ceiling(model: ScoredAE, ours: OnnxScorer, theirs: TorchAEWrapper, tm
 
     funcs: dict[str, Callable[[], object]] = {"ours": lambda: ours(chunk),
                                                "torch_wrapper": lambda: theirs(chunk)}
-    for key in sessions:
-        funcs[f"ort {key}"] = lambda s=sessions[key]: ort(s)
+    for key, session in sessions.items():
+        funcs[f"ort {key}"] = lambda s=session: ort(s)
         funcs[f"torch {key}"] = lambda m=modules[key]: bare_torch(m)
     med = interleaved(funcs, repeats)
     print(f"\nbare kernels on the same {n} flat rows (ONNX Runtime session, batches of "

@@ -31,9 +31,9 @@ from coffea_ad.features import transverse_mass
 from coffea_ad.histos import DEFAULT_MT_EDGES, jet_score_histogram, score_mass_histogram
 from coffea_ad.inference import OnnxScorer, WorkingPoint, read_working_point
 from coffea_ad.processors._common import (
-    leading_pair,
+    eager_columns,
+    leading_pair_index,
     met_collection,
-    per_event,
     raw_weights,
     refuse_lazy_flag,
     scores_flagged,
@@ -317,53 +317,72 @@ class SVJProcessor(AnalysisProcessor):
                    label: str | None) -> tuple[dict[str, Any], list[Any]]:
         """Selection, m_T and tags of one jet collection (the nominal, ``label=None``, or a
         variation): the ``events``/``abcd`` fill columns (and ``jets`` for the nominal) and
-        the cutflow masks."""
-        def f64(x: Any) -> Any:
-            return ak.values_astype(x, np.float64)
+        the cutflow masks (per event). Written with numpy on the flat buffers
+        (:func:`~coffea_ad.processors._common.eager_columns`), for every executor."""
+        met = events[self.met] if self.met else met_collection(events)
+        arrays = {"pt": jets["pt"], "eta": jets["eta"], "phi": jets["phi"],
+                  "mass": jets["mass"], "score": scores, "met_pt": met["pt"],
+                  "met_phi": met["phi"], "weight": weights}
+        return eager_columns(self._select, arrays, label=label)
 
-        good = (jets["pt"] > self.min_pt) & (abs(jets["eta"]) < self.max_eta)
-        two_jets, lead = leading_pair(jets, good)
-        lead_scores = scores[good][two_jets][:, :2]
-        met = (events[self.met] if self.met else met_collection(events))[two_jets]
-        mt = transverse_mass(lead[:, 0], lead[:, 1], met)
-        w = weights[two_jets]
+    def _select(self, a: dict[str, Any], *, label: str | None) -> tuple[dict[str, Any],
+                                                                        list[Any]]:
+        counts = ak.to_numpy(ak.num(a["pt"], axis=1))
+        flat = {k: ak.to_numpy(ak.flatten(a[k], axis=1))
+                for k in ("pt", "eta", "phi", "mass", "score")}
+        good = (flat["pt"] > self.min_pt) & (abs(flat["eta"]) < self.max_eta)
+        two_jets, first, second = leading_pair_index(counts, good)
+        n_events = len(counts)
+
+        def on_events(values: np.ndarray) -> np.ndarray:
+            """Per-pair values -> per event (False where the event has no pair)."""
+            out = np.zeros(n_events, dtype=bool)
+            out[two_jets] = values
+            return out
+
+        lead = [{k: flat[k][i] for k in ("pt", "eta", "phi", "mass")} for i in (first, second)]
+        met = {k: ak.to_numpy(a[f"met_{k}"])[two_jets] for k in ("pt", "phi")}
+        mt = ak.to_numpy(transverse_mass(lead[0], lead[1], met))
+        w = ak.to_numpy(a["weight"])[two_jets]
         # float64: |Δη| of float32 η would put events on the other side of a bin edge
-        deta = abs(f64(lead[:, 0]["eta"]) - f64(lead[:, 1]["eta"]))
-        met_pt = f64(met["pt"])
+        deta = np.abs(lead[0]["eta"].astype(np.float64) - lead[1]["eta"].astype(np.float64))
+        met_pt = met["pt"].astype(np.float64)
         # m_T = 0 only for massless back-to-back jets without MET: R_T = 0 there
         positive = mt > 0
-        ratio = ak.where(positive, met_pt / ak.where(positive, mt, 1.0), 0.0)
+        ratio = np.where(positive, met_pt / np.where(positive, mt, 1.0), 0.0)
 
-        cutflow = [ak.ones_like(two_jets), two_jets]
-        steps = []
+        cutflow = [np.ones(n_events, dtype=bool), two_jets]
         keep = mt >= self.min_mt
         if self.max_deta is not None:
-            steps.append(deta < self.max_deta)
-            keep = keep & steps[-1]
-        steps.append(keep)
+            cutflow.append(on_events(deta < self.max_deta))
+            keep = keep & (deta < self.max_deta)
+        cutflow.append(on_events(keep))
         if self.min_met_over_mt is not None:
             keep = keep & (ratio > self.min_met_over_mt)  # an event with m_T = 0 fails
-            steps.append(keep)
-        cutflow += [per_event(step, two_jets) for step in steps]
+            cutflow.append(on_events(keep))
 
-        sel_scores = lead_scores[keep]
+        # the two leading jets' scores of the selected events, [n_selected, 2]
+        sel_scores = np.stack([flat["score"][first], flat["score"][second]], axis=1)[keep]
         mt, w = mt[keep], w[keep]
-        if self.working_point is not None:  # numpy: the Runner path only (check_lazy)
-            lead_pt = ak.to_numpy(lead["pt"][keep]).astype(np.float64)
-            passed = ak.to_numpy(sel_scores).astype(np.float64) > self.working_point.threshold(
-                lead_pt)
-            ntag = ak.Array(passed.sum(axis=1) if len(passed) else np.zeros(0, np.int64))
+        if self.working_point is not None:
+            lead_pt = np.stack([lead[0]["pt"], lead[1]["pt"]], axis=1)[keep].astype(np.float64)
+            passed = sel_scores.astype(np.float64) > self.working_point.threshold(lead_pt)
         else:
-            ntag = ak.sum(sel_scores > self.tag_threshold, axis=1)
-        max_score = ak.max(sel_scores, axis=1)
-        second = {"deta_jj": deta, "met_over_mt": ratio}[self.abcd_variable][keep]
+            passed = sel_scores > self.tag_threshold
+        ntag = passed.sum(axis=1, dtype=np.int64)
+        max_score = sel_scores.max(axis=1)
+        second_var = {"deta_jj": deta, "met_over_mt": ratio}[self.abcd_variable][keep]
+        # one list per event: one row for a selected event, none for the others
+        selected = on_events(keep).astype(np.int64)
         tag = "" if label is None else f"|systematic={label}"
         cols = {
-            f"events{tag}": ak.zip({"category": ntag, "score": max_score, "mt": mt,
-                                    "weight": w}),
-            f"abcd{tag}": ak.zip({"score": max_score, self.abcd_variable: second, "mt": mt,
-                                  "weight": w}),
+            f"events{tag}": ak.unflatten(ak.zip({"category": ntag, "score": max_score,
+                                                 "mt": mt, "weight": w}), selected),
+            f"abcd{tag}": ak.unflatten(ak.zip({"score": max_score,
+                                               self.abcd_variable: second_var, "mt": mt,
+                                               "weight": w}), selected),
         }
         if label is None:  # both leading jets of the selected events
-            cols["jets"] = ak.zip({"score": sel_scores, "weight": w})
-        return {k: per_event(v, keep, two_jets) for k, v in cols.items()}, cutflow
+            cols["jets"] = ak.unflatten(ak.zip({"score": sel_scores.reshape(-1),
+                                                "weight": np.repeat(w, 2)}), 2 * selected)
+        return cols, [ak.Array(mask) for mask in cutflow]

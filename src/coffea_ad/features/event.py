@@ -24,6 +24,8 @@ def _f64(array: Any) -> Any:
     """float64 values; a flat eager column without missing values becomes a numpy array, so
     the arithmetic on it runs as plain numpy ufuncs (~100x faster per operation than
     awkward's broadcasting of arrays that carry NanoEvents behaviours)."""
+    if isinstance(array, np.ndarray):
+        return array.astype(np.float64, copy=False)
     if isinstance(array, ak.Array) and array.ndim == 1 and ak.backend(array) == "cpu":
         try:
             return np.asarray(ak.to_numpy(array, allow_missing=False), dtype=np.float64)
