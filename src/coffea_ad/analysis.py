@@ -96,7 +96,9 @@ class AnalysisProcessor(processor.ProcessorABC):
 
     def columns(self, events: Any, *, scale: float | None) -> Any:
         """The analysis of one eager chunk as per-event columns (an awkward record array, one
-        entry per event), pure awkward so that it also runs on typetracers:
+        entry per event). It must also run on typetracers (dask-awkward's column-projection
+        pass): pure awkward does, and a selection written with numpy on the flat buffers
+        does through :func:`coffea_ad.processors._common.eager_columns`. The columns:
 
         - ``NAME`` or ``NAME|axis=label|...``: a list per event of records whose fields are
           the axes (and ``weight``) of histogram ``NAME``, with string axes fixed to the
