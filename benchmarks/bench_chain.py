@@ -168,6 +168,7 @@ class StageClock:
             (features, "jet_features", "features/graphs"),
             (features, "jet_constituents", "features/graphs"),
             (features, "particle_list", "features/graphs"),
+            (features, "particle_list_from_events", "features/graphs"),
             (OnnxScorer, "_dispatch", "scorer awkward<->numpy"),
             (OnnxScorer, "_events_dispatch", "scorer awkward<->numpy"),
             (OnnxScorer, "_run_batches", "ONNX Runtime"),

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import math
 import warnings
+from pathlib import Path
 
 import awkward as ak
 import numpy as np
 import pytest
 import uproot
 
-from coffea_ad.errors import MissingBranchError, UnknownNameError
-from coffea_ad.features import constituent_graph, jet_constituents, particle_list
+from coffea_ad.errors import InvalidArgumentError, MissingBranchError, UnknownNameError
+from coffea_ad.features import (
+    PARTICLE_FEATURES,
+    constituent_graph,
+    jet_constituents,
+    particle_list,
+    particle_list_from_events,
+)
 
 FIELDS = ("pt", "eta", "phi", "mass", "pdgId", "d0", "dz")
 PF_CLASS = {211: 1, 130: 2, 22: 3, 11: 4, 13: 5, 1: 6, 2: 7}
@@ -202,3 +209,271 @@ def test_numpy_particle_list_equals_the_awkward_form(events):
         np.testing.assert_array_equal(fast[1], slow[1])
         np.testing.assert_allclose(fast[0], slow[0], rtol=2e-7, atol=0)
         assert (fast[0][1, :, 0] == -2.0).all()
+
+
+# ------------------------------------------------------------- flat link-table path (eager)
+# particle_list_from_events builds the blocks of eager events from the link table
+# (jet_links) with one numba pass; the grouped path (jet_constituents -> particle_list) is
+# what dask-awkward takes. They must give the same bits.
+ALL_FEATURES = tuple(PARTICLE_FEATURES)
+GAE_FEATURES = ("deta", "dphi", "mass", "log_pt", "pdg_class", "d0", "dz")
+SUMS = ("pt_frac", "log_pt_frac")  # a sum over the jet: the awkward form may add differently
+
+
+def load(path):
+    from coffea.nanoevents import NanoEventsFactory, PFNanoAODSchema
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return NanoEventsFactory.from_root({str(path): "Events"}, schemaclass=PFNanoAODSchema,
+                                           mode="virtual").events()
+
+
+def grouped_blocks(events, *, puppi=True, **options):
+    return particle_list(jet_constituents(events, puppi=puppi), events.FatJet, **options)
+
+
+def awkward_blocks(events, *, puppi=True, n, features, pad_value):
+    """The pure-awkward form (dask-awkward's), run eagerly."""
+    from coffea_ad.features.particles import _particle_record, _split
+
+    record = _particle_record(jet_constituents(events, puppi=puppi), events.FatJet, n=n,
+                              features=tuple(features), pad_value=pad_value)
+    return _split(record, ("values", "mask"))
+
+
+def assert_same_blocks(got, want, features, *, sums_exact=True):
+    values, mask = got
+    assert values.dtype == want[0].dtype == np.float32
+    assert mask.dtype == want[1].dtype == np.bool_
+    assert values.shape == want[0].shape
+    np.testing.assert_array_equal(mask, want[1])
+    for j, name in enumerate(features):
+        if name in SUMS and not sums_exact:
+            np.testing.assert_allclose(values[..., j], want[0][..., j], rtol=2e-7, atol=0)
+        else:
+            assert values[..., j].tobytes() == want[0][..., j].tobytes(), name
+
+
+def available(events, features):
+    cands = events.PFCands if "PFCands" in events.fields else events.PFCand
+    fields = set(cands.fields)
+    raw = {"pt", "eta", "phi", "mass", "pdgId", "charge", "d0", "dz"}
+    return tuple(f for f in features if (f not in raw or f in fields)
+                 and (f != "pdg_class" or "pdgId" in fields))
+
+
+@pytest.mark.parametrize("puppi", [True, False])
+def test_flat_particle_list_same_bits_on_real_pfnano(pfnano_file, puppi):
+    events = load(pfnano_file)
+    assert "puppiWeight" in events.PFCands.fields  # the weighting is exercised
+    for n, pad, features in ((50, 0.0, GAE_FEATURES), (20, -3.0, ALL_FEATURES),
+                             (1, 7.0, ALL_FEATURES)):
+        options = {"n": n, "features": features, "pad_value": pad}
+        got = particle_list_from_events(events, puppi=puppi, **options)
+        assert_same_blocks(got, grouped_blocks(events, puppi=puppi, **options), features)
+        assert_same_blocks(got, awkward_blocks(events, puppi=puppi, **options), features,
+                           sums_exact=False)
+    assert (got[1].sum(axis=1) == 1).sum() == 24  # n = 1: every real jet has constituents
+    # the weights matter on this file: the two settings must differ, or a weight is lost
+    other = particle_list_from_events(events, puppi=not puppi, features=("mass",))
+    assert not np.array_equal(other[0], particle_list_from_events(
+        events, puppi=puppi, features=("mass",))[0])
+
+
+def test_flat_particle_list_same_bits_on_nanoaod_v15(cms_data):
+    # v15 names (FatJetPFCand, PFCand, pfCandIdx), no weights, no d0/dz, partial links
+    events = load(cms_data / "nano_tt_v15.root")
+    features = available(events, ALL_FEATURES)
+    assert "d0" not in features and "pdg_class" in features
+    for n in (50, 5):
+        got = particle_list_from_events(events, n=n, features=features, pad_value=-1.0)
+        assert_same_blocks(got, grouped_blocks(events, n=n, features=features, pad_value=-1.0),
+                           features)
+        assert (got[1].sum(axis=1) == 0).any()  # jets without links
+    with pytest.raises(MissingBranchError, match="'d0'"):
+        particle_list_from_events(events)  # the grouped path's error: v15 has no d0
+
+
+def test_flat_particle_list_same_bits_on_generated_files(small_fileset):
+    for dataset, entry in small_fileset.items():
+        for path in entry["files"]:
+            events = load(path)
+            for features in (GAE_FEATURES, available(events, ALL_FEATURES)):
+                got = particle_list_from_events(events, features=features)
+                assert_same_blocks(got, grouped_blocks(events, features=features), features)
+            assert got[1].all(axis=1).any(), dataset  # jets with more than 50 constituents
+
+
+def test_gae_scores_events_through_the_flat_path(pfnano_file):
+    """The shipped graph AE scored by score_events (flat path) equals the model run on the
+    grouped path's blocks."""
+    from coffea_ad.inference import OnnxScorer
+
+    scorer = OnnxScorer(Path(__file__).resolve().parents[1] / "models" / "svj_gae.onnx",
+                        intra_op_threads=1)
+    spec = scorer.contract.inputs[0]
+    events = load(pfnano_file)
+    values, mask = grouped_blocks(events, n=spec.pad_length, features=spec.features,
+                                  pad_value=spec.pad_value)
+    want = scorer({"particles": values, "mask": mask.astype(np.float32)})
+    got = scorer.score_events(events)
+    assert ak.num(got).to_list() == ak.num(events.FatJet).to_list()
+    np.testing.assert_array_equal(ak.to_numpy(ak.flatten(got)), want)
+
+
+def build_events(jets, links, cands):
+    """Events from per-event lists: jet dicts, (jetIdx, candIdx) link rows, candidate dicts."""
+    def table(rows, fields):
+        return ak.Array([[{f: row[f] for f in fields} for row in ev] for ev in rows])
+
+    cand_fields = [f for f in ("pt", "eta", "phi", "mass", "pdgId", "charge", "d0", "dz",
+                               "puppiWeight") if any(f in c for ev in cands for c in ev)]
+    return ak.zip({
+        "FatJet": table(jets, ("pt", "eta", "phi")),
+        "FatJetPFCands": ak.Array([[{"jetIdx": j, "pFCandsIdx": c} for j, c in ev]
+                                   for ev in links]),
+        "PFCands": table(cands, cand_fields),
+    }, depth_limit=1)
+
+
+def cand(pt, eta=0.1, phi=0.2, mass=0.1, pdgId=211, charge=1, d0=0.0, dz=0.0, w=1.0):
+    return {"pt": pt, "eta": eta, "phi": phi, "mass": mass, "pdgId": pdgId, "charge": charge,
+            "d0": d0, "dz": dz, "puppiWeight": w}
+
+
+NAN, INF = float("nan"), float("inf")
+
+
+def test_flat_particle_list_edge_cases_by_hand():
+    """Known blocks (d0 labels the candidates): zero-constituent jets, ties in p_T, more than
+    n constituents, unsorted and out-of-range links, NaN/inf inputs, zero PUPPI weights."""
+    jets = [[{"pt": 1.0, "eta": 0.0, "phi": 3.0},    # 0: ties, unsorted, > n, across φ = π
+             {"pt": 1.0, "eta": 0.5, "phi": 0.0},    # 1: no links at all
+             {"pt": 1.0, "eta": NAN, "phi": 0.0}],   # 2: NaN axis
+            [],                                      # an event without jets
+            [{"pt": 1.0, "eta": 0.0, "phi": 0.0}]]   # 3: only invalid constituents
+    cands = [[cand(2.0, phi=-3.0, d0=0.0), cand(5.0, d0=1.0), cand(2.0, d0=2.0),
+              cand(3.0, d0=3.0, mass=NAN), cand(2.0, d0=4.0, pdgId=-13),
+              cand(1.0, eta=NAN, d0=5.0), cand(4.0, d0=6.0, w=0.0),  # invalid: NaN η, w = 0
+              cand(2.0, d0=7.0, dz=INF), cand(6.0, d0=8.0, w=0.5)],
+             [cand(1.0)],
+             [cand(0.0, d0=1.0), cand(-1.0, d0=2.0), cand(INF, d0=3.0), cand(NAN, d0=4.0),
+              cand(1.0, phi=INF, d0=5.0)]]
+    links = [[(0, 2), (2, 1), (0, 0), (0, 1), (5, 3), (0, 4), (0, 5), (0, -1), (0, 6),
+              (0, 7), (-1, 4), (0, 3), (2, 8), (0, 9)],
+             [(0, 0)],   # jetIdx 0 in an event without jets: ignored
+             [(0, k) for k in range(5)]]
+    events = build_events(jets, links, cands)
+    n = 4
+    features = ("d0", "pt", "deta", "dphi", "mass", "pdg_class", "dz", "pt_frac")
+    for puppi in (True, False):
+        got = particle_list_from_events(events, n=n, features=features, pad_value=-9.0,
+                                        puppi=puppi)
+        want = grouped_blocks(events, puppi=puppi, n=n, features=features, pad_value=-9.0)
+        assert_same_blocks(got, want, features)
+        assert_same_blocks(got, awkward_blocks(events, puppi=puppi, n=n, features=features,
+                                               pad_value=-9.0), features, sums_exact=False)
+    values, mask = got  # puppi=False (the weights: below)
+    assert mask.tolist() == [[True] * 4, [False] * 4, [True, True, False, False], [False] * 4]
+    # jet 0: p_T 5 (d0 1), 4 (d0 6), 3 (d0 3), then the first of the 2.0 ties in link order
+    # (candidates 2, 0, 4, 7): candidate 2; more than n valid constituents
+    assert values[0, :, 0].tolist() == [1.0, 6.0, 3.0, 2.0]
+    assert values[0, :, 1].tolist() == [5.0, 4.0, 3.0, 2.0]
+    assert values[0, 2, 4] == -9.0  # NaN mass: the pad value
+    assert np.all(values[1] == -9.0) and np.all(values[3] == -9.0)
+    # jet 2: Δη and Δφ... of a NaN axis are the pad value, the rest is defined
+    assert values[2, 0, 0] == 8.0 and values[2, 0, 2] == -9.0
+    assert values[2, 1, 0] == 1.0 and values[2, 1, 5] == 1.0  # charged hadron
+    # p_T fractions of all 7 valid constituents (sum 20), not only of the first n
+    np.testing.assert_allclose(values[0, :, 7], np.array([5, 4, 3, 2]) / 20.0, rtol=1e-6)
+    weighted, wmask = particle_list_from_events(events, n=n, features=features,
+                                                pad_value=-9.0, puppi=True)
+    # PUPPI: candidate 6 (w = 0) is no constituent, candidate 8 weighs 6 * 0.5 = 3 and falls
+    # behind candidate 1; ties in link order (candidates 2, 0)
+    assert weighted[0, :, 0].tolist() == [1.0, 3.0, 2.0, 0.0]
+    assert weighted[2, :2, 0].tolist() == [1.0, 8.0]
+    assert weighted[2, :2, 1].tolist() == [5.0, 3.0]
+    assert weighted[0, :, 5].tolist() == [1.0, 1.0, 1.0, 1.0]
+    np.testing.assert_allclose(weighted[0, :, 7], np.array([5, 3, 2, 2]) / 16.0, rtol=1e-6)
+    assert weighted[0, 3, 6] == 0.0  # d0 0's dz; candidate 7's inf dz is beyond n
+
+
+def random_events(rng, n_events, *, float32):
+    """Events with random link tables: shuffled rows, out-of-range rows, jets with 0 to ~250
+    links, integer p_T (many ties), NaN/inf in every field, zero and fractional weights."""
+    jets, links, cands = [], [], []
+    for _ in range(n_events):
+        n_jets = int(rng.integers(0, 4))
+        n_cands = int(rng.integers(0, 300))
+
+        def noisy(values, p=0.02):
+            values = values.astype(float)
+            values[rng.random(len(values)) < p] = NAN
+            values[rng.random(len(values)) < p / 2] = INF
+            return values.tolist()
+
+        cols = {"pt": noisy(rng.integers(-1, 8, n_cands).astype(float)),
+                "eta": noisy(rng.normal(0, 1, n_cands)),
+                "phi": noisy(rng.uniform(-np.pi, np.pi, n_cands)),
+                "mass": noisy(rng.exponential(0.2, n_cands)),
+                "pdgId": rng.choice([211, -211, 130, 22, 11, -11, 13, -13, 1, 2, 0, 321],
+                                    n_cands).tolist(),
+                "charge": rng.integers(-1, 2, n_cands).tolist(),
+                "d0": noisy(rng.normal(0, 0.1, n_cands)),
+                "dz": noisy(rng.normal(0, 0.1, n_cands)),
+                "puppiWeight": rng.choice([0.0, 0.25, 1.0, 1.0], n_cands).tolist()}
+        cands.append([{f: cols[f][k] for f in cols} for k in range(n_cands)])
+        rows = []
+        for j in range(n_jets):
+            size = int(rng.choice([0, 1, 3, 49, 50, 51, 70, 250]))
+            if n_cands:
+                rows += [(j, int(c)) for c in rng.integers(0, n_cands, size)]
+        rows += [(int(rng.integers(-2, n_jets + 3)), int(rng.integers(-3, n_cands + 3)))
+                 for _ in range(3)]  # some of them out of range
+        perm = rng.permutation(len(rows))
+        links.append([rows[k] for k in perm])
+        jets.append([{"pt": 1.0, "eta": float(rng.choice([0.3, -1.2, NAN])),
+                      "phi": float(rng.uniform(-np.pi, np.pi))} for _ in range(n_jets)])
+    events = build_events(jets, links, cands)
+    if float32:  # as the branches are
+        cands32 = ak.zip({f: ak.values_astype(events.PFCands[f], np.float32)
+                          if f not in ("pdgId", "charge") else
+                          ak.values_astype(events.PFCands[f], np.int32)
+                          for f in events.PFCands.fields})
+        fatjet = ak.zip({f: ak.values_astype(events.FatJet[f], np.float32)
+                         for f in events.FatJet.fields})
+        events = ak.zip({"FatJet": fatjet, "FatJetPFCands": events.FatJetPFCands,
+                         "PFCands": cands32}, depth_limit=1)
+    return events
+
+
+@pytest.mark.parametrize("float32", [True, False])
+def test_flat_particle_list_same_bits_on_random_link_tables(float32):
+    rng = np.random.default_rng(11 + float32)
+    events = random_events(rng, 60, float32=float32)
+    counts = jet_constituents(events, puppi=False).pt
+    n_links = ak.to_numpy(ak.flatten(ak.num(counts, axis=2)))
+    assert (n_links == 0).any() and (n_links > 64).any()  # both sort paths, empty jets
+    for puppi in (True, False):
+        for n, pad in ((50, 0.0), (1, -5.0), (64, 2.5)):
+            options = {"n": n, "features": ALL_FEATURES, "pad_value": pad}
+            got = particle_list_from_events(events, puppi=puppi, **options)  # no warning
+            with np.errstate(invalid="ignore"):  # the grouped paths' inf * 0 weight
+                grouped = grouped_blocks(events, puppi=puppi, **options)
+                awkward = awkward_blocks(events, puppi=puppi, **options)
+            assert_same_blocks(got, grouped, ALL_FEATURES)
+            assert_same_blocks(got, awkward, ALL_FEATURES, sums_exact=False)
+    assert (got[0] == 2.5).any() and got[1].any() and not got[1].all()
+
+
+def test_flat_particle_list_empty_chunk_and_errors(pfnano_file):
+    events = load(pfnano_file)
+    values, mask = particle_list_from_events(events[:0], n=5)
+    assert values.shape == (0, 5, 7) and mask.shape == (0, 5)
+    with pytest.raises(UnknownNameError, match="'d_eta'"):
+        particle_list_from_events(events, features=["d_eta"])
+    with pytest.raises(InvalidArgumentError, match="positive"):
+        particle_list_from_events(events, n=0)
+    with pytest.raises(MissingBranchError, match="FatJetPFCands"):
+        particle_list_from_events(events[["FatJet", "PFCands"]])

@@ -21,7 +21,12 @@ from coffea_ad.features.event import (
     vbs_variables,
 )
 from coffea_ad.features.graphs import GRAPH_NODE_FEATURES, constituent_graph
-from coffea_ad.features.particles import PARTICLE_FEATURES, particle_list, pdg_class
+from coffea_ad.features.particles import (
+    PARTICLE_FEATURES,
+    particle_list,
+    particle_list_from_events,
+    pdg_class,
+)
 from coffea_ad.features.substructure import (
     axes,
     girth,
@@ -60,6 +65,7 @@ __all__ = [
     "jet_table",
     "lha",
     "particle_list",
+    "particle_list_from_events",
     "pdg_class",
     "ptd",
     "transverse_mass",

@@ -4,11 +4,16 @@ Each jet becomes a fixed ``[n, F]`` block: its valid constituents (see
 :func:`~coffea_ad.features.substructure.valid_constituents`) sorted by decreasing p_T,
 truncated to ``n`` and padded with ``pad_value``; ``mask`` is True on real constituents. This
 is the input of the particle-list VAE (Chamfer loss) and the node features of the graph AE.
+
+:func:`particle_list` takes grouped constituent records (any backend, dask-awkward
+included); :func:`particle_list_from_events` builds the same blocks, bit for bit, for eager
+NanoEvents straight from the jet -> candidate link table (what ``OnnxScorer.score_events``
+uses).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import awkward as ak
@@ -17,9 +22,15 @@ import numpy as np
 
 from coffea_ad.errors import InvalidArgumentError, MissingBranchError, UnknownNameError
 from coffea_ad.features._columnar import delta_phi, dispatch, is_dask
-from coffea_ad.features.substructure import valid_constituents
+from coffea_ad.features.constituents import (
+    CONSTITUENT_FIELDS,
+    PUPPI_WEIGHT,
+    jet_constituents,
+    jet_links,
+)
+from coffea_ad.features.substructure import _constituent, valid_constituents
 
-__all__ = ["PARTICLE_FEATURES", "particle_list", "pdg_class"]
+__all__ = ["PARTICLE_FEATURES", "particle_list", "particle_list_from_events", "pdg_class"]
 
 #: Per-constituent features :func:`particle_list` can write, with their definitions.
 PARTICLE_FEATURES: dict[str, str] = {
@@ -152,78 +163,318 @@ def particle_list(
 
 def _particle_arrays(constituents: ak.Array, jets: ak.Array, *, n: int,
                      features: tuple[str, ...], pad_value: float) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`particle_list` of eager arrays with numpy on the flat constituent table.
+    """:func:`particle_list` of eager arrays, from the flat table of valid constituents.
 
     The same numbers as the awkward form (:func:`_particle_record`, kept for dask-awkward),
-    without its per-feature pad/fill/concatenate passes over jagged arrays: one stable sort
-    of all constituents by (jet, -p_T), the rank within the jet, one scatter into the padded
-    block. The graph AE's chain spends most of its feature time here.
+    without its per-feature pad/fill/concatenate passes over jagged arrays
+    (:func:`_padded_blocks`).
     """
     c = ak.flatten(valid_constituents(constituents), axis=1)  # jets * var * record
     counts = ak.to_numpy(ak.num(c, axis=1)).astype(np.int64)
-    n_jets = len(counts)
-    offsets = np.zeros(n_jets + 1, dtype=np.int64)
+    offsets = np.zeros(len(counts) + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
     fields = set(c.fields)
 
-    def flat(field: str, name: str) -> np.ndarray:
+    def column(field: str, name: str) -> np.ndarray:
         if field not in fields:
             raise MissingBranchError(field, c.fields, where="the constituents",
                                      needed_for=f"the particle feature {name!r}")
         return ak.to_numpy(ak.flatten(c[field], axis=None), allow_missing=False)
 
-    pt = flat("pt", "pt").astype(np.float64)
-    # the first n constituents of each jet by decreasing p_T, ties in input order (the
-    # awkward form's stable argsort): a sort per jet, not one over all constituents
-    src, dest = _top_n_slots(offsets, pt, n)
-    rows = dest // n
+    def jet_column(field: str) -> np.ndarray:
+        return ak.to_numpy(ak.flatten(jets[field], axis=1), allow_missing=False)
+
+    return _padded_blocks(offsets, column("pt", "pt").astype(np.float64), None, None, column,
+                          jet_column, n=n, features=features, pad_value=pad_value)
+
+
+def particle_list_from_events(
+    events: ak.Array,
+    *,
+    jets: str = "FatJet",
+    puppi: bool = True,
+    n: int = 50,
+    features: Sequence[str] = DEFAULT_FEATURES,
+    pad_value: float = 0.0,
+) -> tuple[Any, Any]:
+    """``particle_list(jet_constituents(events, jets=jets, puppi=puppi), events[jets], ...)``.
+
+    For eager (or virtual) NanoEvents the blocks are built from the flat link table
+    (:func:`~coffea_ad.features.constituents.jet_links`) without grouped constituent
+    records: a numba pass keeps each jet's valid constituents (p_T times ``puppiWeight`` in
+    the branch precision, as :func:`~coffea_ad.features.constituents.jet_constituents`
+    weights it, links out of range left out), then the feature code of the grouped eager
+    path (:func:`_padded_blocks`: one numba pass orders each jet and writes its block)
+    reads the candidate branches through the link indices. The two give the same bits
+    (tests/test_features_particles.py). Typetracers and dask-awkward events take the
+    grouped path.
+
+    Args:
+        events: NanoEvents with ``{jets}``, its link table and the candidate table (see
+            :func:`~coffea_ad.features.constituents.jet_constituents`).
+        jets: jet collection; its ``eta``/``phi`` are the axis of Δη, Δφ, ΔR.
+        puppi: scale candidate ``pt`` and ``mass`` by ``puppiWeight`` when the table has it.
+        n, features, pad_value: as in :func:`particle_list`.
+
+    Returns:
+        ``(values [n_jets, n, F] float32, mask [n_jets, n] bool)``, as :func:`particle_list`
+        (dask-awkward arrays for dask-awkward events).
+
+    Raises:
+        UnknownNameError, InvalidArgumentError, MissingBranchError: as :func:`particle_list`
+            and :func:`~coffea_ad.features.constituents.jet_constituents`.
+    """
+    features = tuple(features)
+    for name in features:
+        if name not in PARTICLE_FEATURES:
+            raise UnknownNameError("particle feature", name, PARTICLE_FEATURES)
+    if n < 1:
+        raise InvalidArgumentError(f"n must be a positive number of particles, got {n}")
+    if is_dask(events) or ak.backend(events) != "cpu":
+        return particle_list(jet_constituents(events, jets=jets, puppi=puppi), events[jets],
+                             n=n, features=features, pad_value=pad_value)
+    links = jet_links(events, jets=jets)
+    assert links.cands is not None
+    # the grouped records carry CONSTITUENT_FIELDS only: the same features are available
+    fields = [f for f in CONSTITUENT_FIELDS if f in links.cands.fields]
+    weight = (links.column(PUPPI_WEIGHT) if puppi and PUPPI_WEIGHT in links.cands.fields
+              else None)
+    offsets, index, pt = _valid_links(links.offsets, links.cand_index, links.column("pt"),
+                                      weight, links.column("eta"), links.column("phi"))
+
+    def column(field: str, name: str) -> np.ndarray:
+        if field not in fields:
+            raise MissingBranchError(field, fields, where="the constituents",
+                                     needed_for=f"the particle feature {name!r}")
+        return links.column(field)
+
+    collection = events[jets]
 
     def jet_column(field: str) -> np.ndarray:
-        values = ak.to_numpy(ak.flatten(jets[field], axis=1), allow_missing=False)
-        return values.astype(np.float64)[rows]
+        return ak.to_numpy(ak.flatten(collection[field], axis=1), allow_missing=False)
 
-    values = np.full((n_jets * n, len(features)), np.float32(pad_value), dtype=np.float32)
+    return _padded_blocks(offsets, pt, index, weight, column, jet_column, n=int(n),
+                          features=features, pad_value=float(pad_value))
+
+
+#: features that jet_constituents' PUPPI weighting scales (the four-momentum times w)
+_WEIGHTED = ("pt", "mass")
+#: feature kinds of :func:`_fill_blocks`
+_DETA, _DPHI, _DELTA_R, _CLASS, _TABLE, _RAW = range(6)
+
+
+def _padded_blocks(offsets: np.ndarray, pt: np.ndarray, index: np.ndarray | None,
+                   weight: np.ndarray | None, column: Callable[[str, str], np.ndarray],
+                   jet_column: Callable[[str], np.ndarray], *, n: int,
+                   features: tuple[str, ...], pad_value: float) -> tuple[np.ndarray, np.ndarray]:
+    """The padded blocks from a flat table of valid constituents (both eager paths).
+
+    Args:
+        offsets: ``[n_jets + 1]``: the valid constituents of jet j are ``offsets[j]`` to
+            ``offsets[j + 1]`` of the flat table, in the grouped records' order.
+        pt: float64 p_T of the flat table (PUPPI-weighted where the records are).
+        index: row of ``column()`` arrays of each flat-table entry; None: the same position.
+        weight: per row of ``column()``, the factor of ``pt`` and ``mass`` (None: none).
+        column: ``column(field, feature)``: a constituent field over the rows
+            (:class:`MissingBranchError` naming ``feature`` if absent).
+        jet_column: ``jet_column(field)``: the jets' ``field``, flattened over events.
+
+    Each feature is defined once, here: the logarithms and p_T fractions with numpy over the
+    flat table (numba's log differs from numpy's SIMD log in the last bit of some float64),
+    the rest in :func:`_fill_blocks`, which orders each jet and writes its block in one pass
+    (Δφ by :func:`delta_phi` itself, compiled; the PF class from the table of
+    :func:`pdg_class`). Everything is float64 until the float32 store.
+    """
+    n_jets = len(offsets) - 1
+    kinds = np.empty(len(features), dtype=np.int64)
+    slots = np.zeros(len(features), dtype=np.int64)
+    table: list[np.ndarray] = []
+    raw: list[np.ndarray] = []
+    eta = phi = jet_eta = jet_phi = np.empty(0, dtype=np.float64)
+    pdg_id: np.ndarray = np.empty(0, dtype=np.int64)
     for j, name in enumerate(features):
-        if name in ("deta", "dphi", "delta_r"):
-            deta = flat("eta", name)[src].astype(np.float64) - jet_column("eta")
-            dphi = delta_phi(flat("phi", name)[src].astype(np.float64), jet_column("phi"))
-            col = {"deta": deta, "dphi": dphi, "delta_r": np.sqrt(deta * deta + dphi * dphi)}[
-                name]
-        elif name == "log_pt":
-            col = np.log(pt[src])
-        elif name in ("pt_frac", "log_pt_frac"):
-            total = np.bincount(np.repeat(np.arange(n_jets), counts), weights=pt,
-                                minlength=n_jets)
-            col = pt[src] / total[rows]
-            col = col if name == "pt_frac" else np.log(col)
+        if name in _AXIS_FEATURES:
+            kinds[j] = _AXIS_FEATURES.index(name)
+            eta, phi = column("eta", name), column("phi", name)
+            jet_eta, jet_phi = (np.ascontiguousarray(jet_column(f), dtype=np.float64)
+                                for f in ("eta", "phi"))
+        elif name in ("log_pt", "pt_frac", "log_pt_frac"):
+            kinds[j], slots[j] = _TABLE, len(table)
+            if name == "log_pt":
+                table.append(np.log(pt))
+            else:
+                counts = np.diff(offsets)
+                total = np.bincount(np.repeat(np.arange(n_jets), counts), weights=pt,
+                                    minlength=n_jets)
+                frac = pt / np.repeat(total, counts)  # valid constituents: sum > 0
+                table.append(frac if name == "pt_frac" else np.log(frac))
         elif name == "pdg_class":
-            col = pdg_class(flat("pdgId", name)[src]).astype(np.float64)
+            kinds[j] = _CLASS
+            pdg_id = column("pdgId", name)
         else:
-            col = flat(name, name)[src].astype(np.float64)
-        # jets with NaN/inf axis: defined pad value instead of NaN in Δη/Δφ/ΔR
-        values[dest, j] = np.where(np.isfinite(col), col, pad_value)
-    mask = np.zeros(n_jets * n, dtype=np.bool_)
-    mask[dest] = True
-    return values.reshape(n_jets, n, len(features)), mask.reshape(n_jets, n)
+            kinds[j], slots[j] = _RAW, len(raw)
+            col = column(name, name)
+            if weight is not None and name in _WEIGHTED:
+                # the grouped path's product, in the branch precision (inf * 0 -> NaN: pad)
+                with np.errstate(invalid="ignore", over="ignore"):
+                    col = col * weight
+            raw.append(col)
+    values = np.empty((n_jets, n, len(features)), dtype=np.float32)
+    mask = np.empty((n_jets, n), dtype=np.bool_)
+    _fill_blocks(values, mask, offsets, pt, index, kinds, slots, eta, phi, jet_eta, jet_phi,
+                 pdg_id, _PDG_CODES, _PDG_VALUES, _stack(table, len(pt)),
+                 _stack(raw, len(pt) if index is None else 0), float(pad_value))
+    return values, mask
+
+
+def _stack(columns: list[np.ndarray], length: int) -> np.ndarray:
+    """float64 ``[len(columns), rows]`` (exact for the branches' int and float types)."""
+    if not columns:
+        return np.empty((0, length), dtype=np.float64)
+    out = np.empty((len(columns), len(columns[0])), dtype=np.float64)
+    for k, col in enumerate(columns):
+        out[k] = col
+    return out
+
+
+_AXIS_FEATURES = ("deta", "dphi", "delta_r")  # kinds _DETA, _DPHI, _DELTA_R
+_PDG_CODES = np.array(list(_PDG_CLASSES), dtype=np.int64)
+_PDG_VALUES = np.array(list(_PDG_CLASSES.values()), dtype=np.int64)
+_delta_phi = numba.njit(cache=True, inline="always")(delta_phi)
 
 
 @numba.njit(cache=True)
-def _top_n_slots(offsets, pt, n):  # pragma: no cover - numba
-    """For the constituents of each jet (``offsets``) sorted by decreasing ``pt`` with ties in
-    input order, the first ``n``: their flat index (``src``) and their slot in the padded
-    ``[n_jets * n]`` block (``dest`` = jet * n + rank)."""
-    n_jets = len(offsets) - 1
-    total = 0
-    for i in range(n_jets):
-        total += min(offsets[i + 1] - offsets[i], n)
-    src = np.empty(total, dtype=np.int64)
-    dest = np.empty(total, dtype=np.int64)
-    k = 0
-    for i in range(n_jets):
-        start, stop = offsets[i], offsets[i + 1]
-        order = np.argsort(-pt[start:stop], kind="mergesort")  # mergesort: stable
-        for r in range(min(stop - start, n)):
-            src[k] = start + order[r]
-            dest[k] = i * n + r
-            k += 1
-    return src, dest
+def _fill_blocks(values, mask, offsets, pt, index, kinds, slots, eta, phi, jet_eta, jet_phi,
+                 pdg_id, codes, classes, table, raw, pad):  # pragma: no cover - numba
+    """Each jet's block: its valid constituents (``offsets`` into the flat table) ordered by
+    decreasing ``pt`` with ties in table order (the awkward form's stable argsort), the first
+    ``n`` written row by row (feature ``j`` of kind ``kinds[j]``: Δη, Δφ, ΔR to the jet
+    axis, PF class, ``table[slots[j]]`` at the table position, ``raw[slots[j]]`` at the row
+    ``index`` gives), non-finite values and the rows past the last constituent ``pad``."""
+    n_jets, n, n_features = values.shape
+    longest = 0
+    for jet in range(n_jets):
+        longest = max(longest, offsets[jet + 1] - offsets[jet])
+    keys = np.empty(longest, dtype=np.float64)
+    order = np.empty(longest, dtype=np.int64)
+    tmp_keys = np.empty(longest, dtype=np.float64)
+    tmp_order = np.empty(longest, dtype=np.int64)
+    axis = False
+    for j in range(n_features):
+        axis = axis or kinds[j] <= _DELTA_R
+    for jet in range(n_jets):
+        start = offsets[jet]
+        m = offsets[jet + 1] - start
+        for a in range(m):
+            keys[a] = pt[start + a]
+            order[a] = start + a
+        ranked = _stable_descending(keys, order, tmp_keys, tmp_order, m)
+        top = min(m, n)
+        for r in range(top):
+            v = ranked[r]
+            i = v if index is None else index[v]
+            mask[jet, r] = True
+            deta = 0.0
+            dphi = 0.0
+            if axis:
+                deta = np.float64(eta[i]) - jet_eta[jet]
+                dphi = _delta_phi(np.float64(phi[i]), jet_phi[jet])
+            for j in range(n_features):
+                kind = kinds[j]
+                if kind == _DETA:
+                    x = deta
+                elif kind == _DPHI:
+                    x = dphi
+                elif kind == _DELTA_R:
+                    x = np.sqrt(deta * deta + dphi * dphi)
+                elif kind == _CLASS:
+                    absid = abs(pdg_id[i])
+                    cls = 0
+                    for q in range(codes.shape[0]):
+                        if absid == codes[q]:
+                            cls = classes[q]
+                    x = np.float64(cls)
+                elif kind == _TABLE:
+                    x = table[slots[j], v]
+                else:
+                    x = raw[slots[j], i]
+                # float64 -> float32 on store, as numpy's assignment; non-finite (a NaN/inf
+                # branch or jet axis): the pad value
+                values[jet, r, j] = x if np.isfinite(x) else pad
+        for r in range(top, n):
+            mask[jet, r] = False
+            for j in range(n_features):
+                values[jet, r, j] = pad
+
+
+@numba.njit(cache=True)
+def _stable_descending(keys, order, tmp_keys, tmp_order, m):  # pragma: no cover - numba
+    """Sort ``keys[:m]`` (finite) by decreasing value, equal keys in input order, permuting
+    ``order`` alongside; returns the buffer (``order`` or ``tmp_order``) holding the result.
+    Insertion-sorted runs of 16, then bottom-up merges."""
+    run = 16
+    for lo in range(0, m, run):
+        hi = min(lo + run, m)
+        for a in range(lo + 1, hi):
+            key = keys[a]
+            item = order[a]
+            b = a
+            while b > lo and keys[b - 1] < key:  # moves past strictly smaller keys only
+                keys[b] = keys[b - 1]
+                order[b] = order[b - 1]
+                b -= 1
+            keys[b] = key
+            order[b] = item
+    src_keys, src_order, dst_keys, dst_order = keys, order, tmp_keys, tmp_order
+    width = run
+    while width < m:
+        for lo in range(0, m, 2 * width):
+            mid = min(lo + width, m)
+            hi = min(lo + 2 * width, m)
+            a, b, out = lo, mid, lo
+            while a < mid and b < hi:
+                if src_keys[b] > src_keys[a]:  # the right run wins strict ties only: stable
+                    dst_keys[out] = src_keys[b]
+                    dst_order[out] = src_order[b]
+                    b += 1
+                else:
+                    dst_keys[out] = src_keys[a]
+                    dst_order[out] = src_order[a]
+                    a += 1
+                out += 1
+            while a < mid:
+                dst_keys[out] = src_keys[a]
+                dst_order[out] = src_order[a]
+                a += 1
+                out += 1
+            while b < hi:
+                dst_keys[out] = src_keys[b]
+                dst_order[out] = src_order[b]
+                b += 1
+                out += 1
+        src_keys, dst_keys = dst_keys, src_keys
+        src_order, dst_order = dst_order, src_order
+        width *= 2
+    return src_order
+
+
+@numba.njit(cache=True)
+def _valid_links(offsets, index, pt, weight, eta, phi):  # pragma: no cover - numba
+    """The links of each jet (``offsets``, candidate ``index``) that
+    :func:`~coffea_ad.features.substructure.valid_constituents` keeps of the grouped records
+    (p_T > 0, finite p_T, η, φ; p_T times ``weight`` unless None, in the branch precision):
+    their offsets, candidate indices and float64 p_T, link order kept."""
+    n_jets = offsets.shape[0] - 1
+    out_offsets = np.zeros(n_jets + 1, dtype=np.int64)
+    out_index = np.empty(index.shape[0], dtype=np.int64)
+    out_pt = np.empty(index.shape[0], dtype=np.float64)
+    m = 0
+    for jet in range(n_jets):
+        for k in range(offsets[jet], offsets[jet + 1]):
+            p, e, f = _constituent(k, index, pt, weight, eta, phi)
+            if p > 0.0 and np.isfinite(p) and np.isfinite(e) and np.isfinite(f):
+                out_index[m] = index[k]
+                out_pt[m] = p
+                m += 1
+        out_offsets[jet + 1] = m
+    return out_offsets, out_index[:m], out_pt[:m]

@@ -291,7 +291,8 @@ class OnnxScorer:
         Jet-level contracts take their inputs from
         ``coffea_ad.features.jet_features(events, contract.features, jets=contract.jets)``,
         or, for a padded constituent input (plus its mask), from
-        ``coffea_ad.features.particle_list`` of the jets' constituents;
+        ``coffea_ad.features.particle_list_from_events`` (``particle_list`` of the jets'
+        constituents);
         event-level contracts from the event fields named like the features, else from
         ``coffea_ad.features.event_variables`` (SVJ/dijet: ``mjj, mt, met, dphi_min, ...``)
         or ``coffea_ad.features.vbs_variables`` (``lep1_pt, zep1, mll, ...``).
@@ -319,7 +320,7 @@ class OnnxScorer:
 
     def _score_particle_events(self, events: Any, *, only: str | None) -> Any:
         """Constituent-level contracts: padded particle lists of every jet, scored per jet."""
-        from coffea_ad.features import jet_constituents, particle_list
+        from coffea_ad.features import particle_list_from_events
 
         if self.contract.level != "jet" or len(self._particle_specs()) != 1:
             raise ModelContractError(
@@ -330,8 +331,10 @@ class OnnxScorer:
         spec = self._particle_specs()[0]
         jets_name = self.jets or "FatJet"
         jets = events[jets_name]
-        values, mask = particle_list(
-            jet_constituents(events, jets=jets_name, puppi=self.puppi), jets, n=spec.pad_length,
+        # eager events: straight from the flat link table (no grouped constituent records),
+        # the same bits as particle_list(jet_constituents(...)), which dask input takes
+        values, mask = particle_list_from_events(
+            events, jets=jets_name, puppi=self.puppi, n=spec.pad_length,
             features=spec.features, pad_value=spec.pad_value,
         )
         feeds: dict[str, Any] = {spec.name: values}
