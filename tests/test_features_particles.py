@@ -285,7 +285,8 @@ def test_flat_particle_list_same_bits_on_nanoaod_v15(cms_data):
     # v15 names (FatJetPFCand, PFCand, pfCandIdx), no weights, no d0/dz, partial links
     events = load(cms_data / "nano_tt_v15.root")
     features = available(events, ALL_FEATURES)
-    assert "d0" not in features and "pdg_class" in features
+    assert "d0" not in features
+    assert "pdg_class" in features
     for n in (50, 5):
         got = particle_list_from_events(events, n=n, features=features, pad_value=-1.0)
         assert_same_blocks(got, grouped_blocks(events, n=n, features=features, pad_value=-1.0),
@@ -381,13 +382,16 @@ def test_flat_particle_list_edge_cases_by_hand():
     assert values[0, :, 0].tolist() == [1.0, 6.0, 3.0, 2.0]
     assert values[0, :, 1].tolist() == [5.0, 4.0, 3.0, 2.0]
     assert values[0, 2, 4] == -9.0  # NaN mass: the pad value
-    assert np.all(values[1] == -9.0) and np.all(values[3] == -9.0)
+    assert np.all(values[1] == -9.0)
+    assert np.all(values[3] == -9.0)
     # jet 2: Δη and Δφ... of a NaN axis are the pad value, the rest is defined
-    assert values[2, 0, 0] == 8.0 and values[2, 0, 2] == -9.0
-    assert values[2, 1, 0] == 1.0 and values[2, 1, 5] == 1.0  # charged hadron
+    assert values[2, 0, 0] == 8.0
+    assert values[2, 0, 2] == -9.0
+    assert values[2, 1, 0] == 1.0
+    assert values[2, 1, 5] == 1.0
     # p_T fractions of all 7 valid constituents (sum 20), not only of the first n
     np.testing.assert_allclose(values[0, :, 7], np.array([5, 4, 3, 2]) / 20.0, rtol=1e-6)
-    weighted, wmask = particle_list_from_events(events, n=n, features=features,
+    weighted, _wmask = particle_list_from_events(events, n=n, features=features,
                                                 pad_value=-9.0, puppi=True)
     # PUPPI: candidate 6 (w = 0) is no constituent, candidate 8 weighs 6 * 0.5 = 3 and falls
     # behind candidate 1; ties in link order (candidates 2, 0)
@@ -454,7 +458,8 @@ def test_flat_particle_list_same_bits_on_random_link_tables(float32):
     events = random_events(rng, 60, float32=float32)
     counts = jet_constituents(events, puppi=False).pt
     n_links = ak.to_numpy(ak.flatten(ak.num(counts, axis=2)))
-    assert (n_links == 0).any() and (n_links > 64).any()  # both sort paths, empty jets
+    assert (n_links == 0).any()
+    assert (n_links > 64).any()
     for puppi in (True, False):
         for n, pad in ((50, 0.0), (1, -5.0), (64, 2.5)):
             options = {"n": n, "features": ALL_FEATURES, "pad_value": pad}
@@ -464,13 +469,16 @@ def test_flat_particle_list_same_bits_on_random_link_tables(float32):
                 awkward = awkward_blocks(events, puppi=puppi, **options)
             assert_same_blocks(got, grouped, ALL_FEATURES)
             assert_same_blocks(got, awkward, ALL_FEATURES, sums_exact=False)
-    assert (got[0] == 2.5).any() and got[1].any() and not got[1].all()
+    assert (got[0] == 2.5).any()
+    assert got[1].any()
+    assert not got[1].all()
 
 
 def test_flat_particle_list_empty_chunk_and_errors(pfnano_file):
     events = load(pfnano_file)
     values, mask = particle_list_from_events(events[:0], n=5)
-    assert values.shape == (0, 5, 7) and mask.shape == (0, 5)
+    assert values.shape == (0, 5, 7)
+    assert mask.shape == (0, 5)
     with pytest.raises(UnknownNameError, match="'d_eta'"):
         particle_list_from_events(events, features=["d_eta"])
     with pytest.raises(InvalidArgumentError, match="positive"):
