@@ -135,7 +135,11 @@ class OnnxScorer:
             float32 features, 128 jets for 50 constituents x 8 floats).
         intra_op_threads: ONNX Runtime intra-op threads; ``None`` lets ONNX Runtime decide
             (all cores), set 1 on batch workers that run one task per core.
-        graph_optimization: ONNX Runtime graph optimization level.
+        graph_optimization: ONNX Runtime graph optimization level. On the CPU provider,
+            every level but ``"disable"`` also runs float32 ``Elu`` nodes as vectorized
+            ``Exp``/``Min``/``Max`` (:func:`coffea_ad.inference.rewrite.vectorize_elu`, in
+            memory: 1.5x faster for the shipped dense AEs, scores within ~1e-7 relative);
+            ``"disable"`` runs the model exactly as written.
         nonfinite: ``"raise"``: NaN/inf in an input raises :class:`NonFiniteInputError`
             naming the features and counts before any row is scored, NaN/inf in an output
             raises :class:`NonFiniteScoreError`; ``"flag"``: such rows get

@@ -85,14 +85,35 @@ def _create_session(
     if intra_op_threads is not None:
         options.intra_op_num_threads = int(intra_op_threads)
     options.log_severity_level = 3  # errors only: provider-assignment notes flood worker logs
+    source: str | bytes = model_bytes if model_bytes is not None else str(path)
+    if graph_optimization != "disable" and providers and providers[0] == "CPUExecutionProvider":
+        # ONNX Runtime's CPU Elu is scalar: the same function from vectorized ops (in memory;
+        # the file and its sha256 are unchanged)
+        from coffea_ad.inference.rewrite import vectorize_elu
+
+        raw = model_bytes if model_bytes is not None else _read_model(path)
+        try:
+            rewritten = vectorize_elu(raw) if raw is not None else None
+        except Exception:  # noqa: BLE001 - not a model onnx can parse: ONNX Runtime says why
+            rewritten = None
+        if rewritten is not None:
+            source = rewritten
     try:
-        source = model_bytes if model_bytes is not None else str(path)
         return ort.InferenceSession(source, sess_options=options, providers=providers)
     except Exception as err:  # onnxruntime raises its own pybind classes (InvalidProtobuf, Fail)
         raise ModelFileError(
             f"ONNX Runtime could not load {path} with providers {providers}: "
             f"{type(err).__name__}: {err}"
         ) from err
+
+
+def _read_model(path: Path) -> bytes | None:
+    """The model file's bytes, or None where it cannot be read or parsed (ONNX Runtime then
+    loads the path itself and reports the problem)."""
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
 
 
 def get_session(
