@@ -20,6 +20,7 @@ __all__ = [
     "MET_NAMES",
     "chunk_output",
     "eager_columns",
+    "event_rows",
     "fill_histograms",
     "finish_output",
     "lazy_bookkeeping",
@@ -181,6 +182,30 @@ def eager_columns(select: Any, arrays: Mapping[str, Any], **options: Any) -> Any
                      for name, a in arrays.items()}
         return _to_typetracer(select(stand_ins, **options))
     return select(arrays, **options)
+
+
+def event_rows(columns: Mapping[str, np.ndarray], counts: np.ndarray) -> ak.Array:
+    """``events * var * record`` from flat numpy columns and the rows per event, built as
+    layouts (``ak.zip`` + ``ak.unflatten`` broadcast and check what is known to fit here,
+    ~0.5-1 ms per call on a chunk).
+
+    Args:
+        columns: field -> 1-d array, all of length ``counts.sum()``, rows in event order.
+        counts: ``[n_events]`` rows of each event.
+    """
+    offsets = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    n = int(offsets[-1])
+    contents = []
+    for name, values in columns.items():
+        values = np.ascontiguousarray(values)
+        if values.ndim != 1 or len(values) != n:
+            msg = (f"event_rows: column {name!r} has shape {values.shape}, expected "
+                   f"({n},) for {len(counts)} events")
+            raise InvalidArgumentError(msg)
+        contents.append(ak.contents.NumpyArray(values))
+    record = ak.contents.RecordArray(contents, list(columns), length=n)
+    return ak.Array(ak.contents.ListOffsetArray(ak.index.Index64(offsets), record))
 
 
 def _to_typetracer(obj: Any) -> Any:

@@ -32,6 +32,7 @@ from coffea_ad.histos import DEFAULT_MT_EDGES, jet_score_histogram, score_mass_h
 from coffea_ad.inference import OnnxScorer, WorkingPoint, read_working_point
 from coffea_ad.processors._common import (
     eager_columns,
+    event_rows,
     leading_pair_index,
     met_collection,
     raw_weights,
@@ -376,13 +377,12 @@ class SVJProcessor(AnalysisProcessor):
         selected = on_events(keep).astype(np.int64)
         tag = "" if label is None else f"|systematic={label}"
         cols = {
-            f"events{tag}": ak.unflatten(ak.zip({"category": ntag, "score": max_score,
-                                                 "mt": mt, "weight": w}), selected),
-            f"abcd{tag}": ak.unflatten(ak.zip({"score": max_score,
-                                               self.abcd_variable: second_var, "mt": mt,
-                                               "weight": w}), selected),
+            f"events{tag}": event_rows({"category": ntag, "score": max_score, "mt": mt,
+                                        "weight": w}, selected),
+            f"abcd{tag}": event_rows({"score": max_score, self.abcd_variable: second_var,
+                                      "mt": mt, "weight": w}, selected),
         }
         if label is None:  # both leading jets of the selected events
-            cols["jets"] = ak.unflatten(ak.zip({"score": sel_scores.reshape(-1),
-                                                "weight": np.repeat(w, 2)}), 2 * selected)
+            cols["jets"] = event_rows({"score": sel_scores.reshape(-1),
+                                       "weight": np.repeat(w, 2)}, 2 * selected)
         return cols, [ak.Array(mask) for mask in cutflow]

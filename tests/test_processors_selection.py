@@ -8,7 +8,13 @@ import awkward as ak
 import numpy as np
 import pytest
 
-from coffea_ad.processors._common import eager_columns, leading_pair, leading_pair_index
+from coffea_ad.errors import InvalidArgumentError
+from coffea_ad.processors._common import (
+    eager_columns,
+    event_rows,
+    leading_pair,
+    leading_pair_index,
+)
 
 
 def _loop_pairs(counts, good):
@@ -95,3 +101,18 @@ def test_eager_columns_on_typetracers_gives_the_eager_types_and_reads_only_its_i
     wanted = {jet_list.form_key, jet_list.content.content("pt").form_key,
               form.content("w").form_key}
     assert set(report.data_touched) == wanted  # not Jet.eta, not unused
+
+
+def test_event_rows_equals_zip_and_unflatten():
+    rng = np.random.default_rng(3)
+    counts = rng.integers(0, 3, 50)
+    n = int(counts.sum())
+    cols = {"score": rng.random(n).astype(np.float32), "mt": rng.random(n),
+            "category": rng.integers(0, 3, n)}
+    got = event_rows(cols, counts)
+    want = ak.unflatten(ak.zip(cols), counts)
+    assert got.tolist() == want.tolist()
+    assert str(got.type) == str(want.type)
+    assert event_rows({"x": np.zeros(0)}, np.zeros(4, np.int64)).tolist() == [[], [], [], []]
+    with pytest.raises(InvalidArgumentError, match="column 'mt' has shape"):
+        event_rows({"score": cols["score"], "mt": cols["mt"][:-1]}, counts)
