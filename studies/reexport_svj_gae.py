@@ -2,7 +2,8 @@
 
 No retraining: the weights (and so the contract, card and AUCs) stay; only the ONNX graph is
 rebuilt by nn/graph_ae.py's forward (padding masks folded into the degree vector, no mask
-product after each layer, the linear maps as Gemm). The new file replaces the old one only if
+product after each layer, the linear maps as Gemm; since the second re-export the ELU as
+Max/Exp/Min and reshapes with constant shapes). Any encoder depth (read from the weights). The new file replaces the old one only if
 its scores equal the old export's on the given jets within ``--rtol`` (printed: max
 absolute and relative difference, fraction bit-identical, and ONNX Runtime throughput of
 both on one thread).
@@ -32,15 +33,23 @@ def load_weights(path: Path) -> dict[str, np.ndarray]:
     return {i.name: numpy_helper.to_array(i) for i in onnx.load(str(path)).graph.initializer}
 
 
+def layer_names(weights: dict[str, np.ndarray]) -> list[str]:
+    """``encoder.0, encoder.1, ..., decoder.0, ...``: the GCN layers held in the export."""
+    return [f"{part}.{k}" for part in ("encoder", "decoder")
+            for k in range(len(weights)) if f"{part}.{k}.linear.bias" in weights]
+
+
 def module_from_onnx(path: Path, contract: dict) -> object:
-    """The GraphAutoencoder of ``training/gae.py`` with the weights of the export at ``path``."""
+    """The GraphAutoencoder of ``training/gae.py`` with the weights of the export at ``path``
+    (any depth: the encoder widths are read from the layers' biases)."""
     import torch
 
     from coffea_ad.nn.graph_ae import GraphAutoencoder
 
     weights = load_weights(path)
     feats = contract["inputs"][0]["features"]
-    layers = [f"{part}.{k}" for part in ("encoder", "decoder") for k in range(3)]
+    layers = layer_names(weights)
+    n_enc = sum(name.startswith("encoder.") for name in layers)
     widths = [weights[f"{name}.linear.bias"].shape[0] for name in layers]
     # Gemm exports name the Linear weights ([out, in]); older MatMul exports hold them
     # transposed ([in, out]) under generated names, in layer order
@@ -49,9 +58,9 @@ def module_from_onnx(path: Path, contract: dict) -> object:
             else matmuls[k] for k, name in enumerate(layers)]
     model = GraphAutoencoder(
         len(feats), contract["inputs"][0]["pad_length"], eta_index=feats.index("deta"),
-        phi_index=feats.index("dphi"), r_c=0.1, adjacency="hard", hidden=widths[:2],
-        latent=widths[2], activation="elu", centre=weights["scaler.centre"].copy(),
-        scale=weights["scaler.scale"].copy())
+        phi_index=feats.index("dphi"), r_c=0.1, adjacency="hard",
+        hidden=widths[:n_enc - 1], latent=widths[n_enc - 1], activation="elu",
+        centre=weights["scaler.centre"].copy(), scale=weights["scaler.scale"].copy())
     assert "ΔR<0.1 hard" in contract["description"], contract["description"]
     with torch.no_grad():
         for layer, name, mat in zip((*model.encoder, *model.decoder), layers, mats,

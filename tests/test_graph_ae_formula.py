@@ -2,10 +2,11 @@
 written out per jet in numpy, with explicit padding masks everywhere.
 
 The module folds the padding masks into the degree vector, drops the mask product after each
-layer and maps rows with one Gemm (a cheaper ONNX graph); this checks that it is still
+layer, maps rows with one Gemm, reshapes with constant shapes and exports its ELU as
+``Max(x, Exp(Min(x, 0)) - 1)`` (a cheaper ONNX graph); this checks that it is still
 ``H' = act(D^-1/2 (A ⊙ m mᵀ) D^-1/2 H W + b) ⊙ m`` and the masked MSE, on the real PFNano
 jets (the shipped weights) and on random jets with NaN in padded slots and both adjacency
-kinds.
+kinds, in torch and in ONNX Runtime.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import numpy as np
 import pytest
 import torch
 
+from coffea_ad.errors import InvalidArgumentError
+from coffea_ad.nn.export import export_onnx
 from coffea_ad.nn.graph_ae import GraphAutoencoder
 
 MODEL = Path(__file__).resolve().parents[1] / "models" / "svj_gae.onnx"
@@ -61,7 +64,8 @@ def onnx_layers(path: Path):
 
     w = {i.name: numpy_helper.to_array(i).astype(np.float64)
          for i in onnx.load(str(path)).graph.initializer}
-    names = [f"{part}.{k}" for part in ("encoder", "decoder") for k in range(3)]
+    names = [f"{part}.{k}" for part in ("encoder", "decoder") for k in range(len(w))
+             if f"{part}.{k}.linear.bias" in w]
     # Gemm exports name the Linear weights ([out, in]); older MatMul exports hold them
     # transposed ([in, out]) under generated names, in layer order
     matmuls = [v for k, v in w.items() if k.startswith("onnx::MatMul")]
@@ -99,28 +103,112 @@ def test_shipped_svj_gae_equals_the_formula_on_real_jets(pfnano_file):
     assert np.all(want > 0)
 
 
-@pytest.mark.parametrize("kind", ["hard", "weighted"])
-def test_graph_ae_module_equals_the_formula_with_nan_padding(kind):
-    torch.manual_seed(3)
-    rng = np.random.default_rng(3)
-    n_jets, n_nodes, n_feat = 40, 12, 4
-    model = GraphAutoencoder(n_feat, n_nodes, r_c=0.3, adjacency=kind, hidden=(8, 6),
-                             latent=2, centre=[0.1, -0.2, 1.0, 0.5],
-                             scale=[0.5, 0.7, 2.0, 1.5]).eval()
+def random_jets(rng, n_jets, n_nodes, n_feat):
+    """Jets with 0, 1, all and random numbers of real nodes, φ over the full circle (the ΔR
+    wraps) and NaN in every padded slot (padding must not leak)."""
     x = rng.normal(0, 0.3, size=(n_jets, n_nodes, n_feat)).astype(np.float32)
-    x[:, :, 1] = rng.uniform(-math.pi, math.pi, size=(n_jets, n_nodes))  # φ wraps
+    x[:, :, 1] = rng.uniform(-math.pi, math.pi, size=(n_jets, n_nodes))
     counts = rng.integers(0, n_nodes + 1, size=n_jets)
     counts[:3] = (0, 1, n_nodes)
     m = (np.arange(n_nodes)[None, :] < counts[:, None]).astype(np.float32)
-    x[m == 0] = np.nan  # padded slots must not leak
+    x[m == 0] = np.nan
+    return x, m
+
+
+def module_layers(model):
+    return [(layer.linear.weight.detach().numpy().T.astype(np.float64),
+             layer.linear.bias.detach().numpy().astype(np.float64),
+             layer.act is not None) for layer in (*model.encoder, *model.decoder)]
+
+
+# widening, narrowing and equal-width layers, and a single hidden layer
+ARCHS = [((8, 6), 2), ((4,), 4)]
+
+
+@pytest.mark.parametrize(("hidden", "latent"), ARCHS)
+@pytest.mark.parametrize("kind", ["hard", "weighted"])
+def test_graph_ae_module_equals_the_formula_with_nan_padding(kind, hidden, latent):
+    torch.manual_seed(3)
+    rng = np.random.default_rng(3)
+    n_jets, n_nodes, n_feat = 40, 12, 4
+    model = GraphAutoencoder(n_feat, n_nodes, r_c=0.3, adjacency=kind, hidden=hidden,
+                             latent=latent, centre=[0.1, -0.2, 1.0, 0.5],
+                             scale=[0.5, 0.7, 2.0, 1.5]).eval()
+    x, m = random_jets(rng, n_jets, n_nodes, n_feat)
     with torch.no_grad():
         loss, recon = model(torch.from_numpy(x), torch.from_numpy(m))
-    layers = [(layer.linear.weight.detach().numpy().T.astype(np.float64),
-               layer.linear.bias.detach().numpy().astype(np.float64),
-               layer.act is not None) for layer in (*model.encoder, *model.decoder)]
-    want = reference_loss(x, m, layers, model.scaler.centre.numpy().astype(np.float64),
+    want = reference_loss(x, m, module_layers(model),
+                          model.scaler.centre.numpy().astype(np.float64),
                           model.scaler.scale.numpy().astype(np.float64), r_c=0.3, kind=kind)
     np.testing.assert_allclose(loss.numpy(), want, rtol=2e-5, atol=1e-7)
     assert loss[0] == 0  # no real node
     assert np.all(np.isfinite(recon.numpy()))
     assert np.all(recon.numpy()[m == 0] == 0)
+
+
+@pytest.mark.parametrize(("hidden", "latent"), ARCHS)
+@pytest.mark.parametrize("kind", ["hard", "weighted"])
+def test_exported_graph_ae_equals_the_formula_and_torch(kind, hidden, latent, tmp_path):
+    """The ONNX graph (traced at 5 jets, run at 60) against the float64 formula and eager
+    torch: its ELU is Max/Exp/Min, its reshapes have constant shapes."""
+    import onnx
+    import onnxruntime as ort
+
+    torch.manual_seed(5)
+    rng = np.random.default_rng(5)
+    n_nodes, n_feat = 12, 4
+    model = GraphAutoencoder(n_feat, n_nodes, r_c=0.3, adjacency=kind, hidden=hidden,
+                             latent=latent, centre=[0.1, -0.2, 1.0, 0.5],
+                             scale=[0.5, 0.7, 2.0, 1.5]).eval()
+    with torch.no_grad():  # activations on both sides of 0 in every layer
+        for layer in (*model.encoder, *model.decoder):
+            layer.linear.weight.mul_(3.0)
+    xt, mt = random_jets(rng, 5, n_nodes, n_feat)
+    path = export_onnx(model, {"particles": torch.from_numpy(xt), "mask": torch.from_numpy(mt)},
+                       tmp_path / "gae.onnx", output_names=list(model.output_names))
+    ops = {node.op_type for node in onnx.load(str(path)).graph.node}
+    assert "Elu" not in ops
+    assert {"Exp", "Max"} <= ops
+    assert "Concat" not in ops  # no shape arithmetic per layer
+    x, m = random_jets(rng, 60, n_nodes, n_feat)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    loss, recon = sess.run(None, {"particles": x, "mask": m})
+    want = reference_loss(x, m, module_layers(model),
+                          model.scaler.centre.numpy().astype(np.float64),
+                          model.scaler.scale.numpy().astype(np.float64), r_c=0.3, kind=kind)
+    np.testing.assert_allclose(loss, want, rtol=2e-5, atol=1e-7)
+    with torch.no_grad():
+        t_loss, t_recon = model(torch.from_numpy(x), torch.from_numpy(m))
+    np.testing.assert_allclose(loss, t_loss.numpy(), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(recon, t_recon.numpy(), rtol=1e-5, atol=1e-6)
+    assert loss[0] == 0
+    assert np.all(recon[m == 0] == 0)
+    assert np.all(want[m.sum(axis=1) > 0] > 0)
+
+
+def test_exported_elu_is_elu(tmp_path):
+    """The ELU export (Max(x, Exp(Min(x, 0)) - 1)) against torch's ELU in float64, over
+    ±100, the region near 0 and the infinities: within the rounding of eˣ, exact for x > 0."""
+    import onnxruntime as ort
+
+    from coffea_ad.nn.graph_ae import _ExportedELU
+
+    x = np.concatenate([np.linspace(-100, 100, 20001), np.linspace(-1e-3, 1e-3, 2001),
+                        [-1e-30, 0.0, 1e-30, 1e30, -1e30, np.inf, -np.inf]]).astype(np.float32)
+    path = export_onnx(_ExportedELU(), {"x": torch.zeros(3, 1)}, tmp_path / "elu.onnx",
+                       output_names=["y"])
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
+        None, {"x": x.reshape(-1, 1)})[0].ravel()
+    x64 = x.astype(np.float64)
+    want = np.where(x64 > 0, x64, np.expm1(np.minimum(x64, 0.0)))
+    np.testing.assert_allclose(got, want, rtol=0, atol=1.2e-7)
+    assert np.all(got[x > 0] == x[x > 0])
+    with torch.no_grad():  # and eager torch is nn.ELU itself
+        eager = _ExportedELU()(torch.from_numpy(x)).numpy()
+    np.testing.assert_array_equal(eager, torch.nn.functional.elu(torch.from_numpy(x)).numpy())
+
+
+def test_graph_ae_refuses_another_number_of_nodes():
+    model = GraphAutoencoder(4, 12, hidden=(8,), latent=2)
+    with pytest.raises(InvalidArgumentError, match=r"\[batch, 12, 4\].*found \[3, 10, 4\]"):
+        model(torch.zeros(3, 10, 4), torch.ones(3, 10))
