@@ -117,6 +117,17 @@ def _split(record: Any, fields: Sequence[str]) -> tuple[Any, ...]:
     return tuple(ak.to_numpy(ak.flatten(record[f], axis=1)) for f in fields)
 
 
+def _checked(features: Sequence[str], n: int) -> tuple[str, ...]:
+    """The feature names as a tuple, after checking them and ``n``."""
+    names = tuple(features)
+    for name in names:
+        if name not in PARTICLE_FEATURES:
+            raise UnknownNameError("particle feature", name, PARTICLE_FEATURES)
+    if n < 1:
+        raise InvalidArgumentError(f"n must be a positive number of particles, got {n}")
+    return names
+
+
 def particle_list(
     constituents: ak.Array,
     jets: ak.Array,
@@ -147,12 +158,7 @@ def particle_list(
         MissingBranchError: the constituents lack a field the features need (NanoAOD v15
             ``PFCand`` has no ``d0``/``dz``/``charge``).
     """
-    features = tuple(features)
-    for name in features:
-        if name not in PARTICLE_FEATURES:
-            raise UnknownNameError("particle feature", name, PARTICLE_FEATURES)
-    if n < 1:
-        raise InvalidArgumentError(f"n must be a positive number of particles, got {n}")
+    features = _checked(features, n)
     if not is_dask(constituents) and ak.backend(constituents, jets) == "cpu":
         return _particle_arrays(constituents, jets, n=int(n), features=features,
                                 pad_value=float(pad_value))
@@ -224,12 +230,7 @@ def particle_list_from_events(
         UnknownNameError, InvalidArgumentError, MissingBranchError: as :func:`particle_list`
             and :func:`~coffea_ad.features.constituents.jet_constituents`.
     """
-    features = tuple(features)
-    for name in features:
-        if name not in PARTICLE_FEATURES:
-            raise UnknownNameError("particle feature", name, PARTICLE_FEATURES)
-    if n < 1:
-        raise InvalidArgumentError(f"n must be a positive number of particles, got {n}")
+    features = _checked(features, n)
     if is_dask(events) or ak.backend(events) != "cpu":
         return particle_list(jet_constituents(events, jets=jets, puppi=puppi), events[jets],
                              n=n, features=features, pad_value=pad_value)
