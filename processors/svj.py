@@ -355,8 +355,9 @@ class SVJProcessor(AnalysisProcessor):
         cutflow = [np.ones(n_events, dtype=bool), two_jets]
         keep = mt >= self.min_mt
         if self.max_deta is not None:
-            cutflow.append(on_events(deta < self.max_deta))
-            keep = keep & (deta < self.max_deta)
+            central = deta < self.max_deta
+            cutflow.append(on_events(central))
+            keep = keep & central
         cutflow.append(on_events(keep))
         if self.min_met_over_mt is not None:
             keep = keep & (ratio > self.min_met_over_mt)  # an event with m_T = 0 fails

@@ -108,8 +108,8 @@ def _create_session(
 
 
 def _read_model(path: Path) -> bytes | None:
-    """The model file's bytes, or None where it cannot be read or parsed (ONNX Runtime then
-    loads the path itself and reports the problem)."""
+    """The model file's bytes, or None where it cannot be read (ONNX Runtime then loads the
+    path itself and reports the problem)."""
     try:
         return path.read_bytes()
     except OSError:
