@@ -37,7 +37,6 @@ from coffea_ad.processors._common import (
     met_collection,
     raw_weights,
     refuse_lazy_flag,
-    scores_flagged,
 )
 from coffea_ad.systematics import (
     correctionlib_jet_variations,
@@ -174,6 +173,11 @@ class SVJProcessor(AnalysisProcessor):
     leading jets of selected events), ``cutflow[dataset][step]`` (event counts),
     ``sumw[dataset]``, ``entries[dataset]``.
 
+    The selection needs no score, so it runs first and the model scores only the jets these
+    histograms use: the two leading jets of each selected event (of each variation). For a
+    constituent-level model that skips the inputs and the inference of every other jet; a
+    NaN score of a jet no histogram uses neither raises nor counts under ``nonfinite``.
+
     Why |Δη_jj| is the default second ABCD variable: the AE loss measures the jets' internal
     structure, while |Δη_jj| = 2 artanh|cos θ*| measures the angle of the hard 2 → 2
     scattering. For QCD the two factorize at fixed jet p_T (the shower does not know the
@@ -281,29 +285,17 @@ class SVJProcessor(AnalysisProcessor):
         jets = with_mass(events[self.jets])
         genw = raw_weights(events, like=ak.num(jets, axis=1))
         weights = genw if scale is None else genw * scale
-        # constituent-list models (padded inputs) score through score_events; dense models
-        # keep their feature table so variations can replace p_T and mass in it
-        padded = any(spec.pad_length is not None for spec in self.scorer.contract.inputs)
-        features = None if padded else self.scorer.features_from_events(events)
-        scores, flagged = scores_flagged(self.scorer, events, features=features)
-        cols, cutflow = self._selection(events, jets, scores, weights, label=None)
-        cols["_cutflow"] = ak.zip({f"c{k}": m for k, m in enumerate(cutflow)}, depth_limit=1)
+        met = events[self.met] if self.met else met_collection(events)
+        varied = self._variations(events, jets)
+        arrays = {"met_pt": met["pt"], "met_phi": met["phi"], "weight": weights}
+        collections: dict[str | None, Any] = {None: jets}
+        collections.update(varied)
+        for label, collection in collections.items():
+            for k in ("pt", "eta", "phi", "mass", *(("nominalIndex",) if label else ())):
+                arrays[_key(label, k)] = collection[k]
+        cols = eager_columns(self._select, arrays, labels=list(varied),
+                             scores=_JetScores(self.scorer, events))
         cols["_genw"] = genw
-        if flagged is not None:
-            cols["_nonfinite"] = flagged
-        for label, varied in self._variations(events, jets).items():
-            # a variation scales four-momenta: the features of each varied jet are its nominal
-            # ones with p_T and mass replaced (substructure ratios are scale invariant)
-            if features is None:  # constituent lists: relative to the jet, kept nominal
-                var_scores = scores[varied["nominalIndex"]]
-            else:
-                feats = features[varied["nominalIndex"]]
-                for name in ("pt", "mass"):
-                    if name in feats.fields:
-                        feats = ak.with_field(
-                            feats, ak.values_astype(varied[name], np.float32), name)
-                var_scores = self.scorer(feats)
-            cols.update(self._selection(events, varied, var_scores, weights, label=label)[0])
         return ak.zip(cols, depth_limit=1)
 
     def _variations(self, events: Any, jets: Any) -> dict[str, Any]:
@@ -314,23 +306,31 @@ class SVJProcessor(AnalysisProcessor):
         gen = events[self.gen_jets] if self.gen_jets in events.fields else None
         return correctionlib_jet_variations(jets, self.variations, gen_jets=gen)
 
-    def _selection(self, events: Any, jets: Any, scores: Any, weights: Any, *,
-                   label: str | None) -> tuple[dict[str, Any], list[Any]]:
-        """Selection, m_T and tags of one jet collection (the nominal, ``label=None``, or a
-        variation): the ``events``/``abcd`` fill columns (and ``jets`` for the nominal) and
-        the cutflow masks (per event). Written with numpy on the flat buffers
-        (:func:`~coffea_ad.processors._common.eager_columns`), for every executor."""
-        met = events[self.met] if self.met else met_collection(events)
-        arrays = {"pt": jets["pt"], "eta": jets["eta"], "phi": jets["phi"],
-                  "mass": jets["mass"], "score": scores, "met_pt": met["pt"],
-                  "met_phi": met["phi"], "weight": weights}
-        return eager_columns(self._select, arrays, label=label)
+    def _select(self, a: dict[str, Any], *, labels: list[str],
+                scores: _JetScores) -> dict[str, Any]:
+        """Selection, m_T, tags and fill columns of the nominal jets and of each variation,
+        with numpy on the flat buffers (:func:`~coffea_ad.processors._common.eager_columns`,
+        for every executor).
 
-    def _select(self, a: dict[str, Any], *, label: str | None) -> tuple[dict[str, Any],
-                                                                        list[Any]]:
-        counts = ak.to_numpy(ak.num(a["pt"], axis=1))
-        flat = {k: ak.to_numpy(ak.flatten(a[k], axis=1))
-                for k in ("pt", "eta", "phi", "mass", "score")}
+        The selection needs no score, so it runs first and the model scores only the jets
+        the histograms use (the two leading jets of the selected events, per collection):
+        every other jet's score would be computed and dropped."""
+        pairs = {label: self._pairs(a, label) for label in (None, *labels)}
+        chosen = scores.for_pairs(a, pairs)
+        cols: dict[str, Any] = {}
+        for label, p in pairs.items():
+            cols.update(self._fill(p, chosen[label], label=label))
+        cols["_cutflow"] = ak.zip({f"c{k}": ak.Array(m) for k, m in
+                                   enumerate(pairs[None]["cutflow"])}, depth_limit=1)
+        if scores.flagged is not None:
+            cols["_nonfinite"] = ak.Array(scores.flagged)
+        return cols
+
+    def _pairs(self, a: dict[str, Any], label: str | None) -> dict[str, Any]:
+        """The leading jet pair and event selection of one jet collection (no scores)."""
+        counts = ak.to_numpy(ak.num(a[_key(label, "pt")], axis=1))
+        flat = {k: ak.to_numpy(ak.flatten(a[_key(label, k)], axis=1))
+                for k in ("pt", "eta", "phi", "mass")}
         good = (flat["pt"] > self.min_pt) & (abs(flat["eta"]) < self.max_eta)
         two_jets, first, second = leading_pair_index(counts, good)
         n_events = len(counts)
@@ -362,28 +362,124 @@ class SVJProcessor(AnalysisProcessor):
         if self.min_met_over_mt is not None:
             keep = keep & (ratio > self.min_met_over_mt)  # an event with m_T = 0 fails
             cutflow.append(on_events(keep))
+        second_var = {"deta_jj": deta, "met_over_mt": ratio}[self.abcd_variable]
+        return {"counts": counts, "flat": flat, "jets": np.stack([first, second], axis=1)[keep],
+                "lead_pt": np.stack([lead[0]["pt"], lead[1]["pt"]], axis=1)[keep],
+                "mt": mt[keep], "weight": w[keep], "second_var": second_var[keep],
+                "selected": on_events(keep).astype(np.int64), "cutflow": cutflow}
 
-        # the two leading jets' scores of the selected events, [n_selected, 2]
-        sel_scores = np.stack([flat["score"][first], flat["score"][second]], axis=1)[keep]
-        mt, w = mt[keep], w[keep]
+    def _fill(self, p: dict[str, Any], sel_scores: np.ndarray, *,
+              label: str | None) -> dict[str, Any]:
+        """The fill columns of one collection's selected events, from the two leading jets'
+        scores ``[n_selected, 2]``."""
+        mt, w = p["mt"], p["weight"]
         if self.working_point is not None:
-            lead_pt = np.stack([lead[0]["pt"], lead[1]["pt"]], axis=1)[keep].astype(np.float64)
-            passed = sel_scores.astype(np.float64) > self.working_point.threshold(lead_pt)
+            passed = sel_scores.astype(np.float64) > self.working_point.threshold(
+                p["lead_pt"].astype(np.float64))
         else:
             passed = sel_scores > self.tag_threshold
         ntag = passed.sum(axis=1, dtype=np.int64)
         max_score = sel_scores.max(axis=1)
-        second_var = {"deta_jj": deta, "met_over_mt": ratio}[self.abcd_variable][keep]
         # one list per event: one row for a selected event, none for the others
-        selected = on_events(keep).astype(np.int64)
+        selected = p["selected"]
         tag = "" if label is None else f"|systematic={label}"
         cols = {
             f"events{tag}": event_rows({"category": ntag, "score": max_score, "mt": mt,
                                         "weight": w}, selected),
-            f"abcd{tag}": event_rows({"score": max_score, self.abcd_variable: second_var,
+            f"abcd{tag}": event_rows({"score": max_score, self.abcd_variable: p["second_var"],
                                       "mt": mt, "weight": w}, selected),
         }
         if label is None:  # both leading jets of the selected events
             cols["jets"] = event_rows({"score": sel_scores.reshape(-1),
                                        "weight": np.repeat(w, 2)}, 2 * selected)
-        return cols, [ak.Array(mask) for mask in cutflow]
+        return cols
+
+
+def _key(label: str | None, name: str) -> str:
+    """The name of a jet column of the nominal collection (``label=None``) or a variation in
+    the arrays of :meth:`SVJProcessor._select`."""
+    return name if label is None else f"{label}:{name}"
+
+
+class _JetScores:
+    """Scores of just the jets a selection uses (:meth:`SVJProcessor._select`).
+
+    A dense model scores the nominal jets, and each variation's jets again with their varied
+    p_T and mass in the feature table (substructure ratios are scale invariant, so the rest
+    stays nominal). A constituent-list model's inputs are relative to the jet and kept
+    nominal, so every collection takes the scores of the same nominal jets, computed once.
+    Under ``nonfinite="flag"``, :attr:`flagged` counts per event the distinct nominal jets
+    flagged among those scored (the jets the histograms use).
+    """
+
+    def __init__(self, scorer: OnnxScorer, events: Any) -> None:
+        self.scorer = scorer
+        self.events = events
+        self.padded = any(spec.pad_length is not None for spec in scorer.contract.inputs)
+        self.flag = scorer.nonfinite == "flag"
+        self.flagged: np.ndarray | None = None
+        self._table: Any = None
+
+    def for_pairs(self, a: dict[str, Any],
+                  pairs: dict[str | None, dict[str, Any]]) -> dict[str | None, np.ndarray]:
+        """``label -> [n_selected, 2]`` scores of each collection's chosen jets."""
+        if ak.backend(self.events) == "typetracer":
+            # the projection pass: the model's input columns are read, nothing is run
+            scored = ak.flatten(self.scorer.score_events(self.events), axis=1)
+            dtype = ak.to_numpy(ak.typetracer.length_zero_if_typetracer(scored)).dtype
+            return {label: np.zeros((0, 2), dtype=dtype) for label in pairs}
+        nominal = pairs[None]
+        n_events = len(nominal["counts"])
+        start = np.zeros(n_events + 1, dtype=np.int64)
+        np.cumsum(nominal["counts"], out=start[1:])
+        # the nominal position of each collection's chosen jets
+        positions: dict[str | None, np.ndarray] = {None: nominal["jets"]}
+        for label, p in pairs.items():
+            if label is not None:
+                event = np.repeat(np.arange(n_events), p["counts"])[p["jets"]]
+                index = ak.to_numpy(ak.flatten(a[_key(label, "nominalIndex")], axis=1))
+                positions[label] = start[event] + index[p["jets"]]
+        flagged: list[np.ndarray] = []
+        out: dict[str | None, np.ndarray] = {}
+        if self.padded:
+            unique, inverse = np.unique(np.concatenate([q.reshape(-1) for q in
+                                                        positions.values()]),
+                                        return_inverse=True)
+            scores = self._run(unique, None, flagged)[inverse]
+            at = 0
+            for label, q in positions.items():
+                out[label] = scores[at:at + q.size].reshape(q.shape)
+                at += q.size
+        else:
+            for label, q in positions.items():
+                p = pairs[label]
+                replace = None if label is None else {k: p["flat"][k][p["jets"].reshape(-1)]
+                                                      for k in ("pt", "mass")}
+                out[label] = self._run(q.reshape(-1), replace, flagged).reshape(q.shape)
+        if self.flag:
+            event_of = np.repeat(np.arange(n_events), nominal["counts"])
+            bad = np.unique(np.concatenate(flagged)) if flagged else np.zeros(0, np.int64)
+            self.flagged = np.bincount(event_of[bad], minlength=n_events).astype(np.int64)
+        return out
+
+    def _run(self, positions: np.ndarray, replace: dict[str, np.ndarray] | None,
+             flagged: list[np.ndarray]) -> np.ndarray:
+        """Scores of the nominal jets at ``positions`` (p_T and mass from ``replace``)."""
+        from coffea_ad.inference.scorer import NONFINITE_MASK
+
+        score = self.scorer.contract.score
+        if self.padded:
+            outs = (self.scorer.outputs_for_jets(self.events, positions) if self.flag
+                    else {score: self.scorer.score_jets(self.events, positions)})
+        else:
+            if self._table is None:
+                self._table = ak.flatten(self.scorer.features_from_events(self.events), axis=1)
+            table = self._table[positions]
+            for name, values in (replace or {}).items():
+                if name in table.fields:
+                    table = ak.with_field(table, values.astype(np.float32), name)
+            raw = self.scorer.outputs(table) if self.flag else {score: self.scorer(table)}
+            outs = {k: ak.to_numpy(v) for k, v in raw.items()}
+        if self.flag:
+            flagged.append(positions[np.asarray(outs[NONFINITE_MASK], dtype=bool)])
+        return np.asarray(outs[score])

@@ -121,3 +121,20 @@ def test_empty_file_gives_empty_histograms(cms_data, tmp_path):
     assert out["hists"]["events"][{"dataset": "empty"}].sum(flow=True).value == 0
     r = _reference(cms_data / "nano_dy.root", min_pt=30.0)
     assert out["cutflow"]["dy"][list(out["cutflow"]["dy"])[1]] == r["sel"].sum()
+
+
+def test_only_the_jets_the_histograms_use_are_scored(small_fileset, tiny_ae_onnx):
+    """The selection runs before the model: the two leading jets of each selected event are
+    scored, no other jet (their scores would be dropped)."""
+    from coffea.nanoevents import NanoEventsFactory, PFNanoAODSchema
+
+    path = next(iter(small_fileset["svj"]["files"]))
+    events = NanoEventsFactory.from_root({path: "Events"}, schemaclass=PFNanoAODSchema,
+                                         mode="eager").events()
+    r = _reference(path)
+    n_selected = int((r["deta"] < 1.5).sum())
+    assert 0 < 2 * n_selected < int(ak.sum(ak.num(events.FatJet)))
+    proc = SVJProcessor(tiny_ae_onnx, tag_threshold=0.3, max_deta=1.5)
+    cols = proc.columns(events, scale=None)
+    assert proc.scorer.stats.rows == 2 * n_selected
+    assert int(ak.sum(ak.num(cols["jets"]))) == 2 * n_selected

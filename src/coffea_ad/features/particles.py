@@ -202,6 +202,7 @@ def particle_list_from_events(
     n: int = 50,
     features: Sequence[str] = DEFAULT_FEATURES,
     pad_value: float = 0.0,
+    jet_index: np.ndarray | None = None,
 ) -> tuple[Any, Any]:
     """``particle_list(jet_constituents(events, jets=jets, puppi=puppi), events[jets], ...)``.
 
@@ -221,10 +222,14 @@ def particle_list_from_events(
         jets: jet collection; its ``eta``/``phi`` are the axis of Δη, Δφ, ΔR.
         puppi: scale candidate ``pt`` and ``mass`` by ``puppiWeight`` when the table has it.
         n, features, pad_value: as in :func:`particle_list`.
+        jet_index: eager events only: the blocks of just these jets (positions in the
+            flattened jet collection, any order, repeats allowed), in this order; the others
+            are never read or computed. None: every jet.
 
     Returns:
         ``(values [n_jets, n, F] float32, mask [n_jets, n] bool)``, as :func:`particle_list`
-        (dask-awkward arrays for dask-awkward events).
+        (dask-awkward arrays for dask-awkward events); ``n_jets = len(jet_index)`` when
+        given.
 
     Raises:
         UnknownNameError, InvalidArgumentError, MissingBranchError: as :func:`particle_list`
@@ -232,6 +237,9 @@ def particle_list_from_events(
     """
     features = _checked(features, n)
     if is_dask(events) or ak.backend(events) != "cpu":
+        if jet_index is not None:
+            raise InvalidArgumentError("particle_list_from_events: jet_index is for eager "
+                                       "events; select the jets before a dask-awkward call")
         return particle_list(jet_constituents(events, jets=jets, puppi=puppi), events[jets],
                              n=n, features=features, pad_value=pad_value)
     links = jet_links(events, jets=jets)
@@ -240,7 +248,12 @@ def particle_list_from_events(
     fields = [f for f in CONSTITUENT_FIELDS if f in links.cands.fields]
     weight = (links.column(PUPPI_WEIGHT) if puppi and PUPPI_WEIGHT in links.cands.fields
               else None)
-    offsets, index, pt = _valid_links(links.offsets, links.cand_index, links.column("pt"),
+    link_offsets, cand_index = links.offsets, links.cand_index
+    if jet_index is not None:
+        jet_index = _checked_index(jet_index, len(link_offsets) - 1)
+        link_offsets, rows = _take_ranges(link_offsets, jet_index)
+        cand_index = cand_index[rows]
+    offsets, index, pt = _valid_links(link_offsets, cand_index, links.column("pt"),
                                       weight, links.column("eta"), links.column("phi"))
 
     def column(field: str, name: str) -> np.ndarray:
@@ -252,10 +265,35 @@ def particle_list_from_events(
     collection = events[jets]
 
     def jet_column(field: str) -> np.ndarray:
-        return ak.to_numpy(ak.flatten(collection[field], axis=1), allow_missing=False)
+        values = ak.to_numpy(ak.flatten(collection[field], axis=1), allow_missing=False)
+        return values if jet_index is None else values[jet_index]
 
     return _padded_blocks(offsets, pt, index, weight, column, jet_column, n=int(n),
                           features=features, pad_value=float(pad_value))
+
+
+def _checked_index(jet_index: Any, n_jets: int) -> np.ndarray:
+    index = np.asarray(jet_index)
+    if index.ndim != 1 or (index.size and not np.issubdtype(index.dtype, np.integer)):
+        raise InvalidArgumentError(f"jet_index must be a 1-d integer array, found dtype "
+                                   f"{index.dtype} and shape {index.shape}")
+    index = index.astype(np.int64, copy=False)
+    if index.size and (index.min() < 0 or index.max() >= n_jets):
+        raise InvalidArgumentError(f"jet_index must lie in [0, {n_jets}) (the flattened jets "
+                                   f"of these events), found {index.min()}..{index.max()}")
+    return index
+
+
+def _take_ranges(offsets: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The ranges ``offsets[i]:offsets[i + 1]`` of ``items``, concatenated: their offsets and
+    the source rows."""
+    starts = offsets[items]
+    lengths = offsets[items + 1] - starts
+    new_offsets = np.zeros(len(items) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=new_offsets[1:])
+    rows = np.arange(new_offsets[-1], dtype=np.int64) + np.repeat(starts - new_offsets[:-1],
+                                                                  lengths)
+    return new_offsets, rows
 
 
 #: features that jet_constituents' PUPPI weighting scales (the four-momentum times w)

@@ -314,6 +314,49 @@ class OnnxScorer:
         (plus :data:`NONFINITE_MASK` under ``nonfinite="flag"``)."""
         return self._events_dispatch(events, only=None)
 
+    def score_jets(self, events: Any, jet_index: Any) -> np.ndarray:
+        """Scores of just the jets at ``jet_index`` of eager events: what an analysis that
+        histograms a few jets per event needs from an expensive model. The inputs come by
+        the same path as :meth:`score_events` (so the scores are those of
+        ``ak.flatten(score_events(events))[jet_index]``), computed for these jets only where
+        the path allows (padded constituent lists); dense features are computed per event
+        and taken.
+
+        Args:
+            events: eager (or virtual) NanoEvents, not typetracers or dask-awkward.
+            jet_index: positions in the flattened jet collection (any order, repeats
+                allowed).
+
+        Returns:
+            numpy ``[len(jet_index)]``.
+        """
+        return self._jets_dispatch(events, jet_index, only=self.contract.score)
+
+    def outputs_for_jets(self, events: Any, jet_index: Any) -> dict[str, np.ndarray]:
+        """Every output for the jets at ``jet_index`` (see :meth:`score_jets`), plus
+        :data:`NONFINITE_MASK` under ``nonfinite="flag"``."""
+        return self._jets_dispatch(events, jet_index, only=None)
+
+    def _jets_dispatch(self, events: Any, jet_index: Any, *, only: str | None) -> Any:
+        if self.contract.level != "jet":
+            raise ModelContractError(f"model {self.contract.name!r} is {self.contract.level!r}"
+                                     "-level: score_jets scores jets")
+        if is_dask_awkward(events) or ak.backend(events) != "cpu":
+            raise InvalidArgumentError("score_jets takes eager events; on dask-awkward or "
+                                       "typetracer events use score_events")
+        index = np.asarray(jet_index)
+        if index.size == 0:
+            index = index.astype(np.int64)  # np.asarray([]) is float64
+        if self._particle_specs():
+            feeds = self._particle_feeds(events, jet_index=index)
+            outs = self._run_numpy({k: np.asarray(v) for k, v in feeds.items()}, only=only)
+            return outs[only] if only is not None else outs
+        table = ak.flatten(self.features_from_events(events), axis=1)[index]
+        result = self._dispatch(table, only=only)
+        if only is not None:
+            return ak.to_numpy(result)
+        return {k: ak.to_numpy(v) for k, v in result.items()}
+
     def _events_dispatch(self, events: Any, *, only: str | None) -> Any:
         if self._particle_specs():
             return self._score_particle_events(events, only=only)
@@ -322,8 +365,9 @@ class OnnxScorer:
     def _particle_specs(self) -> list[InputSpec]:
         return [s for s in self.contract.inputs if s.pad_length is not None and not is_mask_spec(s)]
 
-    def _score_particle_events(self, events: Any, *, only: str | None) -> Any:
-        """Constituent-level contracts: padded particle lists of every jet, scored per jet."""
+    def _particle_feeds(self, events: Any, *, jet_index: np.ndarray | None = None,
+                        ) -> dict[str, Any]:
+        """The padded particle input (and its mask inputs) of every jet, or of ``jet_index``."""
         from coffea_ad.features import particle_list_from_events
 
         if self.contract.level != "jet" or len(self._particle_specs()) != 1:
@@ -333,19 +377,23 @@ class OnnxScorer:
                 f"{self.contract.level!r}. Compute the inputs and call the scorer on them"
             )
         spec = self._particle_specs()[0]
-        jets_name = self.jets or "FatJet"
-        jets = events[jets_name]
         # eager events: straight from the flat link table (no grouped constituent records),
         # the same bits as particle_list(jet_constituents(...)), which dask input takes
         values, mask = particle_list_from_events(
-            events, jets=jets_name, puppi=self.puppi, n=spec.pad_length,
-            features=spec.features, pad_value=spec.pad_value,
+            events, jets=self.jets or "FatJet", puppi=self.puppi, n=spec.pad_length,
+            features=spec.features, pad_value=spec.pad_value, jet_index=jet_index,
         )
         feeds: dict[str, Any] = {spec.name: values}
         for other in self.contract.inputs:
             if other is not spec:
                 feeds[other.name] = mask  # is_mask_spec: the padding mask of the same length
-        if is_dask_awkward(values):
+        return feeds
+
+    def _score_particle_events(self, events: Any, *, only: str | None) -> Any:
+        """Constituent-level contracts: padded particle lists of every jet, scored per jet."""
+        jets = events[self.jets or "FatJet"]
+        feeds = self._particle_feeds(events)
+        if any(is_dask_awkward(v) for v in feeds.values()):
             dak = require("dask_awkward", purpose="scoring dask-awkward arrays")
             flat = self._call_dask(feeds, only=only)
             with warnings.catch_warnings():
