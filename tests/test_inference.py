@@ -142,7 +142,7 @@ def test_auto_batch_size_of_a_padded_constituent_contract():
     from coffea_ad.inference import auto_batch_size
 
     # 50 constituents x 7 float32 + a 50-float mask = 1600 B per jet: 262144 / 1600 = 163
-    # jets -> 128; a huge row is clamped to 64, a tiny one to 65536
+    # jets -> 128; a huge row is clamped to 16, a tiny one to 65536
     contract = ModelContract(
         name="g", kind="graph_autoencoder", level="jet", jets="FatJet", opset=17,
         inputs=[InputSpec("particles", list("abcdefg"), [50, 7], pad_length=50),
@@ -152,11 +152,27 @@ def test_auto_batch_size_of_a_padded_constituent_contract():
     big = ModelContract(name="b", kind="autoencoder", level="jet", jets="FatJet", opset=17,
                         inputs=[InputSpec("x", ["x"], [100_000])],
                         outputs=[OutputSpec("loss", "score")], score="loss")
-    assert auto_batch_size(big) == 64
+    assert auto_batch_size(big) == 16
     tiny = ModelContract(name="t", kind="autoencoder", level="jet", jets="FatJet", opset=17,
                          inputs=[InputSpec("x", ["x"], [1])],
                          outputs=[OutputSpec("loss", "score")], score="loss")
     assert auto_batch_size(tiny) == 65536
+    # a [batch, 50, 50] float32 intermediate (10 kB per jet): 524288 / 10000 = 52 -> 32
+    assert auto_batch_size(contract, 10_000) == 32
+    assert auto_batch_size(tiny, 40) == 8192  # 524288 / 40 = 13107 -> 8192
+    assert auto_batch_size(contract, None) == 128
+
+
+@pytest.mark.parametrize(("model", "row_bytes", "batch"),
+                         [("svj_gae", 50 * 50 * 4, 32), ("svj_dense_ae", 10 * 4, 8192)])
+def test_largest_intermediate_per_row_from_shape_inference(model, row_bytes, batch):
+    """The graph AE's largest tensor is its [batch, 50, 50] float32 adjacency; the dense
+    AE's is its widest hidden layer (10 float32)."""
+    from coffea_ad.inference import OnnxScorer, graph_signature
+
+    path = Path(__file__).resolve().parents[1] / "models" / f"{model}.onnx"
+    assert graph_signature(path)["row_bytes"] == row_bytes
+    assert OnnxScorer(path).batch_size == batch
 
 
 def test_score_call_asks_onnx_runtime_for_the_score_only(tiny_ae_onnx):

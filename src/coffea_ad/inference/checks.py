@@ -86,8 +86,35 @@ def _graph_signature(path: str, size: int, mtime_ns: int) -> dict[str, Any]:
         return out
 
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
-    return {"inputs": describe(model.graph.input), "outputs": describe(model.graph.output),
-            "opset": opset}
+    inputs = describe(model.graph.input)
+    return {"inputs": inputs, "outputs": describe(model.graph.output), "opset": opset,
+            "row_bytes": _largest_row_bytes(model, inputs)}
+
+
+def _largest_row_bytes(model: Any, inputs: dict[str, tuple[Any, list[Any]]]) -> int | None:
+    """Bytes per batch row of the graph's largest tensor with a dynamic first axis (from ONNX
+    shape inference): what one row of a batch keeps in the caches. None where it cannot be
+    told. Inference loses the batch axis's name through ops like ConstantOfShape + Where
+    (``unk__N``), so every dynamic first axis counts as a batch axis: at worst a batch is
+    smaller than needed."""
+    onnx = require("onnx", purpose="reading ONNX models")
+    if not any(dims and not isinstance(dims[0], int) for _, dims in inputs.values()):
+        return None
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # noqa: BLE001 - best effort: the batch size then follows the inputs
+        return None
+    largest = None
+    for v in (*inferred.graph.value_info, *inferred.graph.output):
+        t = v.type.tensor_type
+        dtype = _ONNX_ELEM_DTYPES.get(t.elem_type)
+        dims = list(t.shape.dim)
+        if (dtype is None or not dims or dims[0].HasField("dim_value")
+                or not all(d.HasField("dim_value") for d in dims[1:])):
+            continue
+        size = int(np.prod([d.dim_value for d in dims[1:]], dtype=np.int64)) * dtype.itemsize
+        largest = size if largest is None else max(largest, size)
+    return largest
 
 
 def graph_signature(model_path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -97,8 +124,11 @@ def graph_signature(model_path: str | os.PathLike[str]) -> dict[str, Any]:
         model_path: the ``.onnx`` file.
 
     Returns:
-        ``{"inputs": {name: (dtype, dims)}, "outputs": {...}, "opset": int}``; ``dims``
-        holds ints for fixed axes and the symbolic name (or ``None``) for dynamic ones.
+        ``{"inputs": {name: (dtype, dims)}, "outputs": {...}, "opset": int,
+        "row_bytes": int | None}``; ``dims`` holds ints for fixed axes and the symbolic name
+        (or ``None``) for dynamic ones; ``row_bytes`` is the bytes per batch row of the
+        largest tensor of the graph with the inputs' batch axis (ONNX shape inference; None
+        where unknown).
 
     Raises:
         ModelFileError: missing, empty, truncated or invalid file.

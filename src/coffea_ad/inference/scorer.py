@@ -89,14 +89,27 @@ NONFINITE_MASK = "nonfinite"
 #: ~10 us call each. Measured with ``benchmarks/bench_inference.py`` (batch-size scans).
 BATCH_BYTES: int = 256 * 1024
 
+#: Bytes of the model's largest intermediate tensor per ``session.run`` call of the default
+#: batch size. A graph model's pairwise tensors ([batch, 50, 50] float32: 10 kB per jet)
+#: dwarf its inputs, and a dozen elementwise ops pass over them: on this project's 2 MB-L2
+#: cores svj_gae ran 15.4 ms per 1000 jets at 32-64 jets per call against 17.6 at 128 (the
+#: input rule's choice) and 17.1 at 8 (per-call cost). The dense MLPs' layers (40 B per jet)
+#: leave their input rule's batch unchanged.
+INTERMEDIATE_BYTES: int = 512 * 1024
 
-def auto_batch_size(contract: ModelContract) -> int:
-    """Rows per ``session.run`` call that feed about :data:`BATCH_BYTES` of input: a power of
-    two between 64 and 65536 (8192 for 6 float32 features, 128 for 50 x 8 float32)."""
-    row_bytes = sum(int(np.prod(spec.shape, dtype=np.int64)) * np.dtype(spec.dtype).itemsize
-                    for spec in contract.inputs)
-    rows = BATCH_BYTES // max(row_bytes, 1)
-    return int(min(max(1 << max(int(rows).bit_length() - 1, 0), 64), 65536))
+
+def auto_batch_size(contract: ModelContract, row_bytes: int | None = None) -> int:
+    """Rows per ``session.run`` call that feed about :data:`BATCH_BYTES` of input and keep
+    the largest intermediate tensor (``row_bytes`` per row, from
+    :func:`~coffea_ad.inference.checks.graph_signature`; None: unknown) within about
+    :data:`INTERMEDIATE_BYTES`: a power of two between 16 and 65536 (8192 for 6 float32
+    features, 32 for a graph model on 50 constituents)."""
+    input_bytes = sum(int(np.prod(spec.shape, dtype=np.int64)) * np.dtype(spec.dtype).itemsize
+                      for spec in contract.inputs)
+    rows = BATCH_BYTES // max(input_bytes, 1)
+    if row_bytes:
+        rows = min(rows, INTERMEDIATE_BYTES // row_bytes)
+    return int(min(max(1 << max(int(rows).bit_length() - 1, 0), 16), 65536))
 
 
 @dataclass(frozen=True)
@@ -130,9 +143,10 @@ class OnnxScorer:
             ``"cuda"``); ``None`` prefers TensorRT, then CUDA, then CPU, among those this
             ``onnxruntime`` build offers (see :func:`~coffea_ad.inference.providers.select_providers`).
         batch_size: rows per ``session.run`` call; ``None`` (default): as many rows as feed
-            about :data:`BATCH_BYTES` of input (a power of two, 64 to 65536), so that the
-            model's intermediate arrays of one batch stay in the CPU caches (8192 rows for 6
-            float32 features, 128 jets for 50 constituents x 8 floats).
+            about :data:`BATCH_BYTES` of input and hold the model's largest intermediate
+            tensor within about :data:`INTERMEDIATE_BYTES` (a power of two, 16 to 65536),
+            so that one batch's intermediate arrays stay in the CPU caches (8192 rows for 6
+            float32 features, 32 jets for a graph AE on 50 constituents).
         intra_op_threads: ONNX Runtime intra-op threads; ``None`` lets ONNX Runtime decide
             (all cores), set 1 on batch workers that run one task per core.
         graph_optimization: ONNX Runtime graph optimization level. On the CPU provider,
@@ -213,7 +227,7 @@ class OnnxScorer:
                     spec.dtype
                 )
         self.batch_size = int(batch_size) if batch_size is not None else auto_batch_size(
-            self.contract)
+            self.contract, signature.get("row_bytes"))
         self._session: Any = None
         self._generation = _session.generation()
         self._lock = threading.Lock()
