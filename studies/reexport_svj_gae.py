@@ -45,6 +45,7 @@ def module_from_onnx(path: Path, contract: dict) -> object:
     import torch
 
     from coffea_ad.nn.graph_ae import GraphAutoencoder
+    from coffea_ad.training.gae import periodic_phi
 
     weights = load_weights(path)
     feats = contract["inputs"][0]["features"]
@@ -58,7 +59,8 @@ def module_from_onnx(path: Path, contract: dict) -> object:
             else matmuls[k] for k, name in enumerate(layers)]
     model = GraphAutoencoder(
         len(feats), contract["inputs"][0]["pad_length"], eta_index=feats.index("deta"),
-        phi_index=feats.index("dphi"), r_c=0.1, adjacency="hard",
+        phi_index=feats.index("dphi"), r_c=0.1, periodic_phi=periodic_phi("dphi"),
+        adjacency="hard",
         hidden=widths[:n_enc - 1], latent=widths[n_enc - 1], activation="elu",
         centre=weights["scaler.centre"].copy(), scale=weights["scaler.scale"].copy())
     assert "ΔR<0.1 hard" in contract["description"], contract["description"]
