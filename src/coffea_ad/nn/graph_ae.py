@@ -202,7 +202,7 @@ class GraphAutoencoder(nn.Module):
         m = mask.to(particles.dtype)
         real = m > 0  # one Greater for the adjacency and the node features
         a = self._normalized_adjacency(particles, m, real)
-        x = torch.where(real.unsqueeze(-1), self.scaler(particles), 0.0)
+        x = torch.where(real.unsqueeze(-1).expand_as(particles), self.scaler(particles), 0.0)
         h = x
         for layer in (*self.encoder, *self.decoder):
             h = layer(h, a, self.n_particles)
