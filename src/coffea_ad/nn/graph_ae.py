@@ -51,11 +51,16 @@ def delta_r_adjacency(eta, phi, mask, *, r_c: float = 0.1,
 
 
 def _pair_adjacency(eta, phi, real, *, r_c: float, kind: str, periodic_phi: bool = True):
-    """The adjacency of :func:`delta_r_adjacency` before the padding masks (padded nodes,
-    ``real`` False, sit at η = φ = 0 and may be linked)."""
-    # where(), not a product with the mask: NaN/inf in padded slots must not leak (NaN * 0)
-    eta = torch.where(real, eta, 0.0)
-    phi = torch.where(real, phi, 0.0)
+    """The adjacency of :func:`delta_r_adjacency` before the padding masks: padded nodes
+    (``real`` False) may be linked, to each other and to real nodes, but every entry is
+    finite."""
+    # where(), not a product with the mask: NaN/inf in padded slots must not leak (NaN * 0).
+    # Only the weighted kind needs it: a hard link is a comparison, false for NaN (and for
+    # inf distances), so every entry is 0 or 1 whatever the padded slots hold, and the
+    # padded rows and columns are cleared by the masks (measured 0.99x without these two)
+    if kind != "hard":
+        eta = torch.where(real, eta, 0.0)
+        phi = torch.where(real, phi, 0.0)
     deta = eta.unsqueeze(2) - eta.unsqueeze(1)
     dphi = phi.unsqueeze(2) - phi.unsqueeze(1)
     if periodic_phi:
