@@ -207,13 +207,14 @@ class GraphAutoencoder(nn.Module):
         m = mask.to(particles.dtype)
         real = m > 0  # one Greater for the adjacency and the node features
         a = self._normalized_adjacency(particles, m, real)
-        x = torch.where(real.unsqueeze(-1).expand_as(particles), self.scaler(particles), 0.0)
+        real_nodes = real.unsqueeze(-1).expand_as(particles)
+        x = torch.where(real_nodes, self.scaler(particles), 0.0)
         h = x
         for layer in (*self.encoder, *self.decoder):
             h = layer(h, a, self.n_particles)
         n_real = m.sum(dim=1).clamp(min=1.0)
         loss = ((h - x).square().sum(dim=2) * m).sum(dim=1) / (n_real * self.n_features)
-        return loss, self.scaler.inverse(h) * m.unsqueeze(-1)
+        return loss, torch.where(real_nodes, self.scaler.inverse(h), 0.0)
 
     def training_loss(self, particles, mask):
         return self.forward(particles, mask)[0]
