@@ -191,10 +191,12 @@ class GraphAutoencoder(nn.Module):
         # at padded nodes (A m may be 0) it keeps the rsqrt finite for the product with m
         deg = (a @ m.unsqueeze(-1)).clamp(min=1.0)
         s = deg.rsqrt() * m.unsqueeze(-1)  # [batch, n, 1]
-        # the normalized matrix is formed once; scaling the node vectors in every layer
-        # instead, s ⊙ (A (s ⊙ h)), has fewer multiplies but was slower in ONNX Runtime (its
-        # broadcast Mul over [n, 4..7] rows costs about as much as over [n, n]): 0.93 / 0.84
-        # of the previous graph's time against 0.90 / 0.82 this way, at batch 32 / 128
+        # the normalized matrix is formed once (two [n, n] products). Scaling the node vectors
+        # in every layer instead, s ⊙ (A (s ⊙ h)), has fewer multiplies but was slower in ONNX
+        # Runtime on one thread: its Mul broadcasting s over [n, 4] / [n, 7] rows costs about
+        # as much per jet as one over [n, n] (0.93x / 0.84x of the graph before the wrap was
+        # dropped, against 0.90x / 0.82x this way, batch 32 / 128), and with s expanded once
+        # per width to same-shape products, 1.03x / 1.05x of this graph
         return s * a * s.transpose(1, 2)
 
     def forward(self, particles, mask):
