@@ -296,7 +296,8 @@ def test_raw_phi_is_still_wrapped(kind):
         np.testing.assert_allclose(norm[:2, :2], [[1 / (1 + want), want / (1 + want)],
                                                   [want / (1 + want), 1 / (1 + want)]],
                                    rtol=1e-6)
-        assert np.all(norm[2] == 0) and np.all(norm[:, 2] == 0)
+        assert np.all(norm[2] == 0)
+        assert np.all(norm[:, 2] == 0)
 
 
 def test_gae_recipe_drops_the_wrap_only_for_relative_phi():
