@@ -3,10 +3,12 @@
 No retraining: the weights (and so the contract, card and AUCs) stay; only the ONNX graph is
 rebuilt by nn/graph_ae.py's forward (padding masks folded into the degree vector, no mask
 product after each layer, the linear maps as Gemm; since the second re-export the ELU as
-Max/Exp/Min and reshapes with constant shapes). Any encoder depth (read from the weights). The new file replaces the old one only if
-its scores equal the old export's on the given jets within ``--rtol`` (printed: max
-absolute and relative difference, fraction bit-identical, and ONNX Runtime throughput of
-both on one thread).
+Max/Exp/Min and reshapes with constant shapes; since the third no Δφ wrap, the φ column
+being ``dphi``, relative to the jet axis: ``periodic_phi`` as ``training/gae.py`` sets it).
+Any encoder depth (read from the weights). The new file replaces the old one only if its
+scores equal the old export's on the given jets within ``--rtol`` (printed: max absolute
+and relative difference, fraction bit-identical, the reconstruction's max absolute
+difference, and ONNX Runtime throughput of both on one thread).
 
     python studies/reexport_svj_gae.py --files F1.root F2.root [--model models/svj_gae.onnx]
 """
@@ -45,6 +47,7 @@ def module_from_onnx(path: Path, contract: dict) -> object:
     import torch
 
     from coffea_ad.nn.graph_ae import GraphAutoencoder
+    from coffea_ad.training.gae import periodic_phi
 
     weights = load_weights(path)
     feats = contract["inputs"][0]["features"]
@@ -58,7 +61,8 @@ def module_from_onnx(path: Path, contract: dict) -> object:
             else matmuls[k] for k, name in enumerate(layers)]
     model = GraphAutoencoder(
         len(feats), contract["inputs"][0]["pad_length"], eta_index=feats.index("deta"),
-        phi_index=feats.index("dphi"), r_c=0.1, adjacency="hard",
+        phi_index=feats.index("dphi"), r_c=0.1, periodic_phi=periodic_phi("dphi"),
+        adjacency="hard",
         hidden=widths[:n_enc - 1], latent=widths[n_enc - 1], activation="elu",
         centre=weights["scaler.centre"].copy(), scale=weights["scaler.scale"].copy())
     assert "ΔR<0.1 hard" in contract["description"], contract["description"]
@@ -88,6 +92,16 @@ def padded_jets(files: list[str], contract: dict) -> tuple[np.ndarray, np.ndarra
         xs.append(np.asarray(x, dtype=np.float32))
         ms.append(np.asarray(m, dtype=np.float32))
     return np.concatenate(xs), np.concatenate(ms)
+
+
+def reconstruction(path: Path, x: np.ndarray, m: np.ndarray, batch: int = 128) -> np.ndarray:
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [i.name for i in sess.get_inputs()]
+    return np.concatenate([sess.run(["reconstruction"], {names[0]: x[a:a + batch],
+                                                         names[1]: m[a:a + batch]})[0]
+                           for a in range(0, len(x), batch)])
 
 
 def scores(path: Path, x: np.ndarray, m: np.ndarray, batch: int = 128) -> tuple[np.ndarray,
@@ -136,8 +150,10 @@ def main() -> None:
         new, new_rate = scores(tmp_path, x, m)
         diff = np.abs(new - old)
         rel = float(np.max(diff / np.maximum(np.abs(old), 1e-30)))
+        recon = np.abs(reconstruction(tmp_path, x, m) - reconstruction(args.model, x, m)).max()
         print(f"{len(x)} jets: max |diff| {diff.max():.3g}, max relative {rel:.3g}, "
-              f"bit-identical {np.mean(new == old):.4f}; old {old_rate / 1e3:.1f} kjet/s, "
+              f"bit-identical {np.mean(new == old):.4f}, reconstruction max |diff| "
+              f"{recon:.3g}; old {old_rate / 1e3:.1f} kjet/s, "
               f"new {new_rate / 1e3:.1f} kjet/s (CPU, 1 thread, batch 128)")
         if rel > args.rtol:
             raise SystemExit(f"scores differ by {rel:.3g} > rtol {args.rtol}: not replaced")

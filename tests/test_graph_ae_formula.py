@@ -32,8 +32,9 @@ def elu(x):
 
 
 def reference_loss(x, m, layers, centre, scale, *, eta_index=0, phi_index=1, r_c=0.1,
-                   kind="hard"):
-    """Per-jet loop in float64: ``layers`` = [(W [in, out], b, activation?)]."""
+                   kind="hard", wrap=True):
+    """Per-jet loop in float64: ``layers`` = [(W [in, out], b, activation?)]; ``wrap``: Δφ
+    wrapped to [-π, π] (a raw azimuth)."""
     out = np.zeros(len(x))
     for k in range(len(x)):
         real = m[k] > 0
@@ -43,7 +44,8 @@ def reference_loss(x, m, layers, centre, scale, *, eta_index=0, phi_index=1, r_c
         nodes = x[k][real].astype(np.float64)  # real nodes only: padding cannot enter
         eta, phi = nodes[:, eta_index], nodes[:, phi_index]
         dphi = phi[:, None] - phi[None, :]
-        dphi = dphi - 2 * math.pi * np.round(dphi / (2 * math.pi))
+        if wrap:
+            dphi = dphi - 2 * math.pi * np.round(dphi / (2 * math.pi))
         dr2 = (eta[:, None] - eta[None, :]) ** 2 + dphi ** 2
         a = (dr2 < r_c * r_c).astype(float) if kind == "hard" else np.exp(-dr2 / (2 * r_c**2))
         d = 1.0 / np.sqrt(a.sum(axis=1))
@@ -105,9 +107,12 @@ def test_shipped_svj_gae_equals_the_formula_on_real_jets(pfnano_file):
 
 def random_jets(rng, n_jets, n_nodes, n_feat):
     """Jets with 0, 1, all and random numbers of real nodes, φ over the full circle (the ΔR
-    wraps) and NaN in every padded slot (padding must not leak)."""
+    wraps: nodes 1 and 2 straddle ±π) and NaN in every padded slot (padding must not leak)."""
     x = rng.normal(0, 0.3, size=(n_jets, n_nodes, n_feat)).astype(np.float32)
     x[:, :, 1] = rng.uniform(-math.pi, math.pi, size=(n_jets, n_nodes))
+    # in every jet a pair straddling φ = ±π (ΔR 0.08 with the wrap, ~2π without)
+    x[:, 2, 0] = x[:, 1, 0]
+    x[:, 1, 1], x[:, 2, 1] = math.pi - 0.04, -math.pi + 0.04
     counts = rng.integers(0, n_nodes + 1, size=n_jets)
     counts[:3] = (0, 1, n_nodes)
     m = (np.arange(n_nodes)[None, :] < counts[:, None]).astype(np.float32)
@@ -146,11 +151,15 @@ def test_graph_ae_module_equals_the_formula_with_nan_padding(kind, hidden, laten
     assert np.all(recon.numpy()[m == 0] == 0)
 
 
+@pytest.mark.parametrize("periodic_phi", [True, False])
 @pytest.mark.parametrize(("hidden", "latent"), ARCHS)
 @pytest.mark.parametrize("kind", ["hard", "weighted"])
-def test_exported_graph_ae_equals_the_formula_and_torch(kind, hidden, latent, tmp_path):
+def test_exported_graph_ae_equals_the_formula_and_torch(kind, hidden, latent, periodic_phi,
+                                                        tmp_path):
     """The ONNX graph (traced at 5 jets, run at 60) against the float64 formula and eager
-    torch: its ELU is Max/Exp/Min, its reshapes have constant shapes."""
+    torch: its ELU is Max/Exp/Min, its reshapes have constant shapes; without
+    ``periodic_phi`` it has no Δφ wrap (no Round) and is the formula without the wrap, on
+    jets whose φ spans the full circle (pairs across ±π are linked only with the wrap)."""
     import onnx
     import onnxruntime as ort
 
@@ -159,7 +168,7 @@ def test_exported_graph_ae_equals_the_formula_and_torch(kind, hidden, latent, tm
     n_nodes, n_feat = 12, 4
     model = GraphAutoencoder(n_feat, n_nodes, r_c=0.3, adjacency=kind, hidden=hidden,
                              latent=latent, centre=[0.1, -0.2, 1.0, 0.5],
-                             scale=[0.5, 0.7, 2.0, 1.5]).eval()
+                             scale=[0.5, 0.7, 2.0, 1.5], periodic_phi=periodic_phi).eval()
     with torch.no_grad():  # activations on both sides of 0 in every layer
         for layer in (*model.encoder, *model.decoder):
             layer.linear.weight.mul_(3.0)
@@ -170,17 +179,25 @@ def test_exported_graph_ae_equals_the_formula_and_torch(kind, hidden, latent, tm
     assert "Elu" not in ops
     assert {"Exp", "Max"} <= ops
     assert "Concat" not in ops  # no shape arithmetic per layer
+    assert ("Round" in ops) == periodic_phi
     x, m = random_jets(rng, 60, n_nodes, n_feat)
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     loss, recon = sess.run(None, {"particles": x, "mask": m})
-    want = reference_loss(x, m, module_layers(model),
-                          model.scaler.centre.numpy().astype(np.float64),
-                          model.scaler.scale.numpy().astype(np.float64), r_c=0.3, kind=kind)
+    centre = model.scaler.centre.numpy().astype(np.float64)
+    scale = model.scaler.scale.numpy().astype(np.float64)
+    want = reference_loss(x, m, module_layers(model), centre, scale, r_c=0.3, kind=kind,
+                          wrap=periodic_phi)
     np.testing.assert_allclose(loss, want, rtol=2e-5, atol=1e-7)
+    other = reference_loss(x, m, module_layers(model), centre, scale, r_c=0.3, kind=kind,
+                           wrap=not periodic_phi)
+    assert np.sum(np.abs(other - want) > 1e-3 * np.abs(want)) >= 5  # the data tells them apart
     with torch.no_grad():
         t_loss, t_recon = model(torch.from_numpy(x), torch.from_numpy(m))
     np.testing.assert_allclose(loss, t_loss.numpy(), rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(recon, t_recon.numpy(), rtol=1e-5, atol=1e-6)
+    # float32 rounding (ONNX Runtime's Exp, summation order) through four layers whose
+    # weights were tripled: up to 1.1e-5 at the nodes straddling ±π (the strongest weighted
+    # link), where the normalized adjacencies agree to 2.4e-7
+    np.testing.assert_allclose(recon, t_recon.numpy(), rtol=1e-5, atol=2e-5)
     assert loss[0] == 0
     assert np.all(recon[m == 0] == 0)
     assert np.all(want[m.sum(axis=1) > 0] > 0)
@@ -212,3 +229,106 @@ def test_graph_ae_refuses_another_number_of_nodes():
     model = GraphAutoencoder(4, 12, hidden=(8,), latent=2)
     with pytest.raises(InvalidArgumentError, match=r"\[batch, 12, 4\].*found \[3, 10, 4\]"):
         model(torch.zeros(3, 10, 4), torch.ones(3, 10))
+
+
+def relative_jets(rng, n_jets, n_nodes, n_feat):
+    """Jets in coordinates relative to their axis (Δη, Δφ within the AK8 cone, as the
+    ``deta``/``dphi`` features), NaN in padded slots."""
+    x, m = random_jets(rng, n_jets, n_nodes, n_feat)
+    x[:, :, :2] = rng.uniform(-0.8, 0.8, size=(n_jets, n_nodes, 2))
+    x[m == 0] = np.nan
+    return x, m
+
+
+@pytest.mark.parametrize("kind", ["hard", "weighted"])
+def test_relative_phi_graph_equals_the_wrapped_graph(kind, tmp_path):
+    """On relative Δφ (|Δφ_ij| < π) the wrap is the identity: the graph without it gives the
+    same adjacency, scores and reconstruction, bit for bit in torch, and its ONNX export (no
+    Round) the same scores as the wrapped export."""
+    import onnxruntime as ort
+
+    torch.manual_seed(7)
+    rng = np.random.default_rng(7)
+    n_nodes, n_feat = 12, 4
+    kw = {"r_c": 0.3, "adjacency": kind, "hidden": (6,), "latent": 2,
+          "centre": [0.1, -0.2, 1.0, 0.5], "scale": [0.5, 0.7, 2.0, 1.5]}
+    wrapped = GraphAutoencoder(n_feat, n_nodes, **kw).eval()
+    relative = GraphAutoencoder(n_feat, n_nodes, periodic_phi=False, **kw).eval()
+    relative.load_state_dict(wrapped.state_dict())
+    x, m = relative_jets(rng, 200, n_nodes, n_feat)
+    xt, mt = torch.from_numpy(x), torch.from_numpy(m)
+    with torch.no_grad():
+        a_w, a_r = wrapped.normalized_adjacency(xt, mt), relative.normalized_adjacency(xt, mt)
+        (l_w, r_w), (l_r, r_r) = wrapped(xt, mt), relative(xt, mt)
+    assert (a_w > 0).sum() > m.sum() + 100  # off-diagonal links exist
+    np.testing.assert_array_equal(a_r.numpy(), a_w.numpy())
+    np.testing.assert_array_equal(l_r.numpy(), l_w.numpy())
+    np.testing.assert_array_equal(r_r.numpy(), r_w.numpy())
+    scores = []
+    for name, model in (("wrapped", wrapped), ("relative", relative)):
+        path = export_onnx(model, {"particles": xt[:5], "mask": mt[:5]},
+                           tmp_path / f"{name}.onnx", output_names=list(model.output_names))
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        scores.append(sess.run(["loss"], {"particles": x, "mask": m})[0])
+    np.testing.assert_allclose(scores[1], scores[0], rtol=1e-6, atol=0)
+    np.testing.assert_allclose(scores[1], l_w.numpy(), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("kind", ["hard", "weighted"])
+def test_raw_phi_is_still_wrapped(kind):
+    """Two constituents 0.02 apart across φ = ±π: linked (and normalized) with the wrap, not
+    linked without it; the module and the public delta_r_adjacency agree."""
+    from coffea_ad.nn.graph_ae import delta_r_adjacency
+
+    eta = torch.tensor([[0.3, 0.3, 0.0]])
+    phi = torch.tensor([[math.pi - 0.01, -math.pi + 0.01, 0.0]])
+    mask = torch.tensor([[1.0, 1.0, 0.0]])
+    particles = torch.stack([eta, phi, torch.zeros_like(eta)], dim=-1)
+    link = 1.0 if kind == "hard" else math.exp(-0.02**2 / (2 * 0.1**2))
+    for periodic, want in ((True, link), (False, 0.0)):
+        a = delta_r_adjacency(eta, phi, mask, r_c=0.1, kind=kind, periodic_phi=periodic)
+        assert a[0, 0, 1].item() == pytest.approx(want, rel=1e-6)
+        assert a[0, 2].abs().sum() == 0  # the padded node
+        model = GraphAutoencoder(3, 3, r_c=0.1, adjacency=kind, hidden=(), latent=2,
+                                 periodic_phi=periodic)
+        norm = model.normalized_adjacency(particles, mask)[0].numpy()
+        # D^-1/2 A D^-1/2 of [[1, w], [w, 1]]: w / (1 + w) off the diagonal, 1 / (1 + w) on it
+        np.testing.assert_allclose(norm[:2, :2], [[1 / (1 + want), want / (1 + want)],
+                                                  [want / (1 + want), 1 / (1 + want)]],
+                                   rtol=1e-6)
+        assert np.all(norm[2] == 0)
+        assert np.all(norm[:, 2] == 0)
+
+
+def test_gae_recipe_drops_the_wrap_only_for_relative_phi():
+    from coffea_ad.training import gae
+
+    assert gae.periodic_phi("dphi") is False
+    assert gae.periodic_phi("phi") is True
+    assert gae.CONFIG["particle_features"][1] == "dphi"
+
+
+@pytest.mark.filterwarnings("ignore:Missing cross-reference index:RuntimeWarning")
+def test_shipped_svj_gae_has_no_phi_wrap_and_its_jets_allow_none(pfnano_file):
+    """The shipped graph leaves out the Δφ wrap (its φ column is dphi, relative to the jet
+    axis); that is the identity when every pair of constituents of a jet is less than π
+    apart in Δφ, as on the CMS-format file: |dphi| < π/2 for every constituent."""
+    import onnx
+    from coffea.nanoevents import NanoEventsFactory, PFNanoAODSchema
+
+    from coffea_ad.features import jet_constituents, particle_list
+
+    ops = {node.op_type for node in onnx.load(str(MODEL)).graph.node}
+    assert "Round" not in ops
+    spec = json.loads(MODEL.with_suffix(".json").read_text())["inputs"][0]
+    assert spec["features"][1] == "dphi"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        events = NanoEventsFactory.from_root({str(pfnano_file): "Events"},
+                                             schemaclass=PFNanoAODSchema,
+                                             mode="virtual").events()
+    x, m = particle_list(jet_constituents(events), events.FatJet, n=spec["pad_length"],
+                         features=spec["features"], pad_value=spec["pad_value"])
+    dphi = np.asarray(x)[..., 1][np.asarray(m) > 0]
+    assert len(dphi) > 500
+    assert np.abs(dphi).max() < math.pi / 2

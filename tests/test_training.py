@@ -150,6 +150,13 @@ def test_constituent_and_resonant_recipes_export_valid_models(name, config, kind
     assert set(contract.extra["onnx_vs_torch_max_abs_diff"]) == set(contract.output_names)
     auc_key = "auc_sr" if name == "cvae" else "auc"
     assert 0.0 <= metrics[auc_key]["svj"] <= 1.0
+    if name == "gae":  # φ is dphi, relative to the jet axis: the graph has no Δφ wrap
+        import onnx
+
+        assert contract.input("particles").features[1] == "dphi"
+        ops = {node.op_type for node in onnx.load(str(tmp_path / "gae.onnx")).graph.node}
+        assert "Round" not in ops
+        assert {"Less", "MatMul"} <= ops
     if name == "cvae":
         sampler = ModelContract.read(tmp_path / "cvae_sampler.json")
         assert sampler.input_names == ["noise", "condition"]

@@ -16,7 +16,9 @@ from typing import Any
 from coffea_ad.inference.contract import OutputSpec
 from coffea_ad.nn import recipe
 
-__all__ = ["CONFIG", "run"]
+__all__ = ["CONFIG", "RELATIVE_PHI", "periodic_phi", "run"]
+
+RELATIVE_PHI = ("dphi",)  # particle features holding φ relative to the jet axis
 
 CONFIG: dict[str, Any] = {
     "particle_features": ["deta", "dphi", "mass", "log_pt", "pdg_class", "d0", "dz"],
@@ -42,6 +44,13 @@ CONFIG: dict[str, Any] = {
 }
 
 
+def periodic_phi(feature: str) -> bool:
+    """Whether the graph wraps ``Δφ`` of the φ column named ``feature``: not for ``dphi``
+    (relative to the jet axis, ``|Δφ| < π`` between constituents of a jet, where the wrap is
+    the identity; see ``GraphAutoencoder``), yes for anything else (a raw azimuth)."""
+    return feature not in RELATIVE_PHI
+
+
 def run(config: dict[str, Any] | None, fileset: dict | str | Path,
         out: str | Path) -> dict[str, Any]:
     """Train, evaluate and export the graph AE; see :data:`CONFIG`."""
@@ -58,6 +67,7 @@ def run(config: dict[str, Any] | None, fileset: dict | str | Path,
     def build(centre, scale):
         return GraphAutoencoder(len(feats), cfg["n_particles"], eta_index=feats.index("deta"),
                                 phi_index=feats.index("dphi"), r_c=cfg["r_c"],
+                                periodic_phi=periodic_phi("dphi"),
                                 adjacency=cfg["adjacency"], hidden=cfg["hidden"],
                                 latent=cfg["latent"], activation=cfg["activation"],
                                 centre=centre, scale=scale)
