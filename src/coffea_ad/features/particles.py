@@ -367,10 +367,14 @@ def _padded_blocks(offsets: np.ndarray, pt: np.ndarray, index: np.ndarray | None
 
 
 def _stack(columns: list[np.ndarray], length: int) -> np.ndarray:
-    """float64 ``[len(columns), rows]`` (exact for the branches' int and float types)."""
+    """``[len(columns), rows]``, float32 when every column is float32 (NanoAOD's candidate
+    branches: the raw columns span every candidate of the chunk, and float64 doubled the bytes
+    written for the same values), else float64 (exact for the branches' int and float
+    types)."""
     if not columns:
         return np.empty((0, length), dtype=np.float64)
-    out = np.empty((len(columns), len(columns[0])), dtype=np.float64)
+    dtype = (np.float32 if all(c.dtype == np.float32 for c in columns) else np.float64)
+    out = np.empty((len(columns), len(columns[0])), dtype=dtype)
     for k, col in enumerate(columns):
         out[k] = col
     return out
