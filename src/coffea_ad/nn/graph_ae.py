@@ -206,17 +206,31 @@ class GraphAutoencoder(nn.Module):
             msg = (f"particles must be [batch, {self.n_particles}, {self.n_features}] (the "
                    f"model's n_particles and n_features), found {list(particles.shape)}")
             raise InvalidArgumentError(msg)
+        n, f = self.n_particles, self.n_features
         m = mask.to(particles.dtype)
         real = m > 0  # one Greater for the adjacency and the node features
         a = self._normalized_adjacency(particles, m, real)
-        real_nodes = real.unsqueeze(-1).expand_as(particles)
-        x = torch.where(real_nodes, self.scaler(particles), 0.0)
-        h = x
+        # node-level ops on the flat [batch, n * F] layout (a free reshape of the contiguous
+        # input) with centre and scale tiled to n * F: ONNX Runtime broadcasts [n, F] by [F]
+        # one innermost span (F elements) per call, here one span of n * F. The same values:
+        # each element sees the same Sub and Div
+        centre = self.scaler.centre.repeat(n)
+        scale = self.scaler.scale.repeat(n)
+        # the mask spread over the features by a K = 1 product (exact: m is 0 or 1) instead
+        # of an Expand of [n, 1] to [n, F] (one element per broadcast span)
+        m_f = (m.reshape(-1, 1) @ torch.ones(1, f, dtype=m.dtype)).reshape(-1, n * f)
+        real_f = m_f > 0
+        x = torch.where(real_f, (particles.reshape(-1, n * f) - centre) / scale, 0.0)
+        h = x.reshape(-1, n, f)
         for layer in (*self.encoder, *self.decoder):
-            h = layer(h, a, self.n_particles)
+            h = layer(h, a, n)
+        h = h.reshape(-1, n * f)
         n_real = m.sum(dim=1).clamp(min=1.0)
-        loss = ((h - x).square().sum(dim=2) * m).sum(dim=1) / (n_real * self.n_features)
-        return loss, torch.where(real_nodes, self.scaler.inverse(h), 0.0)
+        # no mask in the sum: at padded nodes h is exactly 0 (zero rows of the adjacency) and
+        # so is x (the where() above), so their squared errors are 0
+        loss = (h - x).square().sum(dim=1) / (n_real * f)
+        recon = torch.where(real_f, h * scale + centre, 0.0)
+        return loss, recon.reshape(-1, n, f)
 
     def training_loss(self, particles, mask):
         return self.forward(particles, mask)[0]
