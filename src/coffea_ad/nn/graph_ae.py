@@ -227,8 +227,10 @@ class GraphAutoencoder(nn.Module):
         h = h.reshape(-1, n * f)
         n_real = m.sum(dim=1).clamp(min=1.0)
         # no mask in the sum: at padded nodes h is exactly 0 (zero rows of the adjacency) and
-        # so is x (the where() above), so their squared errors are 0
-        loss = (h - x).square().sum(dim=1) / (n_real * f)
+        # so is x (the where() above), so their squared errors are 0. Summed over the features
+        # first, then the nodes, as before: bit-identical scores (one ReduceSum over n * F
+        # rounds differently, ≤ 4e-7 relative, and was no faster)
+        loss = (h - x).square().reshape(-1, n, f).sum(dim=2).sum(dim=1) / (n_real * f)
         recon = torch.where(real_f, h * scale + centre, 0.0)
         return loss, recon.reshape(-1, n, f)
 
