@@ -224,7 +224,8 @@ class GraphAutoencoder(nn.Module):
         scale = self.scaler.scale.repeat(n)
         # the mask spread over the features by a K = 1 product (exact: m is 0 or 1) instead
         # of an Expand of [n, 1] to [n, F] (one element per broadcast span)
-        m_f = (m.reshape(-1, 1) @ torch.ones(1, f, dtype=m.dtype)).reshape(-1, n * f)
+        ones = torch.ones(1, f, dtype=m.dtype, device=m.device)
+        m_f = (m.reshape(-1, 1) @ ones).reshape(-1, n * f)
         real_f = m_f > 0
         x = torch.where(real_f, (flat - centre) / scale, 0.0)
         h = x.reshape(-1, n, f)
