@@ -4,7 +4,8 @@ No retraining: the weights (and so the contract, card and AUCs) stay; only the O
 rebuilt by nn/graph_ae.py's forward (padding masks folded into the degree vector, no mask
 product after each layer, the linear maps as Gemm; since the second re-export the ELU as
 Max/Exp/Min and reshapes with constant shapes; since the third no Δφ wrap, the φ column
-being ``dphi``, relative to the jet axis: ``periodic_phi`` as ``training/gae.py`` sets it).
+being ``dphi``, relative to the jet axis: ``periodic_phi`` as ``training/gae.py`` sets it;
+since the fourth the node-level ops on the flat ``[batch, n * F]`` layout).
 Any encoder depth (read from the weights). The new file replaces the old one only if its
 scores equal the old export's on the given jets within ``--rtol`` (printed: max absolute
 and relative difference, fraction bit-identical, the reconstruction's max absolute

@@ -31,11 +31,18 @@ def elu(x):
     return np.where(x > 0, x, np.expm1(np.minimum(x, 0.0)))
 
 
-def reference_loss(x, m, layers, centre, scale, *, eta_index=0, phi_index=1, r_c=0.1,
-                   kind="hard", wrap=True):
-    """Per-jet loop in float64: ``layers`` = [(W [in, out], b, activation?)]; ``wrap``: Δφ
-    wrapped to [-π, π] (a raw azimuth)."""
+def reference_loss(x, m, layers, centre, scale, **kw):
+    return reference_outputs(x, m, layers, centre, scale, **kw)[0]
+
+
+def reference_outputs(x, m, layers, centre, scale, *, eta_index=0, phi_index=1, r_c=0.1,
+                      kind="hard", wrap=True):
+    """Per-jet loop in float64 over the real nodes only, node by node in feature order (no
+    flat layout, no broadcasting of centre/scale): ``layers`` = [(W [in, out], b,
+    activation?)]; ``wrap``: Δφ wrapped to [-π, π] (a raw azimuth). Returns the loss [jets]
+    and the reconstruction in raw units [jets, nodes, features] (0 at padded nodes)."""
     out = np.zeros(len(x))
+    recon = np.zeros(x.shape)
     for k in range(len(x)):
         real = m[k] > 0
         n = int(real.sum())
@@ -57,7 +64,11 @@ def reference_loss(x, m, layers, centre, scale, *, eta_index=0, phi_index=1, r_c
             if act:
                 h = elu(h)
         out[k] = np.sum((h - z) ** 2) / (n * x.shape[2])
-    return out
+        nodes_out = np.flatnonzero(real)
+        for i, node in enumerate(nodes_out):
+            for j in range(x.shape[2]):
+                recon[k, node, j] = h[i, j] * scale[j] + centre[j]
+    return out, recon
 
 
 def onnx_layers(path: Path):
@@ -117,6 +128,9 @@ def random_jets(rng, n_jets, n_nodes, n_feat):
     counts[:3] = (0, 1, n_nodes)
     m = (np.arange(n_nodes)[None, :] < counts[:, None]).astype(np.float32)
     x[m == 0] = np.nan
+    pad = np.argwhere(m == 0)  # and ±inf in some padded slots (inf * 0 is NaN too)
+    x[pad[::3, 0], pad[::3, 1], -1] = np.inf
+    x[pad[1::3, 0], pad[1::3, 1], 2 % n_feat] = -np.inf
     return x, m
 
 
@@ -142,10 +156,12 @@ def test_graph_ae_module_equals_the_formula_with_nan_padding(kind, hidden, laten
     x, m = random_jets(rng, n_jets, n_nodes, n_feat)
     with torch.no_grad():
         loss, recon = model(torch.from_numpy(x), torch.from_numpy(m))
-    want = reference_loss(x, m, module_layers(model),
-                          model.scaler.centre.numpy().astype(np.float64),
-                          model.scaler.scale.numpy().astype(np.float64), r_c=0.3, kind=kind)
+    want, want_recon = reference_outputs(x, m, module_layers(model),
+                                         model.scaler.centre.numpy().astype(np.float64),
+                                         model.scaler.scale.numpy().astype(np.float64),
+                                         r_c=0.3, kind=kind)
     np.testing.assert_allclose(loss.numpy(), want, rtol=2e-5, atol=1e-7)
+    np.testing.assert_allclose(recon.numpy(), want_recon, rtol=1e-5, atol=1e-5)
     assert loss[0] == 0  # no real node
     assert np.all(np.isfinite(recon.numpy()))
     assert np.all(recon.numpy()[m == 0] == 0)
@@ -180,14 +196,22 @@ def test_exported_graph_ae_equals_the_formula_and_torch(kind, hidden, latent, pe
     assert {"Exp", "Max"} <= ops
     assert "Concat" not in ops  # no shape arithmetic per layer
     assert ("Round" in ops) == periodic_phi
+    # node-level ops on the flat [batch, n * F] layout: no per-node Expand of the mask, no
+    # Gather of the η/φ columns (the scaler's tiled constants fold at session start)
+    assert "Gather" not in ops
+    assert not any(node.op_type == "Expand" and "scaler" not in node.input[0]
+                   for node in onnx.load(str(path)).graph.node)
     x, m = random_jets(rng, 60, n_nodes, n_feat)
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     loss, recon = sess.run(None, {"particles": x, "mask": m})
     centre = model.scaler.centre.numpy().astype(np.float64)
     scale = model.scaler.scale.numpy().astype(np.float64)
-    want = reference_loss(x, m, module_layers(model), centre, scale, r_c=0.3, kind=kind,
-                          wrap=periodic_phi)
+    want, want_recon = reference_outputs(x, m, module_layers(model), centre, scale, r_c=0.3,
+                                         kind=kind, wrap=periodic_phi)
     np.testing.assert_allclose(loss, want, rtol=2e-5, atol=1e-7)
+    # the reconstruction node by node and feature by feature: a node-level rewrite that
+    # mixes up nodes and features (the flat layout) or lets padding through fails here
+    np.testing.assert_allclose(recon, want_recon, rtol=1e-5, atol=2e-5)
     other = reference_loss(x, m, module_layers(model), centre, scale, r_c=0.3, kind=kind,
                            wrap=not periodic_phi)
     assert np.sum(np.abs(other - want) > 1e-3 * np.abs(want)) >= 5  # the data tells them apart

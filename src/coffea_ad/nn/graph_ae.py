@@ -179,10 +179,15 @@ class GraphAutoencoder(nn.Module):
         """``D^-1/2 A D^-1/2`` of :func:`delta_r_adjacency` (zero rows and columns at padded
         nodes), ``[batch, n, n]``."""
         m = mask.to(particles.dtype)
-        return self._normalized_adjacency(particles, m, m > 0)
+        flat = particles.reshape(-1, self.n_particles * self.n_features)
+        return self._normalized_adjacency(flat, m, m > 0)
 
-    def _normalized_adjacency(self, particles, m, real):
-        a = _pair_adjacency(particles[..., self.eta_index], particles[..., self.phi_index], real,
+    def _normalized_adjacency(self, flat, m, real):
+        """``flat``: the node features as ``[batch, n * F]``."""
+        # η and φ as strided slices of the flat rows: in ONNX Runtime a Slice with step F,
+        # measured 0.97x of the graph with a Gather on the last axis of [batch, n, F]
+        f = self.n_features
+        a = _pair_adjacency(flat[:, self.eta_index::f], flat[:, self.phi_index::f], real,
                             r_c=self.r_c, kind=self.adjacency, periodic_phi=self.periodic_phi)
         # the padding masks folded into the degree vector instead of two [n, n] products:
         # A m is the degree of the masked adjacency at real nodes, and a 0 in the scale vector
@@ -206,17 +211,38 @@ class GraphAutoencoder(nn.Module):
             msg = (f"particles must be [batch, {self.n_particles}, {self.n_features}] (the "
                    f"model's n_particles and n_features), found {list(particles.shape)}")
             raise InvalidArgumentError(msg)
+        n, f = self.n_particles, self.n_features
         m = mask.to(particles.dtype)
         real = m > 0  # one Greater for the adjacency and the node features
-        a = self._normalized_adjacency(particles, m, real)
-        real_nodes = real.unsqueeze(-1).expand_as(particles)
-        x = torch.where(real_nodes, self.scaler(particles), 0.0)
-        h = x
+        # node-level ops on the flat [batch, n * F] layout (a free reshape of the contiguous
+        # input) with centre and scale tiled to n * F: ONNX Runtime broadcasts [n, F] by [F]
+        # one innermost span (F elements) per call, here one span of n * F. The same values:
+        # each element sees the same Sub and Div
+        flat = particles.reshape(-1, n * f)
+        a = self._normalized_adjacency(flat, m, real)
+        centre = self.scaler.centre.repeat(n)
+        scale = self.scaler.scale.repeat(n)
+        # the mask spread over the features by a K = 1 product (exact: m is 0 or 1) instead
+        # of an Expand of [n, 1] to [n, F] (one element per broadcast span)
+        ones = torch.ones(1, f, dtype=m.dtype, device=m.device)
+        m_f = (m.reshape(-1, 1) @ ones).reshape(-1, n * f)
+        real_f = m_f > 0
+        x = torch.where(real_f, (flat - centre) / scale, 0.0)
+        h = x.reshape(-1, n, f)
         for layer in (*self.encoder, *self.decoder):
-            h = layer(h, a, self.n_particles)
+            h = layer(h, a, n)
+        h = h.reshape(-1, n * f)
         n_real = m.sum(dim=1).clamp(min=1.0)
-        loss = ((h - x).square().sum(dim=2) * m).sum(dim=1) / (n_real * self.n_features)
-        return loss, torch.where(real_nodes, self.scaler.inverse(h), 0.0)
+        # no mask in the sum: at padded nodes h is exactly 0 (zero rows of the adjacency) and
+        # so is x (the where() above), so their squared errors are 0. Summed over the features
+        # first, then the nodes, as before: bit-identical scores (one ReduceSum over n * F
+        # rounds differently, ≤ 4e-7 relative, and was no faster)
+        loss = (h - x).square().reshape(-1, n, f).sum(dim=2).sum(dim=1) / (n_real * f)
+        # a product with the 0/1 mask rather than a where(): h is finite wherever the real
+        # nodes' features are (the padding is cleared in x), so padded entries are exactly 0
+        # and real ones unchanged (0.99x / 0.98x at batch 32 / 128)
+        recon = (h * scale + centre) * m_f
+        return loss, recon.reshape(-1, n, f)
 
     def training_loss(self, particles, mask):
         return self.forward(particles, mask)[0]
