@@ -12,6 +12,10 @@ and relative difference, fraction bit-identical, the reconstruction's max absolu
 difference, and ONNX Runtime throughput of both on one thread).
 
     python studies/reexport_svj_gae.py --files F1.root F2.root [--model models/svj_gae.onnx]
+
+``--adjacency-input`` exports the normalized adjacency as a third input (``adjacency``, a
+derived input of the contract that the scorer computes per batch with
+:func:`coffea_ad.features.normalized_adjacency`) and writes the contract with it.
 """
 
 from __future__ import annotations
@@ -95,13 +99,28 @@ def padded_jets(files: list[str], contract: dict) -> tuple[np.ndarray, np.ndarra
     return np.concatenate(xs), np.concatenate(ms)
 
 
+GRAPH = {"kind": "normalized_adjacency", "of": "particles", "eta": "deta", "phi": "dphi",
+         "r_c": 0.1, "adjacency": "hard", "periodic_phi": False}
+
+
+def feeds(sess: object, x: np.ndarray, m: np.ndarray) -> dict[str, np.ndarray]:
+    """The session's inputs for these jets (the adjacency computed when it takes one)."""
+    from coffea_ad.features import normalized_adjacency
+
+    names = [i.name for i in sess.get_inputs()]  # type: ignore[attr-defined]
+    out = {names[0]: x, names[1]: m}
+    if len(names) == 3:
+        out[names[2]] = normalized_adjacency(x, m, eta_index=0, phi_index=1,
+                                             r_c=GRAPH["r_c"], periodic_phi=False)
+    return out
+
+
 def reconstruction(path: Path, x: np.ndarray, m: np.ndarray, batch: int = 128) -> np.ndarray:
     import onnxruntime as ort
 
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    names = [i.name for i in sess.get_inputs()]
-    return np.concatenate([sess.run(["reconstruction"], {names[0]: x[a:a + batch],
-                                                         names[1]: m[a:a + batch]})[0]
+    return np.concatenate([sess.run(["reconstruction"], feeds(sess, x[a:a + batch],
+                                                              m[a:a + batch]))[0]
                            for a in range(0, len(x), batch)])
 
 
@@ -113,14 +132,13 @@ def scores(path: Path, x: np.ndarray, m: np.ndarray, batch: int = 128) -> tuple[
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    names = [i.name for i in sess.get_inputs()]
     out = np.empty(len(x), dtype=np.float32)
     best = float("inf")
     for _ in range(3):
         t = time.process_time()
         for a in range(0, len(x), batch):
-            out[a:a + batch] = sess.run(["loss"], {names[0]: x[a:a + batch],
-                                                   names[1]: m[a:a + batch]})[0]
+            out[a:a + batch] = sess.run(["loss"], feeds(sess, x[a:a + batch],
+                                                        m[a:a + batch]))[0]
         best = min(best, time.process_time() - t)
     return out, len(x) / best
 
@@ -131,6 +149,8 @@ def main() -> None:
     parser.add_argument("--files", nargs="+", required=True, help="PFNano files of the jets")
     parser.add_argument("--rtol", type=float, default=1e-6)
     parser.add_argument("--dry-run", action="store_true", help="compare, do not replace")
+    parser.add_argument("--adjacency-input", action="store_true",
+                        help="export the normalized adjacency as a derived third input")
     args = parser.parse_args()
 
     import torch
@@ -144,9 +164,12 @@ def main() -> None:
     os.close(fd)
     tmp_path = Path(tmp)
     try:
-        export_onnx(model, {"particles": torch.from_numpy(x[:64]),
-                            "mask": torch.from_numpy(m[:64])}, tmp_path,
-                    output_names=list(model.output_names))
+        example = {"particles": torch.from_numpy(x[:64]), "mask": torch.from_numpy(m[:64])}
+        if args.adjacency_input:
+            with torch.no_grad():
+                example["adjacency"] = model.normalized_adjacency(example["particles"],
+                                                                  example["mask"])
+        export_onnx(model, example, tmp_path, output_names=list(model.output_names))
         old, old_rate = scores(args.model, x, m)
         new, new_rate = scores(tmp_path, x, m)
         diff = np.abs(new - old)
@@ -160,6 +183,19 @@ def main() -> None:
             raise SystemExit(f"scores differ by {rel:.3g} > rtol {args.rtol}: not replaced")
         if args.dry_run:
             return
+        if args.adjacency_input:
+            from coffea_ad.atomic import atomic_write_text
+            from coffea_ad.inference.contract import ModelContract
+
+            n = contract["inputs"][0]["pad_length"]
+            contract["inputs"] = [*[i for i in contract["inputs"] if i["name"] != "adjacency"],
+                                  {"name": "adjacency", "features": ["adjacency"],
+                                   "shape": [n, n], "dtype": "float32", "scaling": "none",
+                                   "centre": None, "scale": None, "pad_length": n,
+                                   "pad_value": 0.0, "graph": dict(GRAPH)}]
+            ModelContract.from_dict(contract)  # validated before anything is replaced
+            atomic_write_text(args.model.with_suffix(".json"),
+                              json.dumps(contract, indent=2) + "\n")
         tmp_path.replace(args.model)  # temp file + rename
         print(f"replaced {args.model}")
     finally:

@@ -356,3 +356,102 @@ def test_shipped_svj_gae_has_no_phi_wrap_and_its_jets_allow_none(pfnano_file):
     dphi = np.asarray(x)[..., 1][np.asarray(m) > 0]
     assert len(dphi) > 500
     assert np.abs(dphi).max() < math.pi / 2
+
+
+def formula_adjacency(x, m, *, r_c=0.1, kind="hard", wrap=True):
+    """``D^-1/2 A D^-1/2`` per jet in float64 over the real nodes only, placed at their rows
+    and columns of a zero [jets, n, n]."""
+    out = np.zeros((len(x), x.shape[1], x.shape[1]))
+    for k in range(len(x)):
+        real = np.flatnonzero(m[k] > 0)
+        if len(real) == 0:
+            continue
+        eta, phi = x[k, real, 0].astype(np.float64), x[k, real, 1].astype(np.float64)
+        dphi = phi[:, None] - phi[None, :]
+        if wrap:
+            dphi = dphi - 2 * math.pi * np.round(dphi / (2 * math.pi))
+        dr2 = (eta[:, None] - eta[None, :]) ** 2 + dphi ** 2
+        a = (dr2 < r_c * r_c).astype(float) if kind == "hard" else np.exp(-dr2 / (2 * r_c**2))
+        d = 1.0 / np.sqrt(a.sum(axis=1))
+        out[k][np.ix_(real, real)] = d[:, None] * a * d[None, :]
+    return out
+
+
+@pytest.mark.parametrize("wrap", [True, False])
+@pytest.mark.parametrize("kind", ["hard", "weighted"])
+def test_compiled_adjacency_equals_the_formula_and_the_module(kind, wrap):
+    """features.normalized_adjacency (what the scorer feeds a graph AE exported with its
+    adjacency as an input) against the per-jet formula, and against the module's own graph
+    function: the same bits for the hard kind. Jets with NaN/inf padding, pairs across ±π,
+    and masks that are not a prefix (real nodes after padded ones)."""
+    from coffea_ad.features import normalized_adjacency
+
+    rng = np.random.default_rng(8)
+    x, m = random_jets(rng, 60, 12, 4)
+    order = rng.permutation(12)  # padded slots between real ones
+    x, m = np.ascontiguousarray(x[:, order]), np.ascontiguousarray(m[:, order])
+    assert ((m[:, 1:] > 0) & (m[:, :-1] == 0)).any()
+    got = normalized_adjacency(x, m, eta_index=0, phi_index=1, r_c=0.1, kind=kind,
+                               periodic_phi=wrap)
+    assert got.dtype == np.float32
+    assert np.isfinite(got).all()
+    want = formula_adjacency(x, m, kind=kind, wrap=wrap)
+    # weighted: float32 ΔR² (and the wrap's cancellation near ±π) inside exp, ~1e-5
+    np.testing.assert_allclose(got, want, rtol=2e-6 if kind == "hard" else 2e-5, atol=1e-7)
+    linked = (want > 0).sum(axis=(1, 2)) - (m > 0).sum(axis=1)
+    assert (linked > 0).any()
+    assert (linked == 0).any()
+    model = GraphAutoencoder(4, 12, r_c=0.1, adjacency=kind, periodic_phi=wrap)
+    with torch.no_grad():
+        module = model.normalized_adjacency(torch.from_numpy(x), torch.from_numpy(m)).numpy()
+    if kind == "hard":
+        np.testing.assert_array_equal(got, module)
+    else:
+        np.testing.assert_allclose(got, module, rtol=1e-6, atol=1e-7)
+
+
+def test_adjacency_input_export_scores_as_the_self_contained_graph(tmp_path):
+    """The same weights exported with the adjacency built inside the graph and as a derived
+    input: OnnxScorer gives the same scores (bit for bit, hard kind), and the contract
+    refuses an inconsistent derived input."""
+    from coffea_ad.errors import ModelContractError
+    from coffea_ad.inference import OnnxScorer
+    from coffea_ad.inference.contract import InputSpec, ModelContract, OutputSpec
+
+    rng = np.random.default_rng(9)
+    x, m = random_jets(rng, 50, 10, 4)
+    x[m == 0] = 0.0  # the scorer refuses NaN inputs by default
+    x[:, :, :2] *= 0.3  # Δη, Δφ-like: pairs inside and outside ΔR 0.1
+    torch.manual_seed(0)
+    model = GraphAutoencoder(4, 10, r_c=0.1, periodic_phi=False, hidden=(6,), latent=3).eval()
+    graph = {"kind": "normalized_adjacency", "of": "particles", "eta": "a", "phi": "b",
+             "r_c": 0.1, "adjacency": "hard", "periodic_phi": False}
+    base = [InputSpec("particles", list("abcd"), [10, 4], scaling="in_graph", pad_length=10),
+            InputSpec("mask", ["mask"], [10], pad_length=10)]
+    paths = {}
+    for name, extra in (("inside", []), ("derived", [InputSpec(
+            "adjacency", ["adjacency"], [10, 10], pad_length=10, graph=graph)])):
+        contract = ModelContract(name=name, kind="graph_autoencoder", level="jet",
+                                 inputs=[*base, *extra], outputs=[
+                                     OutputSpec("loss", "score"),
+                                     OutputSpec("reconstruction", "nodes", [10, 4])],
+                                 score="loss", opset=17)
+        example = {"particles": torch.from_numpy(x[:8]), "mask": torch.from_numpy(m[:8])}
+        if extra:
+            with torch.no_grad():
+                example["adjacency"] = model.normalized_adjacency(example["particles"],
+                                                                  example["mask"])
+        paths[name] = export_onnx(model, example, tmp_path / f"{name}.onnx",
+                                  output_names=["loss", "reconstruction"], contract=contract)
+    scores = {k: OnnxScorer(p, batch_size=16)({"particles": x, "mask": m})
+              for k, p in paths.items()}
+    np.testing.assert_array_equal(scores["derived"], scores["inside"])
+    assert np.ptp(scores["derived"]) > 0
+    for bad, match in (({"of": "mask"}, "padded particle input"), ({"eta": "z"}, "'z'"),
+                       ({"adjacency": "soft"}, "adjacency must be"), ({"kind": "knn"}, "keys")):
+        spec = InputSpec("adjacency", ["adjacency"], [10, 10], pad_length=10,
+                         graph={**graph, **bad})
+        with pytest.raises(ModelContractError, match=match):
+            ModelContract(name="b", kind="graph_autoencoder", level="jet",
+                          inputs=[*base, spec], outputs=[OutputSpec("loss", "score")],
+                          score="loss", opset=17).validate()

@@ -164,10 +164,11 @@ def test_auto_batch_size_of_a_padded_constituent_contract():
 
 
 @pytest.mark.parametrize(("model", "row_bytes", "batch"),
-                         [("svj_gae", 50 * 50 * 4, 32), ("svj_dense_ae", 10 * 4, 8192)])
+                         [("svj_gae", 50 * 7 * 4, 32), ("svj_dense_ae", 10 * 4, 8192)])
 def test_largest_intermediate_per_row_from_shape_inference(model, row_bytes, batch):
-    """The graph AE's largest tensor is its [batch, 50, 50] float32 adjacency; the dense
-    AE's is its widest hidden layer (10 float32)."""
+    """The graph AE's largest tensor inside the graph is a [batch, 50, 7] float32 node
+    array, and its [batch, 50, 50] adjacency input, derived per batch, sets the batch; the
+    dense AE's is its widest hidden layer (10 float32)."""
     from coffea_ad.inference import OnnxScorer, graph_signature
 
     path = Path(__file__).resolve().parents[1] / "models" / f"{model}.onnx"

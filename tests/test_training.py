@@ -155,8 +155,12 @@ def test_constituent_and_resonant_recipes_export_valid_models(name, config, kind
 
         assert contract.input("particles").features[1] == "dphi"
         ops = {node.op_type for node in onnx.load(str(tmp_path / "gae.onnx")).graph.node}
-        assert "Round" not in ops
-        assert {"Less", "MatMul"} <= ops
+        # the normalized adjacency is a derived input: no ΔR built (and no wrap) in the graph
+        assert contract.input_names == ["particles", "mask", "adjacency"]
+        assert contract.input("adjacency").graph["periodic_phi"] is False
+        assert not {"Round", "Less"} & ops
+        assert "MatMul" in ops
+        _scorer_derives_the_adjacency_of_the_graph(tmp_path / "gae.onnx", contract)
     if name == "cvae":
         sampler = ModelContract.read(tmp_path / "cvae_sampler.json")
         assert sampler.input_names == ["noise", "condition"]
@@ -171,6 +175,32 @@ def test_constituent_and_resonant_recipes_export_valid_models(name, config, kind
                               "condition": np.full((3, 1), 3000.0, np.float32)})[0]
         assert out.shape == (3, n_f)
         assert np.all(np.isfinite(out))
+
+
+def _scorer_derives_the_adjacency_of_the_graph(path, contract):
+    """OnnxScorer (adjacency derived per batch) against ONNX Runtime fed the adjacency of
+    the torch graph function, normalized here in float64."""
+    import torch
+
+    from coffea_ad.inference import OnnxScorer
+    from coffea_ad.nn.graph_ae import delta_r_adjacency
+
+    rng = np.random.default_rng(5)
+    n = contract.input("particles").pad_length
+    n_real = rng.integers(1, n + 1, 40)
+    mask = (np.arange(n)[None, :] < n_real[:, None]).astype(np.float32)
+    x = rng.normal(0, 1, (40, n, len(contract.input("particles").features)))
+    x[..., :2] *= 0.1  # Δη, Δφ within a jet: some pairs closer than r_c = 0.1, some not
+    x = (x * mask[..., None]).astype(np.float32)
+    a = delta_r_adjacency(torch.from_numpy(x[..., 0]), torch.from_numpy(x[..., 1]),
+                          torch.from_numpy(mask), r_c=0.1, periodic_phi=False).numpy()
+    assert 0 < (a * (1 - np.eye(n))).sum() < (mask.sum(1) ** 2).sum()  # links, not all
+    s = mask / np.sqrt(np.maximum(a.astype(np.float64).sum(axis=2), 1.0))
+    norm = (s[:, :, None] * a * s[:, None, :]).astype(np.float32)
+    want = ort.InferenceSession(str(path)).run(
+        ["loss"], {"particles": x, "mask": mask, "adjacency": norm})[0]
+    got = OnnxScorer(path, batch_size=16)({"particles": x, "mask": mask})
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
 
 
 def test_qr_recipe_on_the_dense_ae_score(dense_run, small_fileset, tmp_path):

@@ -20,7 +20,7 @@ from coffea_ad.features.event import (
     vbs_selection_names,
     vbs_variables,
 )
-from coffea_ad.features.graphs import GRAPH_NODE_FEATURES, constituent_graph
+from coffea_ad.features.graphs import GRAPH_NODE_FEATURES, constituent_graph, normalized_adjacency
 from coffea_ad.features.particles import (
     PARTICLE_FEATURES,
     particle_list,
@@ -64,6 +64,7 @@ __all__ = [
     "jet_shapes",
     "jet_table",
     "lha",
+    "normalized_adjacency",
     "particle_list",
     "particle_list_from_events",
     "pdg_class",

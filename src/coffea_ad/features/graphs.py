@@ -19,10 +19,12 @@ partition like the rest of :mod:`coffea_ad.features`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any, Literal
 
 import awkward as ak
+import numba
 import numpy as np
 
 from coffea_ad.errors import InvalidArgumentError, UnknownNameError
@@ -33,7 +35,7 @@ from coffea_ad.features.particles import (
     _split,
 )
 
-__all__ = ["GRAPH_NODE_FEATURES", "constituent_graph"]
+__all__ = ["GRAPH_NODE_FEATURES", "constituent_graph", "normalized_adjacency"]
 
 #: Default node features: the constituent inputs of the SVJ graph-AE study (DESIGN.md).
 GRAPH_NODE_FEATURES: tuple[str, ...] = ("eta", "phi", "mass", "pt", "pdgId", "d0", "dz")
@@ -166,3 +168,122 @@ def constituent_graph(
                   "edge_mask": (n_edges,)}
         out = {name: value.reshape((len(value), *shapes[name])) for name, value in out.items()}
     return out
+
+
+def normalized_adjacency(values: np.ndarray, mask: np.ndarray, *, eta_index: int,
+                         phi_index: int, r_c: float, kind: Literal["hard", "weighted"] = "hard",
+                         periodic_phi: bool = True, out: np.ndarray | None = None) -> np.ndarray:
+    """``D^-1/2 A D^-1/2`` of the ΔR graph of padded particle blocks, as
+    :meth:`coffea_ad.nn.graph_ae.GraphAutoencoder.normalized_adjacency` computes it (and a
+    graph AE exported with its adjacency as an input expects it): ``A`` links real nodes
+    with ``ΔR < r_c`` (``hard``) or weighs them by ``exp(-ΔR² / (2 r_c²))`` (``weighted``),
+    self-loops included; rows and columns of padded nodes are 0.
+
+    One compiled pass per jet over its real pairs, in float32 with the graph's operations in
+    its order (so the ``hard`` kind gives the same bits as the ONNX graph; ``weighted``
+    differs by the rounding of ``exp`` and of the degree sums). The [n, n] matrices are
+    what a constituent graph model spends most of its ONNX Runtime time building
+    elementwise; here only the real pairs are visited.
+
+    Args:
+        values: ``[n_jets, n, F]`` float32 particle blocks
+            (:func:`~coffea_ad.features.particle_list`).
+        mask: ``[n_jets, n]``, non-zero at real nodes.
+        eta_index, phi_index: columns of η and φ (or Δη, Δφ to the jet axis) in ``values``.
+        r_c: ΔR radius.
+        kind: ``"hard"`` or ``"weighted"``.
+        periodic_phi: wrap Δφ to [-π, π] (a raw azimuth); ``False`` for φ relative to the
+            jet axis, where the wrap is the identity.
+        out: ``[n_jets, n, n]`` float32 to write into (else allocated).
+
+    Returns:
+        ``[n_jets, n, n]`` float32.
+    """
+    if kind not in ("hard", "weighted"):
+        raise UnknownNameError("adjacency kind", kind, ["hard", "weighted"])
+    values = np.ascontiguousarray(values, dtype=np.float32)
+    if values.ndim != 3 or not (0 <= eta_index < values.shape[2]
+                                and 0 <= phi_index < values.shape[2]):
+        raise InvalidArgumentError(f"values must be [n_jets, n, F] with η, φ columns "
+                                   f"{eta_index}, {phi_index}; found shape {values.shape}")
+    mask = np.ascontiguousarray(mask)
+    if mask.shape != values.shape[:2]:
+        raise InvalidArgumentError(f"mask must be [n_jets, n] = {list(values.shape[:2])}, "
+                                   f"found {list(mask.shape)}")
+    n_jets, n = values.shape[:2]
+    if out is None:
+        out = np.empty((n_jets, n, n), dtype=np.float32)
+    elif out.shape != (n_jets, n, n) or out.dtype != np.float32:
+        raise InvalidArgumentError(f"out must be float32 {[n_jets, n, n]}, found "
+                                   f"{out.dtype} {list(out.shape)}")
+    _adjacency_kernel(values, mask > 0, eta_index, phi_index, np.float32(r_c * r_c),
+                      np.float32(2.0 * r_c * r_c), kind == "weighted", bool(periodic_phi),
+                      np.float32(2.0 * math.pi), out)
+    return out
+
+
+@numba.njit(cache=True)
+def _adjacency_kernel(values, real, eta_index, phi_index, r2, two_r2, weighted, periodic,
+                      two_pi, out):  # pragma: no cover - numba
+    """Per jet: the real nodes' η, φ gathered; each row of pair weights and its degree
+    (self-loop included, clamped at 1 as in the graph); ``s = 1 / sqrt(deg)`` and
+    ``(s_i a_ij) s_j`` written at the real rows and columns of a zeroed block. The hard kind
+    without the wrap (svj_gae's) has branch-free inner loops over contiguous rows, which
+    the compiler vectorizes; its degree is an integer count (exact, as the float32 sum of
+    0/1 entries in any order is)."""
+    n_jets, n, _ = values.shape
+    one = np.float32(1.0)
+    zero = np.float32(0.0)
+    where = np.empty(n, dtype=np.int64)
+    eta = np.empty(n, dtype=np.float32)
+    phi = np.empty(n, dtype=np.float32)
+    a = np.empty((n, n), dtype=np.float32)
+    s = np.empty(n, dtype=np.float32)
+    simple = not weighted and not periodic
+    for b in range(n_jets):
+        k = 0
+        for i in range(n):
+            if real[b, i]:
+                where[k] = i
+                eta[k] = values[b, i, eta_index]
+                phi[k] = values[b, i, phi_index]
+                k += 1
+        for u in range(k):
+            eta_u = eta[u]
+            phi_u = phi[u]
+            row = a[u]
+            if simple:
+                links = 0
+                for v in range(k):
+                    deta = eta_u - eta[v]
+                    dphi = phi_u - phi[v]
+                    linked = deta * deta + dphi * dphi < r2
+                    row[v] = one if linked else zero
+                    links += linked
+                deg = np.float32(links)
+            else:
+                deg = zero
+                for v in range(k):  # in column order, as the graph's product with the mask
+                    deta = eta_u - eta[v]
+                    dphi = phi_u - phi[v]
+                    if periodic:
+                        dphi = dphi - two_pi * np.float32(np.rint(dphi / two_pi))
+                    dr2 = deta * deta + dphi * dphi
+                    hard = one if dr2 < r2 else zero
+                    w = np.float32(np.exp(-dr2 / two_r2)) if weighted else hard
+                    row[v] = w
+                    deg += w
+            s[u] = one / np.float32(np.sqrt(max(deg, one)))
+        out[b] = zero
+        prefix = k == 0 or where[k - 1] == k - 1  # real nodes first, as particle lists are
+        for u in range(k):
+            s_u = s[u]
+            row = a[u]
+            if prefix:
+                dest = out[b, u]
+                for v in range(k):
+                    dest[v] = (s_u * row[v]) * s[v]
+            else:
+                i = where[u]
+                for v in range(k):
+                    out[b, i, where[v]] = (s_u * row[v]) * s[v]

@@ -200,6 +200,26 @@ def derive_mask(given: dict[str, Any], spec: InputSpec, contract: ModelContract)
     )
 
 
+def derive_graph(spec: InputSpec, batch: dict[str, np.ndarray], contract: ModelContract, *,
+                 out: np.ndarray | None = None) -> np.ndarray:
+    """The derived input ``spec`` (``spec.graph``, see :class:`InputSpec`) of one batch of
+    numpy inputs: the normalized ΔR adjacency of the padded input ``graph["of"]`` with the
+    padding mask of its length."""
+    from coffea_ad.features.graphs import normalized_adjacency
+
+    graph = spec.graph or {}
+    source = contract.input(graph["of"])
+    mask = next((batch[s.name] for s in contract.inputs
+                 if is_mask_spec(s) and s.pad_length == source.pad_length), None)
+    if mask is None:
+        raise ModelContractError(f"model {contract.name!r}: input {spec.name!r} is the graph "
+                                 f"of {source.name!r}, which has no padding mask input")
+    return normalized_adjacency(
+        batch[source.name], mask, eta_index=source.features.index(graph["eta"]),
+        phi_index=source.features.index(graph["phi"]), r_c=float(graph["r_c"]),
+        kind=graph["adjacency"], periodic_phi=bool(graph["periodic_phi"]), out=out)
+
+
 def packed_template(arr: ak.Array) -> ak.Array:
     """``arr`` with its leaf holding exactly the reachable values, in ``flatten`` order.
 

@@ -241,7 +241,7 @@ def check_feature_names(contract: ModelContract) -> None:
     from coffea_ad.inference._layout import is_mask_spec
 
     for spec in contract.inputs:
-        if is_mask_spec(spec):
+        if is_mask_spec(spec) or spec.graph is not None:
             continue
         valid = PARTICLE_FEATURES if spec.pad_length is not None else JET_FEATURES
         kind = "particle" if spec.pad_length is not None else "jet"

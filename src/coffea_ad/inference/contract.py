@@ -69,6 +69,11 @@ class InputSpec:
         pad_length: for constituent inputs, the fixed number of constituents (rows are
             truncated/padded to it); ``None`` for dense inputs.
         pad_value: value used for padded entries.
+        graph: a derived input, computed by the scorer from another input of every batch
+            instead of given: ``{"kind": "normalized_adjacency", "of": INPUT, "eta": FEATURE,
+            "phi": FEATURE, "r_c": R, "adjacency": "hard" | "weighted", "periodic_phi":
+            bool}`` is the ``[n, n]`` ``D^-1/2 A D^-1/2`` ΔR adjacency of the padded input
+            ``INPUT`` (:func:`coffea_ad.features.normalized_adjacency`); ``None``: given.
     """
 
     name: str
@@ -80,6 +85,7 @@ class InputSpec:
     scale: list[float] | None = None
     pad_length: int | None = None
     pad_value: float = 0.0
+    graph: dict[str, Any] | None = None
 
     def validate(self) -> None:
         if not self.features and self.shape:
@@ -155,11 +161,37 @@ class ModelContract:
             raise ModelContractError("contract lists no inputs")
         for spec in self.inputs:
             spec.validate()
+            if spec.graph is not None:
+                self._validate_graph(spec)
         names = [o.name for o in self.outputs]
         if self.score not in names:
             raise ModelContractError(
                 f"score output {self.score!r} is not among the outputs {names}"
             )
+
+    def _validate_graph(self, spec: InputSpec) -> None:
+        graph = spec.graph or {}
+        where = f"input {spec.name!r} (derived graph input)"
+        keys = {"kind", "of", "eta", "phi", "r_c", "adjacency", "periodic_phi"}
+        if set(graph) != keys or graph["kind"] != "normalized_adjacency":
+            raise ModelContractError(f"{where}: expected the keys {sorted(keys)} with kind "
+                                     f"'normalized_adjacency', found {graph}")
+        source = next((s for s in self.inputs if s.name == graph["of"]), None)
+        if (source is None or source.pad_length is None or source.graph is not None
+                or len(source.shape) != 2):
+            raise ModelContractError(f"{where}: 'of' must name a padded particle input, "
+                                     f"found {graph['of']!r} (inputs: {self.input_names})")
+        missing = [graph[k] for k in ("eta", "phi") if graph[k] not in source.features]
+        if missing:
+            raise ModelContractError(f"{where}: {missing} not among the features of "
+                                     f"{source.name!r}: {source.features}")
+        n = source.pad_length
+        if spec.shape != [n, n] or spec.dtype != "float32":
+            raise ModelContractError(f"{where}: expected float32 shape {[n, n]}, found "
+                                     f"{spec.dtype} {spec.shape}")
+        if graph["adjacency"] not in ("hard", "weighted") or not float(graph["r_c"]) > 0:
+            raise ModelContractError(f"{where}: adjacency must be 'hard' or 'weighted' with "
+                                     f"r_c > 0, found {graph['adjacency']!r}, {graph['r_c']}")
 
     @property
     def input_names(self) -> list[str]:
@@ -205,7 +237,11 @@ class ModelContract:
 
     # --------------------------------------------------------------- (de)serialize
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        for spec in data["inputs"]:
+            if spec["graph"] is None:  # given inputs: the sidecars of earlier versions
+                del spec["graph"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelContract:

@@ -41,6 +41,7 @@ from coffea_ad.inference._layout import (
     ListTemplate,
     as_input_mapping,
     awkward_to_numpy,
+    derive_graph,
     derive_mask,
     graft,
     is_dask_awkward,
@@ -104,9 +105,14 @@ def auto_batch_size(contract: ModelContract, row_bytes: int | None = None) -> in
     :func:`~coffea_ad.inference.checks.graph_signature`; None: unknown) within about
     :data:`INTERMEDIATE_BYTES`: a power of two between 16 and 65536 (8192 for 6 float32
     features, 32 for a graph model on 50 constituents)."""
+    # a derived input (a graph's adjacency) is made per batch, in cache: an intermediate
     input_bytes = sum(int(np.prod(spec.shape, dtype=np.int64)) * np.dtype(spec.dtype).itemsize
-                      for spec in contract.inputs)
+                      for spec in contract.inputs if spec.graph is None)
     rows = BATCH_BYTES // max(input_bytes, 1)
+    for spec in contract.inputs:
+        if spec.graph is not None:
+            size = int(np.prod(spec.shape, dtype=np.int64)) * np.dtype(spec.dtype).itemsize
+            row_bytes = max(row_bytes or 0, size)
     if row_bytes:
         rows = min(rows, INTERMEDIATE_BYTES // row_bytes)
     return int(min(max(1 << max(int(rows).bit_length() - 1, 0), 16), 65536))
@@ -377,7 +383,8 @@ class OnnxScorer:
         return self._dispatch(self.features_from_events(events), only=only)
 
     def _particle_specs(self) -> list[InputSpec]:
-        return [s for s in self.contract.inputs if s.pad_length is not None and not is_mask_spec(s)]
+        return [s for s in self.contract.inputs
+                if s.pad_length is not None and not is_mask_spec(s) and s.graph is None]
 
     def _particle_feeds(self, events: Any, *, jet_index: np.ndarray | None = None,
                         ) -> dict[str, Any]:
@@ -399,7 +406,7 @@ class OnnxScorer:
         )
         feeds: dict[str, Any] = {spec.name: values}
         for other in self.contract.inputs:
-            if other is not spec:
+            if other is not spec and other.graph is None:
                 feeds[other.name] = mask  # is_mask_spec: the padding mask of the same length
         return feeds
 
@@ -569,8 +576,21 @@ class OnnxScorer:
         if n == 0:
             return {o.name: np.zeros((0, *o.shape), dtype=session_output_dtype(session, o.name))
                     for o in self.contract.outputs if o.name in names}
+        derived = [spec for spec in self.contract.inputs if spec.graph is not None]
+        scratch: dict[str, np.ndarray] = {}
+
+        def batch_feeds(start: int, stop: int) -> dict[str, np.ndarray]:
+            batch = {k: v[start:stop] for k, v in feeds.items()}
+            for spec in derived:  # computed per batch: stays in cache, no [n, 50, 50] chunk
+                if spec.name not in scratch:
+                    scratch[spec.name] = np.empty((min(self.batch_size, n), *spec.shape),
+                                                  dtype=np.float32)
+                batch[spec.name] = derive_graph(spec, batch, self.contract,
+                                                out=scratch[spec.name][:stop - start])
+            return batch
+
         if n <= self.batch_size:
-            results = session.run(names, feeds)
+            results = session.run(names, batch_feeds(0, n))
             with self._lock:
                 self._counts["batches"] += 1
             return dict(zip(names, results, strict=True))
@@ -578,7 +598,7 @@ class OnnxScorer:
         nbatches = 0
         for start in range(0, n, self.batch_size):
             stop = min(start + self.batch_size, n)
-            results = session.run(names, {k: v[start:stop] for k, v in feeds.items()})
+            results = session.run(names, batch_feeds(start, stop))
             nbatches += 1
             for name, res in zip(names, results, strict=True):
                 if name not in outs:  # allocate once, fill batch by batch (no concatenate)
@@ -591,7 +611,8 @@ class OnnxScorer:
     def _check_numpy_inputs(
         self, arrays: dict[str, np.ndarray]
     ) -> tuple[dict[str, np.ndarray], int]:
-        expected = self.contract.input_names
+        # derived inputs (a graph AE's adjacency) are computed per batch from the others
+        expected = [spec.name for spec in self.contract.inputs if spec.graph is None]
         if sorted(arrays) != sorted(expected):
             raise ModelContractError(
                 f"model {self.contract.name!r} expects inputs {expected}, given "
@@ -601,6 +622,8 @@ class OnnxScorer:
         feeds: dict[str, np.ndarray] = {}
         n = None
         for spec in self.contract.inputs:
+            if spec.graph is not None:
+                continue
             x = arrays[spec.name]
             want = tuple(spec.shape)
             if x.ndim != len(want) + 1 or tuple(x.shape[1:]) != want:
@@ -629,6 +652,8 @@ class OnnxScorer:
         bad = None
         per_feature: list[str] = []
         for spec in self.contract.inputs:
+            if spec.graph is not None:  # derived per batch from the inputs checked here
+                continue
             x = feeds[spec.name]
             if not np.issubdtype(x.dtype, np.floating) or n == 0:
                 continue
@@ -662,13 +687,13 @@ class OnnxScorer:
             return self._typetracer_outputs(given, only=only)
         arrays: dict[str, np.ndarray] = {}
         for spec in specs:
-            if spec.name not in given and is_mask_spec(spec):
-                continue  # derived below from the constituent input of the same length
+            if spec.graph is not None or (spec.name not in given and is_mask_spec(spec)):
+                continue  # derived below (the mask) or per batch (a graph)
             arr, tmpl = awkward_to_numpy(given[spec.name], spec, self.contract)
             arrays[spec.name] = arr
             template = tmpl if template is None else template
         for spec in specs:
-            if spec.name not in arrays:
+            if spec.name not in arrays and spec.graph is None:
                 arrays[spec.name] = derive_mask(given, spec, self.contract)
         outs = self._run_numpy(arrays, owned=True, only=only)
         wanted = [only] if only is not None else list(outs)

@@ -220,7 +220,8 @@ def auc_table(test_scores: np.ndarray, test_weights: np.ndarray | None,
 
 def run_constituent_model(cfg: Mapping[str, Any], fileset, out, *, build, kind: str,
                           outputs: Sequence[Any], score: str, description: str,
-                          recipe_name: str) -> dict[str, Any]:
+                          recipe_name: str,
+                          graph: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Shared body of the constituent-level recipes (particle VAE, graph AE).
 
     Reads padded constituent lists (:func:`coffea_ad.nn.data.particle_rows`) of the leading
@@ -234,6 +235,10 @@ def run_constituent_model(cfg: Mapping[str, Any], fileset, out, *, build, kind: 
         build: ``build(centre, scale) -> model`` (called after seeding torch).
         kind, outputs, score, description: contract fields.
         recipe_name: for the contract name and messages.
+        graph: export the model with a third input ``adjacency``, the derived input of
+            :class:`~coffea_ad.inference.contract.InputSpec` with this ``graph`` (the model's
+            ``forward(particles, mask, adjacency)`` takes it), which the scorer computes per
+            batch; None: two inputs.
 
     Returns:
         Metrics dict (``auc``, ``auc_background``, ``n_train``, ``epochs``, ``onnx``).
@@ -280,9 +285,19 @@ def run_constituent_model(cfg: Mapping[str, Any], fileset, out, *, build, kind: 
                             "test_fraction": cfg["test_fraction"], "grouped_by": "event"}},
         metrics={"auc": aucs, "auc_background": aucs_bkg},
     )
-    paths = finish(model, contract, out=out,
-                   example={"particles": x[split.train][:8], "mask": mask[split.train][:8]},
-                   check={"particles": x[split.val][:21], "mask": mask[split.val][:21]},
+    example = {"particles": x[split.train][:8], "mask": mask[split.train][:8]}
+    check = {"particles": x[split.val][:21], "mask": mask[split.val][:21]}
+    if graph is not None:
+        from coffea_ad.inference._layout import derive_graph
+
+        spec = InputSpec("adjacency", ["adjacency"], [n_part, n_part], pad_length=n_part,
+                         graph=dict(graph))
+        contract.inputs.append(spec)
+        contract.validate()
+        for feeds in (example, check):
+            feeds["adjacency"] = derive_graph(spec, {k: np.ascontiguousarray(v, np.float32)
+                                                     for k, v in feeds.items()}, contract)
+    paths = finish(model, contract, out=out, example=example, check=check,
                    config=cfg, history=history, training_files=train_ds, fileset=fs)
     return {"auc": aucs, "auc_background": aucs_bkg, "n_train": len(split.train),
             "epochs": len(history.train_loss), "onnx": str(paths["onnx"])}
