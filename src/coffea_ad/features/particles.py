@@ -109,11 +109,15 @@ def _particle_record(constituents: ak.Array, jets: ak.Array, *, n: int,
 
 
 def _split(record: Any, fields: Sequence[str]) -> tuple[Any, ...]:
-    """Per-jet rows over all events: numpy for eager input, dask-awkward for dask input."""
+    """Per-jet rows over all events: numpy for eager input, dask-awkward for dask input,
+    typetracers for typetracers (dask-awkward's column projection inside a partition
+    function)."""
     if is_dask(record):
         import dask_awkward as dak
 
         return tuple(dak.flatten(record[f], axis=1) for f in fields)
+    if ak.backend(record) == "typetracer":
+        return tuple(ak.flatten(record[f], axis=1) for f in fields)
     return tuple(ak.to_numpy(ak.flatten(record[f], axis=1)) for f in fields)
 
 

@@ -426,6 +426,15 @@ class OnnxScorer:
                 if only is not None:
                     return dak.unflatten(flat, counts)
                 return {k: dak.unflatten(v, counts) for k, v in flat.items()}
+        if any(ak.backend(v) == "typetracer" for v in feeds.values()
+               if isinstance(v, ak.Array)):
+            # a function mapped over dask-awkward partitions, in its projection pass: the
+            # inputs' columns are touched, the outputs typed, nothing is run
+            flat = self._typetracer_outputs(feeds, only=only)
+            counts = ak.num(jets, axis=1)
+            if only is not None:
+                return ak.unflatten(flat, counts)
+            return {k: ak.unflatten(v, counts) for k, v in flat.items()}
         feeds = {k: np.asarray(v) for k, v in feeds.items()}
         outs = self._run_numpy(feeds, only=only)
         counts = ak.to_numpy(ak.num(jets, axis=1))
