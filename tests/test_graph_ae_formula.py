@@ -35,6 +35,17 @@ def reference_loss(x, m, layers, centre, scale, **kw):
     return reference_outputs(x, m, layers, centre, scale, **kw)[0]
 
 
+def jet_adjacency(eta, phi, *, r_c, kind, wrap):
+    """``D^-1/2 A D^-1/2`` of one jet's real nodes (float64 η, φ)."""
+    dphi = phi[:, None] - phi[None, :]
+    if wrap:
+        dphi = dphi - 2 * math.pi * np.round(dphi / (2 * math.pi))
+    dr2 = (eta[:, None] - eta[None, :]) ** 2 + dphi ** 2
+    a = (dr2 < r_c * r_c).astype(float) if kind == "hard" else np.exp(-dr2 / (2 * r_c**2))
+    d = 1.0 / np.sqrt(a.sum(axis=1))
+    return d[:, None] * a * d[None, :]
+
+
 def reference_outputs(x, m, layers, centre, scale, *, eta_index=0, phi_index=1, r_c=0.1,
                       kind="hard", wrap=True):
     """Per-jet loop in float64 over the real nodes only, node by node in feature order (no
@@ -49,14 +60,8 @@ def reference_outputs(x, m, layers, centre, scale, *, eta_index=0, phi_index=1, 
         if n == 0:
             continue
         nodes = x[k][real].astype(np.float64)  # real nodes only: padding cannot enter
-        eta, phi = nodes[:, eta_index], nodes[:, phi_index]
-        dphi = phi[:, None] - phi[None, :]
-        if wrap:
-            dphi = dphi - 2 * math.pi * np.round(dphi / (2 * math.pi))
-        dr2 = (eta[:, None] - eta[None, :]) ** 2 + dphi ** 2
-        a = (dr2 < r_c * r_c).astype(float) if kind == "hard" else np.exp(-dr2 / (2 * r_c**2))
-        d = 1.0 / np.sqrt(a.sum(axis=1))
-        a_norm = d[:, None] * a * d[None, :]
+        a_norm = jet_adjacency(nodes[:, eta_index], nodes[:, phi_index], r_c=r_c, kind=kind,
+                               wrap=wrap)
         z = (nodes - centre) / scale
         h = z
         for w, b, act in layers:
@@ -90,12 +95,12 @@ def onnx_layers(path: Path):
     return layers, w["scaler.centre"], w["scaler.scale"]
 
 
-@pytest.mark.filterwarnings("ignore:Missing cross-reference index:RuntimeWarning")
-def test_shipped_svj_gae_equals_the_formula_on_real_jets(pfnano_file):
+def shipped_inputs(pfnano_file):
+    """The shipped model's particle input spec and its padded blocks (float32) of the real
+    PFNano jets, by the grouped constituent path."""
     from coffea.nanoevents import NanoEventsFactory, PFNanoAODSchema
 
     from coffea_ad.features import jet_constituents, particle_list
-    from coffea_ad.inference import OnnxScorer
 
     spec = json.loads(MODEL.with_suffix(".json").read_text())["inputs"][0]
     with warnings.catch_warnings():
@@ -105,7 +110,14 @@ def test_shipped_svj_gae_equals_the_formula_on_real_jets(pfnano_file):
                                              mode="virtual").events()
     x, m = particle_list(jet_constituents(events), events.FatJet, n=spec["pad_length"],
                          features=spec["features"], pad_value=spec["pad_value"])
-    x, m = np.asarray(x, dtype=np.float32), np.asarray(m, dtype=np.float32)
+    return spec, np.asarray(x, dtype=np.float32), np.asarray(m, dtype=np.float32)
+
+
+@pytest.mark.filterwarnings("ignore:Missing cross-reference index:RuntimeWarning")
+def test_shipped_svj_gae_equals_the_formula_on_real_jets(pfnano_file):
+    from coffea_ad.inference import OnnxScorer
+
+    _, x, m = shipped_inputs(pfnano_file)
     assert len(x) == 24
     assert (m.sum(axis=1) == 50).any()  # full jets ...
     assert (m.sum(axis=1) < 50).any()  # ... and padded ones
@@ -338,22 +350,12 @@ def test_shipped_svj_gae_has_no_phi_wrap_and_its_jets_allow_none(pfnano_file):
     axis); that is the identity when every pair of constituents of a jet is less than π
     apart in Δφ, as on the CMS-format file: |dphi| < π/2 for every constituent."""
     import onnx
-    from coffea.nanoevents import NanoEventsFactory, PFNanoAODSchema
-
-    from coffea_ad.features import jet_constituents, particle_list
 
     ops = {node.op_type for node in onnx.load(str(MODEL)).graph.node}
     assert "Round" not in ops
-    spec = json.loads(MODEL.with_suffix(".json").read_text())["inputs"][0]
+    spec, x, m = shipped_inputs(pfnano_file)
     assert spec["features"][1] == "dphi"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        events = NanoEventsFactory.from_root({str(pfnano_file): "Events"},
-                                             schemaclass=PFNanoAODSchema,
-                                             mode="virtual").events()
-    x, m = particle_list(jet_constituents(events), events.FatJet, n=spec["pad_length"],
-                         features=spec["features"], pad_value=spec["pad_value"])
-    dphi = np.asarray(x)[..., 1][np.asarray(m) > 0]
+    dphi = x[..., 1][m > 0]
     assert len(dphi) > 500
     assert np.abs(dphi).max() < math.pi / 2
 
@@ -366,14 +368,9 @@ def formula_adjacency(x, m, *, r_c=0.1, kind="hard", wrap=True):
         real = np.flatnonzero(m[k] > 0)
         if len(real) == 0:
             continue
-        eta, phi = x[k, real, 0].astype(np.float64), x[k, real, 1].astype(np.float64)
-        dphi = phi[:, None] - phi[None, :]
-        if wrap:
-            dphi = dphi - 2 * math.pi * np.round(dphi / (2 * math.pi))
-        dr2 = (eta[:, None] - eta[None, :]) ** 2 + dphi ** 2
-        a = (dr2 < r_c * r_c).astype(float) if kind == "hard" else np.exp(-dr2 / (2 * r_c**2))
-        d = 1.0 / np.sqrt(a.sum(axis=1))
-        out[k][np.ix_(real, real)] = d[:, None] * a * d[None, :]
+        out[k][np.ix_(real, real)] = jet_adjacency(
+            x[k, real, 0].astype(np.float64), x[k, real, 1].astype(np.float64), r_c=r_c,
+            kind=kind, wrap=wrap)
     return out
 
 

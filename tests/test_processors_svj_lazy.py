@@ -18,18 +18,23 @@ from coffea_ad.processors.svj import SVJProcessor
 MODEL = Path(__file__).resolve().parents[1] / "models" / "svj_dense_ae.onnx"
 
 
+def run_both(fileset, options, *, workers):
+    """The svj processor with ``options`` on the Runner and on dask-awkward."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Missing cross-reference")
+        warnings.filterwarnings("ignore", message=".*plain dict fileset")
+        eager = run_processor(fileset, SVJProcessor(**options), executor="iterative",
+                              chunksize=150)
+        lazy = run_processor(fileset, SVJProcessor(**options), executor="dask-awkward",
+                             chunksize=150, workers=workers)
+    return eager, lazy
+
+
 @pytest.fixture(scope="module")
 def both_paths(small_fileset):
     options = {"model": str(MODEL), "tag_threshold": 0.3, "max_deta": 1.5, "min_met_over_mt": 0.05,
                "min_mt": 500.0}
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Missing cross-reference")
-        warnings.filterwarnings("ignore", message=".*plain dict fileset")
-        eager = run_processor(small_fileset, SVJProcessor(**options), executor="iterative",
-                              chunksize=150)
-        lazy = run_processor(small_fileset, SVJProcessor(**options), executor="dask-awkward",
-                             chunksize=150, workers=2)
-    return eager, lazy
+    return run_both(small_fileset, options, workers=2)
 
 
 @pytest.mark.parametrize("name", ["events", "abcd", "jets"])
@@ -69,14 +74,7 @@ def test_lazy_constituent_model_equals_the_runner(small_fileset):
     fail there), and the histograms equal the Runner's bin for bin."""
     gae = MODEL.with_name("svj_gae.onnx")
     fileset = {"svj": small_fileset["svj"]}
-    options = {"model": str(gae), "tag_threshold": 0.6}
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Missing cross-reference")
-        warnings.filterwarnings("ignore", message=".*plain dict fileset")
-        eager = run_processor(fileset, SVJProcessor(**options), executor="iterative",
-                              chunksize=150)
-        lazy = run_processor(fileset, SVJProcessor(**options), executor="dask-awkward",
-                             chunksize=150, workers=1)
+    eager, lazy = run_both(fileset, {"model": str(gae), "tag_threshold": 0.6}, workers=1)
     for name in ("events", "abcd", "jets"):
         a = eager["hists"][name].view(flow=True)
         b = lazy["hists"][name].view(flow=True)
