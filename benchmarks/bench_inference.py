@@ -285,30 +285,39 @@ def kernel_ceiling(model: ScoredAE, onnx_path: Path, ours: OnnxScorer, theirs: T
           f"{1 - med['ort identity'] / ort_t:.0%} of ONNX Runtime's time")
 
 
+def export_constituent(tmp: Path, label: str, module: torch.nn.Module,
+                       feats: list[str]) -> tuple[Path, Path]:
+    """One constituent model to ONNX with its contract (both outputs, as the recipes ship
+    them) and to TorchScript (score only); returns both paths."""
+    n_part = 50
+    example = padded_jets(8, len(feats))
+    onnx_path = tmp / f"{label.replace(' ', '_')}.onnx"
+    outputs = list(module.output_names)
+    contract = ModelContract(
+        name=label.replace(" ", "_"), kind="autoencoder", level="jet", jets="FatJet",
+        opset=17,
+        inputs=[InputSpec("particles", feats, [n_part, len(feats)], scaling="in_graph",
+                          pad_length=n_part, pad_value=0.0),
+                InputSpec("mask", ["mask"], [n_part], pad_length=n_part, pad_value=0.0)],
+        # per-row output shapes from one torch run: the contract states them
+        outputs=[OutputSpec(o, o, list(r.shape[1:])) for o, r in zip(
+            outputs, module(*(torch.from_numpy(np.asarray(a, np.float32)) for a in example)),
+            strict=True)],
+        score=outputs[0])
+    export_onnx(module, {"particles": example[0], "mask": example[1].astype(np.float32)},
+                onnx_path, output_names=outputs, opset=17, contract=contract)
+    jit_path = tmp / f"{label.replace(' ', '_')}.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.save(torch.jit.trace(ScoreOnly(module), tuple(
+            torch.from_numpy(np.asarray(a, np.float32)) for a in example)), str(jit_path))
+    return onnx_path, jit_path
+
+
 def bench_constituents(tmp: Path, chunks: list[int], repeats: int) -> None:
     for label, (module, feats) in constituent_models().items():
         n_part = 50
-        example = padded_jets(8, len(feats))
-        onnx_path = tmp / f"{label.replace(' ', '_')}.onnx"
-        outputs = list(module.output_names)
-        contract = ModelContract(
-            name=label.replace(" ", "_"), kind="autoencoder", level="jet", jets="FatJet",
-            opset=17,
-            inputs=[InputSpec("particles", feats, [n_part, len(feats)], scaling="in_graph",
-                              pad_length=n_part, pad_value=0.0),
-                    InputSpec("mask", ["mask"], [n_part], pad_length=n_part, pad_value=0.0)],
-            # per-row output shapes from one torch run: the contract states them
-            outputs=[OutputSpec(o, o, list(r.shape[1:])) for o, r in zip(
-                outputs, module(*(torch.from_numpy(np.asarray(a, np.float32)) for a in example)),
-                strict=True)],
-            score=outputs[0])
-        export_onnx(module, {"particles": example[0], "mask": example[1].astype(np.float32)},
-                    onnx_path, output_names=outputs, opset=17, contract=contract)
-        jit_path = tmp / f"{label.replace(' ', '_')}.pt"
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.jit.save(torch.jit.trace(ScoreOnly(module), tuple(
-                torch.from_numpy(np.asarray(a, np.float32)) for a in example)), str(jit_path))
+        onnx_path, jit_path = export_constituent(tmp, label, module, feats)
         ours = OnnxScorer(onnx_path, intra_op_threads=1)
         theirs = TorchConstituentWrapper(str(jit_path))
         x, m = padded_jets(2000, len(feats), seed=1)

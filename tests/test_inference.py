@@ -176,6 +176,71 @@ def test_largest_intermediate_per_row_from_shape_inference(model, row_bytes, bat
     assert OnnxScorer(path).batch_size == batch
 
 
+def test_gpu_batch_size_rule():
+    from coffea_ad.inference import auto_batch_size
+
+    def contract(*inputs):
+        return ModelContract(name="c", kind="autoencoder", level="jet", jets="FatJet",
+                             opset=17, inputs=list(inputs), outputs=[OutputSpec("loss", "score")],
+                             score="loss")
+
+    six = contract(InputSpec("x", list("abcdef"), [6]))
+    # 64 MiB / 24 B = 2796202 rows -> 2**21, also the cap (a 4 B row would give 16.7 M)
+    assert auto_batch_size(six, gpu=True) == 1 << 21
+    assert auto_batch_size(contract(InputSpec("x", ["x"], [1])), gpu=True) == 1 << 21
+    # a 40 B widest layer leaves it: 256 MiB / 40 = 6.7 M
+    assert auto_batch_size(six, 40, gpu=True) == 1 << 21
+    # 400 kB rows: 67108864 / 400000 = 167 -> 128; an intermediate of 1 GB per row -> 16
+    assert auto_batch_size(contract(InputSpec("x", ["x"], [100_000])), gpu=True) == 128
+    assert auto_batch_size(six, 10**9, gpu=True) == 16
+    # the graph AE: 1600 B in (41943 rows), a 10 kB adjacency derived on the host:
+    # 32 MiB / 10000 = 3355 -> 2048 (its device intermediate alone would allow 26843)
+    gae = Path(__file__).resolve().parents[1] / "models" / "svj_gae.onnx"
+    assert OnnxScorer(gae).gpu_batch_size == 2048
+    assert OnnxScorer(gae, batch_size=100).gpu_batch_size == 100  # the user's size wins
+
+
+class _ReportsGpu:
+    """Mock of a CUDA session (no GPU on CI machines): the real CPU session does the
+    arithmetic, only the provider it reports is the CUDA one's."""
+
+    def __init__(self, session):
+        self.session = session
+
+    def __getattr__(self, name):
+        return getattr(self.session, name)
+
+    def get_providers(self):
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+def test_a_gpu_session_runs_the_gpu_batch(tiny_ae_onnx):
+    x = raw_features(20000)
+    ref = direct_ort(tiny_ae_onnx, x)["loss"]
+    cpu = OnnxScorer(tiny_ae_onnx, intra_op_threads=1)
+    np.testing.assert_allclose(cpu(x), ref, rtol=1e-5, atol=1e-6)
+    assert cpu.stats.batches == 3  # 8192 + 8192 + 3616
+    gpu = OnnxScorer(tiny_ae_onnx, intra_op_threads=1)
+    gpu._session = _ReportsGpu(gpu.session)
+    np.testing.assert_allclose(gpu(x), ref, rtol=1e-5, atol=1e-6)
+    assert gpu.stats.batches == 1  # 20000 <= 2**21
+
+    # the graph AE: its adjacency is derived per batch, 2048 jets a batch on the GPU
+    gae = Path(__file__).resolve().parents[1] / "models" / "svj_gae.onnx"
+    rng = np.random.default_rng(3)
+    counts = rng.integers(1, 51, 5000)
+    mask = (np.arange(50)[None, :] < counts[:, None]).astype(np.float32)
+    parts = (rng.normal(size=(5000, 50, 7)) * 0.2).astype(np.float32) * mask[..., None]
+    feeds = {"particles": parts, "mask": mask}
+    ref_scorer = OnnxScorer(gae, intra_op_threads=1)
+    ref = ref_scorer(feeds)
+    assert ref_scorer.stats.batches == -(-5000 // 32)
+    s = OnnxScorer(gae, intra_op_threads=1)
+    s._session = _ReportsGpu(s.session)
+    np.testing.assert_allclose(s(feeds), ref, rtol=1e-5)
+    assert s.stats.batches == 3  # 2048 + 2048 + 904
+
+
 def test_score_call_asks_onnx_runtime_for_the_score_only(tiny_ae_onnx):
     # the reconstruction output is neither fetched nor copied when only the score is wanted
     s = OnnxScorer(tiny_ae_onnx, intra_op_threads=1)

@@ -26,8 +26,9 @@ __all__ = ["inspect", "score"]
 @click.option("--step-size", default=100_000, show_default=True, type=click.IntRange(min=1),
               help="Entries per chunk.")
 @click.option("--batch-size", default=None, type=click.IntRange(min=1),
-              help="Rows per ONNX Runtime call (default: about 256 kB of input per call, "
-                   "a power of two; see coffea_ad.inference.auto_batch_size).")
+              help="Rows per ONNX Runtime call (default: about 256 kB of input per call "
+                   "on the CPU, 64 MB on a GPU, a power of two; see "
+                   "coffea_ad.inference.auto_batch_size).")
 @click.option("--provider", "providers", multiple=True,
               help="Execution provider in order of preference (repeat): cuda, tensorrt, cpu "
                    "or full names. Default: GPU when available, CPU otherwise.")

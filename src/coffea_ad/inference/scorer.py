@@ -99,23 +99,59 @@ BATCH_BYTES: int = 256 * 1024
 INTERMEDIATE_BYTES: int = 512 * 1024
 
 
-def auto_batch_size(contract: ModelContract, row_bytes: int | None = None) -> int:
-    """Rows per ``session.run`` call that feed about :data:`BATCH_BYTES` of input and keep
-    the largest intermediate tensor (``row_bytes`` per row, from
+#: The default batch on a GPU provider (CUDA, TensorRT). Each ``session.run`` call there
+#: costs a kernel launch per node and a host<->device copy, so the CPU's cache-sized batches
+#: starve it: on an H200 with ONNX Runtime 1.31's CUDA provider (``benchmarks/bench_gpu.py``)
+#: the dense AE ran 18.6 M jets/s at 8192 rows per call and 52.7 M at 1 M rows (one CPU
+#: thread: 4.7 M), svj_gae 0.07 M jets/s at 32 jets per call (half of one CPU thread) and
+#: 0.29 M at 1024, the particle VAE 0.03 M at 16 and 1.2 M at 8192. The GPU batch feeds
+#: about this much input per call ...
+GPU_BATCH_BYTES: int = 64 * 1024 * 1024
+#: ... holds the largest intermediate tensor within this much device memory ...
+GPU_INTERMEDIATE_BYTES: int = 256 * 1024 * 1024
+#: ... and a derived input, which the host computes batch by batch (a graph's adjacency),
+#: within this much host memory per batch.
+GPU_DERIVED_BYTES: int = 32 * 1024 * 1024
+#: Providers that run on an accelerator and get the GPU batch.
+GPU_PROVIDERS: frozenset[str] = frozenset({
+    "CUDAExecutionProvider", "TensorrtExecutionProvider", "ROCMExecutionProvider",
+    "MIGraphXExecutionProvider", "DmlExecutionProvider", "CoreMLExecutionProvider"})
+
+
+def auto_batch_size(contract: ModelContract, row_bytes: int | None = None, *,
+                    gpu: bool = False) -> int:
+    """Rows per ``session.run`` call.
+
+    On the CPU (default): rows that feed about :data:`BATCH_BYTES` of input and keep the
+    largest intermediate tensor (``row_bytes`` per row, from
     :func:`~coffea_ad.inference.checks.graph_signature`; None: unknown) within about
     :data:`INTERMEDIATE_BYTES`: a power of two between 16 and 65536 (8192 for 6 float32
-    features, 32 for a graph model on 50 constituents)."""
+    features, 32 for a graph model on 50 constituents).
+
+    With ``gpu=True`` (a CUDA or TensorRT session): rows that feed about
+    :data:`GPU_BATCH_BYTES`, hold the largest intermediate within
+    :data:`GPU_INTERMEDIATE_BYTES` and a host-derived input within :data:`GPU_DERIVED_BYTES`:
+    a power of two between 16 and 2**21 (2**21 for 6 float32 features, 2048 for the graph
+    AE)."""
     # a derived input (a graph's adjacency) is made per batch, in cache: an intermediate
     input_bytes = sum(int(np.prod(spec.shape, dtype=np.int64)) * np.dtype(spec.dtype).itemsize
                       for spec in contract.inputs if spec.graph is None)
-    rows = BATCH_BYTES // max(input_bytes, 1)
-    for spec in contract.inputs:
-        if spec.graph is not None:
-            size = int(np.prod(spec.shape, dtype=np.int64)) * np.dtype(spec.dtype).itemsize
-            row_bytes = max(row_bytes or 0, size)
-    if row_bytes:
-        rows = min(rows, INTERMEDIATE_BYTES // row_bytes)
-    return int(min(max(1 << max(int(rows).bit_length() - 1, 0), 16), 65536))
+    derived = max((int(np.prod(spec.shape, dtype=np.int64)) * np.dtype(spec.dtype).itemsize
+                   for spec in contract.inputs if spec.graph is not None), default=0)
+    row_bytes = max(row_bytes or 0, derived)
+    if gpu:
+        rows = GPU_BATCH_BYTES // max(input_bytes, 1)
+        if row_bytes:
+            rows = min(rows, GPU_INTERMEDIATE_BYTES // row_bytes)
+        if derived:
+            rows = min(rows, GPU_DERIVED_BYTES // derived)
+        top = 1 << 21
+    else:
+        rows = BATCH_BYTES // max(input_bytes, 1)
+        if row_bytes:
+            rows = min(rows, INTERMEDIATE_BYTES // row_bytes)
+        top = 65536
+    return int(min(max(1 << max(int(rows).bit_length() - 1, 0), 16), top))
 
 
 @dataclass(frozen=True)
@@ -148,11 +184,13 @@ class OnnxScorer:
         providers: execution providers in order of preference (names or aliases such as
             ``"cuda"``); ``None`` prefers TensorRT, then CUDA, then CPU, among those this
             ``onnxruntime`` build offers (see :func:`~coffea_ad.inference.providers.select_providers`).
-        batch_size: rows per ``session.run`` call; ``None`` (default): as many rows as feed
-            about :data:`BATCH_BYTES` of input and hold the model's largest intermediate
-            tensor within about :data:`INTERMEDIATE_BYTES` (a power of two, 16 to 65536),
-            so that one batch's intermediate arrays stay in the CPU caches (8192 rows for 6
-            float32 features, 32 jets for a graph AE on 50 constituents).
+        batch_size: rows per ``session.run`` call; ``None`` (default): on the CPU, as many
+            rows as feed about :data:`BATCH_BYTES` of input and hold the model's largest
+            intermediate tensor within about :data:`INTERMEDIATE_BYTES` (a power of two, 16
+            to 65536), so that one batch's intermediate arrays stay in the CPU caches (8192
+            rows for 6 float32 features, 32 jets for a graph AE on 50 constituents); when
+            the session runs on a GPU provider, :attr:`gpu_batch_size` (see
+            :func:`auto_batch_size`: 2**21 rows for 6 features, 2048 jets for the graph AE).
         intra_op_threads: ONNX Runtime intra-op threads; ``None`` lets ONNX Runtime decide
             (all cores), set 1 on batch workers that run one task per core.
         graph_optimization: ONNX Runtime graph optimization level. On the CPU provider,
@@ -232,8 +270,11 @@ class OnnxScorer:
                 self._inv_scale[spec.name] = (1.0 / np.asarray(spec.scale, np.float64)).astype(
                     spec.dtype
                 )
+        # the provider is known once the session exists (on the worker): both defaults now
         self.batch_size = int(batch_size) if batch_size is not None else auto_batch_size(
             self.contract, signature.get("row_bytes"))
+        self.gpu_batch_size = int(batch_size) if batch_size is not None else auto_batch_size(
+            self.contract, signature.get("row_bytes"), gpu=True)
         self._session: Any = None
         self._generation = _session.generation()
         self._lock = threading.Lock()
@@ -587,26 +628,28 @@ class OnnxScorer:
                     for o in self.contract.outputs if o.name in names}
         derived = [spec for spec in self.contract.inputs if spec.graph is not None]
         scratch: dict[str, np.ndarray] = {}
+        batch_size = (self.gpu_batch_size if session.get_providers()[0] in GPU_PROVIDERS
+                      else self.batch_size)
 
         def batch_feeds(start: int, stop: int) -> dict[str, np.ndarray]:
             batch = {k: v[start:stop] for k, v in feeds.items()}
             for spec in derived:  # computed per batch: stays in cache, no [n, 50, 50] chunk
                 if spec.name not in scratch:
-                    scratch[spec.name] = np.empty((min(self.batch_size, n), *spec.shape),
+                    scratch[spec.name] = np.empty((min(batch_size, n), *spec.shape),
                                                   dtype=np.float32)
                 batch[spec.name] = derive_graph(spec, batch, self.contract,
                                                 out=scratch[spec.name][:stop - start])
             return batch
 
-        if n <= self.batch_size:
+        if n <= batch_size:
             results = session.run(names, batch_feeds(0, n))
             with self._lock:
                 self._counts["batches"] += 1
             return dict(zip(names, results, strict=True))
         outs: dict[str, np.ndarray] = {}
         nbatches = 0
-        for start in range(0, n, self.batch_size):
-            stop = min(start + self.batch_size, n)
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)
             results = session.run(names, batch_feeds(start, stop))
             nbatches += 1
             for name, res in zip(names, results, strict=True):
