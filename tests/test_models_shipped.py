@@ -3,6 +3,7 @@ usable on the real PFNano file."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import awkward as ak
@@ -76,6 +77,26 @@ def test_svj_dense_ae_on_real_pfnano(pfnano_file):
     assert len(x) == ak.sum(ak.num(events.FatJet))
     loss = scorer.score_events(events)
     np.testing.assert_allclose(ak.to_numpy(ak.flatten(loss)), out["loss"], rtol=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore:Missing cross-reference index:RuntimeWarning")
+@pytest.mark.filterwarnings("ignore:Branch .* already exists:RuntimeWarning")
+def test_svj_gae_card_states_its_losses_on_real_cms_jets(pfnano_file):
+    """The card's "Limits" section: on the real CMS PFNano file every jet's loss is orders
+    of magnitude above the validation loss of the generated QCD it was trained like."""
+    from coffea.nanoevents import NanoEventsFactory, PFNanoAODSchema
+
+    model = Path(__file__).resolve().parents[1] / "models" / "svj_gae.onnx"
+    events = NanoEventsFactory.from_root({str(pfnano_file): "Events"},
+                                         schemaclass=PFNanoAODSchema, mode="eager").events()
+    loss = np.asarray(ak.flatten(OnnxScorer(model).score_events(events)))
+    assert len(loss) == ak.sum(ak.num(events.FatJet)) == 24
+    card = model.with_suffix(".md").read_text()
+    stated = [float(v) for v in np.round(np.quantile(loss, [0, 0.5, 1]))]
+    assert "{:.0f} / {:.0f} / {:.0f} (min / median / max)".format(*stated) in card
+    validation = float(re.search(r"best validation loss: ([0-9.]+)", card).group(1))
+    assert 0.1 < validation < 1.0
+    assert loss.min() > 1000 * validation
 
 
 SVJ_FLOW = Path(__file__).resolve().parents[1] / "models" / "svj_flow.onnx"
