@@ -149,7 +149,7 @@ class _Flat:
         return ak.to_numpy(ak.flatten(self.scorer(x)))
 
 
-def compare_outputs(a: Any, b: Any, path: str = "") -> tuple[int, int, float]:
+def compare_outputs(a: Any, b: Any) -> tuple[int, int, float]:
     """(histogram bins compared, bins that differ, largest |difference| in a bin) over every
     histogram of two processor outputs."""
     import hist
@@ -162,7 +162,7 @@ def compare_outputs(a: Any, b: Any, path: str = "") -> tuple[int, int, float]:
         for key in a:
             if key == "run_info" or key not in b:  # bookkeeping: providers differ by design
                 continue
-            n, d, m = compare_outputs(a[key], b[key], f"{path}/{key}")
+            n, d, m = compare_outputs(a[key], b[key])
             total = [total[0] + n, total[1] + d, max(total[2], m)]
         return total[0], total[1], total[2]
     return 0, 0, 0.0

@@ -285,11 +285,15 @@ def kernel_ceiling(model: ScoredAE, onnx_path: Path, ours: OnnxScorer, theirs: T
           f"{1 - med['ort identity'] / ort_t:.0%} of ONNX Runtime's time")
 
 
+#: Constituents per jet of the padded inputs (the recipes' default).
+N_PART = 50
+
+
 def export_constituent(tmp: Path, label: str, module: torch.nn.Module,
                        feats: list[str]) -> tuple[Path, Path]:
     """One constituent model to ONNX with its contract (both outputs, as the recipes ship
     them) and to TorchScript (score only); returns both paths."""
-    n_part = 50
+    n_part = N_PART
     example = padded_jets(8, len(feats))
     onnx_path = tmp / f"{label.replace(' ', '_')}.onnx"
     outputs = list(module.output_names)
@@ -316,7 +320,6 @@ def export_constituent(tmp: Path, label: str, module: torch.nn.Module,
 
 def bench_constituents(tmp: Path, chunks: list[int], repeats: int) -> None:
     for label, (module, feats) in constituent_models().items():
-        n_part = 50
         onnx_path, jit_path = export_constituent(tmp, label, module, feats)
         ours = OnnxScorer(onnx_path, intra_op_threads=1)
         theirs = TorchConstituentWrapper(str(jit_path))
@@ -326,7 +329,7 @@ def bench_constituents(tmp: Path, chunks: list[int], repeats: int) -> None:
         diff = float(np.max(np.abs(a - b)))
         assert diff < 1e-3 * max(1.0, float(np.max(np.abs(b)))), diff
         flops = flops_per_row(module, *(torch.from_numpy(v) for v in (x[:256], mf[:256])))
-        print(f"\n{label} ({len(feats)} features x {n_part} constituents, "
+        print(f"\n{label} ({len(feats)} features x {N_PART} constituents, "
               f"{flops / 1e6:.2f} MFLOP/jet in matmuls), ours batch {ours.batch_size} jets; "
               f"agreement on 2000 jets: max |diff| = {diff:.1e}")
         print(f"{'jets/chunk':>10} {'ours ms':>9} {'torch ms':>9} {'ours kjet/s':>12} "
