@@ -16,6 +16,7 @@ from typing import Any
 from coffea import processor
 
 from coffea_ad.errors import CoffeaADError
+from coffea_ad.execution.memory import collect_before_chunk
 from coffea_ad.execution.planning import Plan
 from coffea_ad.execution.readers import describe, is_reader_error
 
@@ -85,6 +86,7 @@ class Provenance(processor.ProcessorABC):
         meta = events.metadata
         key = (meta["dataset"], meta["filename"])
         span = (int(meta["entrystart"]), int(meta["entrystop"]))
+        collect_before_chunk()
         for attempt in range(self.retries + 1):
             try:
                 out = self.inner.process(events)

@@ -18,6 +18,7 @@ from coffea.nanoevents import PFNanoAODSchema
 from coffea_ad.errors import InvalidArgumentError, WrongTypeError
 from coffea_ad.execution.checkpoints import checkpointer
 from coffea_ad.execution.clients import AnnotatedDaskExecutor, dask_client
+from coffea_ad.execution.memory import in_process_run
 from coffea_ad.execution.planning import plan
 from coffea_ad.execution.provenance import (
     RUN_INFO_KEY,
@@ -227,7 +228,9 @@ def run_with_runner(fileset: Mapping[str, Any] | str | Path,
     # xrootd failure should not drop a chunk); other errors by the executor (coffea / Dask)
     wrapper = Provenance(processor_instance, skip_reader_errors=options.skipbadfiles,
                          retries=options.retries)
-    with warnings.catch_warnings():
+    # in_process_run: chunks that ran in this process (iterative executor) froze the
+    # caller's objects for the garbage collector; they are given back when the run ends
+    with warnings.catch_warnings(), in_process_run():
         # coffea warns per retry/skip in this process; our report below replaces it
         warnings.filterwarnings("ignore", message="(Performed attempt|Skipping bad file)")
         try:

@@ -1,0 +1,69 @@
+"""Free each chunk's memory before the next chunk allocates its own.
+
+NanoEvents arrays sit in reference cycles (events, their factory, behaviours), so a chunk's
+arrays are freed only by a full cyclic collection, which Python runs rarely: several chunks'
+arrays pile up, the process grows, and the kernel has to hand it fresh pages again and
+again. On the SVJ chain (20 000-event chunks, one process) the resident size swung between
+0.8 and 1.8 GB from pass to pass and the system time of a pass between 0.1 and 0.8 s; with
+a collection before every chunk it stays at 0.6 GB and 0.1 s.
+
+A full collection walks every tracked object of the process (modules, classes, the
+worker's own state): 0.1 s per chunk there. :func:`collect_before_chunk` therefore freezes
+what is alive (:func:`gc.freeze`) and collects only what was made since: the chunks' objects.
+The first chunks of a process import modules and compile numba functions (about 160 000
+objects in a Dask worker of the SVJ chain, 28 ms per collection while unfrozen), so it freezes
+again whenever :data:`sys.modules` grew since the last freeze. A freeze also catches the
+chunk that is about to run (with several threads, every chunk running then): it is kept
+until the next freeze, at most one chunk per thread, against several without the
+collections. Frozen objects are still freed by
+reference counting; only cycles among them wait until :func:`unfreeze` (called when an
+in-process run ends) or the next freeze.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import sys
+import threading
+from collections.abc import Iterator
+
+__all__ = ["collect_before_chunk", "in_process_run"]
+
+_lock = threading.Lock()
+_modules_at_freeze: int | None = None  # None: nothing frozen by this module
+
+
+def collect_before_chunk() -> None:
+    """Collect the garbage cycles left by earlier chunks in this process (nothing when the
+    program switched the collector off: its choice stands)."""
+    global _modules_at_freeze
+    if not gc.isenabled():
+        return
+    with _lock:
+        if _modules_at_freeze == len(sys.modules):
+            gc.collect()
+            return
+        gc.unfreeze()
+        gc.collect()
+        gc.freeze()
+        _modules_at_freeze = len(sys.modules)
+
+
+def unfreeze() -> None:
+    """Give the objects frozen by :func:`collect_before_chunk` back to the collector."""
+    global _modules_at_freeze
+    with _lock:
+        if _modules_at_freeze is not None:
+            gc.unfreeze()
+            _modules_at_freeze = None
+
+
+@contextlib.contextmanager
+def in_process_run() -> Iterator[None]:
+    """Around a run whose chunks execute in this process (the iterative executor): the
+    caller's objects are frozen only while the run lasts."""
+    try:
+        yield
+    finally:
+        unfreeze()
