@@ -3,9 +3,10 @@
 NanoEvents arrays sit in reference cycles (events, their factory, behaviours), so a chunk's
 arrays are freed only by a full cyclic collection, which Python runs rarely: several chunks'
 arrays pile up, the process grows, and the kernel has to hand it fresh pages again and
-again. On the SVJ chain (20 000-event chunks, one process) the resident size swung between
-0.8 and 1.8 GB from pass to pass and the system time of a pass between 0.1 and 0.8 s; with
-a collection before every chunk it stays at 0.6 GB and 0.1 s.
+again. On the SVJ chain (20 000-event chunks, 120 000 events per pass, one process) the
+resident size swung between 1.2 and 1.6 GB from pass to pass and the system time of a pass
+between 0.1 and 1.1 s; with a collection before every chunk it stays at 0.56 GB and
+0.13-0.35 s, and the chain runs 1.17x faster (``benchmarks/bench_chunk_memory.py``).
 
 A full collection walks every tracked object of the process (modules, classes, the
 worker's own state): 0.1 s per chunk there. :func:`collect_before_chunk` therefore freezes
