@@ -16,9 +16,8 @@ objects in a Dask worker of the SVJ chain, 28 ms per collection while unfrozen),
 again whenever :data:`sys.modules` grew since the last freeze. A freeze also catches the
 chunk that is about to run (with several threads, every chunk running then): it is kept
 until the next freeze, at most one chunk per thread, against several without the
-collections. Frozen objects are still freed by
-reference counting; only cycles among them wait until :func:`unfreeze` (called when an
-in-process run ends) or the next freeze.
+collections. Frozen objects are still freed by reference counting; only cycles among them
+wait until :func:`unfreeze` (called when an in-process run ends) or the next freeze.
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ import sys
 import threading
 from collections.abc import Iterator
 
-__all__ = ["collect_before_chunk", "in_process_run"]
+__all__ = ["collect_before_chunk", "in_process_run", "unfreeze"]
 
 _lock = threading.Lock()
 _modules_at_freeze: int | None = None  # None: nothing frozen by this module
