@@ -20,10 +20,11 @@ numpy copy) over the bytes each jet must move (its float32 features in, its scor
 and peak float32 FLOPs (a measured large numpy matmul on one thread) over the model's
 matmul FLOPs per jet (counted by torch's FlopCounterMode). Then the bare kernels on the same
 flat rows, ONNX Runtime's session against the torch module without torch_wrapper, with the
-ELUs and with identities in their place, and the file as written through ONNX Runtime's own
-(scalar) Elu kernel, which our scorer replaces by vectorized Exp/Min/Max
-(:mod:`coffea_ad.inference.rewrite`): torch_wrapper over the bare ONNX Runtime session is the
-most any scorer around that kernel can reach.
+ELUs and with identities in their place, the file as written (ONNX Runtime's own scalar Elu
+kernel, its in-graph standardization as row-broadcast Sub and Div) and the file with the Elu
+rewrite alone; our scorer's session runs both rewrites of :mod:`coffea_ad.inference.rewrite`
+(vectorized Exp/Min/Max for Elu, one diagonal Gemm for the standardization): torch_wrapper
+over the bare ONNX Runtime session is the most any scorer around that kernel can reach.
 
 Then the constituent-level models (the graph AE of ``training/gae.py`` and the particle VAE
 of ``training/particle_vae.py``, their default architectures, random weights): one torch
@@ -55,6 +56,7 @@ import torch
 from coffea.ml_tools.torch_wrapper import torch_wrapper
 
 from coffea_ad.inference import InputSpec, ModelContract, OnnxScorer, OutputSpec
+from coffea_ad.inference.rewrite import vectorize_elu
 from coffea_ad.nn.export import export_onnx
 
 FEATURES = ["eta", "phi", "mass", "ptd", "axis_major", "axis_minor"]
@@ -246,6 +248,8 @@ def kernel_ceiling(model: ScoredAE, onnx_path: Path, ours: OnnxScorer, theirs: T
     options.intra_op_num_threads = 1
     plain = onnxruntime.InferenceSession(str(onnx_path), options,
                                          providers=["CPUExecutionProvider"])
+    elu_only = onnxruntime.InferenceSession(vectorize_elu(onnx_path.read_bytes()), options,
+                                            providers=["CPUExecutionProvider"])
     sessions = {"elu": ours.session, "identity": onnxruntime.InferenceSession(
         str(lin_onnx), options, providers=["CPUExecutionProvider"])}
     modules = {"elu": model, "identity": linear}
@@ -261,7 +265,8 @@ def kernel_ceiling(model: ScoredAE, onnx_path: Path, ours: OnnxScorer, theirs: T
 
     funcs: dict[str, Callable[[], object]] = {"ours": lambda: ours(chunk),
                                                "torch_wrapper": lambda: theirs(chunk),
-                                               "ort Elu op": lambda: ort(plain)}
+                                               "ort as written": lambda: ort(plain),
+                                               "ort Elu rewrite": lambda: ort(elu_only)}
     for key, session in sessions.items():
         funcs[f"ort {key}"] = lambda s=session: ort(s)
         funcs[f"torch {key}"] = lambda m=modules[key]: bare_torch(m)
@@ -273,9 +278,11 @@ def kernel_ceiling(model: ScoredAE, onnx_path: Path, ours: OnnxScorer, theirs: T
               f"{med[f'torch {key}'] * 1e3:7.2f} ms, "
               f"ratio {med[f'torch {key}'] / med[f'ort {key}']:.2f}x")
     ort_t, torch_t = med["ort elu"], med["torch elu"]
-    print(f"  the same model through ONNX Runtime's own Elu kernel (the file as written, no "
-          f"rewrite): {med['ort Elu op'] * 1e3:.2f} ms, {med['ort Elu op'] / ort_t:.2f}x the "
-          "session ours runs")
+    print(f"  the same model as written (ONNX Runtime's Elu kernel, row-broadcast Sub/Div): "
+          f"{med['ort as written'] * 1e3:.2f} ms, {med['ort as written'] / ort_t:.2f}x the "
+          f"session ours runs; with the Elu rewrite alone {med['ort Elu rewrite'] * 1e3:.2f} ms, "
+          f"{med['ort Elu rewrite'] / ort_t:.2f}x (the standardization folded into one Gemm "
+          "makes the difference)")
     print(f"  ours {med['ours'] * 1e3:.2f} ms = ONNX Runtime + {(med['ours'] - ort_t) * 1e3:.2f} "
           f"ms; torch_wrapper {med['torch_wrapper'] * 1e3:.2f} ms = torch + "
           f"{(med['torch_wrapper'] - torch_t) * 1e3:.2f} ms")

@@ -87,13 +87,13 @@ def _create_session(
     options.log_severity_level = 3  # errors only: provider-assignment notes flood worker logs
     source: str | bytes = model_bytes if model_bytes is not None else str(path)
     if graph_optimization != "disable" and providers and providers[0] == "CPUExecutionProvider":
-        # ONNX Runtime's CPU Elu is scalar: the same function from vectorized ops (in memory;
-        # the file and its sha256 are unchanged)
-        from coffea_ad.inference.rewrite import vectorize_elu
+        # the same function from kernels the CPU provider runs faster (its Elu is scalar, its
+        # row-vector broadcasts loop per row): in memory, the file and its sha256 unchanged
+        from coffea_ad.inference.rewrite import rewrite_for_cpu
 
         raw = model_bytes if model_bytes is not None else _read_model(path)
         try:
-            rewritten = vectorize_elu(raw) if raw is not None else None
+            rewritten = rewrite_for_cpu(raw) if raw is not None else None
         except Exception:  # noqa: BLE001 - not a model onnx can parse: ONNX Runtime says why
             rewritten = None
         if rewritten is not None:
