@@ -83,6 +83,32 @@ def test_collection_frees_earlier_cycles_and_freezes_what_lives(no_automatic_gc)
     assert gc.get_freeze_count() == 0
 
 
+def _frozen(obj: object) -> bool:
+    """Tracked by the collector yet in none of its three generations: frozen."""
+    return gc.is_tracked(obj) and all(
+        id(obj) not in {id(o) for o in gc.get_objects(g)} for g in range(3))
+
+
+def test_objects_the_program_froze_stay_frozen_after_the_run(no_automatic_gc):
+    mine = Cycle(10)
+    gc.freeze()  # the program's own freeze, before any chunk
+    try:
+        assert _frozen(mine)
+        chunk = Cycle(1000)  # a chunk running when the run freezes
+        dead = weakref.ref(chunk)
+        collect_before_chunk()
+        assert _frozen(chunk)
+        del chunk
+        collect_before_chunk()
+        assert dead() is not None  # frozen while alive: its cycle waits for unfreeze()
+        unfreeze()
+        assert dead() is None  # the run's garbage is freed at the end ...
+        assert _frozen(mine)  # ... and the program's objects stay frozen
+    finally:
+        gc.unfreeze()
+    assert not _frozen(mine)  # the check itself tells the two apart
+
+
 def test_switched_off_collector_stays_off(no_automatic_gc):
     gc.disable()
     try:

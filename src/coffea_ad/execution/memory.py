@@ -18,6 +18,10 @@ chunk that is about to run (with several threads, every chunk running then): it 
 until the next freeze, at most one chunk per thread, against several without the
 collections. Frozen objects are still freed by reference counting; only cycles among them
 wait until :func:`unfreeze` (called when an in-process run ends) or the next freeze.
+
+A program that froze objects itself before the first chunk (a server that freezes its
+start-up state before it forks) keeps them frozen: :func:`unfreeze` then collects the
+garbage of the run and freezes what is alive again, instead of handing everything back.
 """
 
 from __future__ import annotations
@@ -32,18 +36,21 @@ __all__ = ["collect_before_chunk", "in_process_run", "unfreeze"]
 
 _lock = threading.Lock()
 _modules_at_freeze: int | None = None  # None: nothing frozen by this module
+_program_froze = False  # objects were frozen before this module's first freeze
 
 
 def collect_before_chunk() -> None:
     """Collect the garbage cycles left by earlier chunks in this process (nothing when the
     program switched the collector off: its choice stands)."""
-    global _modules_at_freeze
+    global _modules_at_freeze, _program_froze
     if not gc.isenabled():
         return
     with _lock:
         if _modules_at_freeze == len(sys.modules):
             gc.collect()
             return
+        if _modules_at_freeze is None:
+            _program_froze = gc.get_freeze_count() > 0
         gc.unfreeze()
         gc.collect()
         gc.freeze()
@@ -51,12 +58,18 @@ def collect_before_chunk() -> None:
 
 
 def unfreeze() -> None:
-    """Give the objects frozen by :func:`collect_before_chunk` back to the collector."""
-    global _modules_at_freeze
+    """Give the objects frozen by :func:`collect_before_chunk` back to the collector; where
+    the program had frozen objects itself, collect the run's garbage and freeze the living
+    again (its frozen objects among them)."""
+    global _modules_at_freeze, _program_froze
     with _lock:
         if _modules_at_freeze is not None:
             gc.unfreeze()
+            if _program_froze:
+                gc.collect()
+                gc.freeze()
             _modules_at_freeze = None
+            _program_froze = False
 
 
 @contextlib.contextmanager
