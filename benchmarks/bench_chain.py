@@ -12,8 +12,8 @@ On the same generated PFNano-format files (Pythia8 + FastJet, made once and cach
    - the shipped constituent-level model ``models/svj_gae.onnx`` (graph AE on ΔR graphs of
      the 50 leading constituents: constituent lists, padding and the adjacency inside the
      ONNX graph are all part of its chain);
-3. a per-stage profile of one pass (read, features/graphs, scorer awkward<->numpy,
-   ONNX Runtime, histograms, the rest), measured in one process by timing those functions
+3. a per-stage profile of one pass (read, features/graphs, a graph model's adjacency,
+   scorer awkward<->numpy and input checks, ONNX Runtime, histograms, the rest), measured in one process by timing those functions
    (exclusive time: a stage called inside another is not counted twice); the read is done
    first through the read-only processor on the same events, so the later stages find the
    branches in memory;
@@ -165,6 +165,8 @@ class StageClock:
         import hist
 
         from coffea_ad import features
+        from coffea_ad.features.particles import ParticleBlocks
+        from coffea_ad.inference import scorer
         from coffea_ad.inference.scorer import OnnxScorer
 
         targets = [
@@ -173,9 +175,14 @@ class StageClock:
             (features, "jet_constituents", "features/graphs"),
             (features, "particle_list", "features/graphs"),
             (features, "particle_list_from_events", "features/graphs"),
-            (OnnxScorer, "_dispatch", "scorer awkward<->numpy"),
-            (OnnxScorer, "_events_dispatch", "scorer awkward<->numpy"),
-            (OnnxScorer, "_run_batches", "ONNX Runtime"),
+            (features, "particle_blocks_from_events", "features/graphs"),
+            # the particle blocks are written batch by batch, inside the scorer's loop
+            (ParticleBlocks, "fill", "features/graphs"),
+            (scorer, "derive_graph", "graph adjacency (per batch)"),
+            (OnnxScorer, "_dispatch", "scorer awkward<->numpy, checks"),
+            (OnnxScorer, "_events_dispatch", "scorer awkward<->numpy, checks"),
+            (OnnxScorer, "_nonfinite_rows", "scorer awkward<->numpy, checks"),
+            (OnnxScorer, "_run_batched", "ONNX Runtime"),
             (hist.Hist, "fill", "histograms"),
         ]
         # hist.Hist inherits fill: restore by deleting what was not in the class itself

@@ -16,6 +16,7 @@ from coffea_ad.features import (
     PARTICLE_FEATURES,
     constituent_graph,
     jet_constituents,
+    particle_blocks_from_events,
     particle_list,
     particle_list_from_events,
 )
@@ -363,6 +364,114 @@ def test_scorer_scores_chosen_jets_as_every_jet(pfnano_file, model):
     np.testing.assert_allclose(outs[OnnxScorer(path).contract.score], every[index], rtol=rtol,
                                atol=0)
     assert outs[NONFINITE_MASK].tolist() == [False] * len(index)
+
+
+def test_particle_blocks_fill_any_range_as_the_grouped_blocks(pfnano_file):
+    """fill(start, stop) writes rows start:stop of the grouped path's blocks, bit for bit,
+    for ranges cut anywhere (empty, one jet, the last jet), into a bool mask or the float32
+    mask a graph AE takes; bad ranges and buffers are refused."""
+    events = load(pfnano_file)
+    features = available(events, ALL_FEATURES)
+    want = grouped_blocks(events, n=20, features=features, pad_value=-3.0)
+    blocks = particle_blocks_from_events(events, n=20, features=features, pad_value=-3.0)
+    n_jets = len(want[0])
+    assert (blocks.n_jets, blocks.n, blocks.n_features) == (n_jets, 20, len(features))
+    assert_same_blocks(blocks.arrays(), want, features)
+    edges = [0, 0, 1, 7, n_jets // 2, n_jets - 1, n_jets]
+    for start, stop in zip(edges, edges[1:], strict=False):
+        for mask_dtype in (np.bool_, np.float32):
+            values = np.full((stop - start, 20, len(features)), np.nan, dtype=np.float32)
+            mask = np.full((stop - start, 20), 7, dtype=mask_dtype)  # overwritten everywhere
+            blocks.fill(start, stop, values, mask)
+            assert values.tobytes() == want[0][start:stop].tobytes()
+            assert mask.tobytes() == want[1][start:stop].astype(mask_dtype).tobytes()
+    values = np.empty((2, 20, len(features)), dtype=np.float32)
+    mask = np.empty((2, 20), dtype=np.bool_)
+    for start, stop in ((n_jets - 1, n_jets + 1), (3, 1), (-1, 1)):
+        with pytest.raises(InvalidArgumentError, match="not a range"):
+            blocks.fill(start, stop, values, mask)
+    for bad_values, bad_mask in ((values[:1], mask), (values.astype(np.float64), mask),
+                                 (values, mask[:, :10]), (values[:, ::2], mask[:, ::2])):
+        with pytest.raises(InvalidArgumentError, match="C-contiguous"):
+            blocks.fill(0, len(bad_values), bad_values, bad_mask)
+
+
+def gae_copy(tmp_path, **particles):
+    """The shipped svj_gae model with its contract's particle input changed."""
+    import json
+    import shutil
+
+    models = Path(__file__).resolve().parents[1] / "models"
+    shutil.copy(models / "svj_gae.onnx", tmp_path / "svj_gae.onnx")
+    contract = json.loads((models / "svj_gae.json").read_text())
+    contract["inputs"][0].update(particles)
+    (tmp_path / "svj_gae.json").write_text(json.dumps(contract))
+    return tmp_path / "svj_gae.onnx"
+
+
+@pytest.mark.parametrize("batch_size", [None, 5])
+@pytest.mark.parametrize("scaled", [False, True])
+def test_scorer_fills_particle_batches_as_the_whole_arrays(pfnano_file, tmp_path, batch_size,
+                                                           scaled):
+    """score_events / outputs_for_jets write each batch's blocks into one reused buffer;
+    every output equals that of the same scorer on the chunk's whole arrays, bit for bit,
+    with one batch or many (and a partial last one), with and without host-side scaling."""
+    from coffea_ad.inference import OnnxScorer
+
+    path = (gae_copy(tmp_path, scaling="external", centre=[0.01, -0.02, 0.1, 1.0, 1.5, 0.0,
+                                                           0.0],
+                     scale=[0.2, 0.2, 0.5, 1.0, 2.0, 0.1, 0.1]) if scaled
+            else Path(__file__).resolve().parents[1] / "models" / "svj_gae.onnx")
+    scorer = OnnxScorer(path, batch_size=batch_size, intra_op_threads=1)
+    spec = scorer.contract.inputs[0]
+    events = load(pfnano_file)
+    values, mask = particle_list_from_events(events, n=spec.pad_length, features=spec.features)
+    want = scorer.outputs({"particles": values, "mask": mask.astype(np.float32)})
+    got = scorer.outputs_from_events(events)
+    assert sorted(got) == sorted(want)
+    for name, out in want.items():
+        assert ak.to_numpy(ak.flatten(got[name])).tobytes() == out.tobytes(), name
+    # the arrays of the chosen jets: a batch of other rows may round the model's products
+    # differently in the last bit
+    index = np.array([3, 0, len(values) - 1, 3])
+    chosen = scorer.outputs_for_jets(events, index)
+    want = scorer.outputs({"particles": values[index], "mask": mask[index].astype(np.float32)})
+    for name, out in want.items():
+        assert chosen[name].tobytes() == out.tobytes(), name
+    n_batches = -(-len(values) // scorer.batch_size)
+    assert scorer.stats.batches == 2 * n_batches + 2
+
+
+def test_scorer_flags_or_refuses_a_particle_batch_with_nonfinite_inputs():
+    """A float64 d0 beyond float32's range is inf in the block: under "flag" that jet gets
+    -1 and the mask, the others their scores, as the whole-array path gives them; under
+    "raise" the error counts the whole chunk."""
+    from coffea_ad.errors import NonFiniteInputError
+    from coffea_ad.inference import OnnxScorer
+    from coffea_ad.inference.scorer import FLAG_VALUE, NONFINITE_MASK
+
+    path = Path(__file__).resolve().parents[1] / "models" / "svj_gae.onnx"
+    jets = [[{"pt": 300.0, "eta": 0.1, "phi": 0.2}, {"pt": 200.0, "eta": -1.0, "phi": 2.0}],
+            [{"pt": 250.0, "eta": 0.5, "phi": -1.0}]]
+    cands = [[cand(10.0), cand(5.0, eta=0.12, d0=1e300), cand(3.0, eta=-1.0, phi=2.01),
+              cand(2.0, eta=-1.02, phi=2.0, pdgId=22)],
+             [cand(7.0, eta=0.5, phi=-1.0), cand(1.0, eta=0.55, phi=-1.0, pdgId=130)]]
+    links = [[(0, 0), (0, 1), (1, 2), (1, 3)], [(0, 0), (0, 1)]]
+    events = build_events(jets, links, cands)
+    flagging = OnnxScorer(path, nonfinite="flag", batch_size=2, intra_op_threads=1)
+    spec = flagging.contract.inputs[0]
+    values, mask = particle_list_from_events(events, n=spec.pad_length, features=spec.features)
+    assert np.isinf(values[0]).any() and np.isfinite(values[1:]).all()
+    want = flagging.outputs({"particles": values, "mask": mask.astype(np.float32)})
+    assert want[NONFINITE_MASK].tolist() == [True, False, False]
+    got = flagging.outputs_from_events(events)
+    assert sorted(got) == sorted(want)
+    for name, out in want.items():
+        assert ak.to_numpy(ak.flatten(got[name])).tobytes() == out.tobytes(), name
+    assert ak.flatten(got[flagging.contract.score]).to_list()[0] == FLAG_VALUE
+    assert flagging.stats.nonfinite_rows == 2
+    with pytest.raises(NonFiniteInputError, match=r"1 of 3 rows .*'d0': 1\)"):
+        OnnxScorer(path, batch_size=2).score_events(events)
 
 
 def build_events(jets, links, cands):

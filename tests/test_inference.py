@@ -161,14 +161,31 @@ def test_auto_batch_size_of_a_padded_constituent_contract():
     assert auto_batch_size(contract, 10_000) == 32
     assert auto_batch_size(tiny, 40) == 8192  # 524288 / 40 = 13107 -> 8192
     assert auto_batch_size(contract, None) == 128
+    # a derived [50, 50] float32 adjacency (10 kB per jet) has its own budget: 2 MiB / 10000
+    # = 209 -> 128 leaves the input rule's 128; on 100 constituents (40 kB): 52 -> 32
+    def graph(n):
+        return ModelContract(
+            name="g", kind="graph_autoencoder", level="jet", jets="FatJet", opset=17,
+            inputs=[InputSpec("particles", ["eta", "phi"], [n, 2], pad_length=n),
+                    InputSpec("mask", ["mask"], [n], pad_length=n),
+                    InputSpec("adjacency", ["adjacency"], [n, n], pad_length=n,
+                              graph={"kind": "normalized_adjacency", "of": "particles",
+                                     "eta": "eta", "phi": "phi", "r_c": 0.1,
+                                     "adjacency": "hard", "periodic_phi": False})],
+            outputs=[OutputSpec("loss", "score")], score="loss")
+    # inputs 50 x 3 x 4 = 600 B per jet: 262144 / 600 = 436 -> 256; the adjacency caps it
+    assert auto_batch_size(graph(50)) == 128
+    assert auto_batch_size(graph(100)) == 32
+    assert auto_batch_size(graph(100), 1400) == 32
 
 
 @pytest.mark.parametrize(("model", "row_bytes", "batch"),
-                         [("svj_gae", 50 * 7 * 4, 32), ("svj_dense_ae", 10 * 4, 8192)])
+                         [("svj_gae", 50 * 7 * 4, 128), ("svj_dense_ae", 10 * 4, 8192)])
 def test_largest_intermediate_per_row_from_shape_inference(model, row_bytes, batch):
     """The graph AE's largest tensor inside the graph is a [batch, 50, 7] float32 node
-    array, and its [batch, 50, 50] adjacency input, derived per batch, sets the batch; the
-    dense AE's is its widest hidden layer (10 float32)."""
+    array; its inputs (1600 B per jet) and its [batch, 50, 50] adjacency input, derived per
+    batch (10 kB per jet against 2 MiB), both give 128; the dense AE's is its widest hidden
+    layer (10 float32)."""
     from coffea_ad.inference import OnnxScorer, graph_signature
 
     path = Path(__file__).resolve().parents[1] / "models" / f"{model}.onnx"
@@ -234,7 +251,7 @@ def test_a_gpu_session_runs_the_gpu_batch(tiny_ae_onnx):
     feeds = {"particles": parts, "mask": mask}
     ref_scorer = OnnxScorer(gae, intra_op_threads=1)
     ref = ref_scorer(feeds)
-    assert ref_scorer.stats.batches == -(-5000 // 32)
+    assert ref_scorer.stats.batches == -(-5000 // 128)
     s = OnnxScorer(gae, intra_op_threads=1)
     s._session = _ReportsGpu(s.session)
     np.testing.assert_allclose(s(feeds), ref, rtol=1e-5)

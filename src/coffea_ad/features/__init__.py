@@ -23,6 +23,8 @@ from coffea_ad.features.event import (
 from coffea_ad.features.graphs import GRAPH_NODE_FEATURES, constituent_graph, normalized_adjacency
 from coffea_ad.features.particles import (
     PARTICLE_FEATURES,
+    ParticleBlocks,
+    particle_blocks_from_events,
     particle_list,
     particle_list_from_events,
     pdg_class,
@@ -52,6 +54,7 @@ __all__ = [
     "PARTICLE_FEATURES",
     "VBS_CUTS",
     "JetFeature",
+    "ParticleBlocks",
     "axes",
     "constituent_graph",
     "dijet_mass",
@@ -65,6 +68,7 @@ __all__ = [
     "jet_table",
     "lha",
     "normalized_adjacency",
+    "particle_blocks_from_events",
     "particle_list",
     "particle_list_from_events",
     "pdg_class",

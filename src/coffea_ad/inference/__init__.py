@@ -38,6 +38,7 @@ from coffea_ad.inference.working_point import (
 __all__ = [
     "BATCH_BYTES",
     "CONTRACT_VERSION",
+    "DERIVED_BYTES",
     "FLAG_VALUE",
     "NONFINITE_MASK",
     "FriendSummary",

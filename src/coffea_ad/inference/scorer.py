@@ -19,7 +19,7 @@ import hashlib
 import os
 import threading
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -61,6 +61,7 @@ from coffea_ad.inference.session import GraphOptimization, session_creations
 
 __all__ = [
     "BATCH_BYTES",
+    "DERIVED_BYTES",
     "FLAG_VALUE",
     "NONFINITE_MASK",
     "NonFinitePolicy",
@@ -91,12 +92,19 @@ NONFINITE_MASK = "nonfinite"
 BATCH_BYTES: int = 256 * 1024
 
 #: Bytes of the model's largest intermediate tensor per ``session.run`` call of the default
-#: batch size. A graph model's pairwise tensors ([batch, 50, 50] float32: 10 kB per jet)
-#: dwarf its inputs, and a dozen elementwise ops pass over them: on this project's 2 MB-L2
-#: cores svj_gae ran 15.4 ms per 1000 jets at 32-64 jets per call against 17.6 at 128 (the
-#: input rule's choice) and 17.1 at 8 (per-call cost). The dense MLPs' layers (40 B per jet)
-#: leave their input rule's batch unchanged.
+#: batch size. A graph model that builds its pairwise tensors inside the graph ([batch, 50,
+#: 50] float32: 10 kB per jet) streams a dozen elementwise ops over them: on this project's
+#: 2 MB-L2 cores such a graph AE ran 15.4 ms per 1000 jets at 32-64 jets per call against
+#: 17.6 at 128 and 17.1 at 8 (per-call cost). The dense MLPs' layers (40 B per jet) leave
+#: their input rule's batch unchanged.
 INTERMEDIATE_BYTES: int = 512 * 1024
+
+#: Bytes of a derived input (a graph's adjacency, made on the host batch by batch) per call.
+#: It is written once by a compiled pass and read by the model's matrix products, not
+#: streamed through elementwise ops, so it gets a budget of about one L2 of its own: the
+#: SVJ chain with svj_gae (its 10 kB adjacency per jet) ran 0.56 s per 20k events at 32
+#: jets per call and 0.44 s at 128 (0.42 at 256, 0.48 at 512), ``benchmarks/bench_chain.py``.
+DERIVED_BYTES: int = 2 * 1024 * 1024
 
 
 #: The default batch on a GPU provider (CUDA, TensorRT). Each ``session.run`` call there
@@ -122,24 +130,25 @@ def auto_batch_size(contract: ModelContract, row_bytes: int | None = None, *,
                     gpu: bool = False) -> int:
     """Rows per ``session.run`` call.
 
-    On the CPU (default): rows that feed about :data:`BATCH_BYTES` of input and keep the
+    On the CPU (default): rows that feed about :data:`BATCH_BYTES` of input, keep the
     largest intermediate tensor (``row_bytes`` per row, from
     :func:`~coffea_ad.inference.checks.graph_signature`; None: unknown) within about
-    :data:`INTERMEDIATE_BYTES`: a power of two between 16 and 65536 (8192 for 6 float32
-    features, 32 for a graph model on 50 constituents).
+    :data:`INTERMEDIATE_BYTES` and a host-derived input within :data:`DERIVED_BYTES`: a
+    power of two between 16 and 65536 (8192 for 6 float32 features, 128 for the graph AE on
+    50 constituents).
 
     With ``gpu=True`` (a CUDA or TensorRT session): rows that feed about
     :data:`GPU_BATCH_BYTES`, hold the largest intermediate within
     :data:`GPU_INTERMEDIATE_BYTES` and a host-derived input within :data:`GPU_DERIVED_BYTES`:
     a power of two between 16 and 2**21 (2**21 for 6 float32 features, 2048 for the graph
     AE)."""
-    # a derived input (a graph's adjacency) is made per batch, in cache: an intermediate
     input_bytes = sum(int(np.prod(spec.shape, dtype=np.int64)) * np.dtype(spec.dtype).itemsize
                       for spec in contract.inputs if spec.graph is None)
     derived = max((int(np.prod(spec.shape, dtype=np.int64)) * np.dtype(spec.dtype).itemsize
                    for spec in contract.inputs if spec.graph is not None), default=0)
-    row_bytes = max(row_bytes or 0, derived)
     if gpu:
+        # a derived input is made per batch on the host and lives on the device too
+        row_bytes = max(row_bytes or 0, derived)
         rows = GPU_BATCH_BYTES // max(input_bytes, 1)
         if row_bytes:
             rows = min(rows, GPU_INTERMEDIATE_BYTES // row_bytes)
@@ -150,6 +159,8 @@ def auto_batch_size(contract: ModelContract, row_bytes: int | None = None, *,
         rows = BATCH_BYTES // max(input_bytes, 1)
         if row_bytes:
             rows = min(rows, INTERMEDIATE_BYTES // row_bytes)
+        if derived:
+            rows = min(rows, DERIVED_BYTES // derived)
         top = 65536
     return int(min(max(1 << max(int(rows).bit_length() - 1, 0), 16), top))
 
@@ -186,9 +197,10 @@ class OnnxScorer:
             ``onnxruntime`` build offers (see :func:`~coffea_ad.inference.providers.select_providers`).
         batch_size: rows per ``session.run`` call; ``None`` (default): on the CPU, as many
             rows as feed about :data:`BATCH_BYTES` of input and hold the model's largest
-            intermediate tensor within about :data:`INTERMEDIATE_BYTES` (a power of two, 16
-            to 65536), so that one batch's intermediate arrays stay in the CPU caches (8192
-            rows for 6 float32 features, 32 jets for a graph AE on 50 constituents); when
+            intermediate tensor within about :data:`INTERMEDIATE_BYTES` and a derived input
+            within :data:`DERIVED_BYTES` (a power of two, 16 to 65536), so that one batch's
+            arrays stay in the CPU caches (8192 rows for 6 float32 features, 128 jets for
+            the graph AE on 50 constituents); when
             the session runs on a GPU provider, :attr:`gpu_batch_size` (see
             :func:`auto_batch_size`: 2**21 rows for 6 features, 2048 jets for the graph AE).
         intra_op_threads: ONNX Runtime intra-op threads; ``None`` lets ONNX Runtime decide
@@ -411,8 +423,7 @@ class OnnxScorer:
         if index.size == 0:
             index = index.astype(np.int64)  # np.asarray([]) is float64
         if self._particle_specs():
-            feeds = self._particle_feeds(events, jet_index=index)
-            outs = self._run_numpy({k: np.asarray(v) for k, v in feeds.items()}, only=only)
+            outs = self._run_blocks(self._particle_blocks(events, jet_index=index), only=only)
             return outs[only] if only is not None else outs
         table = ak.flatten(self.features_from_events(events), axis=1)[index]
         result = self._dispatch(table, only=only)
@@ -429,33 +440,59 @@ class OnnxScorer:
         return [s for s in self.contract.inputs
                 if s.pad_length is not None and not is_mask_spec(s) and s.graph is None]
 
-    def _particle_feeds(self, events: Any, *, jet_index: np.ndarray | None = None,
-                        ) -> dict[str, Any]:
-        """The padded particle input (and its mask inputs) of every jet, or of ``jet_index``."""
-        from coffea_ad.features import particle_list_from_events
-
+    def _particle_spec(self) -> InputSpec:
+        """The one padded particle input of a constituent-level jet contract."""
         if self.contract.level != "jet" or len(self._particle_specs()) != 1:
             raise ModelContractError(
                 f"model {self.contract.name!r}: score_events builds one padded particle input "
                 f"per jet; this contract has inputs {self.contract.input_names} at level "
                 f"{self.contract.level!r}. Compute the inputs and call the scorer on them"
             )
-        spec = self._particle_specs()[0]
-        # eager events: straight from the flat link table (no grouped constituent records),
-        # the same bits as particle_list(jet_constituents(...)), which dask input takes
+        return self._particle_specs()[0]
+
+    def _particle_feeds(self, events: Any) -> dict[str, Any]:
+        """The padded particle input (and its mask inputs) of every jet of dask-awkward or
+        typetracer events (the grouped path, mapped over partitions)."""
+        from coffea_ad.features import particle_list_from_events
+
+        spec = self._particle_spec()
         values, mask = particle_list_from_events(
             events, jets=self.jets or "FatJet", puppi=self.puppi, n=spec.pad_length,
-            features=spec.features, pad_value=spec.pad_value, jet_index=jet_index,
+            features=spec.features, pad_value=spec.pad_value,
         )
+        return self._with_masks(spec, values, mask)
+
+    def _with_masks(self, spec: InputSpec, values: Any, mask: Any) -> dict[str, Any]:
         feeds: dict[str, Any] = {spec.name: values}
         for other in self.contract.inputs:
             if other is not spec and other.graph is None:
                 feeds[other.name] = mask  # is_mask_spec: the padding mask of the same length
         return feeds
 
+    def _particle_blocks(self, events: Any, *, jet_index: np.ndarray | None = None) -> Any:
+        """The particle lists of every jet of eager events, or of ``jet_index``, straight from
+        the flat link table (no grouped constituent records: the same bits as
+        ``particle_list(jet_constituents(...))``), to be written batch by batch."""
+        from coffea_ad.features import particle_blocks_from_events
+
+        spec = self._particle_spec()
+        return particle_blocks_from_events(
+            events, jets=self.jets or "FatJet", puppi=self.puppi, n=spec.pad_length,
+            features=spec.features, pad_value=spec.pad_value, jet_index=jet_index,
+        )
+
     def _score_particle_events(self, events: Any, *, only: str | None) -> Any:
         """Constituent-level contracts: padded particle lists of every jet, scored per jet."""
         jets = events[self.jets or "FatJet"]
+        if not is_dask_awkward(events) and ak.backend(events) == "cpu":
+            outs = self._run_blocks(self._particle_blocks(events), only=only)
+            counts = ak.to_numpy(ak.num(jets, axis=1))
+            offsets = np.zeros(len(counts) + 1, dtype=np.int64)
+            np.cumsum(counts, out=offsets[1:])
+            template = ListTemplate([("offsets", offsets)], int(offsets[-1]))
+            if only is not None:
+                return template.wrap(outs[only])
+            return {k: template.wrap(v) for k, v in outs.items()}
         feeds = self._particle_feeds(events)
         if any(is_dask_awkward(v) for v in feeds.values()):
             dak = require("dask_awkward", purpose="scoring dask-awkward arrays")
@@ -478,15 +515,8 @@ class OnnxScorer:
             if only is not None:
                 return ak.unflatten(flat, counts)
             return {k: ak.unflatten(v, counts) for k, v in flat.items()}
-        feeds = {k: np.asarray(v) for k, v in feeds.items()}
-        outs = self._run_numpy(feeds, only=only)
-        counts = ak.to_numpy(ak.num(jets, axis=1))
-        offsets = np.zeros(len(counts) + 1, dtype=np.int64)
-        np.cumsum(counts, out=offsets[1:])
-        template = ListTemplate([("offsets", offsets)], int(offsets[-1]))
-        if only is not None:
-            return template.wrap(outs[only])
-        return {k: template.wrap(v) for k, v in outs.items()}
+        raise InvalidArgumentError(f"score_events takes eager, virtual or dask-awkward "
+                                   f"events; found the {ak.backend(events)!r} backend")
 
     def features_from_events(self, events: Any) -> Any:
         """The record array of contract features for ``events`` (see :meth:`score_events`)."""
@@ -574,6 +604,64 @@ class OnnxScorer:
                     feeds[name] = feeds[name].copy()
                 feeds[name][bad] = 0
         outs = self._run_batches(feeds, n, [only] if only is not None else None)
+        return self._finish(outs, n, bad)
+
+    def _run_blocks(self, blocks: Any, *, only: str | None = None) -> dict[str, np.ndarray]:
+        """:meth:`_run_numpy` of the feeds of :meth:`_particle_blocks`, written a batch at a
+        time into one reused buffer: each batch is filled, checked, scaled and scored while
+        it is in the CPU cache, and no ``[n_jets, n, F]`` array of the chunk is made (55 MB
+        for a 20k-event chunk of the SVJ chain: written and read once from main memory, and
+        its fresh pages faulted in on every chunk; on this project's 2-core machine the
+        first write of that array took 2.7x the time of writing it again). Same results,
+        bit for bit.
+
+        Contracts this does not cover (a mask input of another dtype than the others, a
+        scaled mask, a non-float32 particle input) and inputs with NaN/inf under
+        ``nonfinite="raise"`` (so that the error counts the whole chunk) take the arrays."""
+        spec = self._particle_spec()
+        feeds_of = self._with_masks  # (spec, values, mask) -> feeds
+        masks = [s for s in self.contract.inputs
+                 if s is not spec and s.graph is None]
+        mask_dtypes = {np.dtype(s.dtype) for s in masks}
+        n = blocks.n_jets
+
+        def whole() -> dict[str, np.ndarray]:
+            return self._run_numpy(feeds_of(spec, *blocks.arrays()), owned=True, only=only)
+
+        if (n == 0 or np.dtype(spec.dtype) != np.float32 or len(mask_dtypes) > 1
+                or any(s.name in self._centre for s in masks)):
+            return whole()
+        mask_dtype = mask_dtypes.pop() if mask_dtypes else np.dtype(bool)
+        size = min(self._batch_size(), n)
+        values = np.empty((size, blocks.n, blocks.n_features), dtype=np.float32)
+        mask = np.empty((size, blocks.n), dtype=mask_dtype)
+        centre, inv_scale = self._centre.get(spec.name), self._inv_scale.get(spec.name)
+        bad = np.zeros(n, dtype=bool)
+
+        def batch(start: int, stop: int) -> dict[str, np.ndarray]:
+            v, m = values[:stop - start], mask[:stop - start]
+            blocks.fill(start, stop, v, m)
+            feeds = feeds_of(spec, v, m)
+            rows = self._nonfinite_rows(feeds, stop - start)  # raises under "raise"
+            if centre is not None:
+                v -= centre
+                v *= inv_scale
+            if rows is not None:  # the model never sees NaN/inf: flagged rows are fed zeros
+                v[rows] = 0
+                m[rows] = 0
+                bad[start:stop] = rows
+            return feeds
+
+        try:
+            outs = self._run_batched(n, [only] if only is not None else None, batch)
+        except NonFiniteInputError:
+            return whole()  # the same error, counted over every jet of the chunk
+        return self._finish(outs, n, bad if bad.any() else None)
+
+    def _finish(self, outs: dict[str, np.ndarray], n: int,
+                bad: np.ndarray | None) -> dict[str, np.ndarray]:
+        """Check the outputs of ``n`` rows (``bad``: rows flagged for their inputs), flag or
+        raise, and count the call."""
         bad_out = self._nonfinite_outputs(outs, n, flagged=bad)
         if self.nonfinite == "flag":
             mask = np.zeros(n, dtype=bool) if bad is None else bad.copy()
@@ -621,8 +709,22 @@ class OnnxScorer:
             )
         return bad
 
+    def _batch_size(self) -> int:
+        """Rows per ``session.run`` call on this scorer's provider."""
+        gpu = self.session.get_providers()[0] in GPU_PROVIDERS
+        return self.gpu_batch_size if gpu else self.batch_size
+
     def _run_batches(self, feeds: dict[str, np.ndarray], n: int,
                      names: list[str] | None = None) -> dict[str, np.ndarray]:
+        return self._run_batched(n, names, lambda start, stop: {k: v[start:stop]
+                                                                for k, v in feeds.items()})
+
+    def _run_batched(self, n: int, names: list[str] | None,
+                     inputs: Callable[[int, int], dict[str, np.ndarray]],
+                     ) -> dict[str, np.ndarray]:
+        """Run the session over rows ``0:n`` in batches of :meth:`_batch_size`:
+        ``inputs(start, stop)`` gives a batch's given inputs, the derived ones (a graph's
+        adjacency) are made here; every output (or ``names``), ``[n, ...]``."""
         session = self.session
         names = list(self.contract.output_names) if names is None else names
         if n == 0:
@@ -630,11 +732,10 @@ class OnnxScorer:
                     for o in self.contract.outputs if o.name in names}
         derived = [spec for spec in self.contract.inputs if spec.graph is not None]
         scratch: dict[str, np.ndarray] = {}
-        batch_size = (self.gpu_batch_size if session.get_providers()[0] in GPU_PROVIDERS
-                      else self.batch_size)
+        batch_size = self._batch_size()
 
         def batch_feeds(start: int, stop: int) -> dict[str, np.ndarray]:
-            batch = {k: v[start:stop] for k, v in feeds.items()}
+            batch = inputs(start, stop)
             for spec in derived:  # computed per batch: stays in cache, no [n, 50, 50] chunk
                 if spec.name not in scratch:
                     scratch[spec.name] = np.empty((min(batch_size, n), *spec.shape),
