@@ -385,8 +385,8 @@ def test_particle_blocks_fill_any_range_as_the_grouped_blocks(pfnano_file):
             blocks.fill(start, stop, values, mask)
             assert values.tobytes() == want[0][start:stop].tobytes()
             assert mask.tobytes() == want[1][start:stop].astype(mask_dtype).tobytes()
-    values = np.empty((2, 20, len(features)), dtype=np.float32)
-    mask = np.empty((2, 20), dtype=np.bool_)
+    values = np.zeros((2, 20, len(features)), dtype=np.float32)  # no NaN bits to cast
+    mask = np.zeros((2, 20), dtype=np.bool_)
     for start, stop in ((n_jets - 1, n_jets + 1), (3, 1), (-1, 1)):
         with pytest.raises(InvalidArgumentError, match="not a range"):
             blocks.fill(start, stop, values, mask)
