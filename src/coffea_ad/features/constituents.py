@@ -31,7 +31,8 @@ import numpy as np
 from coffea_ad.errors import MissingBranchError
 from coffea_ad.features._columnar import dispatch, first_present, is_typetracer
 
-__all__ = ["CONSTITUENT_FIELDS", "PUPPI_WEIGHT", "JetLinks", "jet_constituents", "jet_links"]
+__all__ = ["CONSTITUENT_FIELDS", "PUPPI_WEIGHT", "JetLinks", "LinkTable", "jet_constituents",
+           "jet_links", "link_table"]
 
 #: Candidate fields copied into the constituent records, when the candidate table has them.
 CONSTITUENT_FIELDS: tuple[str, ...] = ("pt", "eta", "phi", "mass", "pdgId", "charge", "d0", "dz")
@@ -145,15 +146,20 @@ def _puppi_weighted(cands: ak.Array, fields: list[str]) -> ak.Array:
 def _group_eager(jet_pt: ak.Array, cands: ak.Array, jet_idx: ak.Array, cand_idx: ak.Array,
                  fields: list[str]) -> ak.Array:
     """The grouping of :func:`_jet_constituents` on eager (or virtual) arrays from the flat
-    link table (:func:`_flat_links`): the same result, ~10x faster than the pure-awkward form
-    (kept for typetracers, i.e. dask column projection)."""
-    links = _flat_links(jet_pt, cands[_REQUIRED[0]], jet_idx, cand_idx)
+    link table (:meth:`LinkTable.links`): the same result, ~10x faster than the pure-awkward
+    form (kept for typetracers, i.e. dask column projection)."""
+    links = _link_table(jet_pt, cands, jet_idx, cand_idx).links()
     # carry the zipped record: each candidate field stays lazy (virtual mode reads only the
     # fields used downstream)
     linked = ak.flatten(ak.zip({f: cands[f] for f in fields}, depth_limit=2), axis=1)
     content = linked[links.cand_index].layout
     inner = ak.contents.ListOffsetArray(ak.index.Index64(links.offsets), content)
     return ak.Array(ak.contents.ListOffsetArray(ak.index.Index64(links.jet_offsets), inner))
+
+
+def _cand_column(cands: ak.Array | None, field: str) -> np.ndarray:
+    assert cands is not None
+    return ak.to_numpy(ak.flatten(cands[field], axis=1))
 
 
 @dataclass(frozen=True)
@@ -178,13 +184,65 @@ class JetLinks:
 
     def column(self, field: str) -> np.ndarray:
         """``field`` of every candidate (flattened over events; index it with ``cand_index``)."""
-        assert self.cands is not None
-        return ak.to_numpy(ak.flatten(self.cands[field], axis=1))
+        return _cand_column(self.cands, field)
 
     @property
     def counts(self) -> np.ndarray:
         """Linked candidates per flattened jet."""
         return np.diff(self.offsets)
+
+
+@dataclass(frozen=True)
+class LinkTable:
+    """The link table of eager events as the file has it, flattened: one row per jet–candidate
+    pair with per-event indices (what :class:`JetLinks` is computed from).
+
+    A kernel that walks these rows directly needs no ``[n_links]`` index array of its own;
+    :meth:`links` gives the grouping as :class:`JetLinks`.
+
+    Attributes:
+        jet_offsets, cand_offsets, link_offsets: ``int64 [n_events + 1]`` offsets of the jets,
+            the candidates and the link rows of each event.
+        jet_index, cand_index: per link row, the jet and the candidate index within its
+            event (as read: rows out of range are still there).
+        cands: the candidate table; :meth:`column` gives one field flattened.
+    """
+
+    jet_offsets: np.ndarray
+    cand_offsets: np.ndarray
+    link_offsets: np.ndarray
+    jet_index: np.ndarray
+    cand_index: np.ndarray
+    cands: ak.Array | None = None
+
+    def column(self, field: str) -> np.ndarray:
+        """``field`` of every candidate (flattened over events)."""
+        return _cand_column(self.cands, field)
+
+    def links(self) -> JetLinks:
+        """The grouping by jet (:func:`jet_links`)."""
+        args = (self.jet_offsets, self.cand_offsets, self.link_offsets, self.jet_index,
+                self.cand_index)
+        global_cand, per_jet, ordered = _link_targets(*args, None)
+        # a stable sort by jet keeps the link-table order inside each jet; PFNano writes the
+        # links jet by jet, so the sort (and the jet index per link it needs) is usually
+        # skipped
+        if not ordered:
+            global_jet = np.empty(len(global_cand), dtype=np.int64)
+            _link_targets(*args, global_jet)
+            global_cand = global_cand[np.argsort(global_jet, kind="stable")]
+        return JetLinks(self.jet_offsets, _offsets(per_jet), global_cand, self.cands)
+
+
+def link_table(events: ak.Array, *, jets: str = "FatJet") -> LinkTable:
+    """The flattened link table of ``jets`` in eager (or virtual) events.
+
+    Raises:
+        MissingBranchError: as :func:`jet_constituents`.
+    """
+    link_name, idx_name, cand_name = _link_names(events, jets)
+    links, cands = events[link_name], events[cand_name]
+    return _link_table(events[jets]["pt"], cands, links["jetIdx"], links[idx_name])
 
 
 def jet_links(events: ak.Array, *, jets: str = "FatJet") -> JetLinks:
@@ -196,33 +254,38 @@ def jet_links(events: ak.Array, *, jets: str = "FatJet") -> JetLinks:
     Raises:
         MissingBranchError: as :func:`jet_constituents`.
     """
-    link_name, idx_name, cand_name = _link_names(events, jets)
-    links, cands = events[link_name], events[cand_name]
-    flat = _flat_links(events[jets]["pt"], cands[_REQUIRED[0]], links["jetIdx"],
-                       links[idx_name])
-    return JetLinks(flat.jet_offsets, flat.offsets, flat.cand_index, cands)
+    return link_table(events, jets=jets).links()
 
 
 def _counts(array: ak.Array) -> np.ndarray:
     return ak.to_numpy(ak.num(array, axis=1)).astype(np.int64)
 
 
-def _flat_links(jet_pt: ak.Array, cand_pt: ak.Array, jet_idx: ak.Array,
-                cand_idx: ak.Array) -> JetLinks:
-    jet_offsets = _offsets(_counts(jet_pt))
-    cand_offsets = _offsets(_counts(cand_pt))
-    link_offsets = _offsets(_counts(jet_idx))
-    ji = ak.to_numpy(ak.flatten(jet_idx, axis=1))
-    ci = ak.to_numpy(ak.flatten(cand_idx, axis=1))
-    global_cand, per_jet, ordered = _link_targets(jet_offsets, cand_offsets, link_offsets,
-                                                  ji, ci, None)
-    # a stable sort by jet keeps the link-table order inside each jet; PFNano writes the
-    # links jet by jet, so the sort (and the jet index per link it needs) is usually skipped
-    if not ordered:
-        global_jet = np.empty(len(global_cand), dtype=np.int64)
-        _link_targets(jet_offsets, cand_offsets, link_offsets, ji, ci, global_jet)
-        global_cand = global_cand[np.argsort(global_jet, kind="stable")]
-    return JetLinks(jet_offsets, _offsets(per_jet), global_cand)
+def _link_table(jet_pt: ak.Array, cands: ak.Array, jet_idx: ak.Array,
+                cand_idx: ak.Array) -> LinkTable:
+    return LinkTable(_offsets(_counts(jet_pt)), _offsets(_counts(cands[_REQUIRED[0]])),
+                     _offsets(_counts(jet_idx)), ak.to_numpy(ak.flatten(jet_idx, axis=1)),
+                     ak.to_numpy(ak.flatten(cand_idx, axis=1)), cands)
+
+
+@numba.njit(cache=True, inline="always")
+def _event_bounds(jet_offsets, cand_offsets, event):  # pragma: no cover - numba
+    """(first flattened jet, jets, first flattened candidate, candidates) of ``event``."""
+    first_jet = jet_offsets[event]
+    first_cand = cand_offsets[event]
+    return (first_jet, jet_offsets[event + 1] - first_jet, first_cand,
+            cand_offsets[event + 1] - first_cand)
+
+
+@numba.njit(cache=True, inline="always")
+def _link_target(j, c, bounds):  # pragma: no cover - numba
+    """A link row (jet j, candidate c of an event with ``bounds`` from :func:`_event_bounds`):
+    the flattened jet (-1 for a row that points at an object that is not in the file: such
+    rows are ignored everywhere) and the flattened candidate."""
+    first_jet, n_jets, first_cand, n_cands = bounds
+    if j < 0 or j >= n_jets or c < 0 or c >= n_cands:
+        return np.int64(-1), np.int64(-1)
+    return np.int64(first_jet + j), np.int64(first_cand + c)
 
 
 @numba.njit(cache=True)
@@ -237,23 +300,17 @@ def _link_targets(jet_offsets, cand_offsets, link_offsets, ji, ci,
     last = -1
     ordered = True
     for event in range(link_offsets.shape[0] - 1):
-        first_jet = jet_offsets[event]
-        n_jets = jet_offsets[event + 1] - first_jet
-        first_cand = cand_offsets[event]
-        n_cands = cand_offsets[event + 1] - first_cand
+        bounds = _event_bounds(jet_offsets, cand_offsets, event)
         for k in range(link_offsets[event], link_offsets[event + 1]):
-            j = ji[k]
-            c = ci[k]
-            # links to objects that are not in the file are ignored
-            if j < 0 or j >= n_jets or c < 0 or c >= n_cands:
+            g, cand = _link_target(ji[k], ci[k], bounds)
+            if g < 0:
                 continue
-            g = first_jet + j
             if g < last:
                 ordered = False
             last = g
             if global_jet is not None:
                 global_jet[m] = g
-            global_cand[m] = first_cand + c
+            global_cand[m] = cand
             per_jet[g] += 1
             m += 1
     return global_cand[:m], per_jet, ordered

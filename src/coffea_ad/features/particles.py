@@ -29,7 +29,7 @@ from coffea_ad.features.constituents import (
     jet_constituents,
     jet_links,
 )
-from coffea_ad.features.substructure import _constituent, valid_constituents
+from coffea_ad.features.substructure import _constituent, _valid, valid_constituents
 
 __all__ = ["PARTICLE_FEATURES", "ParticleBlocks", "particle_blocks_from_events", "particle_list",
            "particle_list_from_events", "pdg_class"]
@@ -641,8 +641,8 @@ def _valid_links(offsets, index, pt, weight, eta, phi):  # pragma: no cover - nu
     m = 0
     for jet in range(n_jets):
         for k in range(offsets[jet], offsets[jet + 1]):
-            p, e, f = _constituent(k, index, pt, weight, eta, phi)
-            if p > 0.0 and np.isfinite(p) and np.isfinite(e) and np.isfinite(f):
+            p, e, f = _constituent(index[k], pt, weight, eta, phi)
+            if _valid(p, e, f):
                 out_index[m] = index[k]
                 out_pt[m] = p
                 m += 1

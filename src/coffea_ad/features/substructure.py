@@ -25,10 +25,16 @@ from coffea_ad.features._columnar import (
     is_typetracer,
     touch_and_template,
 )
-from coffea_ad.features.constituents import PUPPI_WEIGHT, JetLinks
+from coffea_ad.features.constituents import (
+    PUPPI_WEIGHT,
+    JetLinks,
+    LinkTable,
+    _event_bounds,
+    _link_target,
+)
 
 __all__ = ["MOMENT_NAMES", "axes", "girth", "jet_shapes", "lha", "linked_moments", "moments",
-           "ptd", "valid_constituents"]
+           "ptd", "table_moments", "valid_constituents"]
 
 
 def valid_constituents(constituents: ak.Array, *, with_mass: bool = False) -> ak.Array:
@@ -74,14 +80,78 @@ def _wrap(x):  # pragma: no cover - numba
 
 
 @numba.njit(cache=True, inline="always")
-def _constituent(k, index, pt, weight, eta, phi):  # pragma: no cover - numba
-    i = k
-    if index is not None:
-        i = index[k]
+def _constituent(i, pt, weight, eta, phi):  # pragma: no cover - numba
     p = pt[i]
     if weight is not None:
         p = p * weight[i]  # float32 x float32 -> float32, as in awkward
     return np.float64(p), np.float64(eta[i]), np.float64(phi[i])
+
+
+@numba.njit(cache=True, inline="always")
+def _valid(p, e, f):  # pragma: no cover - numba
+    return p > 0.0 and np.isfinite(p) and np.isfinite(e) and np.isfinite(f)
+
+
+@numba.njit(cache=True, inline="always")
+def _add(acc, n, p, e, f, axis_eta, axis_phi, has_axis, radius, buf_w, buf_e,
+         buf_dphi):  # pragma: no cover - numba
+    """One valid constituent into a jet's sums ``acc`` (its ``n``-th): the sums, and w, η, Δφ
+    kept in the buffers for the second pass (no second gather, validity check or φ wrap)."""
+    sum_pt, sum_w, sum_we, sum_wp, sum_dr, sum_lha, ref = acc
+    if n == 0:
+        ref = f  # Δφ reference: covariance is translation invariant, wraps are not
+    w = p * p
+    dphi = _wrap(f - ref)
+    buf_w[n] = w
+    buf_e[n] = e
+    buf_dphi[n] = dphi
+    sum_pt += p
+    sum_w += w
+    sum_we += w * e
+    sum_wp += w * dphi
+    if has_axis:
+        de = e - axis_eta
+        dp = _wrap(f - axis_phi)
+        dr = np.sqrt(de * de + dp * dp)
+        sum_dr += p * dr
+        sum_lha += p * np.sqrt(dr / radius)
+    return sum_pt, sum_w, sum_we, sum_wp, sum_dr, sum_lha, ref
+
+
+@numba.njit(cache=True)
+def _finish(acc, n, has_axis, buf_w, buf_e, buf_dphi, out, jet):  # pragma: no cover - numba
+    """``out[jet]`` from the sums of its ``n`` valid constituents (0 for none)."""
+    sum_pt, sum_w, sum_we, sum_wp, sum_dr, sum_lha, _ = acc
+    for i in range(5):
+        out[jet, i] = 0.0
+    if n == 0:
+        return
+    out[jet, 0] = np.sqrt(sum_w) / sum_pt
+    mean_e = sum_we / sum_w
+    mean_p = sum_wp / sum_w
+    a = 0.0
+    b = 0.0
+    c = 0.0
+    # second pass about the weighted mean: collinear constituents give exactly 0
+    for q in range(n):
+        w = buf_w[q]
+        de = buf_e[q] - mean_e
+        dp = buf_dphi[q] - mean_p
+        a += w * de * de
+        b += w * dp * dp
+        c += w * de * dp
+    a /= sum_w
+    b /= sum_w
+    c /= sum_w
+    root = np.sqrt(0.25 * (a - b) * (a - b) + c * c)
+    out[jet, 1] = np.sqrt(max(0.5 * (a + b) + root, 0.0))
+    out[jet, 2] = np.sqrt(max(0.5 * (a + b) - root, 0.0))  # rounding can make λ− ≲ 0
+    if has_axis:
+        out[jet, 3] = sum_dr / sum_pt
+        out[jet, 4] = sum_lha / sum_pt
+
+
+_ZERO = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 
 
 @numba.njit(cache=True)
@@ -93,70 +163,72 @@ def _moments_kernel(offsets, index, pt, weight, eta, phi, axis_eta, axis_phi, ra
     longest = 0
     for jet in range(offsets.shape[0] - 1):
         longest = max(longest, offsets[jet + 1] - offsets[jet])
-    # the valid constituents' w, η, Δφ of the first pass, reused by the second (no second
-    # gather through the index, no second validity check or φ wrap; the same numbers)
     buf_w = np.empty(longest)
     buf_e = np.empty(longest)
     buf_dphi = np.empty(longest)
     for jet in range(offsets.shape[0] - 1):
-        sum_pt = 0.0
-        sum_w = 0.0
-        sum_we = 0.0
-        sum_wp = 0.0
-        sum_dr = 0.0
-        sum_lha = 0.0
-        ref = 0.0
+        acc = _ZERO
         n = 0
-        has_axis = np.isfinite(axis_eta[jet]) and np.isfinite(axis_phi[jet])
+        ae = axis_eta[jet]
+        ap = axis_phi[jet]
+        has_axis = np.isfinite(ae) and np.isfinite(ap)
         for k in range(offsets[jet], offsets[jet + 1]):
-            p, e, f = _constituent(k, index, pt, weight, eta, phi)
-            if not (p > 0.0 and np.isfinite(p) and np.isfinite(e) and np.isfinite(f)):
-                continue  # no defined energy flow: left out of every sum
-            if n == 0:
-                ref = f  # Δφ reference: covariance is translation invariant, wraps are not
-            w = p * p
-            dphi = _wrap(f - ref)
-            buf_w[n] = w
-            buf_e[n] = e
-            buf_dphi[n] = dphi
-            n += 1
-            sum_pt += p
-            sum_w += w
-            sum_we += w * e
-            sum_wp += w * dphi
-            if has_axis:
-                de = e - axis_eta[jet]
-                dp = _wrap(f - axis_phi[jet])
-                dr = np.sqrt(de * de + dp * dp)
-                sum_dr += p * dr
-                sum_lha += p * np.sqrt(dr / radius)
-        for i in range(5):
-            out[jet, i] = 0.0
-        if n == 0:
-            continue
-        out[jet, 0] = np.sqrt(sum_w) / sum_pt
-        mean_e = sum_we / sum_w
-        mean_p = sum_wp / sum_w
-        a = 0.0
-        b = 0.0
-        c = 0.0
-        # second pass about the weighted mean: collinear constituents give exactly 0
-        for q in range(n):
-            w = buf_w[q]
-            de = buf_e[q] - mean_e
-            dp = buf_dphi[q] - mean_p
-            a += w * de * de
-            b += w * dp * dp
-            c += w * de * dp
-        a /= sum_w
-        b /= sum_w
-        c /= sum_w
-        root = np.sqrt(0.25 * (a - b) * (a - b) + c * c)
-        out[jet, 1] = np.sqrt(max(0.5 * (a + b) + root, 0.0))
-        out[jet, 2] = np.sqrt(max(0.5 * (a + b) - root, 0.0))  # rounding can make λ− ≲ 0
-        if has_axis:
-            out[jet, 3] = sum_dr / sum_pt
-            out[jet, 4] = sum_lha / sum_pt
+            p, e, f = _constituent(k if index is None else index[k], pt, weight, eta, phi)
+            if _valid(p, e, f):  # else no defined energy flow: left out of every sum
+                acc = _add(acc, n, p, e, f, ae, ap, has_axis, radius, buf_w, buf_e, buf_dphi)
+                n += 1
+        _finish(acc, n, has_axis, buf_w, buf_e, buf_dphi, out, jet)
+
+
+@numba.njit(cache=True)
+def _table_moments_kernel(jet_offsets, cand_offsets, link_offsets, ji, ci, pt, weight, eta,
+                          phi, axis_eta, axis_phi, radius, out,
+                          counts):  # pragma: no cover - numba
+    # the link rows walked as the file has them: a jet's constituents are its rows in order,
+    # which is the grouping of the JetLinks path as long as the jets' rows come in jet order
+    # (each jet's rows together); at the first row that breaks this, False (the caller groups
+    # first). Out-of-range rows are skipped, as there.
+    longest = 0
+    for event in range(link_offsets.shape[0] - 1):
+        longest = max(longest, link_offsets[event + 1] - link_offsets[event])
+    buf_w = np.empty(longest)
+    buf_e = np.empty(longest)
+    buf_dphi = np.empty(longest)
+    current = -1
+    acc = _ZERO
+    n = 0
+    rows = 0
+    ae = 0.0
+    ap = 0.0
+    has_axis = False
+    for event in range(link_offsets.shape[0] - 1):
+        bounds = _event_bounds(jet_offsets, cand_offsets, event)
+        for k in range(link_offsets[event], link_offsets[event + 1]):
+            g, cand = _link_target(ji[k], ci[k], bounds)
+            if g < 0:
+                continue
+            if g != current:
+                if g < current:
+                    return False
+                if current >= 0:
+                    _finish(acc, n, has_axis, buf_w, buf_e, buf_dphi, out, current)
+                    counts[current] = rows
+                current = g
+                acc = _ZERO
+                n = 0
+                rows = 0
+                ae = axis_eta[g]
+                ap = axis_phi[g]
+                has_axis = np.isfinite(ae) and np.isfinite(ap)
+            rows += 1
+            p, e, f = _constituent(cand, pt, weight, eta, phi)
+            if _valid(p, e, f):
+                acc = _add(acc, n, p, e, f, ae, ap, has_axis, radius, buf_w, buf_e, buf_dphi)
+                n += 1
+    if current >= 0:
+        _finish(acc, n, has_axis, buf_w, buf_e, buf_dphi, out, current)
+        counts[current] = rows
+    return True
 
 
 def moments(constituents: ak.Array, jets: ak.Array | None = None, *,
@@ -223,6 +295,43 @@ def linked_moments(links: JetLinks, axis_eta: np.ndarray | None = None,
                     np.ascontiguousarray(axis_eta, dtype=np.float64),
                     np.ascontiguousarray(axis_phi, dtype=np.float64), float(radius), out)
     return out
+
+
+def table_moments(table: LinkTable, axis_eta: np.ndarray | None = None,
+                  axis_phi: np.ndarray | None = None, *, radius: float = 0.8,
+                  puppi: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`linked_moments` and the constituent counts, straight from the link table.
+
+    Where each jet's link rows are contiguous and the jets come in order (how PFNano and
+    NanoAOD write them), one pass over the rows gives the same numbers, bit for bit, without
+    the grouping's ``[n_links]`` index arrays (written and read back for every chunk);
+    otherwise it groups first (:meth:`~coffea_ad.features.constituents.LinkTable.links`).
+
+    Args:
+        table: :func:`~coffea_ad.features.constituents.link_table` of the events.
+        axis_eta, axis_phi, radius, puppi: as :func:`linked_moments`.
+
+    Returns:
+        ``(float64 [n_jets, 5], int64 [n_jets])``: the moments (order of
+        :data:`MOMENT_NAMES`) and the linked candidates per jet (``JetLinks.counts``).
+    """
+    n_jets = int(table.jet_offsets[-1])
+    if axis_eta is None or axis_phi is None:
+        axis_eta = axis_phi = np.full(n_jets, np.nan)
+    axis_eta = np.ascontiguousarray(axis_eta, dtype=np.float64)
+    axis_phi = np.ascontiguousarray(axis_phi, dtype=np.float64)
+    assert table.cands is not None
+    weight = (table.column(PUPPI_WEIGHT) if puppi and PUPPI_WEIGHT in table.cands.fields
+              else None)
+    out = np.zeros((n_jets, len(_OBSERVABLES)))
+    counts = np.zeros(n_jets, dtype=np.int64)
+    if _table_moments_kernel(table.jet_offsets, table.cand_offsets, table.link_offsets,
+                             table.jet_index, table.cand_index, table.column("pt"), weight,
+                             table.column("eta"), table.column("phi"), axis_eta, axis_phi,
+                             float(radius), out, counts):
+        return out, counts
+    links = table.links()
+    return linked_moments(links, axis_eta, axis_phi, radius=radius, puppi=puppi), links.counts
 
 
 def jet_shapes(constituents: ak.Array, jets: ak.Array, *, radius: float = 0.8) -> ak.Array:

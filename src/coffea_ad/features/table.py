@@ -23,9 +23,9 @@ from coffea_ad.errors import (
     UnknownNameError,
 )
 from coffea_ad.features._columnar import dispatch, first_present, is_typetracer
-from coffea_ad.features.constituents import jet_constituents, jet_links
+from coffea_ad.features.constituents import jet_constituents, link_table
 from coffea_ad.features.ecf import BETAS, _energy_correlators, beta_label
-from coffea_ad.features.substructure import MOMENT_NAMES, linked_moments, moments
+from coffea_ad.features.substructure import MOMENT_NAMES, moments, table_moments
 
 __all__ = ["BRANCH_EQUIVALENTS", "JET_FEATURES", "JetFeature", "jet_features", "jet_table"]
 
@@ -316,28 +316,30 @@ def _radius(jets: str) -> float:
 
 def _linked_features(events: ak.Array, collection: Any, wanted: set[str], *, jets: str,
                      puppi: bool) -> dict[str, Any]:
-    """n_constituents and the η–φ shapes of eager events from :func:`jet_links`."""
-    links = jet_links(events, jets=jets)
+    """n_constituents and the η–φ shapes of eager events from the flat link table."""
+    table = link_table(events, jets=jets)
 
     def per_jet(values: np.ndarray) -> ak.Array:
         return ak.Array(ak.contents.ListOffsetArray(
-            ak.index.Index64(links.jet_offsets), ak.contents.NumpyArray(values)))
+            ak.index.Index64(table.jet_offsets), ak.contents.NumpyArray(values)))
 
     columns: dict[str, Any] = {}
-    if "n_constituents" in wanted:
-        columns["n_constituents"] = per_jet(links.counts)
     shape_names = wanted & set(MOMENT_NAMES)
-    if shape_names:
-        axis_eta = axis_phi = None
-        if shape_names & {"girth", "lha"}:
-            axis_eta, axis_phi = (ak.to_numpy(ak.flatten(_branch(collection, f, jets,
-                                                                   "girth/lha"), axis=1))
-                                  for f in ("eta", "phi"))
-        values = linked_moments(links, axis_eta, axis_phi, radius=_radius(jets), puppi=puppi)
-        for k, name in enumerate(MOMENT_NAMES):
-            if name in shape_names:
-                # float32 here, as the grouped path's moments() returns them
-                columns[name] = per_jet(values[:, k].astype(np.float32))
+    if not shape_names:
+        columns["n_constituents"] = per_jet(table.links().counts)
+        return columns
+    axis_eta = axis_phi = None
+    if shape_names & {"girth", "lha"}:
+        axis_eta, axis_phi = (ak.to_numpy(ak.flatten(_branch(collection, f, jets, "girth/lha"),
+                                                     axis=1))
+                              for f in ("eta", "phi"))
+    values, counts = table_moments(table, axis_eta, axis_phi, radius=_radius(jets), puppi=puppi)
+    if "n_constituents" in wanted:
+        columns["n_constituents"] = per_jet(counts)
+    for k, name in enumerate(MOMENT_NAMES):
+        if name in shape_names:
+            # float32 here, as the grouped path's moments() returns them
+            columns[name] = per_jet(values[:, k].astype(np.float32))
     return columns
 
 
