@@ -1,10 +1,14 @@
 """The LocalCluster of ``dask_client`` starts workers without distributed's
-MALLOC_TRIM_THRESHOLD_, even when the client process inherited it (it makes every large numpy temporary a fresh mmap: the SVJ chain ran
-at 0.65 of its in-process rate on one worker with it, 1.0 without)."""
+MALLOC_TRIM_THRESHOLD_, even when the client process inherited it (it makes every large
+numpy temporary a fresh mmap: the SVJ chain ran at 0.65 of its in-process rate on one worker
+with it, 1.0 without), and its scheduler leaves port 8787 to whoever holds it."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
+import warnings
 
 import pytest
 
@@ -56,3 +60,31 @@ def test_without_an_inherited_variable_none_is_added(monkeypatch):
         trim = client.run(_env, "MALLOC_TRIM_THRESHOLD_")
     assert list(trim.values()) == [None]
     assert "MALLOC_TRIM_THRESHOLD_" not in os.environ
+
+
+def test_two_clusters_at_once_while_8787_is_taken_give_no_warning():
+    from coffea_ad.execution import dask_client
+
+    # hold 8787 as a user's running dashboard would (or find it already held)
+    holder = socket.socket()
+    with contextlib.suppress(OSError):
+        holder.bind(("127.0.0.1", 8787))
+        holder.listen()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # distributed's "already in use" is a UserWarning
+            with dask_client(workers=1, threads=1) as one, \
+                    dask_client(workers=1, threads=1) as two:
+                bound = [c.run_on_scheduler(lambda dask_scheduler: sorted(
+                    s.getsockname()[:2] for s in dask_scheduler.http_server._sockets.values()))
+                    for c in (one, two)]
+                assert one.submit(sum, [1, 2]).result() == 3
+                assert two.submit(sum, [3, 4]).result() == 7
+    finally:
+        holder.close()
+    # one loopback socket each, on a port the OS picked (not 8787, not the same)
+    assert [len(b) for b in bound] == [1, 1]
+    (host_one, port_one), (host_two, port_two) = bound[0][0], bound[1][0]
+    assert host_one == host_two == "127.0.0.1"
+    assert 8787 not in (port_one, port_two)
+    assert port_one != port_two

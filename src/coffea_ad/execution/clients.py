@@ -88,6 +88,10 @@ def _local_cluster(distributed: Any, workers: int, threads: int,
         processes=True,
         host="127.0.0.1",
         dashboard_address=None,
+        # without a dashboard the scheduler still serves its health/metrics routes, on 8787
+        # unless told otherwise: a second cluster (or a user's running dashboard) there gave
+        # a "port 8787 is already in use" warning; an OS-assigned loopback port has none
+        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
         resources=dict(worker_resources) if worker_resources else None,
         memory_limit=memory_limit,
     )
