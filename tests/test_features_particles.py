@@ -20,6 +20,8 @@ from coffea_ad.features import (
     particle_list,
     particle_list_from_events,
 )
+from coffea_ad.features.constituents import link_table
+from coffea_ad.features.particles import _jet_rows
 
 FIELDS = ("pt", "eta", "phi", "mass", "pdgId", "d0", "dz")
 PF_CLASS = {211: 1, 130: 2, 22: 3, 11: 4, 13: 5, 1: 6, 2: 7}
@@ -554,9 +556,11 @@ def test_flat_particle_list_edge_cases_by_hand():
     assert weighted[0, 3, 6] == 0.0  # d0 0's dz; candidate 7's inf dz is beyond n
 
 
-def random_events(rng, n_events, *, float32):
+def random_events(rng, n_events, *, float32, ordered=False):
     """Events with random link tables: shuffled rows, out-of-range rows, jets with 0 to ~250
-    links, integer p_T (many ties), NaN/inf in every field, zero and fractional weights."""
+    links, integer p_T (many ties), NaN/inf in every field, zero and fractional weights.
+    ``ordered``: the rows sorted by jet as PFNano writes them, except that rows whose jet is
+    out of range stay scattered among them (the one-pass path over the rows)."""
     jets, links, cands = [], [], []
     for _ in range(n_events):
         n_jets = int(rng.integers(0, 4))
@@ -587,6 +591,10 @@ def random_events(rng, n_events, *, float32):
         rows += [(int(rng.integers(-2, n_jets + 3)), int(rng.integers(-3, n_cands + 3)))
                  for _ in range(3)]  # some of them out of range
         perm = rng.permutation(len(rows))
+        if ordered:  # a jet out of range sorts as a random jet: kept among the others
+            keys = [j if 0 <= j < n_jets else int(rng.integers(0, max(n_jets, 1)))
+                    for j, _ in (rows[k] for k in perm)]
+            perm = perm[np.argsort(keys, kind="stable")]
         links.append([rows[k] for k in perm])
         jets.append([{"pt": 1.0, "eta": float(rng.choice([0.3, -1.2, NAN])),
                       "phi": float(rng.uniform(-np.pi, np.pi))} for _ in range(n_jets)])
@@ -603,10 +611,15 @@ def random_events(rng, n_events, *, float32):
     return events
 
 
+@pytest.mark.parametrize("ordered", [False, True])
 @pytest.mark.parametrize("float32", [True, False])
-def test_flat_particle_list_same_bits_on_random_link_tables(float32):
+def test_flat_particle_list_same_bits_on_random_link_tables(float32, ordered):
     rng = np.random.default_rng(11 + float32)
-    events = random_events(rng, 60, float32=float32)
+    events = random_events(rng, 60, float32=float32, ordered=ordered)
+    table = link_table(events)
+    rows = (table.jet_offsets, table.cand_offsets, table.link_offsets, table.jet_index,
+            table.cand_index)
+    assert _jet_rows(*rows)[3] == ordered  # the one pass over the rows, or grouping first
     counts = jet_constituents(events, puppi=False).pt
     n_links = ak.to_numpy(ak.flatten(ak.num(counts, axis=2)))
     assert (n_links == 0).any()
@@ -623,6 +636,12 @@ def test_flat_particle_list_same_bits_on_random_link_tables(float32):
     assert (got[0] == 2.5).any()
     assert got[1].any()
     assert not got[1].all()
+    # chosen jets (unsorted, repeated) are those rows of every jet's blocks, on both paths
+    index = rng.integers(0, len(got[0]), 50)
+    chosen = particle_list_from_events(events, puppi=False, jet_index=index, **options)
+    every = particle_list_from_events(events, puppi=False, **options)
+    assert chosen[0].tobytes() == every[0][index].tobytes()
+    np.testing.assert_array_equal(chosen[1], every[1][index])
 
 
 def test_flat_particle_list_empty_chunk_and_errors(pfnano_file):

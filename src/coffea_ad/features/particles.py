@@ -26,8 +26,10 @@ from coffea_ad.features._columnar import delta_phi, dispatch, is_dask
 from coffea_ad.features.constituents import (
     CONSTITUENT_FIELDS,
     PUPPI_WEIGHT,
+    _event_bounds,
+    _link_target,
     jet_constituents,
-    jet_links,
+    link_table,
 )
 from coffea_ad.features.substructure import _constituent, _valid, valid_constituents
 
@@ -288,19 +290,30 @@ def particle_blocks_from_events(
     if is_dask(events) or ak.backend(events) != "cpu":
         raise InvalidArgumentError("particle_blocks_from_events takes eager events; for "
                                    "dask-awkward events use particle_list_from_events")
-    links = jet_links(events, jets=jets)
+    links = link_table(events, jets=jets)
     assert links.cands is not None
     # the grouped records carry CONSTITUENT_FIELDS only: the same features are available
     fields = [f for f in CONSTITUENT_FIELDS if f in links.cands.fields]
     weight = (links.column(PUPPI_WEIGHT) if puppi and PUPPI_WEIGHT in links.cands.fields
               else None)
-    link_offsets, cand_index = links.offsets, links.cand_index
     if jet_index is not None:
-        jet_index = _checked_index(jet_index, len(link_offsets) - 1)
-        link_offsets, rows = _take_ranges(link_offsets, jet_index)
-        cand_index = cand_index[rows]
-    offsets, index, pt = _valid_links(link_offsets, cand_index, links.column("pt"),
-                                      weight, links.column("eta"), links.column("phi"))
+        jet_index = _checked_index(jet_index, int(links.jet_offsets[-1]))
+    columns = (links.column("pt"), weight, links.column("eta"), links.column("phi"))
+    # one pass over the link rows as the file has them finds each jet's rows, a second walks
+    # only the wanted jets' rows; rows out of jet order are grouped first (jet_links)
+    table = (links.jet_offsets, links.cand_offsets, links.link_offsets, links.jet_index,
+             links.cand_index)
+    first, end, event_of, ordered = _jet_rows(*table)
+    if ordered:
+        wanted = (np.arange(len(first), dtype=np.int64) if jet_index is None else jet_index)
+        offsets, index, pt = _walk_rows(first, end, event_of, *table, wanted, *columns)
+    else:
+        grouped = links.links()
+        link_offsets, cand_index = grouped.offsets, grouped.cand_index
+        if jet_index is not None:
+            link_offsets, rows = _take_ranges(link_offsets, jet_index)
+            cand_index = cand_index[rows]
+        offsets, index, pt = _valid_links(link_offsets, cand_index, *columns)
 
     def column(field: str, name: str) -> np.ndarray:
         if field not in fields:
@@ -373,15 +386,14 @@ def _prepare_blocks(offsets: np.ndarray, pt: np.ndarray, index: np.ndarray | Non
             ordered by one integer key per constituent (:func:`_packed_order`).
 
     Each feature is defined once, here: the logarithms and p_T fractions with numpy over the
-    flat table (numba's log differs from numpy's SIMD log in the last bit of some float64),
-    the rest in :func:`_fill_blocks`, which orders each jet and writes its block in one pass
+    flat table rows of each fill (:meth:`ParticleBlocks._table`; numba's log differs from
+    numpy's SIMD log in the last bit of some float64), the rest in :func:`_fill_blocks`, which orders each jet and writes its block in one pass
     (Δφ by :func:`delta_phi` itself, compiled; the PF class from the table of
     :func:`pdg_class`). Everything is float64 until the float32 store.
     """
-    n_jets = len(offsets) - 1
     kinds = np.empty(len(features), dtype=np.int64)
     slots = np.zeros(len(features), dtype=np.int64)
-    table: list[np.ndarray] = []
+    table: list[str] = []
     raw: list[np.ndarray] = []
     eta = phi = jet_eta = jet_phi = np.empty(0, dtype=np.float64)
     pdg_id: np.ndarray = np.empty(0, dtype=np.int64)
@@ -391,16 +403,10 @@ def _prepare_blocks(offsets: np.ndarray, pt: np.ndarray, index: np.ndarray | Non
             eta, phi = column("eta", name), column("phi", name)
             jet_eta, jet_phi = (np.ascontiguousarray(jet_column(f), dtype=np.float64)
                                 for f in ("eta", "phi"))
-        elif name in ("log_pt", "pt_frac", "log_pt_frac"):
+        elif name in _TABLE_FEATURES:
+            # computed per fill() for the rows it writes (see ParticleBlocks._table)
             kinds[j], slots[j] = _TABLE, len(table)
-            if name == "log_pt":
-                table.append(np.log(pt))
-            else:
-                counts = np.diff(offsets)
-                total = np.bincount(np.repeat(np.arange(n_jets), counts), weights=pt,
-                                    minlength=n_jets)
-                frac = pt / np.repeat(total, counts)  # valid constituents: sum > 0
-                table.append(frac if name == "pt_frac" else np.log(frac))
+            table.append(name)
         elif name == "pdg_class":
             kinds[j] = _CLASS
             pdg_id = column("pdgId", name)
@@ -414,8 +420,9 @@ def _prepare_blocks(offsets: np.ndarray, pt: np.ndarray, index: np.ndarray | Non
             raw.append(col)
     return ParticleBlocks(
         (offsets, pt, index, kinds, slots, eta, phi, jet_eta, jet_phi, pdg_id, _PDG_CODES,
-         _PDG_VALUES, _columns(table), _columns(raw),
-         float(pad_value), bool(float32_pt)), n=n, n_features=len(features))
+         _PDG_VALUES, _columns([]), _columns(raw),
+         float(pad_value), bool(float32_pt)), n=n, n_features=len(features),
+        table=tuple(table))
 
 
 class ParticleBlocks:
@@ -432,12 +439,15 @@ class ParticleBlocks:
         n_features: F.
     """
 
-    def __init__(self, kernel_args: tuple[Any, ...], *, n: int, n_features: int) -> None:
+    def __init__(self, kernel_args: tuple[Any, ...], *, n: int, n_features: int,
+                 table: tuple[str, ...] = ()) -> None:
         # everything _fill_blocks takes after (values, mask), offsets and the jet axis first
         self._args = kernel_args
         self.n_jets = len(kernel_args[0]) - 1
         self.n = int(n)
         self.n_features = int(n_features)
+        self._table_names = table
+        self._table_buffers: list[np.ndarray] = []
 
     def __repr__(self) -> str:
         return (f"ParticleBlocks(n_jets={self.n_jets}, n={self.n}, "
@@ -458,9 +468,44 @@ class ParticleBlocks:
                 f"fill({start}, {stop}) writes float32 values {[k, self.n, self.n_features]} "
                 f"and a mask {[k, self.n]}, both C-contiguous; found {values.dtype} "
                 f"{list(values.shape)} and {mask.dtype} {list(mask.shape)}")
-        (offsets, pt, index, kinds, slots, eta, phi, jet_eta, jet_phi, *rest) = self._args
+        (offsets, pt, index, kinds, slots, eta, phi, jet_eta, jet_phi, pdg_id, codes, classes,
+         table, raw, pad, packed) = self._args
+        if self._table_names:
+            table = self._table(start, stop)
         _fill_blocks(values, mask, offsets[start:stop + 1], pt, index, kinds, slots, eta, phi,
-                     jet_eta[start:stop], jet_phi[start:stop], *rest)
+                     jet_eta[start:stop], jet_phi[start:stop], pdg_id, codes, classes, table,
+                     raw, pad, packed, offsets[start])
+
+    def _table(self, start: int, stop: int) -> tuple[np.ndarray, ...]:
+        """The numpy-defined features (:data:`_TABLE_FEATURES`) of the flat-table rows of
+        jets ``start:stop``, in buffers reused from fill to fill: a whole-chunk column would
+        be tens of MB of fresh pages per chunk, each first write a page fault (the
+        logarithm of a 20k-event chunk's p_T took 45 ms that way, 2 ms in a reused array).
+        Per jet the same operations in the same order as over the whole table: the same
+        bits."""
+        offsets, pt = self._args[0], self._args[1]
+        a, b = int(offsets[start]), int(offsets[stop])
+        rows = pt[a:b]
+        if not self._table_buffers or self._table_buffers[0].shape[0] < b - a:
+            size = max(b - a, 2 * (self._table_buffers[0].shape[0] if self._table_buffers
+                                   else 0))
+            self._table_buffers = [np.empty(size) for _ in self._table_names]
+        out = tuple(buf[:b - a] for buf in self._table_buffers)
+        frac = None
+        for name, col in zip(self._table_names, out, strict=True):
+            if name == "log_pt":
+                np.log(rows, out=col)
+                continue
+            if frac is None:
+                counts = np.diff(offsets[start:stop + 1])
+                total = np.bincount(np.repeat(np.arange(stop - start), counts), weights=rows,
+                                    minlength=stop - start)
+                frac = rows / np.repeat(total, counts)  # valid constituents: sum > 0
+            if name == "pt_frac":
+                col[:] = frac
+            else:
+                np.log(frac, out=col)
+        return out
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
         """``(values [n_jets, n, F] float32, mask [n_jets, n] bool)`` of every jet."""
@@ -483,6 +528,7 @@ def _columns(columns: list[np.ndarray]) -> tuple[np.ndarray, ...]:
 
 
 _AXIS_FEATURES = ("deta", "dphi", "delta_r")  # kinds _DETA, _DPHI, _DELTA_R
+_TABLE_FEATURES = ("log_pt", "pt_frac", "log_pt_frac")  # kind _TABLE
 _PDG_CODES = np.array(list(_PDG_CLASSES), dtype=np.int64)
 _PDG_VALUES = np.array(list(_PDG_CLASSES.values()), dtype=np.int64)
 _delta_phi = numba.njit(cache=True, inline="always")(delta_phi)
@@ -490,12 +536,13 @@ _delta_phi = numba.njit(cache=True, inline="always")(delta_phi)
 
 @numba.njit(cache=True)
 def _fill_blocks(values, mask, offsets, pt, index, kinds, slots, eta, phi, jet_eta, jet_phi,
-                 pdg_id, codes, classes, table, raw, pad, packed):  # pragma: no cover - numba
+                 pdg_id, codes, classes, table, raw, pad, packed,
+                 table_start):  # pragma: no cover - numba
     """Each jet's block: its valid constituents (``offsets`` into the flat table) ordered by
     decreasing ``pt`` with ties in table order (the awkward form's stable argsort), the first
     ``n`` written row by row (feature ``j`` of kind ``kinds[j]``: Δη, Δφ, ΔR to the jet
-    axis, PF class, ``table[slots[j]]`` at the table position, ``raw[slots[j]]`` at the row
-    ``index`` gives), non-finite values and the rows past the last constituent ``pad``.
+    axis, PF class, ``table[slots[j]]`` at the table position less ``table_start``,
+    ``raw[slots[j]]`` at the row ``index`` gives), non-finite values and the rows past the last constituent ``pad``.
     ``packed``: every ``pt`` is a float32 value, ordered by :func:`_packed_order`."""
     n_jets, n, n_features = values.shape
     longest = 0
@@ -545,7 +592,7 @@ def _fill_blocks(values, mask, offsets, pt, index, kinds, slots, eta, phi, jet_e
                             cls = classes[q]
                     x = np.float64(cls)
                 elif kind == _TABLE:
-                    x = np.float64(table[slots[j]][v])
+                    x = np.float64(table[slots[j]][v - table_start])
                 else:
                     x = np.float64(raw[slots[j]][i])
                 # float64 -> float32 on store, as numpy's assignment; non-finite (a NaN/inf
@@ -626,6 +673,61 @@ def _stable_descending(keys, order, tmp_keys, tmp_order, m):  # pragma: no cover
         src_order, dst_order = dst_order, src_order
         width *= 2
     return src_order
+
+
+@numba.njit(cache=True)
+def _jet_rows(jet_offsets, cand_offsets, link_offsets, ji, ci):  # pragma: no cover - numba
+    """Per flattened jet: the first and one past the last of its link rows in range, and its
+    event; False (with partial arrays) at the first row out of jet order."""
+    n_jets = jet_offsets[-1]
+    first = np.zeros(n_jets, dtype=np.int64)
+    end = np.zeros(n_jets, dtype=np.int64)
+    event_of = np.empty(n_jets, dtype=np.int64)
+    last = -1
+    for event in range(link_offsets.shape[0] - 1):
+        for g in range(jet_offsets[event], jet_offsets[event + 1]):
+            event_of[g] = event
+        bounds = _event_bounds(jet_offsets, cand_offsets, event)
+        for k in range(link_offsets[event], link_offsets[event + 1]):
+            g, _ = _link_target(ji[k], ci[k], bounds)
+            if g < 0:
+                continue
+            if g < last:
+                return first, end, event_of, False
+            if g != last:
+                first[g] = k
+            end[g] = k + 1
+            last = g
+    return first, end, event_of, True
+
+
+@numba.njit(cache=True)
+def _walk_rows(first, end, event_of, jet_offsets, cand_offsets, link_offsets, ji, ci, jets,
+               pt, weight, eta, phi):  # pragma: no cover - numba
+    """:func:`_valid_links` of ``jets`` (flattened jet indices, any order) straight from
+    jet-ordered link rows (:func:`_jet_rows`): between a jet's first and last row in range,
+    every row in range is the jet's own."""
+    total = 0
+    for g in jets:
+        total += end[g] - first[g]
+    out_offsets = np.zeros(jets.shape[0] + 1, dtype=np.int64)
+    out_index = np.empty(total, dtype=np.int64)
+    out_pt = np.empty(total, dtype=np.float64)
+    m = 0
+    for q in range(jets.shape[0]):
+        g = jets[q]
+        bounds = _event_bounds(jet_offsets, cand_offsets, event_of[g])
+        for k in range(first[g], end[g]):
+            h, cand = _link_target(ji[k], ci[k], bounds)
+            if h < 0:
+                continue
+            p, e, f = _constituent(cand, pt, weight, eta, phi)
+            if _valid(p, e, f):
+                out_index[m] = cand
+                out_pt[m] = p
+                m += 1
+        out_offsets[q + 1] = m
+    return out_offsets, out_index[:m], out_pt[:m]
 
 
 @numba.njit(cache=True)
